@@ -1,0 +1,40 @@
+"""The event store: events, leases, claims, unique names and snapshots, on SQLite or Cassandra.
+
+Backends are imported lazily by ``open_store`` so that nothing here loads the Cassandra driver
+for a process that runs on SQLite.
+"""
+
+from sahara_es.store.base import Claim, Lease, LeaseState, Snapshot, Store
+from sahara_es.store.config import DEFAULT_STORE_URL, CassandraConfig, parse_store_url
+from sahara_es.store.errors import (
+    ClaimRejected,
+    ConcurrencyConflict,
+    LeaseHeld,
+    LeaseLost,
+    NameTaken,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
+from sahara_es.store.factory import UnknownBackend, open_store
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "CassandraConfig",
+    "Claim",
+    "ClaimRejected",
+    "ConcurrencyConflict",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
+    "LeaseState",
+    "NameTaken",
+    "NotFound",
+    "Snapshot",
+    "Store",
+    "StoreError",
+    "Unavailable",
+    "UnknownBackend",
+    "open_store",
+    "parse_store_url",
+]

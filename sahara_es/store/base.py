@@ -1,0 +1,234 @@
+"""The store interface: events, leases, claims, unique names and snapshots.
+
+One abstract class, two implementations (``cassandra.py``, ``sqlite.py``) that pass one
+contract suite (``tests/contract``). Everything above this layer talks to ``Store`` only.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sahara_es.events import NewEvent, RecordedEvent
+from sahara_es.store.errors import ClaimRejected, ConcurrencyConflict
+
+
+class LeaseState(str, enum.Enum):
+    HELD = "held"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Single ownership of a resource. ``epoch`` grows by one at every change of owner.
+
+    Times are seconds since the epoch on the writer's clock: engines must run NTP, and
+    ``ttl`` must be far larger than the clock skew between them.
+    """
+
+    resource: str
+    owner: str
+    epoch: int
+    expires_at: float
+    state: LeaseState = LeaseState.HELD
+
+    def expired(self, now: float) -> bool:
+        return self.state is LeaseState.RELEASED or now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A keyed counter with a capacity, changed only by compare-and-set on ``generation``.
+
+    ``holders`` maps each holder (a cluster, an instance...) to the amount it holds, so that a
+    release names what it gives back and a retried claim by the same holder is recognised.
+    """
+
+    key: str
+    capacity: int
+    used: int
+    generation: int
+    holders: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    version: int
+    state: dict[str, Any]
+
+
+def check_claim(current: Claim, holder: str, amount: int, expected_generation: int) -> None:
+    """The guards of a claim, the same for every backend."""
+    if current.generation != expected_generation:
+        raise ConcurrencyConflict(
+            f"claim {current.key} is at generation {current.generation},"
+            f" not {expected_generation}"
+        )
+    if holder in current.holders:
+        raise ClaimRejected(f"{holder} already holds {current.holders[holder]} of {current.key}")
+    if current.used + amount > current.capacity:
+        raise ClaimRejected(
+            f"{current.key}: {amount} asked, {current.free} of {current.capacity} free"
+        )
+
+
+MAX_APPEND_BATCH = 100
+"""Most events one append may carry: a batch stays inside one bounded partition."""
+
+
+class Store(abc.ABC):
+    """The event store with leases, claims, unique names and snapshots."""
+
+    # -- events ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        lease: Lease | None = None,
+    ) -> int:
+        """Append ``events`` atomically after ``expected_version``; return the new version.
+
+        Raises ``ConcurrencyConflict`` (nothing written) when the stream is not at
+        ``expected_version``. With ``lease``, the append succeeds only while that lease's epoch
+        is the newest that fenced the stream (``LeaseLost`` otherwise), and fences it.
+        """
+
+    @abc.abstractmethod
+    def read(
+        self, stream_id: str, from_version: int = 1, *, to_version: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        """The stream's events from ``from_version`` on, in order, streamed page by page."""
+
+    @abc.abstractmethod
+    def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it does not exist)."""
+
+    @abc.abstractmethod
+    def list_streams(self, category: str) -> Iterator[str]:
+        """Ids of the streams of a category (``cluster`` lists every ``cluster-*`` stream)."""
+
+    @abc.abstractmethod
+    def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
+        """Events of every stream after the feed position ``after``, in a stable order.
+
+        Repeated calls, each with the last ``position`` returned, deliver every event; an event
+        may (rarely, after a writer stalled) be delivered twice, never skipped, so consumers
+        apply events idempotently by ``(stream_id, version)``.
+        """
+
+    @abc.abstractmethod
+    def fence(self, stream_id: str, lease: Lease) -> None:
+        """Make ``lease`` the newest owner of the stream: older epochs can no longer append.
+
+        A new owner calls this before it reads the history it will act on.
+        """
+
+    # -- leases ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        """Take the resource; ``LeaseHeld`` while another owner's lease has not expired.
+
+        Re-acquiring one's own live lease renews it with the same epoch.
+        """
+
+    @abc.abstractmethod
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend the lease; ``LeaseLost`` if another owner (a newer epoch) took it."""
+
+    @abc.abstractmethod
+    def release_lease(self, lease: Lease) -> None:
+        """Give the resource up so another owner may take it at once."""
+
+    @abc.abstractmethod
+    def get_lease(self, resource: str) -> Lease | None: ...
+
+    @abc.abstractmethod
+    def list_leases(self) -> Iterator[Lease]: ...
+
+    # -- claims ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def define_claim(self, key: str, capacity: int) -> Claim:
+        """Create the claim with ``capacity``, or change the capacity of an existing one."""
+
+    @abc.abstractmethod
+    def get_claim(self, key: str) -> Claim:
+        """The claim's current state; ``NotFound`` if it was never defined."""
+
+    @abc.abstractmethod
+    def claim(self, key: str, holder: str, amount: int, expected_generation: int) -> Claim:
+        """Add ``amount`` for ``holder`` if the generation is still ``expected_generation``.
+
+        ``ClaimRejected`` if it would exceed the capacity, ``ConcurrencyConflict`` if the
+        generation moved (re-read and try again).
+        """
+
+    @abc.abstractmethod
+    def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
+        """Give back everything ``holder`` holds (a no-op if it holds nothing)."""
+
+    # -- unique names ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def reserve_name(self, project_id: str, kind: str, name: str, owner_id: str) -> None:
+        """Reserve a name per project and kind; ``NameTaken`` if another owner has it."""
+
+    @abc.abstractmethod
+    def release_name(self, project_id: str, kind: str, name: str, owner_id: str) -> None:
+        """Free the name if ``owner_id`` holds it (a no-op otherwise)."""
+
+    @abc.abstractmethod
+    def name_owner(self, project_id: str, kind: str, name: str) -> str | None: ...
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    @abc.abstractmethod
+    def latest_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def upgrade(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What this store is, for humans and benchmarks (backend, version, settings)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    # -- helpers shared by every backend ---------------------------------------------------
+
+    def claim_with_retry(self, key: str, holder: str, amount: int, attempts: int = 50) -> Claim:
+        """Claim ``amount``, re-reading the generation after each conflict.
+
+        Idempotent per holder: a holder that already holds ``amount`` gets the claim back.
+        """
+        last: ConcurrencyConflict | None = None
+        for _ in range(attempts):
+            current = self.get_claim(key)
+            if current.holders.get(holder) == amount:
+                return current
+            try:
+                return self.claim(key, holder, amount, current.generation)
+            except ConcurrencyConflict as conflict:
+                last = conflict
+        assert last is not None
+        raise last

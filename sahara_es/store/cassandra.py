@@ -1,0 +1,776 @@
+"""The production store on Apache Cassandra: lightweight transactions for every decision.
+
+Events. A stream is split into bounded partitions ``(stream_id, partition_nr)`` of about
+``partition_size`` events; an append goes to the partition of its first new version,
+``expected_version // partition_size``, and may overflow it by less than one batch. Row
+``version = 0`` of each partition is the *head* (a regular row, not a static column: a CAS on a
+static column costs a range scan): current version, newest fencing epoch, and ``sealed`` once
+the stream moved on to the next partition. An append is one conditional batch on the head::
+
+    UPDATE head SET head_version = n+k [, fence_epoch = e]
+        IF head_version = n AND sealed = false [AND fence_epoch <= e]
+    INSERT event n+1 ... INSERT event n+k
+
+Crossing into partition t first seals head(t-1) with an LWT carrying the same conditions, then
+inserts head(t) with the events ``IF NOT EXISTS``. A sealed head never changes again, so a
+writer may finish a crossing that another started and died in.
+
+The global feed. Before its LWT, an append writes an index entry ``(bucket, timeuuid)`` naming
+the stream, its first version and first event id. Consumers read entries older than a settle
+window, then read the events from the stream and keep an entry only if the stream holds that
+event id (an entry whose LWT lost is ignored). An append whose LWT completes later than half
+the settle window after its entry writes a fresh entry, so a stalled writer cannot commit behind
+a consumer's back; the rare duplicate delivery this causes is why consumers are idempotent.
+
+Unknown outcomes. A ``WriteTimeout`` of type CAS (or a client timeout) on an LWT means it may or
+may not have applied: the store re-reads at SERIAL consistency, which completes any in-flight
+Paxos round, and reports what is true. Errors that mean "not attempted" retry with tenacity.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from cassandra import (
+    ConsistencyLevel,
+    OperationTimedOut,
+    ReadTimeout,
+    WriteTimeout,
+    WriteType,
+)
+from cassandra import Unavailable as DriverUnavailable
+from cassandra.cluster import (
+    EXEC_PROFILE_DEFAULT,
+    Cluster,
+    ExecutionProfile,
+    NoHostAvailable,
+    ResponseFuture,
+    Session,
+)
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, dict_factory
+from cassandra.util import max_uuid_from_time, uuid_from_time
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from sahara_es.events import NewEvent, RecordedEvent, category_of
+from sahara_es.schema import upgrade_cassandra
+from sahara_es.store import serialization
+from sahara_es.store.base import (
+    MAX_APPEND_BATCH,
+    Claim,
+    Lease,
+    LeaseState,
+    Snapshot,
+    Store,
+    check_claim,
+)
+from sahara_es.store.config import CassandraConfig
+from sahara_es.store.errors import (
+    ConcurrencyConflict,
+    LeaseHeld,
+    LeaseLost,
+    NameTaken,
+    NotFound,
+    Unavailable,
+)
+
+Row = dict[str, Any]
+
+
+class _OutcomeUnknown(Exception):
+    """An LWT timed out after it may have reached replicas."""
+
+
+_NOT_ATTEMPTED = (DriverUnavailable, NoHostAvailable, ReadTimeout)
+
+_retry_transient = retry(
+    retry=retry_if_exception_type(Unavailable),
+    stop=stop_after_attempt(6),
+    wait=wait_random_exponential(multiplier=0.05, max=2.0),
+    reraise=True,
+)
+
+
+def _consistency(name: str) -> int:
+    value: int = getattr(ConsistencyLevel, name)
+    return value
+
+
+def _position(bucket: int, entry: uuid.UUID, version: int) -> str:
+    return f"{bucket}:{entry}:{version}"
+
+
+def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
+    bucket, entry, version = token.split(":")
+    return int(bucket), uuid.UUID(entry), int(version)
+
+
+class CassandraStore(Store):
+    def __init__(self, config: CassandraConfig | None = None, **overrides: Any) -> None:
+        self.config = config or CassandraConfig(**overrides)
+        cfg = self.config
+        policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_dc))
+        profile = ExecutionProfile(
+            load_balancing_policy=policy,
+            consistency_level=_consistency(cfg.consistency),
+            serial_consistency_level=_consistency(cfg.ownership_serial),
+            request_timeout=cfg.request_timeout,
+            row_factory=dict_factory,
+        )
+        self._cluster = Cluster(
+            contact_points=list(cfg.contact_points),
+            port=cfg.port,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            protocol_version=5,
+        )
+        try:
+            self._session: Session = self._cluster.connect()
+        except NoHostAvailable as error:
+            raise Unavailable(f"no Cassandra node answers at {cfg.contact_points}") from error
+        self._prepared: dict[str, PreparedStatement] = {}
+        self._marked_buckets: set[int] = set()
+        self._last_partition: dict[str, int] = {}
+        if self._keyspace_ready():
+            self._session.set_keyspace(cfg.keyspace)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _keyspace_ready(self) -> bool:
+        meta = self._cluster.metadata.keyspaces.get(self.config.keyspace)
+        return meta is not None and "events" in meta.tables
+
+    def upgrade(self) -> list[int]:
+        applied = upgrade_cassandra(self._session, self.config.keyspace, self.config.replication)
+        self._prepared.clear()
+        return applied
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+    def describe(self) -> dict[str, Any]:
+        row = self._session.execute(
+            "SELECT release_version FROM system.local"
+        ).one()
+        paxos = self._session.execute(
+            "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'"
+        ).one()
+        cfg = self.config
+        return {
+            "backend": "cassandra",
+            "cassandra_version": row["release_version"],
+            "paxos_variant": paxos["value"] if paxos else "unknown",
+            "keyspace": cfg.keyspace,
+            "replication": cfg.replication,
+            "consistency": cfg.consistency,
+            "ownership_serial": cfg.ownership_serial,
+            "claims_serial": cfg.claims_serial,
+            "partition_size": cfg.partition_size,
+        }
+
+    def _prepare(self, cql: str) -> PreparedStatement:
+        statement = self._prepared.get(cql)
+        if statement is None:
+            statement = self._session.prepare(cql)
+            self._prepared[cql] = statement
+        return statement
+
+    def _run(self, cql: str, params: Sequence[Any] = (), *, serial: str | None = None,
+             consistency: str | None = None) -> list[Row]:
+        """Execute a plain statement; failures that mean "not attempted" become Unavailable."""
+        bound = self._prepare(cql).bind(params)
+        if consistency:
+            bound.consistency_level = _consistency(consistency)
+        if serial:
+            bound.serial_consistency_level = _consistency(serial)
+        try:
+            return list(self._session.execute(bound))
+        except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+            raise Unavailable(str(error)) from error
+
+    def _lwt(self, statement: Any, serial: str) -> Row:
+        """Execute a conditional statement; the row holds ``[applied]`` and current values."""
+        statement.serial_consistency_level = _consistency(serial)
+        try:
+            row: Row = self._session.execute(statement).one()
+            return row
+        except WriteTimeout as error:
+            if error.write_type in (WriteType.CAS, WriteType.SIMPLE, WriteType.BATCH):
+                raise _OutcomeUnknown(str(error)) from error
+            raise Unavailable(str(error)) from error
+        except OperationTimedOut as error:
+            raise _OutcomeUnknown(str(error)) from error
+        except _NOT_ATTEMPTED as error:
+            raise Unavailable(str(error)) from error
+
+    def _lwt_resolved(self, statement: Any, serial: str, applied: Callable[[], bool]) -> Row:
+        """Run an LWT; on an unknown outcome ask ``applied`` (a SERIAL re-read) for the truth."""
+        try:
+            return self._lwt(statement, serial)
+        except _OutcomeUnknown:
+            return {"[applied]": self._settle(applied)}
+
+    @staticmethod
+    @retry(retry=retry_if_exception_type(Unavailable), stop=stop_after_attempt(10),
+           wait=wait_random_exponential(multiplier=0.1, max=2.0), reraise=True)
+    def _settle(applied: Callable[[], bool]) -> bool:
+        return applied()
+
+    # -- events: heads and partitions -----------------------------------------------------
+
+    def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
+        rows = self._run(
+            "SELECT head_version, fence_epoch, sealed FROM events"
+            " WHERE stream_id = ? AND partition_nr = ? AND version = 0",
+            (stream_id, partition),
+            consistency=self.config.ownership_serial if serial else None,
+        )
+        return rows[0] if rows else None
+
+    def _current_partition(self, stream_id: str) -> int | None:
+        """The highest partition with a head (heads exist for 0..last, without holes)."""
+        hint = self._last_partition.get(stream_id, 0)
+        if self._head(stream_id, hint) is None:
+            if hint == 0:
+                return None
+            hint = 0
+            if self._head(stream_id, 0) is None:
+                return None
+        low, step = hint, 1  # gallop up from a known head, then bisect
+        while self._head(stream_id, low + step) is not None:
+            low, step = low + step, step * 2
+        high = low + step  # no head here
+        while high - low > 1:
+            mid = (low + high) // 2
+            if self._head(stream_id, mid) is not None:
+                low = mid
+            else:
+                high = mid
+        self._last_partition[stream_id] = low
+        return low
+
+    def _event_statement(self) -> PreparedStatement:
+        return self._prepare(
+            "INSERT INTO events (stream_id, partition_nr, version, event_id, event_type,"
+            " schema_version, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+
+    def _batch_with_events(
+        self, stream_id: str, partition: int, first_version: int, events: Sequence[NewEvent]
+    ) -> BatchStatement:
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        insert = self._event_statement()
+        for offset, event in enumerate(events):
+            data, metadata = serialization.encode(event)
+            batch.add(insert, (stream_id, partition, first_version + offset, event.event_id,
+                               event.type, event.schema_version, data, metadata))
+        return batch
+
+    def _event_at(self, stream_id: str, version: int) -> Row | None:
+        """The event row with ``version``, looked up at SERIAL to settle in-flight rounds."""
+        size = self.config.partition_size
+        for partition in {(version - 1) // size, max(0, (version - 1) // size - 1)}:
+            rows = self._run(
+                "SELECT event_id FROM events WHERE stream_id = ? AND partition_nr = ?"
+                " AND version = ?",
+                (stream_id, partition, version),
+                consistency=self.config.ownership_serial,
+            )
+            if rows:
+                return rows[0]
+        return None
+
+    def _refusal(self, stream_id: str, expected: int, head: Row | None,
+                 lease: Lease | None) -> Exception:
+        """The error an append that did not apply must raise, from the head it found."""
+        if head and lease is not None and (head.get("fence_epoch") or 0) > lease.epoch:
+            return LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}"
+                             f" > {lease.epoch}")
+        actual = self.stream_version(stream_id)
+        return ConcurrencyConflict(
+            f"{stream_id} is at version {actual}, not {expected}", actual_version=actual
+        )
+
+    # -- events: writes -------------------------------------------------------------------
+
+    @_retry_transient
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        lease: Lease | None = None,
+    ) -> int:
+        if not events:
+            raise ValueError("append needs at least one event")
+        if len(events) > MAX_APPEND_BATCH:
+            raise ValueError(f"at most {MAX_APPEND_BATCH} events per append")
+        if expected_version < 0:
+            raise ValueError("expected_version cannot be negative")
+        n, k = expected_version, len(events)
+        partition = n // self.config.partition_size
+        if n == 0:
+            self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
+                      (category_of(stream_id), stream_id))
+        started = time.time()
+        # The feed entry goes on the wire before the LWT and is confirmed after it: its
+        # timestamp precedes the commit, and the two round trips overlap.
+        indexed = self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)
+
+        def applied() -> bool:
+            row = self._event_at(stream_id, n + 1)
+            return row is not None and row["event_id"] == events[0].event_id
+
+        plan = self._plan_append(stream_id, partition, n, lease, applied)
+        if isinstance(plan, dict):
+            raise self._refusal(stream_id, n, plan, lease)
+        if plan is None:
+            result = self._append_on_head(stream_id, partition, n, events, lease, applied)
+        else:  # the partition has no head yet: this append creates it, carrying the fence
+            batch = self._batch_with_events(stream_id, partition, n + 1, events)
+            fence = max(plan, lease.epoch if lease else 0)
+            batch.add(self._prepare(
+                "INSERT INTO events (stream_id, partition_nr, version, head_version,"
+                " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
+            ), (stream_id, partition, n + k, fence))
+            result = self._lwt_resolved(batch, self.config.ownership_serial, applied)
+            if not result["[applied]"] and n == 0 and result.get("head_version") == 0:
+                # fence() created the empty head first: append through it like any other.
+                result = self._append_on_head(stream_id, partition, n, events, lease, applied)
+        if not result["[applied]"]:
+            raise self._refusal(stream_id, n, result, lease)
+        finished = time.time()
+        try:
+            indexed.result()
+        except Exception:
+            finished = float("inf")
+        if finished - started > self.config.feed_settle_seconds / 2:
+            # Committed late: index again so that no consumer passed this append already.
+            self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())
+        self._last_partition[stream_id] = max(partition, self._last_partition.get(stream_id, 0))
+        return n + k
+
+    def _append_on_head(self, stream_id: str, partition: int, n: int, events: Sequence[NewEvent],
+                        lease: Lease | None, applied: Callable[[], bool]) -> Row:
+        batch = self._batch_with_events(stream_id, partition, n + 1, events)
+        if lease is None:
+            batch.add(self._prepare(
+                "UPDATE events SET head_version = ? WHERE stream_id = ? AND partition_nr = ?"
+                " AND version = 0 IF head_version = ? AND sealed = false"
+            ), (n + len(events), stream_id, partition, n))
+        else:
+            batch.add(self._prepare(
+                "UPDATE events SET head_version = ?, fence_epoch = ? WHERE stream_id = ?"
+                " AND partition_nr = ? AND version = 0"
+                " IF head_version = ? AND sealed = false AND fence_epoch <= ?"
+            ), (n + len(events), lease.epoch, stream_id, partition, n, lease.epoch))
+        return self._lwt_resolved(batch, self.config.ownership_serial, applied)
+
+    def _plan_append(self, stream_id: str, partition: int, n: int, lease: Lease | None,
+                     applied: Callable[[], bool]) -> int | Row | None:
+        """How an append after version ``n`` reaches partition ``partition``.
+
+        ``None``: through the partition's existing head. An int: by creating the head, with
+        that fencing epoch carried over from the previous partition. A row: refused, with the
+        head that says why.
+        """
+        if n == 0:
+            return 0
+        if (n % self.config.partition_size >= MAX_APPEND_BATCH
+                or self._last_partition.get(stream_id, -1) >= partition):
+            return None  # the head exists (or the stream is not at n, which the LWT will say)
+        # Near a partition's start: either it holds this stream's last append already, or the
+        # stream is crossing into it from the previous partition.
+        if self._head(stream_id, partition) is not None:
+            return None
+        previous = self._head(stream_id, partition - 1, serial=True)
+        if previous is None or previous["head_version"] != n:
+            return {"[applied]": False, **(previous or {})}
+        fence = previous["fence_epoch"]
+        if lease is not None and fence > lease.epoch:
+            return {"[applied]": False, **previous}
+        if previous["sealed"]:
+            return int(fence)  # a writer sealed it and died before creating the next head
+        new_fence = lease.epoch if lease else fence
+        statement = self._prepare(
+            "UPDATE events SET sealed = true, fence_epoch = ? WHERE stream_id = ?"
+            " AND partition_nr = ? AND version = 0"
+            " IF head_version = ? AND sealed = false AND fence_epoch <= ?"
+        ).bind((new_fence, stream_id, partition - 1, n, new_fence))
+
+        def sealed() -> bool:
+            head = self._head(stream_id, partition - 1, serial=True)
+            return bool(head and head["sealed"] and head["head_version"] == n)
+
+        result = self._lwt_resolved(statement, self.config.ownership_serial, sealed)
+        if result["[applied]"]:
+            return int(new_fence)
+        if result.get("sealed") and result.get("head_version") == n and (
+            lease is None or result["fence_epoch"] <= lease.epoch
+        ):
+            return int(result["fence_epoch"])
+        return result
+
+    @_retry_transient
+    def fence(self, stream_id: str, lease: Lease) -> None:
+        for _ in range(20):
+            partition = self._current_partition(stream_id)
+            if partition is None:
+                statement = self._prepare(
+                    "INSERT INTO events (stream_id, partition_nr, version, head_version,"
+                    " fence_epoch, sealed) VALUES (?, 0, 0, 0, ?, false) IF NOT EXISTS"
+                ).bind((stream_id, lease.epoch))
+                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
+                          (category_of(stream_id), stream_id))
+            else:
+                head = self._head(stream_id, partition, serial=True)
+                assert head is not None
+                if head["fence_epoch"] > lease.epoch:
+                    raise LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}")
+                if head["sealed"]:
+                    statement = self._prepare(
+                        "INSERT INTO events (stream_id, partition_nr, version, head_version,"
+                        " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
+                    ).bind((stream_id, partition + 1, head["head_version"], lease.epoch))
+                else:
+                    statement = self._prepare(
+                        "UPDATE events SET fence_epoch = ? WHERE stream_id = ?"
+                        " AND partition_nr = ? AND version = 0"
+                        " IF sealed = false AND fence_epoch <= ?"
+                    ).bind((lease.epoch, stream_id, partition, lease.epoch))
+            try:
+                result = self._lwt(statement, self.config.ownership_serial)
+            except _OutcomeUnknown:
+                continue  # re-read the heads and try again: fencing twice is harmless
+            if result["[applied]"]:
+                return
+            if (result.get("fence_epoch") or 0) > lease.epoch:
+                raise LeaseLost(f"{stream_id} is fenced by epoch {result['fence_epoch']}")
+        raise Unavailable(f"could not fence {stream_id}: its heads kept changing")
+
+    # -- events: reads --------------------------------------------------------------------
+
+    def read(
+        self, stream_id: str, from_version: int = 1, *, to_version: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        size = self.config.partition_size
+        upper = to_version if to_version is not None else 2**62
+        wanted = max(from_version, 1)
+        partition = max(0, (wanted - 1) // size - 1)  # an append may overflow its partition
+        while wanted <= upper and partition <= (wanted - 1) // size:
+            statement = self._prepare(
+                "SELECT version, event_id, event_type, schema_version, data, metadata"
+                " FROM events WHERE stream_id = ? AND partition_nr = ?"
+                " AND version >= ? AND version <= ?"
+            ).bind((stream_id, partition, wanted, upper))
+            statement.fetch_size = 1000
+            try:
+                for row in self._session.execute(statement):
+                    yield serialization.decode(stream_id=stream_id, position="", **row)
+                    wanted = row["version"] + 1
+            except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+                raise Unavailable(str(error)) from error
+            partition += 1
+
+    def stream_version(self, stream_id: str) -> int:
+        partition = self._current_partition(stream_id)
+        if partition is None:
+            return 0
+        head = self._head(stream_id, partition)
+        return int(head["head_version"]) if head else 0
+
+    def list_streams(self, category: str) -> Iterator[str]:
+        statement = self._prepare("SELECT stream_id FROM streams WHERE category = ?").bind(
+            (category,)
+        )
+        statement.fetch_size = 1000
+        for row in self._session.execute(statement):
+            yield row["stream_id"]
+
+    # -- the global feed ------------------------------------------------------------------
+
+    def _bucket(self, at: float) -> int:
+        return int(at // self.config.feed_bucket_seconds)
+
+    _FEED_INSERT = (
+        "INSERT INTO feed (bucket, position, stream_id, first_version, event_count,"
+        " first_event_id) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+
+    def _mark_bucket(self, bucket: int) -> None:
+        if bucket not in self._marked_buckets:
+            self._run("INSERT INTO feed_buckets (shard, bucket) VALUES (0, ?)", (bucket,))
+            self._marked_buckets.add(bucket)
+
+    def _index(self, stream_id: str, first_version: int, count: int, first_event_id: uuid.UUID,
+               at: float) -> None:
+        bucket = self._bucket(at)
+        self._mark_bucket(bucket)
+        self._run(self._FEED_INSERT,
+                  (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id))
+
+    def _index_async(self, stream_id: str, first_version: int, count: int,
+                     first_event_id: uuid.UUID, at: float) -> ResponseFuture:
+        bucket = self._bucket(at)
+        self._mark_bucket(bucket)
+        return self._session.execute_async(self._prepare(self._FEED_INSERT).bind(
+            (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id)
+        ))
+
+    def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
+        horizon = time.time() - self.config.feed_settle_seconds
+        if after:
+            start_bucket, start_entry, last_version = _parse_position(after)
+        else:
+            start_bucket, start_entry, last_version = -1, None, 0
+        buckets = self._run(
+            "SELECT bucket FROM feed_buckets WHERE shard = 0 AND bucket >= ? AND bucket <= ?",
+            (start_bucket, self._bucket(horizon)),
+        )
+        out: list[RecordedEvent] = []
+        for bucket_row in buckets:
+            bucket = bucket_row["bucket"]
+            if bucket == start_bucket and start_entry is not None:
+                entries = self._run(
+                    "SELECT * FROM feed WHERE bucket = ? AND position >= ? AND position <= ?",
+                    (bucket, start_entry, max_uuid_from_time(horizon)),
+                )
+            else:
+                entries = self._run(
+                    "SELECT * FROM feed WHERE bucket = ? AND position <= ?",
+                    (bucket, max_uuid_from_time(horizon)),
+                )
+            for entry in entries:
+                skip_to = last_version if entry["position"] == start_entry else 0
+                last = entry["first_version"] + entry["event_count"] - 1
+                events = list(self.read(entry["stream_id"], entry["first_version"],
+                                        to_version=last))
+                if not events or events[0].event_id != entry["first_event_id"]:
+                    continue  # this append's LWT did not win
+                for event in events:
+                    if event.version <= skip_to:
+                        continue
+                    out.append(RecordedEvent(
+                        **{**event.__dict__,
+                           "position": _position(bucket, entry["position"], event.version)}
+                    ))
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def _lease_row(self, resource: str) -> Row | None:
+        rows = self._run("SELECT * FROM leases WHERE resource = ?", (resource,),
+                         consistency=self.config.ownership_serial)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _lease(row: Row) -> Lease:
+        return Lease(row["resource"], row["owner"], row["epoch"], row["expires_at"],
+                     LeaseState(row["state"]))
+
+    @_retry_transient
+    def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        serial = self.config.ownership_serial
+        for _ in range(10):
+            row = self._lease_row(resource)
+            now = time.time()
+            if row is None:
+                lease = Lease(resource, owner, 1, now + ttl)
+                statement = self._prepare(
+                    "INSERT INTO leases (resource, owner, epoch, expires_at, state)"
+                    " VALUES (?, ?, ?, ?, 'held') IF NOT EXISTS"
+                ).bind((resource, owner, 1, lease.expires_at))
+            else:
+                held = self._lease(row)
+                if not held.expired(now) and held.owner != owner:
+                    raise LeaseHeld(f"{resource} is held by {held.owner} (epoch {held.epoch})",
+                                    owner=held.owner, expires_at=held.expires_at)
+                epoch = held.epoch if not held.expired(now) else held.epoch + 1
+                lease = Lease(resource, owner, epoch, now + ttl)
+                statement = self._prepare(
+                    "UPDATE leases SET owner = ?, epoch = ?, expires_at = ?, state = 'held'"
+                    " WHERE resource = ? IF epoch = ? AND expires_at = ? AND state = ?"
+                ).bind((owner, epoch, lease.expires_at, resource, held.epoch, held.expires_at,
+                        held.state.value))
+
+            def applied(lease: Lease = lease) -> bool:
+                current = self._lease_row(resource)
+                return bool(current and current["owner"] == owner
+                            and current["epoch"] == lease.epoch
+                            and current["expires_at"] == lease.expires_at)
+
+            if self._lwt_resolved(statement, serial, applied)["[applied]"]:
+                return lease
+        raise Unavailable(f"lease {resource} kept changing while being acquired")
+
+    @_retry_transient
+    def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        renewed = Lease(lease.resource, lease.owner, lease.epoch, time.time() + ttl)
+        statement = self._prepare(
+            "UPDATE leases SET expires_at = ? WHERE resource = ?"
+            " IF owner = ? AND epoch = ? AND state = 'held'"
+        ).bind((renewed.expires_at, lease.resource, lease.owner, lease.epoch))
+
+        def applied() -> bool:
+            current = self._lease_row(lease.resource)
+            return bool(current and current["expires_at"] == renewed.expires_at)
+
+        if not self._lwt_resolved(statement, self.config.ownership_serial, applied)["[applied]"]:
+            raise LeaseLost(f"{lease.resource}: epoch {lease.epoch} of {lease.owner} is over")
+        return renewed
+
+    @_retry_transient
+    def release_lease(self, lease: Lease) -> None:
+        statement = self._prepare(
+            "UPDATE leases SET state = 'released', expires_at = ? WHERE resource = ?"
+            " IF owner = ? AND epoch = ?"
+        ).bind((time.time(), lease.resource, lease.owner, lease.epoch))
+        self._lwt_resolved(statement, self.config.ownership_serial, lambda: True)
+
+    def get_lease(self, resource: str) -> Lease | None:
+        row = self._lease_row(resource)
+        return self._lease(row) if row else None
+
+    def list_leases(self) -> Iterator[Lease]:
+        statement = self._prepare("SELECT * FROM leases").bind(())
+        statement.fetch_size = 1000
+        for row in self._session.execute(statement):
+            yield self._lease(row)
+
+    # -- claims ---------------------------------------------------------------------------
+
+    def _claim_row(self, key: str) -> Claim:
+        rows = self._run("SELECT * FROM claims WHERE key = ?", (key,),
+                         consistency=self.config.claims_serial)
+        if not rows:
+            raise NotFound(f"no claim {key!r}")
+        row = rows[0]
+        return Claim(key, row["capacity"], row["used"], row["generation"],
+                     dict(row["holders"] or {}))
+
+    @_retry_transient
+    def define_claim(self, key: str, capacity: int) -> Claim:
+        serial = self.config.claims_serial
+        for _ in range(20):
+            try:
+                current = self._claim_row(key)
+            except NotFound:
+                statement = self._prepare(
+                    "INSERT INTO claims (key, capacity, used, generation, holders)"
+                    " VALUES (?, ?, 0, 1, {}) IF NOT EXISTS"
+                ).bind((key, capacity))
+                claim = Claim(key, capacity, 0, 1, {})
+            else:
+                claim = Claim(key, capacity, current.used, current.generation + 1,
+                              current.holders)
+                statement = self._prepare(
+                    "UPDATE claims SET capacity = ?, generation = ? WHERE key = ?"
+                    " IF generation = ?"
+                ).bind((capacity, claim.generation, key, current.generation))
+
+            def applied(claim: Claim = claim) -> bool:
+                now = self._claim_row(key)
+                return now.generation == claim.generation and now.capacity == capacity
+
+            if self._lwt_resolved(statement, serial, applied)["[applied]"]:
+                return claim
+        raise Unavailable(f"claim {key} kept changing while being defined")
+
+    def get_claim(self, key: str) -> Claim:
+        return self._claim_row(key)
+
+    @_retry_transient
+    def claim(self, key: str, holder: str, amount: int, expected_generation: int) -> Claim:
+        if amount <= 0:
+            raise ValueError("a claim needs a positive amount")
+        current = self._claim_row(key)
+        check_claim(current, holder, amount, expected_generation)
+        claim = Claim(key, current.capacity, current.used + amount, current.generation + 1,
+                      {**current.holders, holder: amount})
+        statement = self._prepare(
+            "UPDATE claims SET used = ?, generation = ?, holders[?] = ? WHERE key = ?"
+            " IF generation = ?"
+        ).bind((claim.used, claim.generation, holder, amount, key, expected_generation))
+
+        def applied() -> bool:
+            now = self._claim_row(key)
+            return now.holders.get(holder) == amount and now.generation >= claim.generation
+
+        if not self._lwt_resolved(statement, self.config.claims_serial, applied)["[applied]"]:
+            raise ConcurrencyConflict(f"claim {key} moved past generation {expected_generation}")
+        return claim
+
+    @_retry_transient
+    def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
+        current = self._claim_row(key)
+        if current.generation != expected_generation:
+            raise ConcurrencyConflict(f"claim {key} is at generation {current.generation}")
+        if holder not in current.holders:
+            return current
+        holders = dict(current.holders)
+        amount = holders.pop(holder)
+        claim = Claim(key, current.capacity, current.used - amount, current.generation + 1,
+                      holders)
+        statement = self._prepare(
+            "UPDATE claims SET used = ?, generation = ?, holders = holders - ? WHERE key = ?"
+            " IF generation = ?"
+        ).bind((claim.used, claim.generation, {holder}, key, expected_generation))
+
+        def applied() -> bool:
+            now = self._claim_row(key)
+            return holder not in now.holders and now.generation >= claim.generation
+
+        if not self._lwt_resolved(statement, self.config.claims_serial, applied)["[applied]"]:
+            raise ConcurrencyConflict(f"claim {key} moved past generation {expected_generation}")
+        return claim
+
+    # -- names ----------------------------------------------------------------------------
+
+    @_retry_transient
+    def reserve_name(self, project_id: str, kind: str, name: str, owner_id: str) -> None:
+        statement = self._prepare(
+            "INSERT INTO names (project_id, kind, name, owner_id) VALUES (?, ?, ?, ?)"
+            " IF NOT EXISTS"
+        ).bind((project_id, kind, name, owner_id))
+
+        def applied() -> bool:
+            return self.name_owner(project_id, kind, name) == owner_id
+
+        result = self._lwt_resolved(statement, self.config.ownership_serial, applied)
+        if not result["[applied]"]:
+            holder = result.get("owner_id") or self.name_owner(project_id, kind, name)
+            if holder != owner_id:
+                raise NameTaken(f"{kind} {name!r} already exists", owner_id=holder or "")
+
+    @_retry_transient
+    def release_name(self, project_id: str, kind: str, name: str, owner_id: str) -> None:
+        statement = self._prepare(
+            "DELETE FROM names WHERE project_id = ? AND kind = ? AND name = ? IF owner_id = ?"
+        ).bind((project_id, kind, name, owner_id))
+        self._lwt_resolved(statement, self.config.ownership_serial, lambda: True)
+
+    def name_owner(self, project_id: str, kind: str, name: str) -> str | None:
+        rows = self._run(
+            "SELECT owner_id FROM names WHERE project_id = ? AND kind = ? AND name = ?",
+            (project_id, kind, name), consistency=self.config.ownership_serial,
+        )
+        return rows[0]["owner_id"] if rows else None
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._run("INSERT INTO snapshots (stream_id, version, state) VALUES (?, ?, ?)",
+                  (snapshot.stream_id, snapshot.version, serialization.dumps(snapshot.state)))
+
+    def latest_snapshot(self, stream_id: str) -> Snapshot | None:
+        rows = self._run(
+            "SELECT version, state FROM snapshots WHERE stream_id = ? LIMIT 1", (stream_id,)
+        )
+        if not rows:
+            return None
+        return Snapshot(stream_id, rows[0]["version"], serialization.loads(rows[0]["state"]))
