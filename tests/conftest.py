@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sahara_es.store import Store, open_store
+from tests.factories import cassandra_up, store_url
+
+BACKENDS = ["sqlite", "cassandra"]
+
+
+def _require(backend: str) -> None:
+    if backend == "cassandra" and not cassandra_up():
+        if os.environ.get("SAHARA_ES_REQUIRE_CASSANDRA"):
+            pytest.fail("the Cassandra node is not running (tools/cassandra start)")
+        pytest.skip("the Cassandra node is not running (tools/cassandra start)")
+
+
+@pytest.fixture(scope="session")
+def session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stores")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    _require(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def url(backend: str, session_folder: Path) -> str:
+    return store_url(backend, session_folder)
+
+
+_open: dict[str, Store] = {}
+
+
+@pytest.fixture
+def store(url: str) -> Store:
+    """One store per backend for the whole session; tests keep apart by unique stream ids."""
+    if url not in _open:
+        _open[url] = open_store(url, upgrade=True)
+    return _open[url]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    for store in _open.values():
+        store.close()
