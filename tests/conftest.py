@@ -12,7 +12,7 @@ from tests.factories import cassandra_up, store_url
 BACKENDS = ["sqlite", "cassandra"]
 
 
-def _require(backend: str) -> None:
+def require_backend(backend: str) -> None:
     if backend == "cassandra" and not cassandra_up():
         if os.environ.get("SAHARA_ES_REQUIRE_CASSANDRA"):
             pytest.fail("the Cassandra node is not running (tools/cassandra start)")
@@ -26,7 +26,7 @@ def session_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    _require(request.param)
+    require_backend(request.param)
     return str(request.param)
 
 

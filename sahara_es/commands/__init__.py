@@ -1,1 +1,1 @@
-"""commands"""
+"""Command handlers: validate, load the aggregate, append its new events."""

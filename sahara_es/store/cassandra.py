@@ -289,6 +289,10 @@ class CassandraStore(Store):
             return LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}"
                              f" > {lease.epoch}")
         actual = self.stream_version(stream_id)
+        if actual == expected:
+            # Only an unknown outcome settled as "not applied" gets here: nothing conflicts,
+            # so the append is simply tried again (Unavailable is retried).
+            return Unavailable(f"append to {stream_id} did not apply; trying again")
         return ConcurrencyConflict(
             f"{stream_id} is at version {actual}, not {expected}", actual_version=actual
         )

@@ -1,0 +1,94 @@
+"""Unknown LWT outcomes are settled by a SERIAL re-read, never guessed.
+
+The node is real and so are the writes; only the coordinator's reply is dropped on the way
+back, as when a ``WriteTimeout`` of type CAS arrives after the proposal reached replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sahara_es.store import ConcurrencyConflict, Unavailable, parse_store_url
+from sahara_es.store.cassandra import CassandraStore, _OutcomeUnknown
+from tests.conftest import require_backend
+from tests.factories import CASSANDRA_TEST_URL, events, new_stream
+
+
+class RepliesLost(CassandraStore):
+    """The real store, except that its LWT replies can be made to go missing."""
+
+    lose = False
+    apply_then_lose = True
+
+    def _lwt(self, statement: Any, serial: str) -> dict[str, Any]:
+        if not self.lose:
+            return super()._lwt(statement, serial)
+        if self.apply_then_lose:
+            super()._lwt(statement, serial)
+        raise _OutcomeUnknown("reply lost")
+
+
+@pytest.fixture(scope="module")
+def flaky() -> RepliesLost:
+    require_backend("cassandra")
+    store = RepliesLost(parse_store_url(CASSANDRA_TEST_URL)[1]["config"])
+    store.upgrade()
+    yield store
+    store.close()
+
+
+def test_an_append_that_applied_before_its_reply_was_lost_is_reported_applied(
+    flaky: RepliesLost,
+) -> None:
+    stream = new_stream()
+    flaky.lose, flaky.apply_then_lose = True, True
+    try:
+        assert flaky.append(stream, events(3), 0) == 3
+        assert flaky.append(stream, events(1), 3) == 4
+    finally:
+        flaky.lose = False
+    assert [e.version for e in flaky.read(stream)] == [1, 2, 3, 4]
+
+
+def test_an_append_that_lost_to_another_writer_is_reported_as_a_conflict(
+    flaky: RepliesLost,
+) -> None:
+    stream = new_stream()
+    flaky.append(stream, events(1), 0)
+    flaky.append(stream, events(1), 1)  # another writer got version 2 first
+    flaky.lose, flaky.apply_then_lose = True, True
+    try:
+        with pytest.raises(ConcurrencyConflict):
+            flaky.append(stream, events(1), 1)
+    finally:
+        flaky.lose = False
+
+
+def test_an_append_that_never_applied_is_retried_then_reported_unavailable(
+    flaky: RepliesLost,
+) -> None:
+    stream = new_stream()
+    flaky.lose, flaky.apply_then_lose = True, False
+    try:
+        with pytest.raises(Unavailable):
+            flaky.append(stream, events(1), 0)
+    finally:
+        flaky.lose = False
+    assert flaky.stream_version(stream) == 0
+
+
+def test_claims_leases_and_names_settle_their_unknown_outcomes(flaky: RepliesLost) -> None:
+    key = new_stream("claim")
+    flaky.define_claim(key, capacity=2)
+    flaky.lose, flaky.apply_then_lose = True, True
+    try:
+        claim = flaky.claim_with_retry(key, "holder-a", 2)
+        lease = flaky.acquire_lease(key, "engine-a", ttl=10)
+        flaky.reserve_name("project", "cluster", key, "owner-a")
+    finally:
+        flaky.lose = False
+    assert flaky.get_claim(key) == claim
+    assert flaky.get_lease(key) == lease
+    assert flaky.name_owner("project", "cluster", key) == "owner-a"

@@ -1,0 +1,27 @@
+"""The README's commands, run as a newcomer would (the documentation cannot rot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sahara_es.cli.main import main
+
+
+def test_all_in_one_applies_the_schema_and_runs_the_demo(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = CliRunner().invoke(main, ["--store", url, "all-in-one", "--demo"])
+
+    assert result.exit_code == 0, result.output
+    assert "ClusterCreateRequested" in result.output
+    assert "late write was refused" in result.output
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    first = CliRunner().invoke(main, ["--store", url, "db", "upgrade"])
+    second = CliRunner().invoke(main, ["--store", url, "db", "upgrade"])
+
+    assert "applied migrations [1]" in first.output
+    assert "up to date" in second.output
