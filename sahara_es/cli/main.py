@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.table import Table
 from sahara_es.events import Metadata, NewEvent
 from sahara_es.store import Store, open_store
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def default_store_url() -> str:
@@ -86,7 +87,7 @@ def run_demo(store: Store) -> None:
 
     cluster = f"cluster-{uuid.uuid4().hex[:12]}"
     meta = Metadata(actor="demo", project_id="demo-project", correlation_id=uuid.uuid4().hex)
-    history = [
+    history: list[tuple[str, dict[str, Any]]] = [
         ("ClusterCreateRequested", {"name": "spark-demo", "plugin": "spark", "nodes": 3}),
         ("ClusterStatusChanged", {"status": "Spawning"}),
         ("InstanceCreated", {"instance": "spark-demo-master-0", "ip": "127.10.0.2"}),

@@ -53,9 +53,8 @@ def upgrade_cassandra(session: Session, keyspace: str, replication: dict[str, An
     """Create the keyspace if needed and apply pending migrations; return the versions applied."""
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]{0,47}", keyspace):
         raise ValueError(f"invalid keyspace name {keyspace!r}")
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication_cql(replication)}"
-    )
+    replicas = replication_cql(replication)
+    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replicas}")
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
         "(version int PRIMARY KEY, name text, applied_at double)"

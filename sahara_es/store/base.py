@@ -16,7 +16,7 @@ from sahara_es.events import NewEvent, RecordedEvent
 from sahara_es.store.errors import ClaimRejected, ConcurrencyConflict
 
 
-class LeaseState(str, enum.Enum):
+class LeaseState(enum.StrEnum):
     HELD = "held"
     RELEASED = "released"
 

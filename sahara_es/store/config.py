@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-DEFAULT_STORE_URL = "sqlite:///./sahara-es.db"
+DEFAULT_STORE_URL = "sqlite:///sahara-es.db"
 
 _CONSISTENCIES = {"ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL", "LOCAL_ONE"}
 _SERIALS = {"SERIAL", "LOCAL_SERIAL"}
@@ -63,11 +63,8 @@ def parse_store_url(url: str) -> tuple[str, dict[str, Any]]:
     """``(backend name, keyword arguments for that backend)``."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        path = parts.path
-        if parts.netloc:  # sqlite://relative/path
-            path = parts.netloc + path
-        if path.startswith("/./"):
-            path = path[1:]
+        # As in SQLAlchemy: sqlite:///relative.db and sqlite:////absolute/path.db
+        path = parts.netloc + parts.path[1:] if parts.path else parts.netloc
         return "sqlite", {"path": path or ":memory:"}
     if parts.scheme == "cassandra":
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

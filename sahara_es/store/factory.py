@@ -18,12 +18,14 @@ def open_store(url: str = DEFAULT_STORE_URL, *, upgrade: bool = False) -> Store:
     """Open the store named by ``url``; with ``upgrade``, apply pending schema migrations."""
     name, kwargs = parse_store_url(url)
     try:
-        manager = driver.DriverManager(
+        manager: driver.DriverManager[Store] = driver.DriverManager(
             "sahara_es.stores", name, invoke_on_load=True, invoke_kwds=kwargs
         )
     except NoMatches:
         raise UnknownBackend(f"no store backend {name!r} is installed") from None
-    store: Store = manager.driver
+    store = manager.driver
+    if not isinstance(store, Store):
+        raise UnknownBackend(f"store backend {name!r} does not implement Store")
     if upgrade:
         store.upgrade()
     return store

@@ -38,7 +38,9 @@ from sahara_es.store.errors import (
 )
 
 _PAGE = 500
-_EVENT_COLUMNS = "position, stream_id, version, event_id, event_type, schema_version, data, metadata"
+_EVENT_COLUMNS = (
+    "position, stream_id, version, event_id, event_type, schema_version, data, metadata"
+)
 
 _retry_when_busy = retry(
     retry=retry_if_exception_type(Unavailable),

@@ -22,7 +22,7 @@ def append_racer(url: str, streams: list[str], count: int, name: str, out: str) 
     store = open_store(url)
     written, conflicts = [], 0
     rng = random.Random(name)
-    for i in range(count):
+    for _ in range(count):
         stream = rng.choice(streams)
         while True:
             version = store.stream_version(stream)
@@ -34,7 +34,7 @@ def append_racer(url: str, streams: list[str], count: int, name: str, out: str) 
                 continue
             written.append(str(batch[0].event_id))
             break
-    Path(out).write_text(json.dumps({"written": written, "conflicts": conflicts, "n": i + 1}))
+    Path(out).write_text(json.dumps({"written": written, "conflicts": conflicts}))
     store.close()
 
 

@@ -39,7 +39,7 @@ def test_bad_urls_are_refused_clearly(url: str) -> None:
 
 def test_sqlite_urls_name_a_file() -> None:
     assert parse_store_url("sqlite:////var/lib/s.db") == ("sqlite", {"path": "/var/lib/s.db"})
-    assert parse_store_url("sqlite:///./s.db") == ("sqlite", {"path": "./s.db"})
+    assert parse_store_url("sqlite:///s.db") == ("sqlite", {"path": "s.db"})
 
 
 def test_an_unknown_backend_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
