@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from sahara_es.store import Store, open_store
-from tests.factories import cassandra_up, store_url
+from tests.factories import (
+    CASSANDRA_TEST_URL,
+    cassandra_up,
+    drop_cassandra_test_keyspace,
+    store_url,
+)
 
 BACKENDS = ["sqlite", "cassandra"]
 
@@ -42,6 +47,8 @@ _open: dict[str, Store] = {}
 def store(url: str) -> Store:
     """One store per backend for the whole session; tests keep apart by unique stream ids."""
     if url not in _open:
+        if url == CASSANDRA_TEST_URL:
+            drop_cassandra_test_keyspace()
         _open[url] = open_store(url, upgrade=True)
     return _open[url]
 

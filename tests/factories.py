@@ -18,6 +18,17 @@ CASSANDRA_TEST_URL = (
 )
 
 
+def drop_cassandra_test_keyspace() -> None:
+    """Each test session starts from an empty keyspace, so feeds hold only its own events."""
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+    try:
+        cluster.connect().execute("DROP KEYSPACE IF EXISTS sahara_es_test", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
 def cassandra_up(host: str = CASSANDRA_HOST) -> bool:
     try:
         with socket.create_connection((host, 9042), timeout=1):

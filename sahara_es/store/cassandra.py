@@ -316,13 +316,14 @@ class CassandraStore(Store):
             raise ValueError("expected_version cannot be negative")
         n, k = expected_version, len(events)
         partition = n // self.config.partition_size
-        if n == 0:
-            self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
-                      (category_of(stream_id), stream_id))
         started = time.time()
-        # The feed entry goes on the wire before the LWT and is confirmed after it: its
-        # timestamp precedes the commit, and the two round trips overlap.
-        indexed = self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)
+        # The feed entry (and a new stream's category row) go on the wire before the LWT and
+        # are confirmed after it: written before the commit, with overlapping round trips.
+        pending = [self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)]
+        if n == 0:
+            pending.append(self._session.execute_async(self._prepare(
+                "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
+            ).bind((category_of(stream_id), stream_id))))
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -348,9 +349,13 @@ class CassandraStore(Store):
             raise self._refusal(stream_id, n, result, lease)
         finished = time.time()
         try:
-            indexed.result()
-        except Exception:
+            for future in pending:
+                future.result()
+        except Exception:  # any failure: write them again below, synchronously
             finished = float("inf")
+            if n == 0:
+                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
+                          (category_of(stream_id), stream_id))
         if finished - started > self.config.feed_settle_seconds / 2:
             # Committed late: index again so that no consumer passed this append already.
             self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())

@@ -96,13 +96,17 @@ def test_streams_are_listed_by_category(store: Store) -> None:
 
 def _drain(store: Store, after: str | None, streams: set[str]) -> tuple[list, str | None]:
     seen = []
-    deadline = time.time() + 10
+    quiet_since = None
+    deadline = time.time() + 60
     while time.time() < deadline:
         batch = store.read_feed(after, limit=50)
         if batch:
             after = batch[-1].position
             seen.extend(e for e in batch if e.stream_id in streams)
-        elif time.time() > deadline - 8.5:  # past the settle window and nothing more
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.5:  # past the settle window and nothing more
             break
         else:
             time.sleep(0.1)

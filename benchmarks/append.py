@@ -1,0 +1,147 @@
+"""Append, lease and claim throughput of the store, against the raw driver, on both backends.
+
+    python benchmarks/append.py [--json] [--ops N] [--sqlite-only]
+
+Needs the Cassandra node (``tools/cassandra start``) unless ``--sqlite-only``. Ratios are
+ours / raw, measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import arguments, rate, report  # noqa: E402
+from sahara_es.events import NewEvent  # noqa: E402
+from sahara_es.store import Store, open_store  # noqa: E402
+from tests.factories import CASSANDRA_HOST  # noqa: E402
+
+BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
+
+
+def event() -> list[NewEvent]:
+    return [NewEvent(type="Benchmarked", data={"payload": "x" * 64})]
+
+
+def raw_cassandra(ops: int, concurrency: int) -> float:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+    session = cluster.connect("sahara_es_bench")
+    session.execute("CREATE TABLE IF NOT EXISTS raw_lwt (k text PRIMARY KEY, v text)")
+    insert = session.prepare("INSERT INTO raw_lwt (k, v) VALUES (?, ?) IF NOT EXISTS")
+    try:
+        return rate(lambda i: session.execute(insert, (uuid.uuid4().hex, "x" * 64)),
+                    ops, concurrency)
+    finally:
+        cluster.shutdown()
+
+
+def raw_sqlite(path: Path, ops: int, concurrency: int) -> float:
+    import threading
+
+    local = threading.local()
+
+    def op(i: int) -> None:
+        if not hasattr(local, "conn"):
+            local.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            local.conn.execute("PRAGMA journal_mode=WAL")
+            local.conn.execute("PRAGMA synchronous=NORMAL")
+            local.conn.execute("CREATE TABLE IF NOT EXISTS raw (k TEXT PRIMARY KEY, v TEXT)")
+        local.conn.execute("BEGIN IMMEDIATE")
+        local.conn.execute("INSERT INTO raw (k, v) VALUES (?, ?)", (uuid.uuid4().hex, "x" * 64))
+        local.conn.execute("COMMIT")
+
+    return rate(op, ops, concurrency)
+
+
+def measure(store: Store, raw: Any, ops: int, prefix: str) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for concurrency in (1, 16):
+        raw_rate = raw(ops, concurrency)
+        ours = rate(lambda i: store.append(f"bench-{uuid.uuid4().hex}", event(), 0),
+                    ops, concurrency)
+        figures[f"{prefix}.raw_insert_per_s.c{concurrency}"] = raw_rate
+        figures[f"{prefix}.append_new_stream_per_s.c{concurrency}"] = ours
+        figures[f"{prefix}.append_ratio_ours_over_raw.c{concurrency}"] = ours / raw_rate
+    stream = f"bench-{uuid.uuid4().hex}"
+    versions = {"v": 0}
+
+    def next_append(i: int) -> None:
+        versions["v"] = store.append(stream, event(), versions["v"])
+
+    figures[f"{prefix}.append_existing_stream_per_s.c1"] = rate(next_append, ops, 1)
+
+    batches = max(ops // 10, 10)
+    multi_stream = f"bench-{uuid.uuid4().hex}"
+    multi = {"v": 0}
+
+    def ten_at_once(i: int) -> None:
+        multi["v"] = store.append(multi_stream, event() * 0 + [event()[0] for _ in range(10)],
+                                  multi["v"])
+
+    single_stream = f"bench-{uuid.uuid4().hex}"
+    single = {"v": 0}
+
+    def one_of_ten(i: int) -> None:
+        single["v"] = store.append(single_stream, event(), single["v"])
+
+    events_per_s_multi = rate(ten_at_once, batches, 1) * 10
+    events_per_s_single = rate(one_of_ten, batches * 10, 1)
+    figures[f"{prefix}.events_per_s.batch_of_10"] = events_per_s_multi
+    figures[f"{prefix}.events_per_s.single_appends"] = events_per_s_single
+    figures[f"{prefix}.batch_of_10_speedup"] = events_per_s_multi / events_per_s_single
+
+    resource = f"lease-{uuid.uuid4().hex}"
+    lease = store.acquire_lease(resource, "bench", ttl=60)
+    figures[f"{prefix}.lease_acquire_per_s"] = rate(
+        lambda i: store.acquire_lease(f"lease-{uuid.uuid4().hex}", "bench", ttl=60), ops, 1)
+    held = {"lease": lease}
+
+    def renew(i: int) -> None:
+        held["lease"] = store.renew_lease(held["lease"], ttl=60)
+
+    figures[f"{prefix}.lease_renew_per_s"] = rate(renew, ops, 1)
+    key = f"claim-{uuid.uuid4().hex}"
+    store.define_claim(key, capacity=10**9)
+    figures[f"{prefix}.claim_per_s.c1"] = rate(
+        lambda i: store.claim_with_retry(key, f"h{i}", 1), ops, 1)
+    key16 = f"claim-{uuid.uuid4().hex}"
+    store.define_claim(key16, capacity=10**9)
+    figures[f"{prefix}.claim_per_s.c16_one_key"] = rate(
+        lambda i: store.claim_with_retry(key16, f"h{i}", 1, attempts=10_000), ops, 16)
+    return figures
+
+
+def main() -> None:
+    args = arguments(__doc__ or "")
+    figures: dict[str, Any] = {}
+    notes = []
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite_store = open_store(f"sqlite:///{folder}/bench.db", upgrade=True)
+        figures.update(measure(sqlite_store, lambda o, c: raw_sqlite(Path(folder) / "raw.db", o, c),
+                               args.ops, "sqlite"))
+        sqlite_store.close()
+    if not args.sqlite_only:
+        store = open_store(BENCH_CASSANDRA_URL, upgrade=True)
+        described = store.describe()
+        figures["cassandra.version"] = described["cassandra_version"]
+        figures["cassandra.paxos_variant"] = described["paxos_variant"]
+        notes.append(f"Cassandra {described['cassandra_version']}, paxos_variant="
+                     f"{described['paxos_variant']}, single node, ownership serial="
+                     f"{described['ownership_serial']}, claims serial={described['claims_serial']}")
+        figures.update(measure(store, raw_cassandra, args.ops, "cassandra"))
+        store.close()
+    rows = [(name, "ratio" if "ratio" in name or "speedup" in name else "per s", value)
+            for name, value in figures.items() if isinstance(value, float)]
+    report("store append / lease / claim throughput", rows, figures, args.json, notes)
+
+
+if __name__ == "__main__":
+    main()
