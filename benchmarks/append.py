@@ -17,10 +17,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import arguments, rate, report  # noqa: E402
-from sahara_es.events import NewEvent  # noqa: E402
-from sahara_es.store import Store, open_store  # noqa: E402
-from tests.factories import CASSANDRA_HOST  # noqa: E402
+from benchmarks.common import arguments, rate, report
+from sahara_es.events import NewEvent
+from sahara_es.store import Store, open_store
+from tests.factories import CASSANDRA_HOST
 
 BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
 
