@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import arguments, rate, report
+from sahara_es.commands import repository
 from sahara_es.events import NewEvent
 from sahara_es.store import Store, open_store
-from tests.factories import CASSANDRA_HOST
+from tests.contract.test_long_streams import Counter
+from tests.factories import CASSANDRA_HOST, events
 
 BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
 
@@ -83,8 +86,7 @@ def measure(store: Store, raw: Any, ops: int, prefix: str) -> dict[str, float]:
     multi = {"v": 0}
 
     def ten_at_once(i: int) -> None:
-        multi["v"] = store.append(multi_stream, event() * 0 + [event()[0] for _ in range(10)],
-                                  multi["v"])
+        multi["v"] = store.append(multi_stream, [event()[0] for _ in range(10)], multi["v"])
 
     single_stream = f"bench-{uuid.uuid4().hex}"
     single = {"v": 0}
@@ -119,6 +121,33 @@ def measure(store: Store, raw: Any, ops: int, prefix: str) -> dict[str, float]:
     return figures
 
 
+def long_stream(store: Store, prefix: str, length: int = 50_000) -> dict[str, float]:
+    """Read a 50 000-event stream whole, and rebuild it with and without its snapshot."""
+    stream = f"cluster-{uuid.uuid4().hex}"
+    counter = Counter(stream)
+    while counter.version < length:
+        repository.save(store, counter, events(100))
+    repository.save(store, counter, events(7))
+    started = time.perf_counter()
+    count = sum(1 for _ in store.read(stream))
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    full = Counter(stream)
+    for event in store.read(stream):
+        full.fold(event)
+    full_s = time.perf_counter() - started
+    started = time.perf_counter()
+    rebuilt = repository.load(store, Counter, stream)
+    snap_s = time.perf_counter() - started
+    assert rebuilt.total == full.total and count == length + 7
+    return {
+        f"{prefix}.long_stream.read_events_per_s": count / read_s,
+        f"{prefix}.long_stream.rebuild_without_snapshot_ms": full_s * 1000,
+        f"{prefix}.long_stream.rebuild_from_snapshot_ms": snap_s * 1000,
+        f"{prefix}.long_stream.snapshot_speedup_ratio": full_s / snap_s,
+    }
+
+
 def main() -> None:
     args = arguments(__doc__ or "")
     figures: dict[str, Any] = {}
@@ -127,6 +156,7 @@ def main() -> None:
         sqlite_store = open_store(f"sqlite:///{folder}/bench.db", upgrade=True)
         figures.update(measure(sqlite_store, lambda o, c: raw_sqlite(Path(folder) / "raw.db", o, c),
                                args.ops, "sqlite"))
+        figures.update(long_stream(sqlite_store, "sqlite"))
         sqlite_store.close()
     if not args.sqlite_only:
         store = open_store(BENCH_CASSANDRA_URL, upgrade=True)
@@ -137,9 +167,15 @@ def main() -> None:
                      f"{described['paxos_variant']}, single node, ownership serial="
                      f"{described['ownership_serial']}, claims serial={described['claims_serial']}")
         figures.update(measure(store, raw_cassandra, args.ops, "cassandra"))
+        figures.update(long_stream(store, "cassandra"))
         store.close()
-    rows = [(name, "ratio" if "ratio" in name or "speedup" in name else "per s", value)
-            for name, value in figures.items() if isinstance(value, float)]
+    def unit(name: str) -> str:
+        if "ratio" in name or "speedup" in name:
+            return "ratio"
+        return "ms" if name.endswith("_ms") else "per s"
+
+    rows = [(name, unit(name), value) for name, value in figures.items()
+            if isinstance(value, float)]
     report("store append / lease / claim throughput", rows, figures, args.json, notes)
 
 
