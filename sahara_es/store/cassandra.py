@@ -74,6 +74,7 @@ from sahara_es.store.errors import (
     LeaseLost,
     NameTaken,
     NotFound,
+    StoreError,
     Unavailable,
 )
 
@@ -173,6 +174,9 @@ class CassandraStore(Store):
     def _prepare(self, cql: str) -> PreparedStatement:
         statement = self._prepared.get(cql)
         if statement is None:
+            if self._session.keyspace is None:
+                raise StoreError(f"keyspace {self.config.keyspace!r} has no schema yet:"
+                                 " run `sahara-es db upgrade`")
             statement = self._session.prepare(cql)
             self._prepared[cql] = statement
         return statement
