@@ -6,6 +6,8 @@ back, as when a ``WriteTimeout`` of type CAS arrives after the proposal reached 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -30,6 +32,15 @@ class RepliesLost(CassandraStore):
         raise _OutcomeUnknown("reply lost")
 
 
+@contextmanager
+def replies_lost(store: RepliesLost, *, applied: bool) -> Iterator[None]:
+    store.lose, store.apply_then_lose = True, applied
+    try:
+        yield
+    finally:
+        store.lose = False
+
+
 @pytest.fixture(scope="module")
 def flaky() -> RepliesLost:
     require_backend("cassandra")
@@ -43,12 +54,9 @@ def test_an_append_that_applied_before_its_reply_was_lost_is_reported_applied(
     flaky: RepliesLost,
 ) -> None:
     stream = new_stream()
-    flaky.lose, flaky.apply_then_lose = True, True
-    try:
+    with replies_lost(flaky, applied=True):
         assert flaky.append(stream, events(3), 0) == 3
         assert flaky.append(stream, events(1), 3) == 4
-    finally:
-        flaky.lose = False
     assert [e.version for e in flaky.read(stream)] == [1, 2, 3, 4]
 
 
@@ -58,37 +66,26 @@ def test_an_append_that_lost_to_another_writer_is_reported_as_a_conflict(
     stream = new_stream()
     flaky.append(stream, events(1), 0)
     flaky.append(stream, events(1), 1)  # another writer got version 2 first
-    flaky.lose, flaky.apply_then_lose = True, True
-    try:
-        with pytest.raises(ConcurrencyConflict):
-            flaky.append(stream, events(1), 1)
-    finally:
-        flaky.lose = False
+    with replies_lost(flaky, applied=True), pytest.raises(ConcurrencyConflict):
+        flaky.append(stream, events(1), 1)
 
 
 def test_an_append_that_never_applied_is_retried_then_reported_unavailable(
     flaky: RepliesLost,
 ) -> None:
     stream = new_stream()
-    flaky.lose, flaky.apply_then_lose = True, False
-    try:
-        with pytest.raises(Unavailable):
-            flaky.append(stream, events(1), 0)
-    finally:
-        flaky.lose = False
+    with replies_lost(flaky, applied=False), pytest.raises(Unavailable):
+        flaky.append(stream, events(1), 0)
     assert flaky.stream_version(stream) == 0
 
 
 def test_claims_leases_and_names_settle_their_unknown_outcomes(flaky: RepliesLost) -> None:
     key = new_stream("claim")
     flaky.define_claim(key, capacity=2)
-    flaky.lose, flaky.apply_then_lose = True, True
-    try:
+    with replies_lost(flaky, applied=True):
         claim = flaky.claim_with_retry(key, "holder-a", 2)
         lease = flaky.acquire_lease(key, "engine-a", ttl=10)
         flaky.reserve_name("project", "cluster", key, "owner-a")
-    finally:
-        flaky.lose = False
     assert flaky.get_claim(key) == claim
     assert flaky.get_lease(key) == lease
     assert flaky.name_owner("project", "cluster", key) == "owner-a"
