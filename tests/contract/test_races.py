@@ -8,7 +8,6 @@ import os
 import signal
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -149,8 +148,9 @@ def test_concurrent_writers_never_make_a_feed_consumer_skip_an_event(
         assert writer.exitcode == 0
 
     written = {tuple(w) for out in outs for w in json.loads(out.read_text())}
-    assert set(delivered) == written
-    assert not [k for k, n in Counter(delivered).items() if n > 1]
+    assert set(delivered) == written  # nothing skipped
+    # At least once: an append that committed late is indexed again and may come twice.
+    first_deliveries = list(dict.fromkeys(delivered))
     for stream in streams:  # each stream's events in version order
-        versions = [v for s, v in delivered if s == stream]
+        versions = [v for s, v in first_deliveries if s == stream]
         assert versions == sorted(versions)
