@@ -10,10 +10,12 @@ from pathlib import Path
 from sahara_es.events import Metadata, NewEvent
 
 CASSANDRA_HOST = os.environ.get("SAHARA_ES_CASSANDRA_HOST", "127.0.0.1")
+# Two checkouts may share one node: each names its own keyspace.
+CASSANDRA_TEST_KEYSPACE = os.environ.get("SAHARA_ES_TEST_KEYSPACE", "sahara_es_test")
 # Small partitions and a short settle window so that tests cross partitions and read the feed
 # quickly; production defaults are 5000 events and 2 s.
 CASSANDRA_TEST_URL = (
-    f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_test"
+    f"cassandra://{CASSANDRA_HOST}:9042/{CASSANDRA_TEST_KEYSPACE}"
     "?partition_size=100&feed_settle_seconds=0.5"
 )
 
@@ -24,7 +26,7 @@ def drop_cassandra_test_keyspace() -> None:
 
     cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
     try:
-        cluster.connect().execute("DROP KEYSPACE IF EXISTS sahara_es_test", timeout=60)
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {CASSANDRA_TEST_KEYSPACE}", timeout=60)
     finally:
         cluster.shutdown()
 
