@@ -1,0 +1,289 @@
+"""An engine: owns workflows by lease, runs their tasks, claims tasks other engines offer.
+
+Three kinds of thread: a heartbeat that renews the engine's and its workflows' leases, a
+sweep that takes over workflows whose lease expired (or was never taken) and claims offered
+tasks, and one runner per owned workflow; tasks run on a bounded pool shared by all.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sahara_es.engine.attempts import Outcome, TaskRun
+from sahara_es.engine.flow import TaskContext, build_task
+from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner
+from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
+from sahara_es.events import Metadata, registry
+from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_PREFIX = "workflow-"
+ENGINE_PREFIX = "engine-"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    engine_id: str = ""
+    region: str | None = None
+    concurrency: int = 8
+    """Tasks this engine runs at once, across all its workflows."""
+    max_workflows: int = 64
+    lease_ttl: float = 10.0
+    sweep_interval: float = 0.2
+    lease_margin: float = 0.2
+    """Fraction of the TTL this engine gives up early, on its own clock, to stay clear of
+    the moment another engine may take the lease."""
+
+
+class Engine:
+    def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.store = store
+        self.engine_id = self.config.engine_id or f"engine-{uuid.uuid4().hex[:8]}"
+        self.region = self.config.region
+        self.stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._pool = ThreadPoolExecutor(self.config.concurrency,
+                                        thread_name_prefix=f"{self.engine_id} task")
+        self._slots = self.config.concurrency
+        self._slots_lock = threading.Lock()
+        self._valid_until: dict[str, float] = {}
+        self._runners: dict[str, tuple[WorkflowRunner, threading.Thread]] = {}
+        self._runners_lock = threading.Lock()
+        self._finished: set[str] = set()
+        self._views: dict[str, WorkflowState] = {}
+        self._claiming: set[str] = set()
+        self._live_engines: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self.outcomes: dict[str, str] = {}  # workflow id -> how its runner ended here
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        self._renew(f"{ENGINE_PREFIX}{self.engine_id}", first=True)
+        for target, name in ((self._heartbeat, "heartbeat"), (self._sweep_loop, "sweep")):
+            thread = threading.Thread(target=target, name=f"{self.engine_id} {name}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("engine %s started (concurrency %d)", self.engine_id, self.config.concurrency)
+        return self
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop taking work; let running tasks finish; hand every workflow back."""
+        self.stopping.set()
+        deadline = time.monotonic() + grace
+        for _, thread in list(self._runners.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._stopped.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        engine_lease = self.store.get_lease(f"{ENGINE_PREFIX}{self.engine_id}")
+        if engine_lease is not None and engine_lease.owner == self.engine_id:
+            self.store.release_lease(engine_lease)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    # -- slots and the pool ---------------------------------------------------------------
+
+    def reserve_slots(self, wanted: int) -> int:
+        with self._slots_lock:
+            taken = min(wanted, self._slots)
+            self._slots -= taken
+            return taken
+
+    def release_slots(self, count: int) -> None:
+        with self._slots_lock:
+            self._slots += count
+
+    def submit(self, job: Callable[[], Outcome], done: Callable[[Outcome], None]) -> None:
+        """Run ``job`` on a slot reserved by the caller; the slot is free again before ``done``."""
+        def finished(future: Future[Outcome]) -> None:
+            self.release_slots(1)
+            error = future.exception()
+            if error is not None:  # a bug, not a task failure (those are outcomes)
+                log.error("task job failed", exc_info=error)
+                return
+            done(future.result())
+
+        self._pool.submit(job).add_done_callback(finished)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def lease_valid(self, resource: str) -> bool:
+        return time.monotonic() < self._valid_until.get(resource, 0.0)
+
+    def _renew(self, resource: str, first: bool = False) -> Any:
+        sent = time.monotonic()
+        ttl = self.config.lease_ttl
+        if first:
+            lease = self.store.acquire_lease(resource, self.engine_id, ttl)
+        else:
+            current = self.store.get_lease(resource)
+            if current is None or current.owner != self.engine_id:
+                raise LeaseLost(f"{resource} is no longer {self.engine_id}'s")
+            lease = self.store.renew_lease(current, ttl)
+        self._valid_until[resource] = sent + ttl * (1 - self.config.lease_margin)
+        return lease
+
+    def _heartbeat(self) -> None:
+        while not self._stopped.wait(self.config.lease_ttl / 4):
+            try:
+                self._renew(f"{ENGINE_PREFIX}{self.engine_id}")
+            except StoreError as error:
+                log.warning("engine lease: %s", error)
+            for workflow_id, (runner, _) in list(self._runners.items()):
+                sent = time.monotonic()
+                try:
+                    runner.lease = self.store.renew_lease(runner.lease, self.config.lease_ttl)
+                    self._valid_until[runner.lease.resource] = (
+                        sent + self.config.lease_ttl * (1 - self.config.lease_margin))
+                except LeaseLost:
+                    log.warning("lost %s", workflow_id)
+                    runner.lost.set()
+                except StoreError as error:
+                    log.warning("could not renew %s: %s", workflow_id, error)
+
+    def others_alive(self) -> bool:
+        return bool(self._live_engines - {self.engine_id})
+
+    def alive(self, engine_id: str) -> bool:
+        return engine_id == self.engine_id or engine_id in self._live_engines
+
+    # -- the sweep ------------------------------------------------------------------------
+
+    def _sweep_loop(self) -> None:
+        while not self.stopping.wait(self.config.sweep_interval):
+            try:
+                self.sweep()
+            except StoreError as error:
+                log.warning("sweep: %s", error)
+
+    def sweep(self) -> None:
+        now = time.time()
+        leases = list(self.store.list_leases())
+        self._live_engines = {
+            lease.owner for lease in leases
+            if lease.resource.startswith(ENGINE_PREFIX) and not lease.expired(now)
+        }
+        for lease in leases:
+            if not lease.resource.startswith(WORKFLOW_PREFIX) or self.stopping.is_set():
+                continue
+            workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
+            if workflow_id in self._finished or workflow_id in self._runners:
+                continue
+            if lease.expired(now):
+                self._take(workflow_id)
+            elif lease.owner != self.engine_id:
+                self._claim_offered(workflow_id)
+
+    def _take(self, workflow_id: str) -> None:
+        if len(self._runners) >= self.config.max_workflows:
+            return
+        stream = f"{WORKFLOW_PREFIX}{workflow_id}"
+        version = self.store.stream_version(stream)
+        last = list(self.store.read(stream, version, to_version=version)) if version else []
+        if last and last[0].type in FINISHING_EVENTS:
+            self._finished.add(workflow_id)
+            return
+        try:
+            lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
+        except LeaseHeld:
+            return
+        sent = time.monotonic()
+        self._valid_until[stream] = sent + self.config.lease_ttl * (1 - self.config.lease_margin)
+        self.store.fence(stream, lease)  # from here on, the previous owner cannot append
+        state = WorkflowState(stream)
+        for event in self.store.read(stream):
+            state.fold(event)
+        if not state.started:
+            self.store.release_lease(lease)
+            return
+        runner = WorkflowRunner(self, lease, state)
+        thread = threading.Thread(target=self._run, args=(runner,),
+                                  name=f"{self.engine_id} {workflow_id}", daemon=True)
+        with self._runners_lock:
+            self._runners[workflow_id] = (runner, thread)
+        thread.start()
+
+    def _run(self, runner: WorkflowRunner) -> None:
+        workflow_id = runner.workflow_id
+        try:
+            outcome = runner.run()
+        except Exception:
+            log.exception("runner of %s failed", workflow_id)
+            outcome = "crashed"
+        self.outcomes[workflow_id] = outcome
+        log.info("%s: %s on %s", workflow_id, outcome, self.engine_id)
+        if outcome == "finished":
+            self._finished.add(workflow_id)
+        if outcome in ("finished", "handed back", "crashed"):
+            try:
+                self.store.release_lease(runner.lease)
+            except StoreError as error:
+                log.warning("could not release %s: %s", workflow_id, error)
+        with self._runners_lock:
+            del self._runners[workflow_id]
+
+    # -- claiming other engines' offers ---------------------------------------------------
+
+    def _view(self, workflow_id: str) -> WorkflowState:
+        stream = f"{WORKFLOW_PREFIX}{workflow_id}"
+        view = self._views.setdefault(workflow_id, WorkflowState(stream))
+        for event in self.store.read(stream, view.version + 1):
+            view.fold(event)
+        if view.status.finished:
+            self._views.pop(workflow_id)
+        return view
+
+    def _claim_offered(self, workflow_id: str) -> None:
+        if self._slots <= 0:
+            return
+        view = self._view(workflow_id)
+        for task in list(view.tasks.values()):
+            if task.status is not TaskStatus.OFFERED:
+                continue
+            stream = f"taskrun-{workflow_id}.{task.spec.id}.{task.attempt}"
+            if stream in self._claiming or not self.reserve_slots(1):
+                continue
+            recorder = ClaimRecorder(self.store, stream, Metadata(
+                engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
+            if not recorder.claim(self.engine_id):
+                self.release_slots(1)
+                continue
+            self._claiming.add(stream)
+            job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
+                          engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
+                          context=self._claimed_context(view, task.spec.id))
+            self.submit(job, functools.partial(self._claimed_done, stream))
+
+    def _claimed_done(self, stream: str, outcome: Outcome) -> None:
+        self._claiming.discard(stream)
+
+    def _claimed_context(self, view: WorkflowState, task_id: str) -> Callable[[int], TaskContext]:
+        results = view.results()
+        engine_resource = f"{ENGINE_PREFIX}{self.engine_id}"
+
+        def context(attempt: int) -> TaskContext:
+            return TaskContext(
+                workflow_id=view.workflow_id, task_id=task_id, attempt=attempt,
+                engine_id=self.engine_id, params=view.params, results=results,
+                lease_valid=lambda: self.lease_valid(engine_resource))
+
+        return context
+
+
+def events_of(store: Store, stream_id: str) -> list[Any]:
+    """A stream's events as domain objects (for tests and tools)."""
+    return [registry.decode(e) for e in store.read(stream_id)]

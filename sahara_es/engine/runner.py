@@ -1,0 +1,363 @@
+"""Driving one owned workflow: the only thread that decides what happens next.
+
+The runner folds what it records as it records it, so its state is always the fold of the
+stream (plus whatever is on the wire). Tasks run on the engine's pool; ready tasks are offered
+to every engine when others are alive, and the runner watches each offer's claim stream and
+records the claim and the outcome in the workflow's stream.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sahara_es.engine import attempts
+from sahara_es.engine.attempts import Outcome, Recorder, TaskRun
+from sahara_es.engine.flow import TaskContext, build_task
+from sahara_es.engine.state import TaskState, TaskStatus, WorkflowState, WorkflowStatus
+from sahara_es.engine.writer import FencedWriter
+from sahara_es.events import DomainEvent, Metadata, registry
+from sahara_es.events import workflow as ev
+from sahara_es.store import ConcurrencyConflict, Lease, Store
+
+if TYPE_CHECKING:
+    from sahara_es.engine.engine import Engine
+
+
+def claim_stream(workflow_id: str, task_id: str, attempt: int) -> str:
+    return f"taskrun-{workflow_id}.{task_id}.{attempt}"
+
+
+def cancel_stream(workflow_id: str) -> str:
+    return f"cancel-{workflow_id}"
+
+
+class ClaimRecorder:
+    """Records a claimed task's events in its claim stream; a withdrawn claim stops it."""
+
+    def __init__(self, store: Store, stream_id: str, metadata: Metadata) -> None:
+        self.store, self.stream_id, self.metadata = store, stream_id, metadata
+        self.version = 0
+
+    def claim(self, engine: str) -> bool:
+        try:
+            self.record([ev.TaskClaimed(engine)], durable=True)
+            return True
+        except attempts.Abandoned:
+            return False
+
+    def record(self, events: list[DomainEvent], *, durable: bool) -> None:
+        try:
+            self.version = self.store.append(
+                self.stream_id, [registry.new_event(e, self.metadata) for e in events],
+                self.version)
+        except ConcurrencyConflict as conflict:
+            raise attempts.Abandoned(f"{self.stream_id} was withdrawn") from conflict
+
+
+@dataclass
+class Offer:
+    """An offered task's claim stream, as far as the owner has read it."""
+
+    stream_id: str
+    attempt: int
+    cursor: int = 0
+    claimer: str | None = None
+    intent: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkflowRunner:
+    poll_interval = 0.05
+    cancel_check_interval = 0.25
+
+    def __init__(self, engine: Engine, lease: Lease, state: WorkflowState) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.lease = lease
+        self.state = state
+        self.workflow_id = state.workflow_id
+        self.lost = threading.Event()
+        self._lock = threading.RLock()
+        self._done: queue.Queue[tuple[str, Outcome]] = queue.Queue()
+        self._active: dict[str, str] = {}  # task id -> "run" | "claim" | "revert"
+        self._offers: dict[str, Offer] = {}
+        self._to_recover: dict[str, dict[str, Any]] = {}  # task id -> intent, awaiting a slot
+        self._last_poll = self._last_cancel_check = 0.0
+        self._writer: FencedWriter | None = None
+
+    # -- recording ------------------------------------------------------------------------
+
+    def record(self, events: list[DomainEvent], *, durable: bool = False) -> None:
+        future = self._write(events)
+        if durable:
+            future.result()
+
+    def _write(self, events: list[DomainEvent]) -> Future[int]:
+        assert self._writer is not None
+        with self._lock:
+            for event in events:
+                self.state.apply_event(event)
+            return self._writer.write(events)
+
+    def metadata(self) -> Metadata:
+        return Metadata(engine_id=self.engine.engine_id, region=self.engine.region,
+                        correlation_id=self.workflow_id)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Drive the workflow until it finishes, is handed back, or ownership is lost."""
+        self._writer = FencedWriter(self.store, self.state.stream_id, self.state.version,
+                                    self.lease, self.metadata)
+        try:
+            self.record([ev.WorkflowOwned(self.engine.engine_id, self.lease.epoch,
+                                          self.engine.region)], durable=True)
+            self._recover()
+            while not self.state.status.finished:
+                if self._lost():
+                    return "lost"
+                if self.engine.stopping.is_set() and not self._active:
+                    break
+                self._check_cancel()
+                with self._lock:
+                    self._resume_recoveries()
+                    if self.state.status is WorkflowStatus.RUNNING:
+                        self._advance()
+                    else:
+                        self._roll_back()
+                self._drain(wait=self.poll_interval if self._offers else 0.2)
+        except attempts.LOST:
+            return "lost"
+        finally:
+            self._writer.close()
+        if self._writer.error is not None:
+            return "lost"
+        return "finished" if self.state.status.finished else "handed back"
+
+    def _lost(self) -> bool:
+        return (self.lost.is_set() or not self.engine.lease_valid(self.lease.resource)
+                or (self._writer is not None and self._writer.error is not None))
+
+    def _recover(self) -> None:
+        """Pick up what the previous owner left in flight."""
+        for task in self.state.tasks.values():
+            if task.status is TaskStatus.OFFERED:
+                self._offers[task.spec.id] = Offer(
+                    claim_stream(self.workflow_id, task.spec.id, task.attempt), task.attempt)
+            elif task.status is TaskStatus.RUNNING and task.run:
+                self._offers[task.spec.id] = Offer(task.run, task.attempt, claimer=task.engine)
+            elif task.status is TaskStatus.RUNNING:
+                self._to_recover[task.spec.id] = task.intent or {}
+            elif task.status is TaskStatus.FAILED and self.state.status is WorkflowStatus.RUNNING:
+                self.record([ev.WorkflowFailed(task.spec.id, task.error or "failed")])
+
+    def _check_cancel(self) -> None:
+        now = time.monotonic()
+        if (self.state.cancel_requested
+                or now - self._last_cancel_check < self.cancel_check_interval):
+            return
+        self._last_cancel_check = now
+        requests = list(self.store.read(cancel_stream(self.workflow_id), 1, to_version=1))
+        if requests:
+            self.record([ev.CancelRequested(str(requests[0].data.get("reason", "")))])
+
+    def _advance(self) -> None:
+        ready = [t for t in self.state.ready()
+                 if t.spec.id not in self._active and t.spec.id not in self._offers]
+        if self.state.cancel_requested:
+            ready = []
+        if ready and self.engine.others_alive():
+            self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
+            for task in ready:
+                self._offers[task.spec.id] = Offer(
+                    claim_stream(self.workflow_id, task.spec.id, task.attempt), task.attempt)
+        elif ready:
+            self._start_locally(ready)
+        self._claim_offers()
+        self._poll_offers()
+        if (self._active or self._offers or self._to_recover
+                or self.state.status is not WorkflowStatus.RUNNING):
+            return
+        if self.state.cancel_requested:
+            self.record([ev.WorkflowCancelled(rolled_back=False)])
+        elif self.state.all_succeeded():
+            self.record([ev.WorkflowSucceeded(self.state.results())])
+
+    def _start_locally(self, ready: list[TaskState]) -> None:
+        taken = ready[:self.engine.reserve_slots(len(ready))]
+        if not taken:
+            return
+        written = self._write([
+            ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
+            for t in taken
+        ])
+        for task in taken:
+            self._submit(task, "run", self, start_recorded=True, after=written)
+
+    def _resume_recoveries(self) -> None:
+        """Tasks started by an engine that is gone: reconcile them, or re-run the idempotent."""
+        for task_id, intent in list(self._to_recover.items()):
+            if not self.engine.reserve_slots(1):
+                return
+            del self._to_recover[task_id]
+            self._submit(self.state.tasks[task_id], "run", self, intent=intent)
+
+    def _submit(self, task: TaskState, kind: str, recorder: Recorder, *, run: str | None = None,
+                start_recorded: bool = False, intent: dict[str, Any] | None = None,
+                after: Future[int] | None = None) -> None:
+        job = TaskRun(
+            spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
+            engine=self.engine.engine_id, epoch=self.lease.epoch,
+            context=self.context_for(task.spec.id, lambda: self.engine.lease_valid(
+                self.lease.resource)),
+            recorder=recorder, run=run, start_recorded=start_recorded, intent=intent,
+        )
+        self._active[task.spec.id] = kind
+
+        def execute() -> Outcome:
+            if after is not None and not job.task.idempotent:
+                after.result()  # the start is durable before the task touches the world
+            return job()
+
+        self.engine.submit(execute, lambda outcome: self._done.put((kind, outcome)))
+
+    def context_for(self, task_id: str, lease_valid: Callable[[], bool]) -> Callable[[int],
+                                                                                      TaskContext]:
+        with self._lock:
+            results = self.state.results()
+        return lambda attempt: TaskContext(
+            workflow_id=self.workflow_id, task_id=task_id, attempt=attempt,
+            engine_id=self.engine.engine_id, params=self.state.params, results=results,
+            lease_valid=lease_valid,
+        )
+
+    # -- offers ---------------------------------------------------------------------------
+
+    def _claim_offers(self) -> None:
+        """The owner is an engine too: it claims offers for its own free slots."""
+        for task_id, offer in list(self._offers.items()):
+            if offer.claimer is not None or task_id in self._active:
+                continue
+            if not self.engine.reserve_slots(1):
+                return
+            recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
+            if recorder.claim(self.engine.engine_id):
+                self._submit(self.state.tasks[task_id], "claim", recorder, run=offer.stream_id)
+            else:
+                self.engine.release_slots(1)
+
+    def _poll_offers(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_poll < self.poll_interval:
+            return
+        self._last_poll = now
+        for task_id, offer in list(self._offers.items()):
+            for recorded in self.store.read(offer.stream_id, offer.cursor + 1):
+                offer.cursor = recorded.version
+                self._follow(task_id, offer, registry.decode(recorded))
+            offer = self._offers.get(task_id)  # type: ignore[assignment]
+            if (offer is not None and offer.claimer is not None
+                    and task_id not in self._active and not self.engine.alive(offer.claimer)):
+                self._take_back(task_id, offer)
+
+    def _follow(self, task_id: str, offer: Offer, event: DomainEvent) -> None:
+        """Record in the workflow what an offer's claim stream says."""
+        match event:
+            case ev.TaskClaimed() if offer.claimer is None:
+                offer.claimer = event.engine
+                if self.state.tasks[task_id].status is TaskStatus.OFFERED:
+                    self.record([ev.TaskStarted(task_id, offer.attempt, event.engine,
+                                                self.lease.epoch, run=offer.stream_id)])
+            case ev.TaskStarted():
+                offer.intent = event.to_data()
+            case ev.TaskSucceeded():
+                self.record([event])
+                self._offers.pop(task_id)
+            case ev.TasksSpawned():
+                self.record([event])
+            case ev.TaskFailed(final=True):
+                self.record([event])
+                self._offers.pop(task_id)
+                if self.state.status is WorkflowStatus.RUNNING:
+                    self.record([ev.WorkflowFailed(task_id, event.error)])
+            case ev.TaskRunAbandoned():
+                self._offers.pop(task_id, None)
+
+    def _take_back(self, task_id: str, offer: Offer) -> None:
+        """The claimer stopped heartbeating: refuse its outcome, and finish the task here."""
+        recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
+        recorder.version = offer.cursor
+        try:
+            recorder.record([ev.TaskRunAbandoned(f"{offer.claimer} stopped heartbeating")],
+                            durable=True)
+        except attempts.Abandoned:
+            return  # it wrote something meanwhile: read it at the next poll
+        self._offers.pop(task_id)
+        self._to_recover[task_id] = offer.intent
+
+    def _withdraw_offers(self) -> None:
+        for task_id, offer in list(self._offers.items()):
+            if offer.claimer is None and task_id not in self._active:
+                recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
+                recorder.version = offer.cursor
+                try:
+                    recorder.record([ev.TaskRunAbandoned("the workflow is rolling back")],
+                                    durable=True)
+                    self._offers.pop(task_id)
+                except attempts.Abandoned:
+                    pass  # claimed meanwhile: follow it to its outcome
+
+    # -- outcomes and rollback ------------------------------------------------------------
+
+    def _drain(self, wait: float) -> None:
+        try:
+            item = self._done.get(timeout=wait)
+        except queue.Empty:
+            return
+        while True:
+            kind, outcome = item
+            self._active.pop(outcome.task_id, None)
+            if outcome.abandoned and kind != "claim":
+                self.lost.set()
+            elif kind == "claim":
+                self._poll_offers(force=True)
+            elif kind == "run" and not outcome.succeeded:
+                if self.state.status is WorkflowStatus.RUNNING:
+                    self.record([ev.WorkflowFailed(outcome.task_id, outcome.error or "")])
+            elif kind == "revert" and not outcome.succeeded:
+                self.record([ev.WorkflowRollbackFailed(outcome.task_id, outcome.error or "")])
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                return
+
+    def _roll_back(self) -> None:
+        """Revert succeeded tasks one by one, latest first, once nothing else runs."""
+        self._withdraw_offers()
+        self._poll_offers()
+        if self._active or self._offers or self._to_recover:
+            return
+        pending = self.state.to_revert()
+        if pending:
+            task = pending[0]
+            if not self.engine.reserve_slots(1):
+                return
+            self._active[task.spec.id] = "revert"
+            context = self.context_for(task.spec.id, lambda: self.engine.lease_valid(
+                self.lease.resource))(task.attempt)
+            self.engine.submit(
+                lambda: attempts.revert(task.spec, build_task(task.spec), task.result,
+                                        task.attempt, self.engine.engine_id, context, self),
+                lambda outcome: self._done.put(("revert", outcome)),
+            )
+        elif self.state.cancel_requested and self.state.failure is None:
+            self.record([ev.WorkflowCancelled(rolled_back=True)])
+        else:
+            reverted = [t for t in reversed(self.state.succeeded_order)
+                        if self.state.tasks[t].status is TaskStatus.REVERTED]
+            self.record([ev.WorkflowRolledBack(reverted)])
