@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from sahara_es.cli.context import Context, console, default_store_url
+from sahara_es.cli.engine import engine, workflow
 from sahara_es.events import Metadata, NewEvent
-from sahara_es.store import Store, open_store
-
-console = Console(soft_wrap=True)
-
-
-def default_store_url() -> str:
-    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return f"sqlite:///{data_home / 'sahara-es' / 'store.db'}"
-
-
-class Context:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._store: Store | None = None
-
-    def store(self, *, upgrade: bool = False) -> Store:
-        if self._store is None:
-            self._store = open_store(self.url, upgrade=upgrade)
-        return self._store
+from sahara_es.store import Store
 
 
 @click.group()
@@ -42,6 +23,10 @@ def main(ctx: click.Context, url: str) -> None:
     """sahara-es: event-sourced data-processing clusters."""
     ctx.obj = Context(url)
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
+
+
+main.add_command(engine)
+main.add_command(workflow)
 
 
 @main.group()

@@ -65,7 +65,7 @@ def _retrying(policy: RetryPolicy, before_sleep: Callable[[tenacity.RetryCallSta
         stop = stop | tenacity.stop_after_delay(policy.timeout)
     return tenacity.Retrying(
         stop=stop,
-        wait=tenacity.wait_exponential_jitter(initial=policy.backoff, max=policy.max_backoff,
+        wait=tenacity.wait_exponential_jitter(multiplier=policy.backoff, max=policy.max_backoff,
                                               jitter=policy.backoff),
         retry=tenacity.retry_if_exception(_retryable),
         before_sleep=before_sleep,
@@ -136,7 +136,7 @@ class TaskRun:
         if isinstance(result, Spawn):
             spawned = [
                 {**spec.to_data(), "id": f"{self.spec.id}.{spec.id}",
-                 "requires": [self.spec.id, *(f"{self.spec.id}.{r}" for r in spec.requires)]}
+                 "requires": [f"{self.spec.id}.{r}" for r in spec.requires]}
                 for spec in result.flow.specs
             ]
             result = result.result

@@ -1,0 +1,3 @@
+from sahara_es.cli.main import main
+
+main()

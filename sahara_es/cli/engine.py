@@ -1,0 +1,112 @@
+"""``sahara-es engine`` (run one engine) and ``sahara-es workflow`` (start, cancel, show)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+from stevedore import ExtensionManager
+
+from sahara_es.cli.context import Context, console
+from sahara_es.engine import (
+    Engine,
+    EngineConfig,
+    load_workflow,
+    request_cancel,
+    start_workflow,
+    wait_for,
+)
+
+
+def load_workflow_types(modules: tuple[str, ...]) -> None:
+    """Import what registers task and workflow types: entry points, then ``--load`` modules."""
+    ExtensionManager("sahara_es.workflows", invoke_on_load=False)
+    for module in modules:
+        importlib.import_module(module)
+
+
+load_option = click.option(
+    "--load", "modules", multiple=True, metavar="MODULE",
+    help="Also import MODULE, which registers task and workflow types (repeatable).")
+
+
+@click.command("engine")
+@click.option("--id", "engine_id", envvar="SAHARA_ES_ENGINE_ID", default="",
+              help="This engine's id (default: a fresh one).")
+@click.option("--region", envvar="SAHARA_ES_REGION", default=None)
+@click.option("--concurrency", type=int, default=8, show_default=True,
+              help="Tasks run at once, over all workflows.")
+@click.option("--max-workflows", type=int, default=64, show_default=True)
+@click.option("--lease-ttl", type=float, default=10.0, show_default=True,
+              help="Seconds before another engine may take this one's workflows.")
+@click.option("--sweep-interval", type=float, default=0.2, show_default=True)
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="On SIGTERM, seconds to let running tasks finish before handing back.")
+@load_option
+@click.pass_obj
+def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
+           max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
+           modules: tuple[str, ...]) -> None:
+    """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    load_workflow_types(modules)
+    config = EngineConfig(engine_id=engine_id, region=region, concurrency=concurrency,
+                          max_workflows=max_workflows, lease_ttl=lease_ttl,
+                          sweep_interval=sweep_interval)
+    running = Engine(obj.store(upgrade=True), config).start()
+    asked_to_stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: asked_to_stop.set())
+    console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
+    while not asked_to_stop.wait(0.5):
+        pass
+    console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")
+    running.stop(grace)
+    console.print(f"engine {running.engine_id} stopped")
+
+
+@click.group("workflow")
+def workflow() -> None:
+    """Start, cancel and show workflows."""
+
+
+@workflow.command("start")
+@click.argument("workflow_type")
+@click.option("--params", default="{}", help="The workflow's parameters, as JSON.")
+@click.option("--wait", "wait_seconds", type=float, default=None,
+              help="Wait up to this many seconds for it to finish.")
+@load_option
+@click.pass_obj
+def workflow_start(obj: Context, workflow_type: str, params: str, wait_seconds: float | None,
+                   modules: tuple[str, ...]) -> None:
+    load_workflow_types(modules)
+    store = obj.store(upgrade=True)
+    workflow_id = start_workflow(store, workflow_type, json.loads(params))
+    console.print(workflow_id)
+    if wait_seconds is not None:
+        _print(wait_for(store, workflow_id, wait_seconds).summary())
+
+
+@workflow.command("cancel")
+@click.argument("workflow_id")
+@click.option("--reason", default="")
+@click.pass_obj
+def workflow_cancel(obj: Context, workflow_id: str, reason: str) -> None:
+    request_cancel(obj.store(), workflow_id, reason)
+    console.print(f"cancel requested for {workflow_id}")
+
+
+@workflow.command("show")
+@click.argument("workflow_id")
+@click.pass_obj
+def workflow_show(obj: Context, workflow_id: str) -> None:
+    _print(load_workflow(obj.store(), workflow_id).summary())
+
+
+def _print(summary: dict[str, Any]) -> None:
+    console.print_json(json.dumps(summary, default=str))
