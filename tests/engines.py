@@ -1,0 +1,64 @@
+"""Engine processes for tests and benchmarks: real ``sahara-es engine`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class EngineProcess:
+    def __init__(self, url: str, engine_id: str, log_folder: Path, *, lease_ttl: float = 2.0,
+                 concurrency: int = 4, sweep_interval: float = 0.1) -> None:
+        self.engine_id = engine_id
+        self.log = log_folder / f"{engine_id}.log"
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sahara_es.cli", "--store", url, "engine",
+             "--id", engine_id, "--lease-ttl", str(lease_ttl),
+             "--concurrency", str(concurrency), "--sweep-interval", str(sweep_interval),
+             "--grace", "10", "--load", "tests.workflows"],
+            cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, and the exit status once it stopped."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def __enter__(self) -> EngineProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self._log_file.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60, poll: float = 0.02) -> float:
+    """Seconds it took for ``condition`` to hold; AssertionError after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout} s")
+        time.sleep(poll)
+    return time.monotonic() - started

@@ -1,0 +1,133 @@
+"""Engines as real processes on both stores: killed, paused, stopped, and working together.
+
+Each task writes its id to an effects file once; "exactly once" is read from that file.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from sahara_es.engine import WorkflowStatus, start_workflow, wait_for
+from sahara_es.engine.engine import events_of
+from sahara_es.events import workflow as ev
+from sahara_es.store import Store
+from tests.engines import EngineProcess, wait_until
+from tests.workflows import lines
+
+TTL = 2.0
+
+
+def effects_once(effects: str, expected: int) -> None:
+    counts = collections.Counter(lines(effects))
+    assert sorted(counts) == sorted(f"t{i:03d}" for i in range(expected))
+    assert {line: n for line, n in counts.items() if n > 1} == {}
+
+
+def owners(store: Store, workflow: str) -> list[tuple[str, int]]:
+    return [(e.engine, e.epoch) for e in events_of(store, f"workflow-{workflow}")
+            if isinstance(e, ev.WorkflowOwned)]
+
+
+def test_a_killed_engine_s_workflow_is_finished_by_another(
+    store: Store, url: str, tmp_path: Path
+) -> None:
+    effects = str(tmp_path / "effects")
+    workflow = start_workflow(store, "test.chain", {"tasks": 20, "effects": effects,
+                                                    "sleep": 0.1})
+    with EngineProcess(url, "first", tmp_path, lease_ttl=TTL) as first:
+        wait_until(lambda: len(lines(effects)) >= 6)
+        first.kill()
+    with EngineProcess(url, "second", tmp_path, lease_ttl=TTL) as second:
+        state = wait_for(store, workflow, timeout=60)
+        assert second.stop() == 0
+
+    assert state.status is WorkflowStatus.SUCCEEDED
+    effects_once(effects, 20)
+    (first_owner, first_epoch), (second_owner, second_epoch) = owners(store, workflow)
+    assert (first_owner, second_owner) == ("first", "second")
+    assert second_epoch > first_epoch
+
+
+def test_a_paused_owner_that_lost_its_lease_writes_nothing_when_it_wakes(
+    store: Store, url: str, tmp_path: Path
+) -> None:
+    effects = str(tmp_path / "effects")
+    workflow = start_workflow(store, "test.chain", {"tasks": 20, "effects": effects,
+                                                    "sleep": 0.1})
+    stream = f"workflow-{workflow}"
+    with EngineProcess(url, "paused", tmp_path, lease_ttl=TTL) as paused:
+        wait_until(lambda: len(lines(effects)) >= 6)
+        paused.signal(signal.SIGSTOP)
+        with EngineProcess(url, "successor", tmp_path, lease_ttl=TTL):
+            state = wait_for(store, workflow, timeout=60)
+            finished_at = store.stream_version(stream)
+            paused.signal(signal.SIGCONT)
+            time.sleep(TTL)
+        assert paused.stop() == 0
+
+    assert state.status is WorkflowStatus.SUCCEEDED
+    assert store.stream_version(stream) == finished_at
+    effects_once(effects, 20)
+    assert [o for o, _ in owners(store, workflow)] == ["paused", "successor"]
+
+
+def test_sigterm_hands_workflows_back(store: Store, url: str, tmp_path: Path) -> None:
+    effects = str(tmp_path / "effects")
+    workflow = start_workflow(store, "test.chain", {"tasks": 12, "effects": effects,
+                                                    "sleep": 0.1})
+    with EngineProcess(url, "leaving", tmp_path, lease_ttl=30) as leaving:
+        wait_until(lambda: len(lines(effects)) >= 3)
+        assert leaving.stop() == 0
+    lease = store.get_lease(f"workflow-{workflow}")
+    assert lease is not None and lease.expired(time.time())  # released, not left to expire
+
+    with EngineProcess(url, "staying", tmp_path, lease_ttl=30):
+        state = wait_for(store, workflow, timeout=30)
+
+    assert state.status is WorkflowStatus.SUCCEEDED
+    effects_once(effects, 12)
+
+
+def test_three_engines_share_one_workflow_s_tasks(
+    store: Store, url: str, tmp_path: Path
+) -> None:
+    effects = str(tmp_path / "effects")
+    names = ["spread-a", "spread-b", "spread-c"]
+    engines = [EngineProcess(url, name, tmp_path, lease_ttl=TTL) for name in names]
+    try:
+        wait_until(lambda: all(_alive(store, n) for n in names), timeout=30)
+        workflow = start_workflow(store, "test.fan-out", {"tasks": 60, "effects": effects,
+                                                          "sleep": 0.05})
+        state = wait_for(store, workflow, timeout=90)
+    finally:
+        for engine in engines:
+            engine.stop()
+
+    assert state.status is WorkflowStatus.SUCCEEDED
+    ran_by = collections.Counter(
+        e.engine for e in events_of(store, f"workflow-{workflow}")
+        if isinstance(e, ev.TaskSucceeded) and e.task_id.startswith("m")
+    )
+    assert set(ran_by) == set(names), ran_by
+    counts = collections.Counter(lines(effects))
+    assert len(counts) == 62 and set(counts.values()) == {1}
+
+
+def _alive(store: Store, engine_id: str) -> bool:
+    lease = store.get_lease(f"engine-{engine_id}")
+    return lease is not None and not lease.expired(time.time())
+
+
+@pytest.fixture(autouse=True)
+def _show_engine_logs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    request.addfinalizer(lambda: _print_logs(tmp_path))
+
+
+def _print_logs(folder: Path) -> None:
+    for log in sorted(folder.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text()[-3000:]}")
