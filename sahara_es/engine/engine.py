@@ -22,6 +22,7 @@ from sahara_es.engine.flow import TaskContext, build_task
 from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.events import Metadata, registry
+from sahara_es.events import workflow as ev
 from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -259,13 +260,14 @@ class Engine:
                 continue
             recorder = ClaimRecorder(self.store, stream, Metadata(
                 engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
-            if not recorder.claim(self.engine_id):
+            start = ev.TaskStarted(task.spec.id, task.attempt, self.engine_id, 0, run=stream)
+            if not recorder.claim(self.engine_id, start):
                 self.release_slots(1)
                 continue
             self._claiming.add(stream)
             job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
-                          context=self._claimed_context(view, task.spec.id))
+                          start_recorded=True, context=self._claimed_context(view, task.spec.id))
             self.submit(job, functools.partial(self._claimed_done, stream))
 
     def _claimed_done(self, stream: str, outcome: Outcome) -> None:

@@ -44,9 +44,10 @@ class ClaimRecorder:
         self.store, self.stream_id, self.metadata = store, stream_id, metadata
         self.version = 0
 
-    def claim(self, engine: str) -> bool:
+    def claim(self, engine: str, start: ev.TaskStarted) -> bool:
+        """Win the task (one engine does) and record its first attempt's start with it."""
         try:
-            self.record([ev.TaskClaimed(engine)], durable=True)
+            self.record([ev.TaskClaimed(engine), start], durable=True)
             return True
         except attempts.Abandoned:
             return False
@@ -246,8 +247,11 @@ class WorkflowRunner:
             if not self.engine.reserve_slots(1):
                 return
             recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
-            if recorder.claim(self.engine.engine_id):
-                self._submit(self.state.tasks[task_id], "claim", recorder, run=offer.stream_id)
+            start = ev.TaskStarted(task_id, offer.attempt, self.engine.engine_id,
+                                   self.lease.epoch, run=offer.stream_id)
+            if recorder.claim(self.engine.engine_id, start):
+                self._submit(self.state.tasks[task_id], "claim", recorder, run=offer.stream_id,
+                             start_recorded=True)
             else:
                 self.engine.release_slots(1)
 
