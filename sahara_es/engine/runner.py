@@ -63,13 +63,22 @@ class ClaimRecorder:
 
 @dataclass
 class Offer:
-    """An offered task's claim stream, as far as the owner has read it."""
+    """An offered task's claim stream, as far as the owner has read it.
+
+    The claim and its first start are recorded in the workflow at once; the rest of the run
+    (failed attempts, retries, the outcome) is recorded together once the outcome is known, so
+    a new owner re-reading the claim stream never records any of it twice.
+    """
 
     stream_id: str
     attempt: int
     cursor: int = 0
     claimer: str | None = None
+    started: bool = False
     intent: dict[str, Any] = field(default_factory=dict)
+    rest: list[DomainEvent] = field(default_factory=list)
+    outcome: ev.TaskSucceeded | ev.TaskFailed | None = None
+    withdrawn: bool = False
 
 
 class WorkflowRunner:
@@ -168,18 +177,20 @@ class WorkflowRunner:
             self.record([ev.CancelRequested(str(requests[0].data.get("reason", "")))])
 
     def _advance(self) -> None:
-        ready = [t for t in self.state.ready()
-                 if t.spec.id not in self._active and t.spec.id not in self._offers]
         if self.state.cancel_requested:
-            ready = []
-        if ready and self.engine.others_alive():
-            self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
-            for task in ready:
-                self._offers[task.spec.id] = Offer(
-                    claim_stream(self.workflow_id, task.spec.id, task.attempt), task.attempt)
-        elif ready:
-            self._start_locally(ready)
-        self._claim_offers()
+            self._withdraw_offers()  # and start nothing more
+        else:
+            ready = [t for t in self.state.ready()
+                     if t.spec.id not in self._active and t.spec.id not in self._offers]
+            if ready and self.engine.others_alive():
+                self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
+                for task in ready:
+                    self._offers[task.spec.id] = Offer(
+                        claim_stream(self.workflow_id, task.spec.id, task.attempt),
+                        task.attempt)
+            elif ready:
+                self._start_locally(ready)
+            self._claim_offers()
         self._poll_offers()
         if (self._active or self._offers or self._to_recover
                 or self.state.status is not WorkflowStatus.RUNNING):
@@ -264,33 +275,35 @@ class WorkflowRunner:
             for recorded in self.store.read(offer.stream_id, offer.cursor + 1):
                 offer.cursor = recorded.version
                 self._follow(task_id, offer, registry.decode(recorded))
-            offer = self._offers.get(task_id)  # type: ignore[assignment]
-            if (offer is not None and offer.claimer is not None
-                    and task_id not in self._active and not self.engine.alive(offer.claimer)):
+            if offer.outcome is not None:
+                self.record(offer.rest)
+                del self._offers[task_id]
+                if (isinstance(offer.outcome, ev.TaskFailed)
+                        and self.state.status is WorkflowStatus.RUNNING):
+                    self.record([ev.WorkflowFailed(task_id, offer.outcome.error)])
+            elif offer.withdrawn:
+                del self._offers[task_id]
+            elif (offer.claimer is not None and task_id not in self._active
+                    and not self.engine.alive(offer.claimer)):
                 self._take_back(task_id, offer)
 
     def _follow(self, task_id: str, offer: Offer, event: DomainEvent) -> None:
-        """Record in the workflow what an offer's claim stream says."""
         match event:
-            case ev.TaskClaimed() if offer.claimer is None:
+            case ev.TaskClaimed():
                 offer.claimer = event.engine
+            case ev.TaskStarted() if not offer.started:
+                offer.started, offer.intent = True, event.to_data()
                 if self.state.tasks[task_id].status is TaskStatus.OFFERED:
-                    self.record([ev.TaskStarted(task_id, offer.attempt, event.engine,
-                                                self.lease.epoch, run=offer.stream_id)])
-            case ev.TaskStarted():
-                offer.intent = event.to_data()
-            case ev.TaskSucceeded():
-                self.record([event])
-                self._offers.pop(task_id)
-            case ev.TasksSpawned():
-                self.record([event])
-            case ev.TaskFailed(final=True):
-                self.record([event])
-                self._offers.pop(task_id)
-                if self.state.status is WorkflowStatus.RUNNING:
-                    self.record([ev.WorkflowFailed(task_id, event.error)])
+                    self.record([event])
             case ev.TaskRunAbandoned():
-                self._offers.pop(task_id, None)
+                offer.withdrawn = True
+            case ev.TaskSucceeded() | ev.TaskFailed(final=True):
+                offer.rest.append(event)
+                offer.outcome = event
+            case _:
+                if isinstance(event, ev.TaskStarted):
+                    offer.intent = event.to_data()
+                offer.rest.append(event)
 
     def _take_back(self, task_id: str, offer: Offer) -> None:
         """The claimer stopped heartbeating: refuse its outcome, and finish the task here."""
