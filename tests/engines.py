@@ -35,7 +35,7 @@ class EngineProcess:
         self.signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 60) -> int:
         """SIGTERM, and the exit status once it stopped."""
         if self.process.poll() is None:
             self.signal(signal.SIGCONT)

@@ -261,6 +261,10 @@ class WorkflowRunner:
             start = ev.TaskStarted(task_id, offer.attempt, self.engine.engine_id,
                                    self.lease.epoch, run=offer.stream_id)
             if recorder.claim(self.engine.engine_id, start):
+                offer.claimer, offer.started, offer.intent = (
+                    self.engine.engine_id, True, start.to_data())
+                offer.cursor = recorder.version
+                self.record([start])
                 self._submit(self.state.tasks[task_id], "claim", recorder, run=offer.stream_id,
                              start_recorded=True)
             else:
