@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import arguments, report
 from sahara_es.engine import Engine, EngineConfig, WorkflowStatus, start_workflow, wait_for
 from sahara_es.store import Store, open_store
-from tests.engines import EngineProcess, wait_until
+from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST
 
 BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
@@ -109,7 +109,7 @@ def scaling(url: str, prefix: str, folder: Path, tasks: int) -> dict[str, float]
             engines = [EngineProcess(url, name, folder, concurrency=4, sweep_interval=0.05)
                        for name in names]
             try:
-                wait_until(lambda: all(_alive(store, n) for n in names), timeout=60)
+                wait_until(lambda ns=names: all(engine_alive(store, n) for n in ns), timeout=60)
                 started = time.perf_counter()
                 workflow = start_workflow(store, "test.sleeps", {"tasks": tasks,
                                                                  "seconds": 0.05})
@@ -130,10 +130,6 @@ def scaling(url: str, prefix: str, folder: Path, tasks: int) -> dict[str, float]
         store.close()
     return figures
 
-
-def _alive(store: Store, engine_id: str) -> bool:
-    lease = store.get_lease(f"engine-{engine_id}")
-    return lease is not None and not lease.expired(time.time())
 
 
 def main() -> None:

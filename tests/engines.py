@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sahara_es.store import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,11 @@ class EngineProcess:
         if self.process.poll() is None:
             self.kill()
         self._log_file.close()
+
+
+def engine_alive(store: Store, engine_id: str) -> bool:
+    lease = store.get_lease(f"engine-{engine_id}")
+    return lease is not None and not lease.expired(time.time())
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60, poll: float = 0.02) -> float:

@@ -16,7 +16,7 @@ from sahara_es.engine import WorkflowStatus, start_workflow, wait_for
 from sahara_es.engine.engine import events_of
 from sahara_es.events import workflow as ev
 from sahara_es.store import Store
-from tests.engines import EngineProcess, wait_until
+from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.workflows import lines
 
 TTL = 2.0
@@ -100,7 +100,7 @@ def test_three_engines_share_one_workflow_s_tasks(
     names = ["spread-a", "spread-b", "spread-c"]
     engines = [EngineProcess(url, name, tmp_path, lease_ttl=TTL) for name in names]
     try:
-        wait_until(lambda: all(_alive(store, n) for n in names), timeout=30)
+        wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=30)
         workflow = start_workflow(store, "test.fan-out", {"tasks": 60, "effects": effects,
                                                           "sleep": 0.05})
         state = wait_for(store, workflow, timeout=90)
@@ -117,10 +117,6 @@ def test_three_engines_share_one_workflow_s_tasks(
     counts = collections.Counter(lines(effects))
     assert len(counts) == 62 and set(counts.values()) == {1}
 
-
-def _alive(store: Store, engine_id: str) -> bool:
-    lease = store.get_lease(f"engine-{engine_id}")
-    return lease is not None and not lease.expired(time.time())
 
 
 @pytest.fixture(autouse=True)
