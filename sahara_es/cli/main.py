@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import click
-from rich.table import Table
 
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
-from sahara_es.events import Metadata, NewEvent
-from sahara_es.store import Store
 
 
 @click.group()
@@ -63,44 +57,7 @@ def all_in_one(obj: Context, demo: bool) -> None:
     store = obj.store(upgrade=True)
     console.print(f"store ready: {store.describe()['backend']} at {obj.url}")
     if demo:
-        run_demo(store)
+        from sahara_es.cli import demo as demos
 
-
-def run_demo(store: Store) -> None:
-    """Append a short cluster history, read it back, and show fencing refuse a stale writer."""
-    from sahara_es.store import LeaseLost
-
-    cluster = f"cluster-{uuid.uuid4().hex[:12]}"
-    meta = Metadata(actor="demo", project_id="demo-project", correlation_id=uuid.uuid4().hex)
-    history: list[tuple[str, dict[str, Any]]] = [
-        ("ClusterCreateRequested", {"name": "spark-demo", "plugin": "spark", "nodes": 3}),
-        ("ClusterStatusChanged", {"status": "Spawning"}),
-        ("InstanceCreated", {"instance": "spark-demo-master-0", "ip": "127.10.0.2"}),
-        ("ClusterStatusChanged", {"status": "Active"}),
-    ]
-    owner = store.acquire_lease(cluster, "engine-demo-1", ttl=0.5)
-    store.fence(cluster, owner)
-    version = 0
-    for kind, data in history:
-        version = store.append(cluster, [NewEvent(type=kind, data=data, metadata=meta)],
-                               version, lease=owner)
-    table = Table(title=f"stream {cluster}")
-    for column in ("version", "type", "data", "actor"):
-        table.add_column(column)
-    for event in store.read(cluster):
-        table.add_row(str(event.version), event.type, str(event.data), event.metadata.actor)
-    console.print(table)
-
-    import time
-
-    time.sleep(0.6)
-    successor = store.acquire_lease(cluster, "engine-demo-2", ttl=30)
-    store.fence(cluster, successor)
-    try:
-        store.append(cluster, [NewEvent(type="ClusterStatusChanged", data={"status": "Error"})],
-                     version, lease=owner)
-        console.print("[red]a stale engine wrote after losing its lease[/red]")
-    except LeaseLost as refused:
-        console.print(f"engine-demo-1 lost its lease to engine-demo-2 (epoch "
-                      f"{successor.epoch}); its late write was refused: {refused}")
-    console.print(f"streams in category 'cluster': {sum(1 for _ in store.list_streams('cluster'))}")
+        demos.store_demo(store)
+        demos.workflow_demo(store)

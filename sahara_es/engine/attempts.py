@@ -8,7 +8,6 @@ workflow's stream) or on an engine that claimed it (events go to the claim strea
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,7 +50,7 @@ class Outcome:
 
 
 def describe(error: BaseException | None) -> str:
-    return "".join(traceback.format_exception_only(error)).strip()
+    return f"{type(error).__name__}: {error}" if error is not None else "unknown error"
 
 
 def _retryable(error: BaseException) -> bool:

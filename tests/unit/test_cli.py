@@ -16,6 +16,25 @@ def test_all_in_one_applies_the_schema_and_runs_the_demo(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert "ClusterCreateRequested" in result.output
     assert "late write was refused" in result.output
+    assert "succeeded" in result.output and "TaskRetried" in result.output
+    assert "rolled_back" in result.output and "WorkflowRolledBack" in result.output
+
+
+def test_workflows_are_started_shown_and_cancelled_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    store = ["--store", f"sqlite:///{tmp_path / 'store.db'}"]
+    started = CliRunner().invoke(main, [*store, "workflow", "start", "test.noops",
+                                        "--params", '{"tasks": 3, "shape": "linear"}',
+                                        "--load", "tests.workflows"])
+    assert started.exit_code == 0, started.output
+    workflow_id = started.output.strip()
+
+    shown = CliRunner().invoke(main, [*store, "workflow", "show", workflow_id])
+    cancelled = CliRunner().invoke(main, [*store, "workflow", "cancel", workflow_id])
+
+    assert '"status": "running"' in shown.output  # no engine runs here
+    assert f"cancel requested for {workflow_id}" in cancelled.output
 
 
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
