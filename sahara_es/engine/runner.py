@@ -135,10 +135,13 @@ class WorkflowRunner:
                     break
                 self._check_cancel()
                 with self._lock:
-                    self._resume_recoveries()
-                    if self.state.status is WorkflowStatus.RUNNING:
+                    if self.engine.stopping.is_set():
+                        self._poll_offers()  # start nothing more: hand back once idle
+                    elif self.state.status is WorkflowStatus.RUNNING:
+                        self._resume_recoveries()
                         self._advance()
                     else:
+                        self._resume_recoveries()
                         self._roll_back()
                 self._drain(wait=self.poll_interval if self._offers else 0.2)
         except attempts.LOST:
