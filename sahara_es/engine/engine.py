@@ -60,6 +60,7 @@ class Engine:
         self._valid_until: dict[str, float] = {}
         self._runners: dict[str, tuple[WorkflowRunner, threading.Thread]] = {}
         self._runners_lock = threading.Lock()
+        self._taking: set[str] = set()
         self._finished: set[str] = set()
         self._views: dict[str, WorkflowState] = {}
         self._claiming: set[str] = set()
@@ -182,26 +183,45 @@ class Engine:
             if not lease.resource.startswith(WORKFLOW_PREFIX) or self.stopping.is_set():
                 continue
             workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
-            if workflow_id in self._finished or workflow_id in self._runners:
+            if (workflow_id in self._finished or workflow_id in self._runners
+                    or workflow_id in self._taking):
                 continue
             if lease.expired(now):
-                self._take(workflow_id)
+                if len(self._runners) + len(self._taking) < self.config.max_workflows:
+                    with self._runners_lock:
+                        self._taking.add(workflow_id)
+                    threading.Thread(target=self._take_and_run, args=(workflow_id,),
+                                     name=f"{self.engine_id} {workflow_id}", daemon=True).start()
             elif lease.owner != self.engine_id:
                 self._claim_offered(workflow_id)
 
-    def _take(self, workflow_id: str) -> None:
-        if len(self._runners) >= self.config.max_workflows:
-            return
+    def _take_and_run(self, workflow_id: str) -> None:
+        """On its own thread, so that a sweep starts many takeovers at once."""
+        runner = None
+        try:
+            runner = self._take(workflow_id)
+            if runner is not None:
+                with self._runners_lock:
+                    self._runners[workflow_id] = (runner, threading.current_thread())
+        except StoreError as error:
+            log.warning("could not take %s: %s", workflow_id, error)
+        finally:
+            with self._runners_lock:
+                self._taking.discard(workflow_id)
+        if runner is not None:
+            self._run(runner)
+
+    def _take(self, workflow_id: str) -> WorkflowRunner | None:
         stream = f"{WORKFLOW_PREFIX}{workflow_id}"
         version = self.store.stream_version(stream)
         last = list(self.store.read(stream, version, to_version=version)) if version else []
         if last and last[0].type in FINISHING_EVENTS:
             self._finished.add(workflow_id)
-            return
+            return None
         try:
             lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
         except LeaseHeld:
-            return
+            return None
         sent = time.monotonic()
         self._valid_until[stream] = sent + self.config.lease_ttl * (1 - self.config.lease_margin)
         self.store.fence(stream, lease)  # from here on, the previous owner cannot append
@@ -210,13 +230,8 @@ class Engine:
             state.fold(event)
         if not state.started:
             self.store.release_lease(lease)
-            return
-        runner = WorkflowRunner(self, lease, state)
-        thread = threading.Thread(target=self._run, args=(runner,),
-                                  name=f"{self.engine_id} {workflow_id}", daemon=True)
-        with self._runners_lock:
-            self._runners[workflow_id] = (runner, thread)
-        thread.start()
+            return None
+        return WorkflowRunner(self, lease, state)
 
     def _run(self, runner: WorkflowRunner) -> None:
         workflow_id = runner.workflow_id

@@ -99,19 +99,34 @@ class WorkflowRunner:
         self._to_recover: dict[str, dict[str, Any]] = {}  # task id -> intent, awaiting a slot
         self._last_poll = self._last_cancel_check = 0.0
         self._writer: FencedWriter | None = None
+        self._unwritten: list[DomainEvent] = []
 
     # -- recording ------------------------------------------------------------------------
 
     def record(self, events: list[DomainEvent], *, durable: bool = False) -> None:
-        future = self._write(events)
-        if durable:
-            future.result()
-
-    def _write(self, events: list[DomainEvent]) -> Future[int]:
-        assert self._writer is not None
+        """Fold ``events`` now; write them with the runner's next write, or at once if
+        ``durable`` (and wait). A task's success thus shares an append with the next start."""
         with self._lock:
             for event in events:
                 self.state.apply_event(event)
+            self._unwritten.extend(events)
+            future = self._flush() if durable else None
+        if future is not None:
+            future.result()
+
+    def _write(self, events: list[DomainEvent]) -> Future[int]:
+        with self._lock:
+            self.record(events)
+            future = self._flush()
+        assert future is not None
+        return future
+
+    def _flush(self) -> Future[int] | None:
+        assert self._writer is not None
+        with self._lock:
+            if not self._unwritten:
+                return None
+            events, self._unwritten = self._unwritten, []
             return self._writer.write(events)
 
     def metadata(self) -> Metadata:
@@ -143,10 +158,12 @@ class WorkflowRunner:
                     else:
                         self._resume_recoveries()
                         self._roll_back()
+                self._flush()
                 self._drain(wait=self.poll_interval if self._offers else 0.2)
         except attempts.LOST:
             return "lost"
         finally:
+            self._flush()
             self._writer.close()
         if self._writer.error is not None:
             return "lost"
