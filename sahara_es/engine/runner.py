@@ -253,7 +253,11 @@ class WorkflowRunner:
 
         def execute() -> Outcome:
             if after is not None and not job.task.idempotent:
-                after.result()  # the start is durable before the task touches the world
+                try:
+                    after.result()  # the start is durable before the task touches the world
+                except Exception as error:
+                    return Outcome(task.spec.id, False, error=attempts.describe(error),
+                                   abandoned=True)
             return job()
 
         self.engine.submit(execute, lambda outcome: self._done.put((kind, outcome)))
