@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,10 +32,11 @@ from sahara_es.engine.engine import events_of
 from sahara_es.events import workflow as ev
 from sahara_es.store import Store, open_store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST
+from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
 from tests.workflows import lines
 
-BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
+FAILOVER_KEYSPACE = "sahara_es_failover"  # dropped at each start: no workflow left from before
+FAILOVER_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{FAILOVER_KEYSPACE}"
 TASKS = 10
 
 
@@ -67,7 +69,7 @@ def run(url: str, prefix: str, runs: int, ttl: float, folder: Path) -> dict[str,
     try:
         for i in range(runs):
             wait_until(lambda: sum(engine_alive(store, n) for n in engines) >= 3, timeout=60)
-            effects = str(folder / f"effects-{i}")
+            effects = str(folder / f"effects-{prefix}-{i}")
             workflow = start_workflow(store, "test.chain", {"tasks": TASKS, "effects": effects,
                                                             "sleep": 0.1})
             wait_until(lambda w=workflow: bool(owned_by(store, w)), timeout=30, poll=0.005)
@@ -78,10 +80,12 @@ def run(url: str, prefix: str, runs: int, ttl: float, folder: Path) -> dict[str,
             spawn()
             try:
                 state = wait_for(store, workflow, timeout=60, poll=0.02)
-            except TimeoutError:
+            except TimeoutError as stuck:
+                print(f"run {i}: {stuck}", file=sys.stderr)
                 lost += 1
                 continue
             if state.status is not WorkflowStatus.SUCCEEDED:
+                print(f"run {i}: {state.summary()}", file=sys.stderr)
                 lost += 1
             counts = collections.Counter(lines(effects))
             doubled += any(n > 1 for n in counts.values())
@@ -120,13 +124,17 @@ def main() -> None:
     parser.add_argument("--cassandra-only", action="store_true")
     args = parser.parse_args()
     figures: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        if not args.cassandra_only:
-            figures.update(run(f"sqlite:///{folder}/failover.db", "sqlite", args.runs,
-                               args.ttl, folder))
-        if not args.sqlite_only:
-            figures.update(run(BENCH_CASSANDRA_URL, "cassandra", args.runs, args.ttl, folder))
+    folder = Path(tempfile.mkdtemp(prefix="sahara-es-failover-"))
+    if not args.cassandra_only:
+        figures.update(run(f"sqlite:///{folder}/failover.db", "sqlite", args.runs, args.ttl,
+                           folder))
+    if not args.sqlite_only:
+        drop_cassandra_keyspace(FAILOVER_KEYSPACE)
+        figures.update(run(FAILOVER_CASSANDRA_URL, "cassandra", args.runs, args.ttl, folder))
+    if any(v for k, v in figures.items() if k.endswith(("lost_workflows", "doubled_effects"))):
+        print(f"engine logs and effects kept in {folder}", file=sys.stderr)
+    else:
+        shutil.rmtree(folder)
     rows = [(k, "s" if "_s" in k else "count", float(v)) for k, v in figures.items()]
     report("kill -9 at random points: lost workflows, doubled effects, failover time", rows,
            figures, args.json, ["goal: 0 lost, 0 doubled, failover <= TTL + 2 s"])

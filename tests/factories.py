@@ -22,11 +22,15 @@ CASSANDRA_TEST_URL = (
 
 def drop_cassandra_test_keyspace() -> None:
     """Each test session starts from an empty keyspace, so feeds hold only its own events."""
+    drop_cassandra_keyspace(CASSANDRA_TEST_KEYSPACE)
+
+
+def drop_cassandra_keyspace(keyspace: str) -> None:
     from cassandra.cluster import Cluster
 
     cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
     try:
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {CASSANDRA_TEST_KEYSPACE}", timeout=60)
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     finally:
         cluster.shutdown()
 

@@ -23,7 +23,7 @@ from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
+from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class Engine:
                                         thread_name_prefix=f"{self.engine_id} task")
         self._slots = self.config.concurrency
         self._slots_lock = threading.Lock()
-        self._valid_until: dict[str, float] = {}
+        self._valid_until: dict[str, tuple[int, float]] = {}  # resource -> (epoch, until)
+        self.engine_lease: Lease | None = None
         self._runners: dict[str, tuple[WorkflowRunner, threading.Thread]] = {}
         self._runners_lock = threading.Lock()
         self._taking: set[str] = set()
@@ -71,7 +72,7 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Engine:
-        self._renew(f"{ENGINE_PREFIX}{self.engine_id}", first=True)
+        self._renew_engine_lease()
         for target, name in ((self._heartbeat, "heartbeat"), (self._sweep_loop, "sweep")):
             thread = threading.Thread(target=target, name=f"{self.engine_id} {name}",
                                       daemon=True)
@@ -90,9 +91,11 @@ class Engine:
         for thread in self._threads:
             thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        engine_lease = self.store.get_lease(f"{ENGINE_PREFIX}{self.engine_id}")
-        if engine_lease is not None and engine_lease.owner == self.engine_id:
-            self.store.release_lease(engine_lease)
+        if self.engine_lease is not None:
+            try:
+                self.store.release_lease(self.engine_lease)
+            except StoreError as error:
+                log.warning("could not release the engine lease: %s", error)
 
     def wait(self) -> None:
         self._stopped.wait()
@@ -123,34 +126,41 @@ class Engine:
 
     # -- leases ---------------------------------------------------------------------------
 
-    def lease_valid(self, resource: str) -> bool:
-        return time.monotonic() < self._valid_until.get(resource, 0.0)
+    def lease_valid(self, lease: Lease) -> bool:
+        """Whether this engine may still act under ``lease``, on its own clock: until a margin
+        before the lease could expire for the others. Keyed by epoch, so work left over from
+        an earlier ownership of the same resource never passes for the current one."""
+        epoch, until = self._valid_until.get(lease.resource, (0, 0.0))
+        return epoch == lease.epoch and time.monotonic() < until
 
-    def _renew(self, resource: str, first: bool = False) -> Any:
+    def _trust(self, lease: Lease, sent: float) -> None:
+        self._valid_until[lease.resource] = (
+            lease.epoch, sent + self.config.lease_ttl * (1 - self.config.lease_margin))
+
+    def _renew_engine_lease(self) -> None:
         sent = time.monotonic()
-        ttl = self.config.lease_ttl
-        if first:
-            lease = self.store.acquire_lease(resource, self.engine_id, ttl)
+        resource = f"{ENGINE_PREFIX}{self.engine_id}"
+        if self.engine_lease is None:
+            self.engine_lease = self.store.acquire_lease(resource, self.engine_id,
+                                                         self.config.lease_ttl)
         else:
-            current = self.store.get_lease(resource)
-            if current is None or current.owner != self.engine_id:
-                raise LeaseLost(f"{resource} is no longer {self.engine_id}'s")
-            lease = self.store.renew_lease(current, ttl)
-        self._valid_until[resource] = sent + ttl * (1 - self.config.lease_margin)
-        return lease
+            self.engine_lease = self.store.renew_lease(self.engine_lease, self.config.lease_ttl)
+        self._trust(self.engine_lease, sent)
 
     def _heartbeat(self) -> None:
         while not self._stopped.wait(self.config.lease_ttl / 4):
             try:
-                self._renew(f"{ENGINE_PREFIX}{self.engine_id}")
+                self._renew_engine_lease()
+            except LeaseLost:
+                log.warning("engine lease lost: taking it again")
+                self.engine_lease = None
             except StoreError as error:
                 log.warning("engine lease: %s", error)
             for workflow_id, (runner, _) in list(self._runners.items()):
                 sent = time.monotonic()
                 try:
                     runner.lease = self.store.renew_lease(runner.lease, self.config.lease_ttl)
-                    self._valid_until[runner.lease.resource] = (
-                        sent + self.config.lease_ttl * (1 - self.config.lease_margin))
+                    self._trust(runner.lease, sent)
                 except LeaseLost:
                     log.warning("lost %s", workflow_id)
                     runner.lost.set()
@@ -160,8 +170,12 @@ class Engine:
     def others_alive(self) -> bool:
         return bool(self._live_engines - {self.engine_id})
 
-    def alive(self, engine_id: str) -> bool:
-        return engine_id == self.engine_id or engine_id in self._live_engines
+    def runs_claim(self, engine_id: str, stream_id: str) -> bool:
+        """Whether a claim by ``engine_id`` may still produce an outcome: another engine that
+        still heartbeats, or this one running it now."""
+        if engine_id == self.engine_id:
+            return stream_id in self._claiming
+        return engine_id in self._live_engines
 
     # -- the sweep ------------------------------------------------------------------------
 
@@ -218,12 +232,12 @@ class Engine:
         if last and last[0].type in FINISHING_EVENTS:
             self._finished.add(workflow_id)
             return None
+        sent = time.monotonic()
         try:
             lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
         except LeaseHeld:
             return None
-        sent = time.monotonic()
-        self._valid_until[stream] = sent + self.config.lease_ttl * (1 - self.config.lease_margin)
+        self._trust(lease, sent)
         self.store.fence(stream, lease)  # from here on, the previous owner cannot append
         state = WorkflowState(stream)
         for event in self.store.read(stream):
@@ -276,10 +290,11 @@ class Engine:
             recorder = ClaimRecorder(self.store, stream, Metadata(
                 engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
             start = ev.TaskStarted(task.spec.id, task.attempt, self.engine_id, 0, run=stream)
+            self._claiming.add(stream)  # before the claim: an owner must never see it orphaned
             if not recorder.claim(self.engine_id, start):
+                self._claiming.discard(stream)
                 self.release_slots(1)
                 continue
-            self._claiming.add(stream)
             job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
                           start_recorded=True, context=self._claimed_context(view, task.spec.id))
@@ -290,13 +305,12 @@ class Engine:
 
     def _claimed_context(self, view: WorkflowState, task_id: str) -> Callable[[int], TaskContext]:
         results = view.results()
-        engine_resource = f"{ENGINE_PREFIX}{self.engine_id}"
-
         def context(attempt: int) -> TaskContext:
             return TaskContext(
                 workflow_id=view.workflow_id, task_id=task_id, attempt=attempt,
                 engine_id=self.engine_id, params=view.params, results=results,
-                lease_valid=lambda: self.lease_valid(engine_resource))
+                lease_valid=lambda: self.engine_lease is not None
+                and self.lease_valid(self.engine_lease))
 
         return context
 

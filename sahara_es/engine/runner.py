@@ -169,8 +169,11 @@ class WorkflowRunner:
             return "lost"
         return "finished" if self.state.status.finished else "handed back"
 
+    def _holds_lease(self) -> bool:
+        return self.engine.lease_valid(self.lease)
+
     def _lost(self) -> bool:
-        return (self.lost.is_set() or not self.engine.lease_valid(self.lease.resource)
+        return (self.lost.is_set() or not self._holds_lease()
                 or (self._writer is not None and self._writer.error is not None))
 
     def _recover(self) -> None:
@@ -245,8 +248,7 @@ class WorkflowRunner:
         job = TaskRun(
             spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
             engine=self.engine.engine_id, epoch=self.lease.epoch,
-            context=self.context_for(task.spec.id, lambda: self.engine.lease_valid(
-                self.lease.resource)),
+            context=self.context_for(task.spec.id, self._holds_lease),
             recorder=recorder, run=run, start_recorded=start_recorded, intent=intent,
         )
         self._active[task.spec.id] = kind
@@ -312,7 +314,7 @@ class WorkflowRunner:
             elif offer.withdrawn:
                 del self._offers[task_id]
             elif (offer.claimer is not None and task_id not in self._active
-                    and not self.engine.alive(offer.claimer)):
+                    and not self.engine.runs_claim(offer.claimer, offer.stream_id)):
                 self._take_back(task_id, offer)
 
     def _follow(self, task_id: str, offer: Offer, event: DomainEvent) -> None:
@@ -334,7 +336,8 @@ class WorkflowRunner:
                 offer.rest.append(event)
 
     def _take_back(self, task_id: str, offer: Offer) -> None:
-        """The claimer stopped heartbeating: refuse its outcome, and finish the task here."""
+        """The claimer stopped heartbeating (or is this engine, in an ownership that ended):
+        refuse its outcome, and finish the task here."""
         recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
         recorder.version = offer.cursor
         try:
@@ -393,8 +396,7 @@ class WorkflowRunner:
             if not self.engine.reserve_slots(1):
                 return
             self._active[task.spec.id] = "revert"
-            context = self.context_for(task.spec.id, lambda: self.engine.lease_valid(
-                self.lease.resource))(task.attempt)
+            context = self.context_for(task.spec.id, self._holds_lease)(task.attempt)
             self.engine.submit(
                 lambda: attempts.revert(task.spec, build_task(task.spec), task.result,
                                         task.attempt, self.engine.engine_id, context, self),
