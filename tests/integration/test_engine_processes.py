@@ -93,6 +93,34 @@ def test_sigterm_hands_workflows_back(store: Store, url: str, tmp_path: Path) ->
     effects_once(effects, 12)
 
 
+def test_a_task_claimed_by_an_engine_that_dies_is_finished_by_the_owner(
+    store: Store, url: str, tmp_path: Path
+) -> None:
+    effects = str(tmp_path / "effects")
+    with EngineProcess(url, "owner", tmp_path, lease_ttl=TTL) as owner:
+        wait_until(lambda: engine_alive(store, "owner"))
+        workflow = start_workflow(store, "test.fan-out", {"tasks": 20, "effects": effects,
+                                                          "sleep": 0.3})
+        with EngineProcess(url, "claimer", tmp_path, lease_ttl=TTL) as claimer:
+            wait_until(lambda: any(isinstance(e, ev.TaskStarted) and e.engine == "claimer"
+                                   for e in events_of(store, f"workflow-{workflow}")))
+            claimer.kill()
+        state = wait_for(store, workflow, timeout=60)
+        owner.stop()
+
+    assert state.status is WorkflowStatus.SUCCEEDED
+    counts = collections.Counter(lines(effects))
+    assert len(counts) == 22 and set(counts.values()) == {1}
+    assert [o for o, _ in owners(store, workflow)] == ["owner"]  # the owner never changed
+    claims = [e.run for e in events_of(store, f"workflow-{workflow}")
+              if isinstance(e, ev.TaskStarted) and e.engine == "claimer"]
+    assert any(_abandoned(store, run) for run in claims), "the owner took a dead claim back"
+
+
+def _abandoned(store: Store, run: str) -> bool:
+    return any(isinstance(e, ev.TaskRunAbandoned) for e in events_of(store, run))
+
+
 def test_three_engines_share_one_workflow_s_tasks(
     store: Store, url: str, tmp_path: Path
 ) -> None:
