@@ -66,6 +66,7 @@ from sahara_es.store.base import (
     Snapshot,
     Store,
     check_claim,
+    check_release,
 )
 from sahara_es.store.config import CassandraConfig
 from sahara_es.store.errors import (
@@ -721,9 +722,7 @@ class CassandraStore(Store):
     @_retry_transient
     def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
         current = self._claim_row(key)
-        if current.generation != expected_generation:
-            raise ConcurrencyConflict(f"claim {key} is at generation {current.generation}")
-        if holder not in current.holders:
+        if not check_release(current, holder, expected_generation):
             return current
         holders = dict(current.holders)
         amount = holders.pop(holder)
