@@ -225,6 +225,12 @@ class CassandraStore(Store):
 
     # -- events: heads and partitions -----------------------------------------------------
 
+    _HEAD_INSERT = (
+        "INSERT INTO events (stream_id, partition_nr, version, head_version, fence_epoch,"
+        " sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
+    )
+    _STREAM_INSERT = "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
+
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
             "SELECT head_version, fence_epoch, sealed FROM events"
@@ -326,9 +332,9 @@ class CassandraStore(Store):
         # are confirmed after it: written before the commit, with overlapping round trips.
         pending = [self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)]
         if n == 0:
-            pending.append(self._session.execute_async(self._prepare(
-                "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
-            ).bind((category_of(stream_id), stream_id))))
+            pending.append(self._session.execute_async(
+                self._prepare(self._STREAM_INSERT).bind((category_of(stream_id), stream_id))
+            ))
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -342,10 +348,7 @@ class CassandraStore(Store):
         else:  # the partition has no head yet: this append creates it, carrying the fence
             batch = self._batch_with_events(stream_id, partition, n + 1, events)
             fence = max(plan, lease.epoch if lease else 0)
-            batch.add(self._prepare(
-                "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
-            ), (stream_id, partition, n + k, fence))
+            batch.add(self._prepare(self._HEAD_INSERT), (stream_id, partition, n + k, fence))
             result = self._lwt_resolved(batch, self.config.ownership_serial, applied)
             if not result["[applied]"] and n == 0 and result.get("head_version") == 0:
                 # fence() created the empty head first: append through it like any other.
@@ -359,8 +362,7 @@ class CassandraStore(Store):
         except Exception:  # any failure: write them again below, synchronously
             finished = float("inf")
             if n == 0:
-                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
-                          (category_of(stream_id), stream_id))
+                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
         if finished - started > self.config.feed_settle_seconds / 2:
             # Committed late: index again so that no consumer passed this append already.
             self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())
@@ -433,22 +435,17 @@ class CassandraStore(Store):
         for _ in range(20):
             partition = self._current_partition(stream_id)
             if partition is None:
-                statement = self._prepare(
-                    "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                    " fence_epoch, sealed) VALUES (?, 0, 0, 0, ?, false) IF NOT EXISTS"
-                ).bind((stream_id, lease.epoch))
-                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
-                          (category_of(stream_id), stream_id))
+                statement = self._prepare(self._HEAD_INSERT).bind((stream_id, 0, 0, lease.epoch))
+                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
             else:
                 head = self._head(stream_id, partition, serial=True)
                 assert head is not None
                 if head["fence_epoch"] > lease.epoch:
                     raise LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}")
                 if head["sealed"]:
-                    statement = self._prepare(
-                        "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                        " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
-                    ).bind((stream_id, partition + 1, head["head_version"], lease.epoch))
+                    statement = self._prepare(self._HEAD_INSERT).bind(
+                        (stream_id, partition + 1, head["head_version"], lease.epoch)
+                    )
                 else:
                     statement = self._prepare(
                         "UPDATE events SET fence_epoch = ? WHERE stream_id = ?"
