@@ -355,10 +355,10 @@ class CassandraStore(Store):
                 result = self._append_on_head(stream_id, partition, n, events, lease, applied)
         if not result["[applied]"]:
             raise self._refusal(stream_id, n, result, lease)
-        finished = time.time()
         try:
             for future in pending:
                 future.result()
+            finished = time.time()  # the LWT and the feed entry both landed by now
         except Exception:  # any failure: write them again below, synchronously
             finished = float("inf")
             if n == 0:
