@@ -18,9 +18,11 @@ writer may finish a crossing that another started and died in.
 The global feed. Before its LWT, an append writes an index entry ``(bucket, timeuuid)`` naming
 the stream, its first version and first event id. Consumers read entries older than a settle
 window, then read the events from the stream and keep an entry only if the stream holds that
-event id (an entry whose LWT lost is ignored). An append whose LWT completes later than half
-the settle window after its entry writes a fresh entry, so a stalled writer cannot commit behind
-a consumer's back; the rare duplicate delivery this causes is why consumers are idempotent.
+event id (an entry whose LWT lost is ignored). An append whose LWT or entry is confirmed later
+than half the settle window after the entry's time writes a fresh entry, so a stalled writer
+cannot commit behind a consumer's back; the rare duplicate delivery this causes is why
+consumers are idempotent. Entries and category rows of concurrent appends share requests
+through a group commit (``grouped.py``).
 
 Unknown outcomes. A ``WriteTimeout`` of type CAS (or a client timeout) on an LWT means it may or
 may not have applied: the store re-reads at SERIAL consistency, which completes any in-flight
@@ -47,7 +49,6 @@ from cassandra.cluster import (
     Cluster,
     ExecutionProfile,
     NoHostAvailable,
-    ResponseFuture,
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -78,6 +79,7 @@ from sahara_es.store.errors import (
     StoreError,
     Unavailable,
 )
+from sahara_es.store.grouped import Batch, GroupCommit
 
 Row = dict[str, Any]
 
@@ -135,6 +137,7 @@ class CassandraStore(Store):
         self._prepared: dict[str, PreparedStatement] = {}
         self._marked_buckets: set[int] = set()
         self._last_partition: dict[str, int] = {}
+        self._grouped = GroupCommit(self._session)
         if self._keyspace_ready():
             self._session.set_keyspace(cfg.keyspace)
 
@@ -150,6 +153,7 @@ class CassandraStore(Store):
         return applied
 
     def close(self) -> None:
+        self._grouped.close()
         self._cluster.shutdown()
 
     def describe(self) -> dict[str, Any]:
@@ -332,9 +336,13 @@ class CassandraStore(Store):
         # are confirmed after it: written before the commit, with overlapping round trips.
         pending = [self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)]
         if n == 0:
-            pending.append(self._session.execute_async(
-                self._prepare(self._STREAM_INSERT).bind((category_of(stream_id), stream_id))
+            category = category_of(stream_id)
+            pending.append(self._grouped.write(
+                ("streams", category),
+                self._prepare(self._STREAM_INSERT).bind((category, stream_id)),
             ))
+        for batch in pending:
+            batch.sent.wait()
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -524,10 +532,10 @@ class CassandraStore(Store):
                   (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id))
 
     def _index_async(self, stream_id: str, first_version: int, count: int,
-                     first_event_id: uuid.UUID, at: float) -> ResponseFuture:
+                     first_event_id: uuid.UUID, at: float) -> Batch:
         bucket = self._bucket(at)
         self._mark_bucket(bucket)
-        return self._session.execute_async(self._prepare(self._FEED_INSERT).bind(
+        return self._grouped.write(("feed", bucket), self._prepare(self._FEED_INSERT).bind(
             (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id)
         ))
 
