@@ -341,8 +341,8 @@ class CassandraStore(Store):
                 ("streams", category),
                 self._prepare(self._STREAM_INSERT).bind((category, stream_id)),
             ))
-        for batch in pending:
-            batch.sent.wait()
+        for write in pending:
+            write.sent.wait()
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -364,8 +364,8 @@ class CassandraStore(Store):
         if not result["[applied]"]:
             raise self._refusal(stream_id, n, result, lease)
         try:
-            for future in pending:
-                future.result()
+            for write in pending:
+                write.result()
             finished = time.time()  # the LWT and the feed entry both landed by now
         except Exception:  # any failure: write them again below, synchronously
             finished = float("inf")
