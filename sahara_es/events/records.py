@@ -7,7 +7,7 @@ old payloads) is the registry's job, so that no backend needs to know any event 
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +29,9 @@ class Metadata:
     region: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["occurred_at"] = self.occurred_at.isoformat()
-        return out
+        # Every field is a scalar, so a shallow copy is enough; asdict() deep-copies, at ~50 µs
+        # per event written.
+        return {**vars(self), "occurred_at": self.occurred_at.isoformat()}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Metadata:

@@ -80,6 +80,16 @@ def check_claim(current: Claim, holder: str, amount: int, expected_generation: i
         )
 
 
+def check_release(current: Claim, holder: str, expected_generation: int) -> bool:
+    """The guard of a release, the same for every backend: whether ``holder`` holds anything.
+
+    A release on a generation that moved is a conflict; releasing nothing is a no-op.
+    """
+    if current.generation != expected_generation:
+        raise ConcurrencyConflict(f"claim {current.key} is at generation {current.generation}")
+    return holder in current.holders
+
+
 MAX_APPEND_BATCH = 100
 """Most events one append may carry: a batch stays inside one bounded partition."""
 

@@ -18,9 +18,11 @@ writer may finish a crossing that another started and died in.
 The global feed. Before its LWT, an append writes an index entry ``(bucket, timeuuid)`` naming
 the stream, its first version and first event id. Consumers read entries older than a settle
 window, then read the events from the stream and keep an entry only if the stream holds that
-event id (an entry whose LWT lost is ignored). An append whose LWT completes later than half
-the settle window after its entry writes a fresh entry, so a stalled writer cannot commit behind
-a consumer's back; the rare duplicate delivery this causes is why consumers are idempotent.
+event id (an entry whose LWT lost is ignored). An append whose LWT or entry is confirmed later
+than half the settle window after the entry's time writes a fresh entry, so a stalled writer
+cannot commit behind a consumer's back; the rare duplicate delivery this causes is why
+consumers are idempotent. Entries and category rows of concurrent appends share requests
+through a group commit (``grouped.py``).
 
 Unknown outcomes. A ``WriteTimeout`` of type CAS (or a client timeout) on an LWT means it may or
 may not have applied: the store re-reads at SERIAL consistency, which completes any in-flight
@@ -47,7 +49,6 @@ from cassandra.cluster import (
     Cluster,
     ExecutionProfile,
     NoHostAvailable,
-    ResponseFuture,
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -66,6 +67,7 @@ from sahara_es.store.base import (
     Snapshot,
     Store,
     check_claim,
+    check_release,
 )
 from sahara_es.store.config import CassandraConfig
 from sahara_es.store.errors import (
@@ -77,6 +79,7 @@ from sahara_es.store.errors import (
     StoreError,
     Unavailable,
 )
+from sahara_es.store.grouped import Batch, GroupCommit
 
 Row = dict[str, Any]
 
@@ -134,6 +137,7 @@ class CassandraStore(Store):
         self._prepared: dict[str, PreparedStatement] = {}
         self._marked_buckets: set[int] = set()
         self._last_partition: dict[str, int] = {}
+        self._grouped = GroupCommit(self._session)
         if self._keyspace_ready():
             self._session.set_keyspace(cfg.keyspace)
 
@@ -149,6 +153,7 @@ class CassandraStore(Store):
         return applied
 
     def close(self) -> None:
+        self._grouped.close()
         self._cluster.shutdown()
 
     def describe(self) -> dict[str, Any]:
@@ -223,6 +228,12 @@ class CassandraStore(Store):
         return applied()
 
     # -- events: heads and partitions -----------------------------------------------------
+
+    _HEAD_INSERT = (
+        "INSERT INTO events (stream_id, partition_nr, version, head_version, fence_epoch,"
+        " sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
+    )
+    _STREAM_INSERT = "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
 
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
@@ -325,9 +336,13 @@ class CassandraStore(Store):
         # are confirmed after it: written before the commit, with overlapping round trips.
         pending = [self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)]
         if n == 0:
-            pending.append(self._session.execute_async(self._prepare(
-                "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
-            ).bind((category_of(stream_id), stream_id))))
+            category = category_of(stream_id)
+            pending.append(self._grouped.write(
+                ("streams", category),
+                self._prepare(self._STREAM_INSERT).bind((category, stream_id)),
+            ))
+        for write in pending:
+            write.sent.wait()
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -341,25 +356,21 @@ class CassandraStore(Store):
         else:  # the partition has no head yet: this append creates it, carrying the fence
             batch = self._batch_with_events(stream_id, partition, n + 1, events)
             fence = max(plan, lease.epoch if lease else 0)
-            batch.add(self._prepare(
-                "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
-            ), (stream_id, partition, n + k, fence))
+            batch.add(self._prepare(self._HEAD_INSERT), (stream_id, partition, n + k, fence))
             result = self._lwt_resolved(batch, self.config.ownership_serial, applied)
             if not result["[applied]"] and n == 0 and result.get("head_version") == 0:
                 # fence() created the empty head first: append through it like any other.
                 result = self._append_on_head(stream_id, partition, n, events, lease, applied)
         if not result["[applied]"]:
             raise self._refusal(stream_id, n, result, lease)
-        finished = time.time()
         try:
-            for future in pending:
-                future.result()
+            for write in pending:
+                write.result()
+            finished = time.time()  # the LWT and the feed entry both landed by now
         except Exception:  # any failure: write them again below, synchronously
             finished = float("inf")
             if n == 0:
-                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
-                          (category_of(stream_id), stream_id))
+                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
         if finished - started > self.config.feed_settle_seconds / 2:
             # Committed late: index again so that no consumer passed this append already.
             self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())
@@ -432,22 +443,17 @@ class CassandraStore(Store):
         for _ in range(20):
             partition = self._current_partition(stream_id)
             if partition is None:
-                statement = self._prepare(
-                    "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                    " fence_epoch, sealed) VALUES (?, 0, 0, 0, ?, false) IF NOT EXISTS"
-                ).bind((stream_id, lease.epoch))
-                self._run("INSERT INTO streams (category, stream_id) VALUES (?, ?)",
-                          (category_of(stream_id), stream_id))
+                statement = self._prepare(self._HEAD_INSERT).bind((stream_id, 0, 0, lease.epoch))
+                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
             else:
                 head = self._head(stream_id, partition, serial=True)
                 assert head is not None
                 if head["fence_epoch"] > lease.epoch:
                     raise LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}")
                 if head["sealed"]:
-                    statement = self._prepare(
-                        "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                        " fence_epoch, sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
-                    ).bind((stream_id, partition + 1, head["head_version"], lease.epoch))
+                    statement = self._prepare(self._HEAD_INSERT).bind(
+                        (stream_id, partition + 1, head["head_version"], lease.epoch)
+                    )
                 else:
                     statement = self._prepare(
                         "UPDATE events SET fence_epoch = ? WHERE stream_id = ?"
@@ -526,10 +532,10 @@ class CassandraStore(Store):
                   (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id))
 
     def _index_async(self, stream_id: str, first_version: int, count: int,
-                     first_event_id: uuid.UUID, at: float) -> ResponseFuture:
+                     first_event_id: uuid.UUID, at: float) -> Batch:
         bucket = self._bucket(at)
         self._mark_bucket(bucket)
-        return self._session.execute_async(self._prepare(self._FEED_INSERT).bind(
+        return self._grouped.write(("feed", bucket), self._prepare(self._FEED_INSERT).bind(
             (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id)
         ))
 
@@ -721,9 +727,7 @@ class CassandraStore(Store):
     @_retry_transient
     def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
         current = self._claim_row(key)
-        if current.generation != expected_generation:
-            raise ConcurrencyConflict(f"claim {key} is at generation {current.generation}")
-        if holder not in current.holders:
+        if not check_release(current, holder, expected_generation):
             return current
         holders = dict(current.holders)
         amount = holders.pop(holder)

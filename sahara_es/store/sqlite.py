@@ -27,6 +27,7 @@ from sahara_es.store.base import (
     Snapshot,
     Store,
     check_claim,
+    check_release,
 )
 from sahara_es.store.errors import (
     ConcurrencyConflict,
@@ -345,9 +346,7 @@ class SQLiteStore(Store):
     def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
         with self._write() as conn:
             current = self._claim_row(conn, key)
-            if current.generation != expected_generation:
-                raise ConcurrencyConflict(f"claim {key} is at generation {current.generation}")
-            if holder not in current.holders:
+            if not check_release(current, holder, expected_generation):
                 return current
             holders = dict(current.holders)
             amount = holders.pop(holder)
