@@ -31,9 +31,10 @@ from benchmarks.common import arguments, report
 from sahara_es.engine import Engine, EngineConfig, WorkflowStatus, start_workflow, wait_for
 from sahara_es.store import Store, open_store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST
+from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
 
-BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
+WORKFLOWS_KEYSPACE = "sahara_es_workflows"  # dropped at each start: nothing left from before
+WORKFLOWS_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{WORKFLOWS_KEYSPACE}"
 SHAPES = ("linear", "parallel")
 
 
@@ -143,7 +144,8 @@ def main() -> None:
         figures.update(taskflow_ms_per_task(folder, tasks))
         backends = [("sqlite", f"sqlite:///{folder}/ours.db")]
         if not parser_args.sqlite_only:
-            backends.append(("cassandra", BENCH_CASSANDRA_URL))
+            drop_cassandra_keyspace(WORKFLOWS_KEYSPACE)
+            backends.append(("cassandra", WORKFLOWS_CASSANDRA_URL))
         for prefix, url in backends:
             store = open_store(url, upgrade=True)
             figures.update(ours_ms_per_task(store, prefix, tasks))

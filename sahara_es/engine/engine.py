@@ -93,7 +93,7 @@ class Engine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.engine_lease is not None:
             try:
-                self.store.release_lease(self.engine_lease)
+                self.store.delete_lease(self.engine_lease)
             except StoreError as error:
                 log.warning("could not release the engine lease: %s", error)
 
@@ -189,10 +189,11 @@ class Engine:
     def sweep(self) -> None:
         now = time.time()
         leases = list(self.store.list_leases())
-        self._live_engines = {
-            lease.owner for lease in leases
-            if lease.resource.startswith(ENGINE_PREFIX) and not lease.expired(now)
-        }
+        engines = [lease for lease in leases if lease.resource.startswith(ENGINE_PREFIX)]
+        self._live_engines = {lease.owner for lease in engines if not lease.expired(now)}
+        for lease in engines:
+            if now - lease.expires_at > 10 * self.config.lease_ttl:
+                self.store.delete_lease(lease)  # an engine long dead: forget it
         for lease in leases:
             if not lease.resource.startswith(WORKFLOW_PREFIX) or self.stopping.is_set():
                 continue
@@ -204,16 +205,17 @@ class Engine:
                 if len(self._runners) + len(self._taking) < self.config.max_workflows:
                     with self._runners_lock:
                         self._taking.add(workflow_id)
-                    threading.Thread(target=self._take_and_run, args=(workflow_id,),
+                    threading.Thread(target=self._take_and_run, args=(lease,),
                                      name=f"{self.engine_id} {workflow_id}", daemon=True).start()
             elif lease.owner != self.engine_id:
                 self._claim_offered(workflow_id)
 
-    def _take_and_run(self, workflow_id: str) -> None:
+    def _take_and_run(self, expired: Lease) -> None:
         """On its own thread, so that a sweep starts many takeovers at once."""
+        workflow_id = expired.resource[len(WORKFLOW_PREFIX):]
         runner = None
         try:
-            runner = self._take(workflow_id)
+            runner = self._take(workflow_id, expired)
             if runner is not None:
                 with self._runners_lock:
                     self._runners[workflow_id] = (runner, threading.current_thread())
@@ -225,12 +227,13 @@ class Engine:
         if runner is not None:
             self._run(runner)
 
-    def _take(self, workflow_id: str) -> WorkflowRunner | None:
+    def _take(self, workflow_id: str, expired: Lease) -> WorkflowRunner | None:
         stream = f"{WORKFLOW_PREFIX}{workflow_id}"
         version = self.store.stream_version(stream)
         last = list(self.store.read(stream, version, to_version=version)) if version else []
         if last and last[0].type in FINISHING_EVENTS:
-            self._finished.add(workflow_id)
+            self._finished.add(workflow_id)  # its owner stopped before deleting the lease
+            self.store.delete_lease(expired)
             return None
         sent = time.monotonic()
         try:
@@ -256,13 +259,14 @@ class Engine:
             outcome = "crashed"
         self.outcomes[workflow_id] = outcome
         log.info("%s: %s on %s", workflow_id, outcome, self.engine_id)
-        if outcome == "finished":
-            self._finished.add(workflow_id)
-        if outcome in ("finished", "handed back", "crashed"):
-            try:
-                self.store.release_lease(runner.lease)
-            except StoreError as error:
-                log.warning("could not release %s: %s", workflow_id, error)
+        try:
+            if outcome == "finished":
+                self._finished.add(workflow_id)
+                self.store.delete_lease(runner.lease)  # the sweep no longer lists it
+            elif outcome in ("handed back", "crashed"):
+                self.store.release_lease(runner.lease)  # another engine takes it at once
+        except StoreError as error:
+            log.warning("could not release %s: %s", workflow_id, error)
         with self._runners_lock:
             del self._runners[workflow_id]
 

@@ -163,6 +163,13 @@ class Store(abc.ABC):
         """Give the resource up so another owner may take it at once."""
 
     @abc.abstractmethod
+    def delete_lease(self, lease: Lease) -> None:
+        """Forget the resource's lease, if it is still ``lease`` (owner and epoch); a no-op
+        otherwise. For work that is over, so that ``list_leases`` stays as small as the work
+        in progress. Streams keep their fence: a later lease of the resource, starting again
+        at epoch 1, cannot append to a stream fenced by a higher epoch."""
+
+    @abc.abstractmethod
     def get_lease(self, resource: str) -> Lease | None: ...
 
     @abc.abstractmethod

@@ -651,6 +651,17 @@ class CassandraStore(Store):
         ).bind((time.time(), lease.resource, lease.owner, lease.epoch))
         self._lwt_resolved(statement, self.config.ownership_serial, lambda: True)
 
+    def delete_lease(self, lease: Lease) -> None:
+        statement = self._prepare(
+            "DELETE FROM leases WHERE resource = ? IF owner = ? AND epoch = ?"
+        ).bind((lease.resource, lease.owner, lease.epoch))
+
+        def gone() -> bool:
+            current = self._lease_row(lease.resource)
+            return current is None or current["epoch"] != lease.epoch
+
+        self._lwt_resolved(statement, self.config.ownership_serial, gone)
+
     def get_lease(self, resource: str) -> Lease | None:
         row = self._lease_row(resource)
         return self._lease(row) if row else None

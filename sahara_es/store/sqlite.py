@@ -284,6 +284,11 @@ class SQLiteStore(Store):
                 (LeaseState.RELEASED.value, time.time(), lease.resource, lease.owner, lease.epoch),
             )
 
+    def delete_lease(self, lease: Lease) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE resource = ? AND owner = ? AND epoch = ?",
+                         (lease.resource, lease.owner, lease.epoch))
+
     def get_lease(self, resource: str) -> Lease | None:
         row = self._conn().execute(
             "SELECT * FROM leases WHERE resource = ?", (resource,)

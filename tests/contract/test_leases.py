@@ -70,6 +70,38 @@ def test_releasing_a_lease_already_lost_changes_nothing(store: Store) -> None:
     assert store.get_lease(lease.resource) == taken
 
 
+def test_a_deleted_lease_is_no_longer_listed(store: Store) -> None:
+    lease = store.acquire_lease(resource(), "engine-a", ttl=60)
+    store.delete_lease(lease)
+    assert store.get_lease(lease.resource) is None
+    assert lease.resource not in {listed.resource for listed in store.list_leases()}
+
+
+def test_deleting_a_lease_already_lost_changes_nothing(store: Store) -> None:
+    lease = store.acquire_lease(resource(), "engine-a", ttl=0.2)
+    time.sleep(0.3)
+    taken = store.acquire_lease(lease.resource, "engine-b", ttl=10)
+    store.delete_lease(lease)
+    assert store.get_lease(lease.resource) == taken
+
+
+def test_a_stale_owner_cannot_append_after_its_lease_was_deleted_and_taken_anew(
+    store: Store,
+) -> None:
+    stream = new_stream("workflow")
+    old = store.acquire_lease(stream, "engine-a", ttl=0.2)
+    store.fence(stream, old)
+    time.sleep(0.3)
+    newer = store.acquire_lease(stream, "engine-b", ttl=10)
+    store.fence(stream, newer)
+    store.delete_lease(newer)
+    again = store.acquire_lease(stream, "engine-a", ttl=10)  # epoch 1 again
+    with pytest.raises(LeaseLost):
+        store.fence(stream, again)
+    with pytest.raises(LeaseLost):
+        store.append(stream, events(1), 0, lease=again)
+
+
 def test_leases_are_listed(store: Store) -> None:
     lease = store.acquire_lease(resource(), "engine-a", ttl=10)
     assert lease in list(store.list_leases())
