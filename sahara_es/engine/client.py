@@ -40,18 +40,25 @@ def request_cancel(store: Store, workflow_id: str, reason: str = "") -> None:
 
 
 def load_workflow(store: Store, workflow_id: str) -> WorkflowState:
-    state = WorkflowState(f"{WORKFLOW_PREFIX}{workflow_id}")
-    for event in store.read(state.stream_id):
+    return _catch_up(store, WorkflowState(f"{WORKFLOW_PREFIX}{workflow_id}"))
+
+
+def _catch_up(store: Store, state: WorkflowState) -> WorkflowState:
+    for event in store.read(state.stream_id, state.version + 1):
         state.fold(event)
     return state
 
 
 def wait_for(store: Store, workflow_id: str, timeout: float = 60.0,
              poll: float = 0.1) -> WorkflowState:
-    """The workflow once finished; ``TimeoutError`` with its state if not within ``timeout``."""
+    """The workflow once finished; ``TimeoutError`` with its state if not within ``timeout``.
+
+    Each poll reads only the events written since the last one.
+    """
     deadline = time.monotonic() + timeout
+    state = WorkflowState(f"{WORKFLOW_PREFIX}{workflow_id}")
     while True:
-        state = load_workflow(store, workflow_id)
+        _catch_up(store, state)
         if state.status.finished:
             return state
         if time.monotonic() > deadline:

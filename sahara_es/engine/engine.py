@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import threading
 import time
 import uuid
@@ -170,6 +171,11 @@ class Engine:
     def others_alive(self) -> bool:
         return bool(self._live_engines - {self.engine_id})
 
+    def offer_room(self) -> int:
+        """Open offers a workflow keeps: twice the slots of the live engines (assuming each
+        runs as many tasks as this one), so that no engine waits for work."""
+        return 2 * self.config.concurrency * len(self._live_engines | {self.engine_id})
+
     def runs_claim(self, engine_id: str, stream_id: str) -> bool:
         """Whether a claim by ``engine_id`` may still produce an outcome: another engine that
         still heartbeats, or this one running it now."""
@@ -285,9 +291,9 @@ class Engine:
         if self._slots <= 0:
             return
         view = self._view(workflow_id)
-        for task in list(view.tasks.values()):
-            if task.status is not TaskStatus.OFFERED:
-                continue
+        offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
+        random.shuffle(offered)  # engines claiming at once mostly try different tasks
+        for task in offered:
             stream = f"taskrun-{workflow_id}.{task.spec.id}.{task.attempt}"
             if stream in self._claiming or not self.reserve_slots(1):
                 continue

@@ -206,6 +206,10 @@ class WorkflowRunner:
             ready = [t for t in self.state.ready()
                      if t.spec.id not in self._active and t.spec.id not in self._offers]
             if ready and self.engine.others_alive():
+                # Offer no more than all engines can take soon: every open offer is a claim
+                # stream this runner reads at each poll.
+                ready = ready[:max(0, self.engine.offer_room() - len(self._offers))]
+            if ready and self.engine.others_alive():
                 self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
                 for task in ready:
                     self._offers[task.spec.id] = Offer(
