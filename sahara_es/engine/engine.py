@@ -172,9 +172,9 @@ class Engine:
         return bool(self._live_engines - {self.engine_id})
 
     def offer_room(self) -> int:
-        """Open offers a workflow keeps: twice the slots of the live engines (assuming each
-        runs as many tasks as this one), so that no engine waits for work."""
-        return 2 * self.config.concurrency * len(self._live_engines | {self.engine_id})
+        """Open offers a workflow keeps: twice the slots of the other live engines (assuming
+        each runs as many tasks as this one), so that none of them waits for work."""
+        return 2 * self.config.concurrency * len(self._live_engines - {self.engine_id})
 
     def runs_claim(self, engine_id: str, stream_id: str) -> bool:
         """Whether a claim by ``engine_id`` may still produce an outcome: another engine that

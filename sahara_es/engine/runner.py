@@ -205,18 +205,17 @@ class WorkflowRunner:
         else:
             ready = [t for t in self.state.ready()
                      if t.spec.id not in self._active and t.spec.id not in self._offers]
+            # Free slots here first (no claim needed); what is left is offered, up to what
+            # the other engines can take soon: every open offer is a stream read at each poll.
+            ready = ready[self._start_locally(ready):]
             if ready and self.engine.others_alive():
-                # Offer no more than all engines can take soon: every open offer is a claim
-                # stream this runner reads at each poll.
                 ready = ready[:max(0, self.engine.offer_room() - len(self._offers))]
-            if ready and self.engine.others_alive():
-                self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
+                if ready:
+                    self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
                 for task in ready:
                     self._offers[task.spec.id] = Offer(
                         claim_stream(self.workflow_id, task.spec.id, task.attempt),
                         task.attempt)
-            elif ready:
-                self._start_locally(ready)
             self._claim_offers()
         self._poll_offers()
         if (self._active or self._offers or self._to_recover
@@ -227,16 +226,17 @@ class WorkflowRunner:
         elif self.state.all_succeeded():
             self.record([ev.WorkflowSucceeded(self.state.results())])
 
-    def _start_locally(self, ready: list[TaskState]) -> None:
+    def _start_locally(self, ready: list[TaskState]) -> int:
         taken = ready[:self.engine.reserve_slots(len(ready))]
         if not taken:
-            return
+            return 0
         written = self._write([
             ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
             for t in taken
         ])
         for task in taken:
             self._submit(task, "run", self, start_recorded=True, after=written)
+        return len(taken)
 
     def _resume_recoveries(self) -> None:
         """Tasks started by an engine that is gone: reconcile them, or re-run the idempotent."""
