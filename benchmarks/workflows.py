@@ -79,7 +79,7 @@ class CountingStore:
 def ours_ms_per_task(store: Store, prefix: str, tasks: int) -> dict[str, float]:
     counting = CountingStore(store)
     engine = Engine(store, EngineConfig(engine_id=f"bench-{uuid.uuid4().hex[:6]}",
-                                        concurrency=8, sweep_interval=0.005)).start()
+                                        concurrency=8, sweep_interval=0.05)).start()
     figures = {}
     try:
         for idempotent in (False, True):
