@@ -82,7 +82,7 @@ class Offer:
 
 
 class WorkflowRunner:
-    poll_interval = 0.05
+    poll_interval = 0.1
     cancel_check_interval = 0.25
 
     def __init__(self, engine: Engine, lease: Lease, state: WorkflowState) -> None:
