@@ -45,6 +45,9 @@ class Effect(Task):
     ``revert <id>``; reconciles by looking for its line."""
 
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        gate = self.args.get("gate")
+        while gate and not os.path.exists(gate):  # held until the test opens the gate
+            time.sleep(0.02)
         time.sleep(self.args.get("sleep", 0))
         if ctx.task_id == self.args.get("fail_at"):
             raise PermanentFailure(f"{ctx.task_id} was told to fail")
@@ -112,7 +115,8 @@ class Sleep(Task):
 
 
 def _effect_args(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: params[k] for k in ("effects", "sleep", "fail_at", "revert_fails") if k in params}
+    return {k: params[k] for k in ("effects", "sleep", "fail_at", "revert_fails", "gate")
+            if k in params}
 
 
 @workflow_type("test.chain")

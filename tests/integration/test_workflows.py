@@ -27,7 +27,8 @@ from tests.workflows import append_line, lines
 
 @pytest.fixture
 def engine(store: Store) -> Iterator[Engine]:
-    running = Engine(store, EngineConfig(concurrency=8, lease_ttl=2, sweep_interval=0.05))
+    # A long lease: these tests are about one owner, however slow the machine is.
+    running = Engine(store, EngineConfig(concurrency=8, lease_ttl=10, sweep_interval=0.05))
     yield running.start()
     running.stop()
 
@@ -219,7 +220,7 @@ def test_a_stale_owner_cannot_write(store: Store, effects: str) -> None:
 
 @contextlib.contextmanager
 def started_engine(store: Store) -> Iterator[Engine]:
-    running = Engine(store, EngineConfig(lease_ttl=2, sweep_interval=0.05))
+    running = Engine(store, EngineConfig(lease_ttl=10, sweep_interval=0.05))
     yield running.start()
     running.stop()
 
