@@ -64,6 +64,8 @@ class Engine:
         self._runners_lock = threading.Lock()
         self._taking: set[str] = set()
         self._finished: set[str] = set()
+        self._workflows: set[str] = set()
+        self._not_workflows: set[str] = set()
         self._views: dict[str, WorkflowState] = {}
         self._claiming: set[str] = set()
         self._live_engines: set[str] = set()
@@ -191,6 +193,8 @@ class Engine:
                 self.sweep()
             except StoreError as error:
                 log.warning("sweep: %s", error)
+            except Exception:  # the sweep must outlive any one bad record
+                log.exception("sweep failed; sweeping again")
 
     def sweep(self) -> None:
         now = time.time()
@@ -205,7 +209,9 @@ class Engine:
                 continue
             workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
             if (workflow_id in self._finished or workflow_id in self._runners
-                    or workflow_id in self._taking):
+                    or workflow_id in self._taking or workflow_id in self._not_workflows):
+                continue
+            if not self._is_workflow(workflow_id):
                 continue
             if lease.expired(now):
                 if len(self._runners) + len(self._taking) < self.config.max_workflows:
@@ -215,6 +221,20 @@ class Engine:
                                      name=f"{self.engine_id} {workflow_id}", daemon=True).start()
             elif lease.owner != self.engine_id:
                 self._claim_offered(workflow_id)
+
+    def _is_workflow(self, workflow_id: str) -> bool:
+        """Whether ``workflow-<id>`` begins with WorkflowStarted: a lease of that name on any
+        other stream is someone else's business, never to be taken or fenced."""
+        if workflow_id in self._workflows:
+            return True
+        first = list(self.store.read(f"{WORKFLOW_PREFIX}{workflow_id}", 1, to_version=1))
+        if first and first[0].type == ev.WorkflowStarted.event_type:
+            self._workflows.add(workflow_id)
+            return True
+        if first:
+            log.warning("workflow-%s is not a workflow: ignored", workflow_id)
+            self._not_workflows.add(workflow_id)
+        return False
 
     def _take_and_run(self, expired: Lease) -> None:
         """On its own thread, so that a sweep starts many takeovers at once."""

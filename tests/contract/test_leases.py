@@ -12,7 +12,7 @@ from tests.factories import events, new_stream
 
 
 def resource() -> str:
-    return f"workflow-{uuid.uuid4().hex}"
+    return f"owned-{uuid.uuid4().hex}"
 
 
 def test_a_free_resource_is_acquired_at_epoch_one(store: Store) -> None:
@@ -88,7 +88,7 @@ def test_deleting_a_lease_already_lost_changes_nothing(store: Store) -> None:
 def test_a_stale_owner_cannot_append_after_its_lease_was_deleted_and_taken_anew(
     store: Store,
 ) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     old = store.acquire_lease(stream, "engine-a", ttl=0.2)
     store.fence(stream, old)
     time.sleep(0.3)
@@ -108,7 +108,7 @@ def test_leases_are_listed(store: Store) -> None:
 
 
 def test_a_fenced_append_succeeds_while_its_epoch_is_current(store: Store) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     lease = store.acquire_lease(stream, "engine-a", ttl=10)
     store.fence(stream, lease)
     assert store.append(stream, events(2), 0, lease=lease) == 2
@@ -116,7 +116,7 @@ def test_a_fenced_append_succeeds_while_its_epoch_is_current(store: Store) -> No
 
 
 def test_a_stale_owner_cannot_append_once_the_new_owner_fenced(store: Store) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     old = store.acquire_lease(stream, "engine-a", ttl=0.2)
     version = store.append(stream, events(3), 0, lease=old)
     time.sleep(0.3)
@@ -132,7 +132,7 @@ def test_a_stale_owner_cannot_append_once_the_new_owner_fenced(store: Store) -> 
 
 
 def test_the_new_owners_first_append_fences_the_stream_too(store: Store) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     old = store.acquire_lease(stream, "engine-a", ttl=0.2)
     store.append(stream, events(1), 0, lease=old)
     time.sleep(0.3)
@@ -144,7 +144,7 @@ def test_the_new_owners_first_append_fences_the_stream_too(store: Store) -> None
 
 
 def test_fencing_holds_across_partition_boundaries(store: Store) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     old = store.acquire_lease(stream, "engine-a", ttl=0.5)
     version = 0
     while version < 95:
@@ -166,7 +166,7 @@ def test_fencing_holds_across_partition_boundaries(store: Store) -> None:
 
 
 def test_fencing_a_stream_that_does_not_exist_yet_keeps_stale_owners_out(store: Store) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     old = store.acquire_lease(stream, "engine-a", ttl=0.2)
     time.sleep(0.3)
     new = store.acquire_lease(stream, "engine-b", ttl=10)

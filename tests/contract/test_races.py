@@ -52,7 +52,7 @@ def test_eight_processes_appending_to_shared_streams_lose_and_duplicate_nothing(
 def test_eight_processes_racing_for_one_lease_give_one_owner_per_epoch(
     store: Store, url: str, tmp_path: Path
 ) -> None:
-    resource = f"workflow-{uuid.uuid4().hex}"
+    resource = f"owned-{uuid.uuid4().hex}"
     outs = [tmp_path / f"leaser-{i}.json" for i in range(8)]
     run_all(racers.lease_racer,
             [(url, resource, f"engine-{i}", 6.0, str(out)) for i, out in enumerate(outs)])
@@ -92,7 +92,7 @@ def test_a_thousand_claims_on_a_capacity_of_a_hundred_grant_exactly_a_hundred(
 def test_an_owner_paused_past_its_lease_cannot_write_when_it_wakes(
     store: Store, url: str, tmp_path: Path
 ) -> None:
-    stream = new_stream("workflow")
+    stream = new_stream("owned")
     ready, go, out = tmp_path / "ready", tmp_path / "go", tmp_path / "out"
     owner = spawn.Process(target=racers.paused_owner,
                           args=(url, stream, str(ready), str(go), str(out)))

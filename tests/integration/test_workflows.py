@@ -4,6 +4,7 @@ resumption of a half-done task. Engine processes are tested in test_engine_proce
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sahara_es.engine.engine import events_of
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import Store
+from tests.factories import events, new_stream
 from tests.workflows import append_line, lines
 
 
@@ -252,3 +254,19 @@ def test_one_engine_runs_many_workflows_at_once(store: Store, engine: Engine,
 def _first(store: Store, workflow: str, kind: type) -> Any:
     return next(e.metadata.occurred_at for e in store.read(f"workflow-{workflow}")
                 if e.type == kind.event_type)  # type: ignore[attr-defined]
+
+
+def test_an_engine_leaves_alone_a_lease_named_like_a_workflow_on_another_stream(
+    store: Store, engine: Engine, effects: str
+) -> None:
+    foreign = new_stream("workflow")
+    store.append(foreign, events(1), 0)
+    store.acquire_lease(foreign, "someone-else", ttl=0.1)
+    time.sleep(0.3)  # expired: an engine would take a workflow's lease now
+
+    workflow = start_workflow(store, "test.chain", {"tasks": 2, "effects": effects})
+
+    assert wait_for(store, workflow).status is WorkflowStatus.SUCCEEDED
+    lease = store.get_lease(foreign)
+    assert lease is not None and lease.owner == "someone-else"
+    assert store.stream_version(foreign) == 1
