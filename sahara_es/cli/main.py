@@ -6,6 +6,7 @@ import click
 
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
+from sahara_es.cli.events import events
 
 
 @click.group()
@@ -21,6 +22,7 @@ def main(ctx: click.Context, url: str) -> None:
 
 main.add_command(engine)
 main.add_command(workflow)
+main.add_command(events)
 
 
 @main.group()
