@@ -7,6 +7,7 @@ import click
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
+from sahara_es.cli.replay import replay
 
 
 @click.group()
@@ -23,6 +24,7 @@ def main(ctx: click.Context, url: str) -> None:
 main.add_command(engine)
 main.add_command(workflow)
 main.add_command(events)
+main.add_command(replay)
 
 
 @main.group()
