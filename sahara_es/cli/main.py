@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from sahara_es.cli.audit import audit
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
@@ -26,6 +27,7 @@ main.add_command(engine)
 main.add_command(workflow)
 main.add_command(events)
 main.add_command(replay)
+main.add_command(audit)
 main.add_command(store_group, "store")
 
 
