@@ -240,6 +240,48 @@ def test_store_check_finds_gaps_in_a_damaged_copy(history: History, tmp_path: Pa
     assert f"gap workflow-{history.rolled_back}: v4 follows v2" in result.stdout
 
 
+def test_the_workflows_projection_rebuilt_from_zero_matches_the_engine_s_fold(
+    history: History,
+) -> None:
+    rebuilt = cli(history.url, "projections", "rebuild", "workflows")
+    rows = {row["key"]: row for row in json_lines(cli(history.url, "projections", "show",
+                                                      "workflows"))}
+
+    assert rebuilt.exit_code == 0 and "is live" in rebuilt.stdout
+    for workflow in (history.succeeded, history.rolled_back, history.taken_over):
+        summary = wait_for(history.store, workflow, timeout=1).summary()
+        row = rows[workflow]
+        assert {k: row[k] for k in ("status", "owner", "epoch", "tasks", "failure", "version")} \
+            == {k: summary[k] for k in ("status", "owner", "epoch", "tasks", "failure",
+                                        "version")}
+    assert rows[history.taken_over]["owner"] == "second"
+    assert rows[history.succeeded]["project"] == "p1"
+
+
+def test_verify_reports_each_difference_with_the_live_rows(history: History) -> None:
+    cli(history.url, "projections", "rebuild", "workflows")
+    assert cli(history.url, "projections", "verify", "workflows").exit_code == 0
+
+    generation = history.store.live_generation("workflows")
+    assert generation is not None
+    row = history.store.get_row("workflows", generation, history.succeeded)
+    assert row is not None
+    history.store.put_rows("workflows", generation, {history.succeeded: {**row,
+                                                                         "status": "running"},
+                                                     history.rolled_back: None})
+    result = cli(history.url, "projections", "verify", "workflows", "--json")
+
+    assert result.exit_code == 1
+    found = {(d["key"], d["kind"]): d["fields"] for d in json_lines(result)}
+    assert found == {
+        (history.succeeded, "different"): {"status": {"live": "running",
+                                                      "rebuilt": "succeeded"}},
+        (history.rolled_back, "missing"): {},
+    }
+    cli(history.url, "projections", "rebuild", "workflows")
+    assert cli(history.url, "projections", "verify", "workflows").exit_code == 0
+
+
 # Last: it leaves an unknown event type and a stale lease in the history's store.
 def test_store_check_fails_on_unknown_types_and_stale_leases(history: History) -> None:
     cluster = f"cluster-{uuid.uuid4().hex}"
