@@ -45,18 +45,21 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def _table(title: str, rows: Iterable[RecordedEvent], with_data: bool) -> Table:
+    # One stream's events (with their data) need no stream column.
     table = Table(title=title)
-    for column in ("stream", "v", "time", "type", "actor", "engine"):
-        table.add_column(column, no_wrap=column in ("time", "v"),
-                         overflow="fold" if column == "stream" else "ellipsis")
-    if with_data:
-        table.add_column("data")
+    columns = ("v", "time", "type", "actor", "engine", "data") if with_data else (
+        "stream", "v", "time", "type", "actor", "engine")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("time", "v", "type"),
+                         overflow="fold" if column in ("stream", "data") else "ellipsis")
     for event in rows:
         meta = event.metadata
-        cells = [event.stream_id, str(event.version), short_time(meta.occurred_at), event.type,
+        cells = [str(event.version), short_time(meta.occurred_at), event.type,
                  meta.actor or "", meta.engine_id or ""]
         if with_data:
             cells.append(json.dumps(event.data, default=str))
+        else:
+            cells.insert(0, event.stream_id)
         table.add_row(*cells)
     return table
 

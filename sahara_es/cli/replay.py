@@ -57,36 +57,42 @@ class Ownership:
 
 
 class Timeline:
-    """Task attempts keyed by (task, attempt), fed by the workflow's stream and by the claim
-    streams of its offered tasks; the same fact seen in both is counted once."""
+    """Task attempts keyed by (task, attempt, engine), fed by the workflow's stream and by the
+    claim streams of its offered tasks; the same fact seen in both is counted once. An attempt
+    a new owner starts again after a takeover is a row of its own."""
 
     def __init__(self) -> None:
-        self.attempts: dict[tuple[str, int], Attempt] = {}
+        self.attempts: dict[tuple[str, int, str], Attempt] = {}
         self.owners: list[Ownership] = []
 
-    def _attempt(self, task_id: str, attempt: int) -> Attempt:
-        return self.attempts.setdefault((task_id, attempt), Attempt(task_id, attempt))
+    def _attempt(self, task_id: str, attempt: int, engine: str) -> Attempt:
+        key = (task_id, attempt, engine)
+        if key not in self.attempts:
+            self.attempts[key] = Attempt(task_id, attempt, engine)
+        return self.attempts[key]
 
     def _latest(self, task_id: str) -> Attempt | None:
-        found = [a for (t, _), a in self.attempts.items() if t == task_id]
-        return max(found, key=lambda a: a.attempt) if found else None
+        done = [a for a in self.attempts.values()
+                if a.task_id == task_id and a.outcome in ("succeeded", "reconciled")]
+        return max(done, key=lambda a: a.ended_at or _NEVER) if done else None
 
     def add(self, recorded: RecordedEvent, event: Any) -> None:
         at = recorded.metadata.occurred_at
         match event:
             case ev.WorkflowOwned():
+                for attempt in self.attempts.values():
+                    if attempt.ended_at is None and attempt.run is None:
+                        attempt.outcome = f"cut off: {event.engine} took over"
                 self.owners.append(Ownership(event.engine, event.epoch, recorded.version, at))
             case ev.TaskStarted():
-                attempt = self._attempt(event.task_id, event.attempt)
-                attempt.engine = event.engine
+                attempt = self._attempt(event.task_id, event.attempt, event.engine)
                 attempt.run = attempt.run or event.run
                 if attempt.started_at is None or at < attempt.started_at:
                     attempt.started_at = at
             case ev.TaskSucceeded() | ev.TaskFailed():
-                attempt = self._attempt(event.task_id, event.attempt)
+                attempt = self._attempt(event.task_id, event.attempt, event.engine)
                 if attempt.ended_at is None:
                     attempt.ended_at = at
-                    attempt.engine = attempt.engine or event.engine
                     if isinstance(event, ev.TaskSucceeded):
                         attempt.outcome = "reconciled" if event.reconciled else "succeeded"
                     else:

@@ -129,6 +129,10 @@ def test_replay_shows_the_takeover_engine_by_engine(history: History) -> None:
     assert len({row["task_id"] for row in finished}) == 12
     assert all(row["duration"] is not None and row["duration"] >= 0.1 for row in finished
                if row["outcome"] == "succeeded")
+    for cut_off in (row for row in timeline if row["outcome"].startswith("cut off")):
+        assert cut_off["engine"] == "first" and "second took over" in cut_off["outcome"]
+        assert any(row["task_id"] == cut_off["task_id"] and row["engine"] == "second"
+                   for row in finished)
 
 
 def test_replay_shows_the_rollback_and_any_point_before_it(history: History) -> None:
