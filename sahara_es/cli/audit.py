@@ -66,7 +66,7 @@ def audit(obj: Context, project: str | None, actor: str | None, since: datetime 
     else:
         table = Table(title="audit")
         for column in ("time", "actor", "project", "request", "from", "type", "stream"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", no_wrap=column == "time")
         for row in rows:
             table.add_row(short_time(datetime.fromisoformat(row["time"])),
                           *(row[c] or "" for c in COLUMNS[1:6]),

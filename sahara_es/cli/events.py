@@ -128,53 +128,49 @@ def events_tail(obj: Context, follow: bool, count: int, from_start: bool, after:
     """The global feed: its last events, or (-f) every event as it is appended."""
     store = obj.store()
     keep = event_filter(types, since, until, project, actor, engine)
+    backlog: list[RecordedEvent] = []
     if checkpoint is not None and checkpoint.exists():
         after = checkpoint.read_text().strip() or None
     elif not from_start and after is None:
         # The feed has no "last N": walk it keeping N, one page in memory at a time.
         last: collections.deque[RecordedEvent] = collections.deque(maxlen=max(count, 1))
-        for event in walk_feed(store):
-            last.append(event)
+        last.extend(walk_feed(store))
         backlog = list(last)[-count:] if count > 0 else []
         after = last[-1].position if last else None
-        printed = _print_feed(backlog, keep, as_json, limit)
+    printed = 0
+    for event in _follow(store, after, backlog, follow, poll):
+        if keep(event):
+            _print_event(event, as_json)
+            printed += 1
+        if checkpoint is not None:
+            checkpoint.write_text(event.position)
         if limit is not None and printed >= limit:
             return
-        limit = None if limit is None else limit - printed
-    printed = 0
+
+
+def _follow(store: Store, after: str | None, backlog: list[RecordedEvent], follow: bool,
+            poll: float) -> Iterator[RecordedEvent]:
+    yield from backlog
     while True:
         batch = store.read_feed(after, limit=500)
+        yield from batch
         if batch:
-            printed += _print_feed(batch, keep, as_json,
-                                   None if limit is None else limit - printed)
             after = batch[-1].position
-            if checkpoint is not None:
-                checkpoint.write_text(after)
-        if limit is not None and printed >= limit:
-            return
         if len(batch) < 500:
             if not follow:
                 return
             time.sleep(poll)
 
 
-def _print_feed(batch: list[RecordedEvent], keep: Any, as_json: bool, limit: int | None) -> int:
-    printed = 0
-    for event in batch:
-        if limit is not None and printed >= limit:
-            break
-        if not keep(event):
-            continue
-        if as_json:
-            click.echo(dump({**to_record(event), "position": event.position}))
-        else:
-            meta = event.metadata
-            console.print(f"{short_time(meta.occurred_at)}  {event.stream_id} v{event.version}"
-                          f"  [bold]{event.type}[/bold]  {meta.actor or meta.engine_id or ''}",
-                          highlight=False)
-        printed += 1
+def _print_event(event: RecordedEvent, as_json: bool) -> None:
+    if as_json:
+        click.echo(dump({**to_record(event), "position": event.position}))
+    else:
+        meta = event.metadata
+        console.print(f"{short_time(meta.occurred_at)}  {event.stream_id} v{event.version}"
+                      f"  [bold]{event.type}[/bold]  {meta.actor or meta.engine_id or ''}",
+                      highlight=False)
     sys.stdout.flush()
-    return printed
 
 
 # -- moving histories -----------------------------------------------------------------------

@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from sahara_es.engine import Engine, EngineConfig, WorkflowStatus, start_workflo
 from sahara_es.events import Metadata, NewEvent
 from sahara_es.store import Store, open_store
 from tests.conftest import BACKENDS, require_backend
-from tests.engines import EngineProcess, wait_until
+from tests.engines import ROOT, EngineProcess, wait_until
 from tests.factories import (
     CASSANDRA_HOST,
     CASSANDRA_TEST_KEYSPACE,
@@ -184,6 +186,25 @@ def test_tail_reads_the_feed_from_a_checkpoint(history: History, tmp_path: Path)
     assert len(first) == 5 and checkpoint.read_text()
     assert len(last) == 3
     assert last[-1]["position"] > first[-1]["position"] or history.url.startswith("cassandra")
+
+
+def test_tail_follows_the_feed_live(history: History) -> None:
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "sahara_es.cli", "--store", history.url, "events", "tail", "-f",
+         "-n", "0", "--limit", "2", "--poll", "0.05", "--json"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # it is following: the history is behind it
+        stream = f"cancel-{uuid.uuid4().hex}"
+        history.store.append(stream, [NewEvent(type="CancelRequested", data={"reason": "a"})], 0)
+        history.store.append(stream, [NewEvent(type="CancelRequested", data={"reason": "b"})], 1)
+        out, _ = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+
+    assert follower.returncode == 0
+    assert [(e["stream_id"], e["data"]["reason"]) for e in map(json.loads, out.splitlines())] \
+        == [(stream, "a"), (stream, "b")]
 
 
 def test_export_then_import_reproduces_the_history_and_twice_changes_nothing(
