@@ -33,6 +33,7 @@ from tests.engines import ROOT, EngineProcess, wait_until
 from tests.factories import (
     CASSANDRA_HOST,
     CASSANDRA_TEST_KEYSPACE,
+    CASSANDRA_TEST_URL,
     drop_cassandra_keyspace,
     sqlite_url,
 )
@@ -223,6 +224,20 @@ def test_export_then_import_reproduces_the_history_and_twice_changes_nothing(
     assert again.exit_code == 0 and "imported 0 events" in again.stderr
     assert sorted(reexported.stdout.splitlines()) == sorted(records)
     assert cli(copy, "store", "check").exit_code == 0
+
+
+def test_streams_move_from_one_backend_to_the_other_unchanged(
+    history: History, tmp_path: Path
+) -> None:
+    require_backend("cassandra")
+    other = CASSANDRA_TEST_URL if history.url.startswith("sqlite") else sqlite_url(tmp_path)
+    for workflow in (history.succeeded, history.rolled_back, history.taken_over):
+        exported = cli(history.url, "events", "export", workflow, "--kind", "workflow")
+        imported = cli(other, "events", "import", input=exported.stdout)
+        moved = cli(other, "events", "export", workflow, "--kind", "workflow")
+
+        assert imported.exit_code == 0, imported.output
+        assert moved.stdout == exported.stdout
 
 
 def test_a_different_event_at_an_imported_version_is_a_conflict(
