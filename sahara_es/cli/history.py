@@ -16,7 +16,7 @@ from sahara_es.events import Metadata, NewEvent, RecordedEvent
 from sahara_es.store import Store
 
 FEED_PAGE = 500
-KINDS = ("cluster", "job", "workflow", "template", "taskrun", "cancel", "engine")
+KINDS = ("cluster", "job", "workflow", "template", "taskrun", "cancel")
 
 
 def stream_of(ident: str, kind: str | None) -> str:
