@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -218,11 +219,11 @@ def events_import(obj: Context, source: IO[str]) -> None:
         sys.exit(1)
 
 
+@dataclass
 class ImportResult:
-    def __init__(self) -> None:
-        self.appended = 0
-        self.skipped = 0
-        self.conflicts: list[str] = []
+    appended: int = 0
+    skipped: int = 0
+    conflicts: list[str] = field(default_factory=list)
 
 
 def import_events(store: Store, records: Iterable[dict[str, Any]]) -> ImportResult:

@@ -47,7 +47,7 @@ def stream_ids(store: Store, categories: tuple[str, ...]) -> Iterator[str]:
         if event.stream_id not in seen:
             seen.add(event.stream_id)
             yield event.stream_id
-    for category in {*categories, *(s.split("-", 1)[0] for s in list(seen))}:
+    for category in sorted({*categories, *(s.split("-", 1)[0] for s in seen)}):
         for stream_id in store.list_streams(category):
             if stream_id not in seen:
                 seen.add(stream_id)
