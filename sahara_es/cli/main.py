@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import click
 
+from sahara_es.cli.audit import audit
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
+from sahara_es.cli.events import events
+from sahara_es.cli.projections import projections
+from sahara_es.cli.replay import replay
+from sahara_es.cli.store_check import store_group
 
 
 @click.group()
@@ -21,6 +26,11 @@ def main(ctx: click.Context, url: str) -> None:
 
 main.add_command(engine)
 main.add_command(workflow)
+main.add_command(events)
+main.add_command(replay)
+main.add_command(audit)
+main.add_command(projections)
+main.add_command(store_group, "store")
 
 
 @main.group()

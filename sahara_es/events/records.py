@@ -27,6 +27,8 @@ class Metadata:
     causation_id: str | None = None
     engine_id: str | None = None
     region: str | None = None
+    source_address: str | None = None
+    """Where the command came from (the API client's address); absent from older events."""
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a scalar, so a shallow copy is enough; asdict() deep-copies, at ~50 µs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +217,40 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def latest_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    # -- projection rows ------------------------------------------------------------------
+    # Read models keep JSON documents by key, per projection and generation: a rebuild fills
+    # a fresh generation from zero and then makes it live. One runner writes a generation.
+
+    @abc.abstractmethod
+    def put_rows(self, projection: str, generation: int,
+                 rows: Mapping[str, dict[str, Any] | None]) -> None:
+        """Write each row's document (``None`` deletes the row)."""
+
+    @abc.abstractmethod
+    def get_row(self, projection: str, generation: int, key: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every row of the generation in key order, streamed page by page."""
+
+    @abc.abstractmethod
+    def drop_rows(self, projection: str, generation: int) -> None:
+        """Forget the generation: its rows and its checkpoint."""
+
+    @abc.abstractmethod
+    def save_checkpoint(self, projection: str, generation: int, position: str) -> None:
+        """The feed position the generation has applied everything up to."""
+
+    @abc.abstractmethod
+    def checkpoint(self, projection: str, generation: int) -> str | None: ...
+
+    @abc.abstractmethod
+    def set_live_generation(self, projection: str, generation: int) -> None:
+        """Make ``generation`` the one readers use."""
+
+    @abc.abstractmethod
+    def live_generation(self, projection: str) -> int | None: ...
 
     # -- lifecycle ------------------------------------------------------------------------
 

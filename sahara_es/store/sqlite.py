@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -414,3 +414,72 @@ class SQLiteStore(Store):
             return None
         return Snapshot(stream_id, row["version"], serialization.loads(row["state"]))
 
+
+    # -- projection rows ------------------------------------------------------------------
+
+    @_retry_when_busy
+    def put_rows(self, projection: str, generation: int,
+                 rows: Mapping[str, dict[str, Any] | None]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO projection_rows (projection, generation, key, doc)"
+                " VALUES (?, ?, ?, ?)",
+                [(projection, generation, key, serialization.dumps(doc))
+                 for key, doc in rows.items() if doc is not None])
+            conn.executemany(
+                "DELETE FROM projection_rows WHERE projection = ? AND generation = ? AND key = ?",
+                [(projection, generation, key) for key, doc in rows.items() if doc is None])
+
+    def get_row(self, projection: str, generation: int, key: str) -> dict[str, Any] | None:
+        row = self._conn().execute(
+            "SELECT doc FROM projection_rows WHERE projection = ? AND generation = ? AND key = ?",
+            (projection, generation, key),
+        ).fetchone()
+        return serialization.loads(row["doc"]) if row else None
+
+    def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        after = ""
+        while True:
+            rows = self._conn().execute(
+                "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
+                " AND key > ? ORDER BY key LIMIT ?",
+                (projection, generation, after, _PAGE),
+            ).fetchall()
+            for row in rows:
+                yield row["key"], serialization.loads(row["doc"])
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1]["key"]
+
+    @_retry_when_busy
+    def drop_rows(self, projection: str, generation: int) -> None:
+        with self._write() as conn:
+            for table in ("projection_rows", "projection_checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE projection = ? AND generation = ?",
+                             (projection, generation))
+
+    @_retry_when_busy
+    def save_checkpoint(self, projection: str, generation: int, position: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO projection_checkpoints (projection, generation, position)"
+                " VALUES (?, ?, ?)", (projection, generation, position))
+
+    def checkpoint(self, projection: str, generation: int) -> str | None:
+        row = self._conn().execute(
+            "SELECT position FROM projection_checkpoints WHERE projection = ? AND generation = ?",
+            (projection, generation),
+        ).fetchone()
+        return str(row["position"]) if row else None
+
+    @_retry_when_busy
+    def set_live_generation(self, projection: str, generation: int) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO projection_live (projection, generation)"
+                         " VALUES (?, ?)", (projection, generation))
+
+    def live_generation(self, projection: str) -> int | None:
+        row = self._conn().execute(
+            "SELECT generation FROM projection_live WHERE projection = ?", (projection,)
+        ).fetchone()
+        return int(row["generation"]) if row else None

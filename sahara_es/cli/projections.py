@@ -1,0 +1,116 @@
+"""``sahara-es projections``: rebuild read models from zero, verify them, bring them up to date.
+
+``rebuild`` and ``update`` write (the projection's rows); ``verify`` writes only a scratch
+generation, dropped when it is done, and exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sahara_es.cli.context import Context, console
+from sahara_es.projections import PROJECTIONS, NotBuilt, Projection, rebuild, update, verify
+from sahara_es.projections.base import APPLIED
+
+name_argument = click.argument("names", nargs=-1, type=click.Choice(sorted(PROJECTIONS)))
+
+
+def chosen(names: tuple[str, ...]) -> list[Projection]:
+    return [PROJECTIONS[name]() for name in (names or sorted(PROJECTIONS))]
+
+
+@contextmanager
+def feed_progress(label: str) -> Iterator[Callable[[int], None]]:
+    """A bar over the feed; its length is unknown until the end, so it pulses and counts."""
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:,.0f} events"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda n: progress.advance(task, n)
+        progress.update(task, total=progress.tasks[0].completed)
+
+
+@click.group("projections")
+def projections() -> None:
+    """Read models built from the feed."""
+
+
+@projections.command("rebuild")
+@name_argument
+@click.pass_obj
+def projections_rebuild(obj: Context, names: tuple[str, ...]) -> None:
+    """Build each projection from zero into a fresh generation, then make it live."""
+    store = obj.store(upgrade=True)
+    for projection in chosen(names):
+        with feed_progress(f"rebuilding {projection.name}") as progress:
+            generation, read = rebuild(store, projection, progress)
+        console.print(f"{projection.name}: generation {generation} is live"
+                      f" ({read} feed events applied)", highlight=False)
+
+
+@projections.command("update")
+@name_argument
+@click.pass_obj
+def projections_update(obj: Context, names: tuple[str, ...]) -> None:
+    """Apply the feed's new events to each live projection (building it if needed)."""
+    store = obj.store(upgrade=True)
+    for projection in chosen(names):
+        generation, read = update(store, projection)
+        console.print(f"{projection.name}: generation {generation},"
+                      f" {read} new feed events applied", highlight=False)
+
+
+@projections.command("verify")
+@name_argument
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference.")
+@click.pass_obj
+def projections_verify(obj: Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Rebuild each projection into a scratch generation, up to the point the live one has
+    reached, and compare the two row by row; exit 1 on any difference."""
+    store = obj.store()
+    differences = 0
+    for projection in chosen(names):
+        found = 0
+        try:
+            with feed_progress(f"verifying {projection.name}") as progress:
+                for difference in verify(store, projection, progress):
+                    found += 1
+                    if as_json:
+                        click.echo(json.dumps({"projection": projection.name,
+                                               **difference.__dict__}, default=str))
+                    else:
+                        fields = {k: v for k, v in difference.fields.items() if k != APPLIED}
+                        console.print(f"[red]{difference.kind}[/red] {projection.name}"
+                                      f" {difference.key} {json.dumps(fields, default=str)}",
+                                      highlight=False)
+        except NotBuilt as error:
+            raise click.ClickException(f"{error}: run `sahara-es projections rebuild`") from None
+        differences += found
+        if not as_json:
+            console.print(f"{projection.name}: {found} differences", highlight=False)
+    if differences:
+        sys.exit(1)
+
+
+@projections.command("show")
+@click.argument("name", type=click.Choice(sorted(PROJECTIONS)))
+@click.argument("key", required=False)
+@click.pass_obj
+def projections_show(obj: Context, name: str, key: str | None) -> None:
+    """The live rows of a projection (or one row), as JSON lines."""
+    store = obj.store()
+    generation = store.live_generation(name)
+    if generation is None:
+        raise click.ClickException(f"projection {name} was never built")
+    rows = ([(key, store.get_row(name, generation, key))] if key
+            else store.scan_rows(name, generation))
+    for row_key, doc in rows:
+        if doc is not None:
+            click.echo(json.dumps({"key": row_key, **{k: v for k, v in doc.items()
+                                                      if k != APPLIED}}, default=str))

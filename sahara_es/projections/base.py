@@ -1,0 +1,182 @@
+"""Read models built from the feed: a projection turns events into rows (JSON documents by
+key); a runner applies the feed to one generation of those rows from its checkpoint.
+
+Delivery is at least once and, on Cassandra, an event may first show up through a later one
+of its stream; so every row remembers the last version of each stream applied to it
+(``_applied``), an event at or below it changes nothing, and a gap is filled by reading the
+stream. A rebuild fills a fresh generation from zero and then makes it live; a verify fills a
+scratch generation up to the live one's checkpoint and compares the two, row by row.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sahara_es.events import RecordedEvent
+from sahara_es.store import Store
+
+Doc = dict[str, Any]
+APPLIED = "_applied"
+PAGE = 500
+
+
+class Projection(abc.ABC):
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def key(self, event: RecordedEvent) -> str | None:
+        """The row this event changes, or None when the projection ignores it."""
+
+    @abc.abstractmethod
+    def evolve(self, doc: Doc | None, event: RecordedEvent) -> Doc | None:
+        """The row after the event (``None`` deletes it); ``doc`` is not to be mutated."""
+
+    def apply(self, doc: Doc | None, event: RecordedEvent) -> tuple[Doc | None, bool]:
+        """(the row after the event, whether it changed): idempotent by (stream, version)."""
+        applied: dict[str, int] = dict(doc.get(APPLIED, {})) if doc else {}
+        if applied.get(event.stream_id, 0) >= event.version:
+            return doc, False
+        new = self.evolve(doc, event)
+        if new is not None:
+            applied[event.stream_id] = event.version
+            new = {**new, APPLIED: applied}
+        return new, True
+
+
+def new_generation(after: int | None) -> int:
+    """A generation number above ``after``: milliseconds, so it also tells when it was made."""
+    return max((after or 0) + 1, int(time.time() * 1000))
+
+
+class NotBuilt(LookupError):
+    """The projection has no live generation yet."""
+
+
+class ProjectionRunner:
+    """Applies the feed to one generation of a projection's rows, page by page."""
+
+    def __init__(self, store: Store, projection: Projection, generation: int) -> None:
+        self.store = store
+        self.projection = projection
+        self.generation = generation
+
+    def catch_up(self, *, until: str | None = None, stop_at_until: bool = False,
+                 progress: Callable[[int], None] | None = None, page: int = PAGE) -> int:
+        """Apply the feed after the checkpoint, to its end or (``stop_at_until``) up to and
+        including the event at position ``until``; the number of feed events read."""
+        name, generation = self.projection.name, self.generation
+        position = self.store.checkpoint(name, generation)
+        read = 0
+        if stop_at_until and (until is None or until == position):
+            return 0
+        while True:
+            batch = self.store.read_feed(position, limit=page)
+            last_page = len(batch) < page
+            if stop_at_until:
+                positions = [e.position for e in batch]
+                if until in positions:
+                    batch, last_page = batch[:positions.index(until) + 1], True
+            self._apply_page(batch)
+            if batch:
+                position = batch[-1].position
+                self.store.save_checkpoint(name, generation, position)
+            read += len(batch)
+            if progress is not None:
+                progress(len(batch))
+            if last_page:
+                return read
+
+    def _apply_page(self, batch: list[RecordedEvent]) -> None:
+        docs: dict[str, Doc | None] = {}
+        changed: set[str] = set()
+        for event in batch:
+            key = self.projection.key(event)
+            if key is None:
+                continue
+            if key not in docs:
+                docs[key] = self.store.get_row(self.projection.name, self.generation, key)
+            for earlier in self._gap(docs[key], event):
+                if self.projection.key(earlier) == key:
+                    docs[key], did = self.projection.apply(docs[key], earlier)
+                    changed.update([key] if did else [])
+            docs[key], did = self.projection.apply(docs[key], event)
+            changed.update([key] if did else [])
+        if changed:
+            self.store.put_rows(self.projection.name, self.generation,
+                                {key: docs[key] for key in sorted(changed)})
+
+    def _gap(self, doc: Doc | None, event: RecordedEvent) -> Iterator[RecordedEvent]:
+        last = (doc or {}).get(APPLIED, {}).get(event.stream_id, 0)
+        if event.version > last + 1:
+            yield from self.store.read(event.stream_id, last + 1, to_version=event.version - 1)
+
+
+def rebuild(store: Store, projection: Projection,
+            progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Fill a fresh generation from zero, make it live, drop the old one:
+    (the new generation, the feed events read)."""
+    old = store.live_generation(projection.name)
+    generation = new_generation(old)
+    read = ProjectionRunner(store, projection, generation).catch_up(progress=progress)
+    store.set_live_generation(projection.name, generation)
+    if old is not None:
+        store.drop_rows(projection.name, old)
+    return generation, read
+
+
+def update(store: Store, projection: Projection,
+           progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Bring the live generation up to the end of the feed (building it if there is none)."""
+    generation = store.live_generation(projection.name)
+    if generation is None:
+        return rebuild(store, projection, progress)
+    return generation, ProjectionRunner(store, projection, generation).catch_up(
+        progress=progress)
+
+
+@dataclass(frozen=True)
+class Difference:
+    key: str
+    kind: str  # "missing" (rebuilt has it, live not), "extra" (live only), "different"
+    fields: dict[str, Any] = field(default_factory=dict)  # field -> {"live", "rebuilt"}
+
+
+def diff(live: Iterator[tuple[str, Doc]],
+         rebuilt: Iterator[tuple[str, Doc]]) -> Iterator[Difference]:
+    """Both in key order: a merge, one row of each side in memory at a time."""
+    left, right = next(live, None), next(rebuilt, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and left[0] < right[0]):
+            assert left is not None
+            yield Difference(left[0], "extra")
+            left = next(live, None)
+        elif left is None or right[0] < left[0]:
+            yield Difference(right[0], "missing")
+            right = next(rebuilt, None)
+        else:
+            if left[1] != right[1]:
+                names = sorted(set(left[1]) | set(right[1]))
+                yield Difference(left[0], "different", {
+                    name: {"live": left[1].get(name), "rebuilt": right[1].get(name)}
+                    for name in names if left[1].get(name) != right[1].get(name)})
+            left, right = next(live, None), next(rebuilt, None)
+
+
+def verify(store: Store, projection: Projection,
+           progress: Callable[[int], None] | None = None) -> Iterator[Difference]:
+    """Rebuild into a scratch generation up to the live one's checkpoint, compare, drop it."""
+    live = store.live_generation(projection.name)
+    if live is None:
+        raise NotBuilt(f"projection {projection.name} was never built")
+    scratch = new_generation(live)
+    try:
+        ProjectionRunner(store, projection, scratch).catch_up(
+            until=store.checkpoint(projection.name, live), stop_at_until=True, progress=progress)
+        yield from diff(store.scan_rows(projection.name, live),
+                        store.scan_rows(projection.name, scratch))
+    finally:
+        store.drop_rows(projection.name, scratch)
