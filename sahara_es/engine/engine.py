@@ -70,7 +70,6 @@ class Engine:
         self._claiming: set[str] = set()
         self._live_engines: set[str] = set()
         self._threads: list[threading.Thread] = []
-        self.outcomes: dict[str, str] = {}  # workflow id -> how its runner ended here
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -204,6 +203,15 @@ class Engine:
         for lease in engines:
             if now - lease.expires_at > 10 * self.config.lease_ttl:
                 self.store.delete_lease(lease)  # an engine long dead: forget it
+        # What this engine remembers of workflows no longer listed (their leases were
+        # deleted once finished) is forgotten too, so its memory follows the work in progress.
+        listed = {lease.resource[len(WORKFLOW_PREFIX):] for lease in leases
+                  if lease.resource.startswith(WORKFLOW_PREFIX)}
+        self._finished &= listed
+        self._workflows &= listed
+        self._not_workflows &= listed
+        for gone in self._views.keys() - listed:
+            del self._views[gone]
         for lease in leases:
             if not lease.resource.startswith(WORKFLOW_PREFIX) or self.stopping.is_set():
                 continue
@@ -283,7 +291,6 @@ class Engine:
         except Exception:
             log.exception("runner of %s failed", workflow_id)
             outcome = "crashed"
-        self.outcomes[workflow_id] = outcome
         log.info("%s: %s on %s", workflow_id, outcome, self.engine_id)
         try:
             if outcome == "finished":
