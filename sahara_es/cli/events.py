@@ -18,8 +18,8 @@ from rich.table import Table
 from sahara_es.cli.context import Context, console
 from sahara_es.cli.history import (
     KINDS,
+    EventFilter,
     dump,
-    event_filter,
     filter_options,
     from_record,
     select,
@@ -86,7 +86,7 @@ def events_list(obj: Context, ident: str | None, kind: str | None, category: str
                 as_json: bool) -> None:
     """Events of one stream (ID), of a --category, or of the whole store, filtered."""
     stream = stream_of(ident, kind) if ident else None
-    keep = event_filter(types, since, until, project, actor, engine)
+    keep = EventFilter(types, since, until, project, actor, engine)
     rows = (e for e in select(obj.store(), stream, category) if keep(e))
     _emit(stream or category or "every stream", rows, as_json, with_data=False)
 
@@ -102,7 +102,7 @@ def events_show(obj: Context, ident: str, kind: str | None, types: tuple[str, ..
                 actor: str | None, engine: str | None, as_json: bool) -> None:
     """One stream's events with their data."""
     stream = stream_of(ident, kind)
-    keep = event_filter(types, since, until, project, actor, engine)
+    keep = EventFilter(types, since, until, project, actor, engine)
     rows = (e for e in obj.store().read(stream) if keep(e))
     _emit(stream, rows, as_json, with_data=True)
 
@@ -128,7 +128,7 @@ def events_tail(obj: Context, follow: bool, count: int, from_start: bool, after:
                 as_json: bool) -> None:
     """The global feed: its last events, or (-f) every event as it is appended."""
     store = obj.store()
-    keep = event_filter(types, since, until, project, actor, engine)
+    keep = EventFilter(types, since, until, project, actor, engine)
     backlog: list[RecordedEvent] = []
     if checkpoint is not None and checkpoint.exists():
         after = checkpoint.read_text().strip() or None

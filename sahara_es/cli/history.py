@@ -156,10 +156,5 @@ def filter_options(command: Any) -> Any:
     return command
 
 
-def event_filter(types: tuple[str, ...], since: datetime | None, until: datetime | None,
-                 project: str | None, actor: str | None, engine: str | None) -> EventFilter:
-    return EventFilter(types, since, until, project, actor, engine)
-
-
 def short_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

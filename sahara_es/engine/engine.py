@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sahara_es.engine.attempts import Outcome, TaskRun
-from sahara_es.engine.flow import TaskContext, build_task
-from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner
+from sahara_es.engine.flow import build_task
+from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner, claim_stream, task_contexts
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
@@ -321,7 +321,7 @@ class Engine:
         offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
         random.shuffle(offered)  # engines claiming at once mostly try different tasks
         for task in offered:
-            stream = f"taskrun-{workflow_id}.{task.spec.id}.{task.attempt}"
+            stream = claim_stream(workflow_id, task.spec.id, task.attempt)
             if stream in self._claiming or not self.reserve_slots(1):
                 continue
             recorder = ClaimRecorder(self.store, stream, Metadata(
@@ -334,22 +334,16 @@ class Engine:
                 continue
             job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
-                          start_recorded=True, context=self._claimed_context(view, task.spec.id))
+                          start_recorded=True,
+                          context=task_contexts(view, task.spec.id, self.engine_id,
+                                                self._holds_engine_lease))
             self.submit(job, functools.partial(self._claimed_done, stream))
 
     def _claimed_done(self, stream: str, outcome: Outcome) -> None:
         self._claiming.discard(stream)
 
-    def _claimed_context(self, view: WorkflowState, task_id: str) -> Callable[[int], TaskContext]:
-        results = view.results()
-        def context(attempt: int) -> TaskContext:
-            return TaskContext(
-                workflow_id=view.workflow_id, task_id=task_id, attempt=attempt,
-                engine_id=self.engine_id, params=view.params, results=results,
-                lease_valid=lambda: self.engine_lease is not None
-                and self.lease_valid(self.engine_lease))
-
-        return context
+    def _holds_engine_lease(self) -> bool:
+        return self.engine_lease is not None and self.lease_valid(self.engine_lease)
 
 
 def events_of(store: Store, stream_id: str) -> list[Any]:

@@ -37,6 +37,16 @@ def cancel_stream(workflow_id: str) -> str:
     return f"cancel-{workflow_id}"
 
 
+def task_contexts(state: WorkflowState, task_id: str, engine_id: str,
+                  lease_valid: Callable[[], bool]) -> Callable[[int], TaskContext]:
+    """A task's context at each attempt: the workflow's parameters and the results so far."""
+    results = state.results()
+    return lambda attempt: TaskContext(
+        workflow_id=state.workflow_id, task_id=task_id, attempt=attempt, engine_id=engine_id,
+        params=state.params, results=results, lease_valid=lease_valid,
+    )
+
+
 class ClaimRecorder:
     """Records a claimed task's events in its claim stream; a withdrawn claim stops it."""
 
@@ -271,12 +281,7 @@ class WorkflowRunner:
     def context_for(self, task_id: str, lease_valid: Callable[[], bool]) -> Callable[[int],
                                                                                       TaskContext]:
         with self._lock:
-            results = self.state.results()
-        return lambda attempt: TaskContext(
-            workflow_id=self.workflow_id, task_id=task_id, attempt=attempt,
-            engine_id=self.engine.engine_id, params=self.state.params, results=results,
-            lease_valid=lease_valid,
-        )
+            return task_contexts(self.state, task_id, self.engine.engine_id, lease_valid)
 
     # -- offers ---------------------------------------------------------------------------
 
