@@ -1,0 +1,95 @@
+"""The infrastructure provider interface: instances a cluster runs on.
+
+A provider creates, finds and deletes instances by *name*: every call is idempotent by name,
+so that a workflow resumed by another engine finds what a dead engine half-created
+(``get_instance``) instead of creating it twice. ``local`` (sshd nodes on loopback
+addresses) is the embedded default; an OpenStack provider (openstacksdk) implements the same
+interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int = 0
+
+
+@dataclass(frozen=True)
+class HostInventory:
+    """A resource provider (a hypervisor): what it has to give to instances."""
+
+    name: str
+    vcpus: int
+    ram_mb: int
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What to create. ``host`` is the placement the scheduler claimed for it."""
+
+    name: str
+    flavor: str
+    public_key: str
+    image: str | None = None
+    network: str | None = None
+    server_group: str | None = None
+    host: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    address: str
+    """Where the engine reaches it (management IP)."""
+    ssh_port: int
+    username: str
+    host: str | None
+    flavor: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class InfraError(Exception):
+    retryable: bool = False
+
+
+class InstanceNotFound(InfraError):
+    pass
+
+
+class CapacityExhausted(InfraError):
+    """No address, host or other finite resource is left for the instance."""
+
+
+class InfraProvider(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def flavors(self) -> dict[str, Flavor]: ...
+
+    @abc.abstractmethod
+    def hosts(self) -> list[HostInventory]: ...
+
+    @abc.abstractmethod
+    def create_instance(self, spec: InstanceSpec) -> Instance:
+        """Create the instance, or return the one already created under ``spec.name``."""
+
+    @abc.abstractmethod
+    def wait_reachable(self, instance: Instance, timeout: float) -> None:
+        """Return once the instance answers on SSH; ``InfraError`` after ``timeout``."""
+
+    @abc.abstractmethod
+    def get_instance(self, name: str) -> Instance | None:
+        """The instance created under ``name``, if any (a resumed workflow reconciles by it)."""
+
+    @abc.abstractmethod
+    def delete_instance(self, name: str) -> None:
+        """Delete the instance and everything running on it; a no-op if it is gone."""
