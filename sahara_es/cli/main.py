@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
@@ -24,6 +25,8 @@ def main(ctx: click.Context, url: str) -> None:
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
 
 
+main.add_command(api)
+main.add_command(token)
 main.add_command(engine)
 main.add_command(workflow)
 main.add_command(events)

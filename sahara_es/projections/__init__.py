@@ -10,19 +10,30 @@ from sahara_es.projections.base import (
     update,
     verify,
 )
+from sahara_es.projections.projector import Lag, Projector, ReadModel, lag
+from sahara_es.projections.resources import RESOURCE_PROJECTIONS, ResourceProjection
 from sahara_es.projections.workflows import WorkflowsProjection
 
-PROJECTIONS: dict[str, type[Projection]] = {"workflows": WorkflowsProjection}
+PROJECTIONS: dict[str, type[Projection]] = {
+    "workflows": WorkflowsProjection,
+    **{p.name: p for p in RESOURCE_PROJECTIONS.values()},
+}
 """Every projection, by name."""
 
 __all__ = [
     "PROJECTIONS",
+    "RESOURCE_PROJECTIONS",
     "Difference",
+    "Lag",
     "NotBuilt",
     "Projection",
     "ProjectionRunner",
+    "Projector",
+    "ReadModel",
+    "ResourceProjection",
     "WorkflowsProjection",
     "diff",
+    "lag",
     "rebuild",
     "update",
     "verify",

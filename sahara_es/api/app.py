@@ -1,0 +1,84 @@
+"""``create_app``: the v2 API's composition root, where the store, plugins, auth mode and
+provisioner are chosen."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+
+from sahara_es.api import auth, errors, openapi, versions
+from sahara_es.api.service import Provisioner, RecordOnly, Service
+from sahara_es.api.views import clusters, edp, health, plugins, templates
+from sahara_es.plugins.catalog import PluginCatalog, load_plugins
+from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
+from sahara_es.store import Store, open_store
+
+DEFAULT_PORT = 8386
+LOCAL_FLAVORS = frozenset({"local.small", "local.medium", "local.large"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    store_url: str = ""
+    auth: str = "token"
+    """``token`` (built-in tokens, the default), ``keystone`` or ``noauth`` (development)."""
+    keystone: dict[str, Any] = field(default_factory=dict)
+    """keystonemiddleware ``auth_token`` options (``www_authenticate_uri``, ``auth_url``...)."""
+    plugins: list[str] | None = None
+    """Plugins to enable; all installed ones when None."""
+    flavors: frozenset[str] = LOCAL_FLAVORS
+    run_projector: bool = True
+    """Keep read models up to date from this process (one process at a time does, by lease)."""
+    job_binary_root: str = ""
+
+
+_BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.blueprint)
+
+
+def create_app(config: ApiConfig, *, store: Store | None = None,
+               provisioner: Provisioner | None = None) -> Flask:
+    app = Flask("sahara_es.api")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    store = store or open_store(config.store_url, upgrade=True)
+    enabled = load_plugins(config.plugins)
+    projector = None
+    if config.run_projector:
+        projector = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
+                              owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
+    app.extensions["sahara_es"] = Service(
+        store=store, plugins=enabled, catalog=PluginCatalog(enabled, set(config.flavors)),
+        provisioner=provisioner or RecordOnly(store), projector=projector)
+    app.config["JOB_BINARY_ROOT"] = config.job_binary_root or str(
+        Path.home() / ".local" / "share" / "sahara-es" / "job-binaries")
+
+    @app.before_request
+    def request_id() -> None:
+        g.request_id = request.headers.get("X-Openstack-Request-Id") or f"req-{uuid.uuid4()}"
+
+    errors.init_app(app)
+    versions.init_app(app)
+
+    @app.url_value_preprocessor
+    def project_in_url(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        g.url_project = (values or {}).pop("project_id", None)
+
+    auth.init_app(app, store, config.auth, config.keystone)
+    app.register_blueprint(health.blueprint)
+    for blueprint in _BLUEPRINTS:
+        app.register_blueprint(blueprint, url_prefix="/v2")
+        app.register_blueprint(blueprint, url_prefix="/v2/<project_id>",
+                               name=f"{blueprint.name}_in_project")
+    openapi.init_app(app)
+    return app
+
+
+def stop_app(app: Flask) -> None:
+    service: Service = app.extensions["sahara_es"]
+    if service.projector is not None:
+        service.projector.stop()
+        service.projector.release()

@@ -1,0 +1,103 @@
+"""Who is calling: three modes, chosen by configuration.
+
+- ``token`` (the default): ``X-Auth-Token`` is a token made by ``sahara-es token create``,
+  checked against its stored hash (cached for a few seconds, so a revocation takes effect
+  within ``TOKEN_CACHE_SECONDS``).
+- ``keystone``: keystonemiddleware's ``auth_token`` validates the token with Keystone and
+  passes the identity on in ``X-Project-Id`` / ``X-Roles`` / ``X-User-Id`` headers.
+- ``noauth``: for development only, and only when configured: the project is taken from
+  ``X-Project-Id`` (or the URL), roles from ``X-Roles``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from flask import Flask, g, request
+
+from sahara_es.api.errors import ApiError
+from sahara_es.commands import tokens
+from sahara_es.commands.caller import Caller
+from sahara_es.store import Store
+
+MODES = ("token", "keystone", "noauth")
+TOKEN_CACHE_SECONDS = 5.0
+PUBLIC_PATHS = ("/", "/healthz", "/v2/openapi.json")
+
+
+class TokenCache:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[float, Caller | None]] = {}
+        self._lock = threading.Lock()
+
+    def caller(self, token: str) -> Caller | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(token)
+        if hit is not None and now - hit[0] < TOKEN_CACHE_SECONDS:
+            return hit[1]
+        caller = tokens.authenticate(self.store, token)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = (now, caller)
+        return caller
+
+
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, "unauthorized", "Unauthorized", detail, name="UNAUTHORIZED",
+                    headers={"WWW-Authenticate": 'Token realm="sahara-es"'})
+
+
+def _roles(header: str | None) -> frozenset[str]:
+    return frozenset(r.strip().lower() for r in (header or "").split(",") if r.strip())
+
+
+def init_app(app: Flask, store: Store, mode: str, keystone: dict[str, Any] | None = None) -> None:
+    if mode not in MODES:
+        raise ValueError(f"auth mode {mode!r}: choose one of {', '.join(MODES)}")
+    cache = TokenCache(store)
+    if mode == "keystone":
+        from keystonemiddleware import auth_token  # type: ignore[import-untyped]
+
+        app.wsgi_app = auth_token.AuthProtocol(app.wsgi_app, dict(keystone or {}))  # type: ignore[method-assign]
+
+    @app.before_request
+    def identify() -> None:
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+            g.caller = None
+            return
+        address = request.remote_addr
+        url_project = g.get("url_project")
+        if mode == "token":
+            token = request.headers.get("X-Auth-Token")
+            if not token:
+                raise unauthorized("no X-Auth-Token header: make a token with"
+                                   " `sahara-es token create --project P`")
+            caller = cache.caller(token)
+            if caller is None:
+                raise unauthorized("the token is unknown or revoked")
+        elif mode == "keystone":
+            if request.headers.get("X-Identity-Status") != "Confirmed":
+                raise unauthorized("Keystone did not confirm the token")
+            caller = Caller(project_id=request.headers.get("X-Project-Id", ""),
+                            user=request.headers.get("X-User-Id"),
+                            roles=_roles(request.headers.get("X-Roles")))
+        else:
+            project = request.headers.get("X-Project-Id") or url_project or "default"
+            caller = Caller(project_id=project, user=request.headers.get("X-User-Id"),
+                            roles=_roles(request.headers.get("X-Roles")))
+        if url_project and url_project != caller.project_id and not caller.is_admin:
+            raise ApiError(403, "wrong-project", "Forbidden",
+                           f"this token is for project {caller.project_id}, not {url_project}",
+                           name="FORBIDDEN")
+        g.caller = Caller(project_id=caller.project_id, user=caller.user, roles=caller.roles,
+                          request_id=g.request_id, address=address)
+
+    @app.after_request
+    def tag(response: Any) -> Any:
+        response.headers["X-Openstack-Request-Id"] = getattr(g, "request_id", "")
+        return response

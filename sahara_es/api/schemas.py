@@ -1,0 +1,427 @@
+"""The request and response schemas of the v2 API (marshmallow), following Sahara's.
+
+Requests are strict: an unknown field is a 400, not silently dropped. Responses are described
+for the OpenAPI document; representations may carry more fields than described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+HOSTNAME = (r"^(([a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])\.)*"
+            r"([A-Za-z]|[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9])$")
+SIMPLE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9\-_\.]*$"
+
+
+def hostname_name(required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=[
+        validate.Length(1, 50),
+        validate.Regexp(HOSTNAME, error="must be 1-50 characters in hostname form (letters,"
+                                         " digits and hyphens, starting with a letter)")])
+
+
+def simple_name(required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=[
+        validate.Length(1, 50),
+        validate.Regexp(SIMPLE_NAME, error="must be 1-50 letters, digits, '-', '_' or '.',"
+                                           " starting with a letter or digit")])
+
+
+UUID = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+
+
+def uuid_id(**kwargs: Any) -> fields.String:
+    """An id, kept as the string it was given (ids are UUIDs)."""
+    return fields.String(validate=validate.Regexp(UUID, error="must be a UUID"), **kwargs)
+
+
+def text(**kwargs: Any) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(max=1024), **kwargs)
+
+
+def flag() -> fields.Boolean:
+    return fields.Boolean()
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Share(Strict):
+    id = uuid_id(required=True)
+    path = fields.String(allow_none=True)
+    access_level = fields.String(validate=validate.OneOf(["rw", "ro"]))
+
+
+NodeConfigs = fields.Dict(keys=fields.String(), values=fields.Dict(keys=fields.String()))
+
+
+class NodeGroupTemplateFields(Strict):
+    """What a node group template and an inline node group have in common."""
+
+    flavor_id = fields.String(validate=validate.Length(1, 255))
+    node_processes = fields.List(fields.String(validate=validate.Length(1, 64)),
+                                 validate=validate.Length(min=1))
+    image_id = fields.String(allow_none=True)
+    node_configs = NodeConfigs
+    volumes_per_node = fields.Integer(validate=validate.Range(min=0, max=64))
+    volumes_size = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    volume_type = fields.String(allow_none=True)
+    volumes_availability_zone = fields.String(allow_none=True)
+    volume_mount_prefix = fields.String(validate=validate.Regexp(r"^/[^\0]*$"))
+    volume_local_to_instance = flag()
+    floating_ip_pool = fields.String(allow_none=True)
+    security_groups = fields.List(fields.String(), allow_none=True)
+    auto_security_group = flag()
+    availability_zone = fields.String(allow_none=True)
+    is_proxy_gateway = flag()
+    use_autoconfig = flag()
+    shares = fields.List(fields.Nested(Share))
+    boot_from_volume = flag()
+    boot_volume_type = fields.String()
+    boot_volume_availability_zone = fields.String()
+    boot_volume_local_to_instance = flag()
+
+
+class NodeGroupTemplateCreate(NodeGroupTemplateFields):
+    name = hostname_name()
+    description = text()
+    plugin_name = fields.String(required=True)
+    plugin_version = fields.String(required=True)
+    flavor_id = fields.String(required=True, validate=validate.Length(1, 255))
+    node_processes = fields.List(fields.String(validate=validate.Length(1, 64)), required=True,
+                                 validate=validate.Length(min=1))
+    is_public = flag()
+    is_protected = flag()
+
+
+class NodeGroupTemplateUpdate(NodeGroupTemplateFields):
+    name = hostname_name(required=False)
+    description = text()
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+    is_public = flag()
+    is_protected = flag()
+
+
+class NodeGroup(NodeGroupTemplateFields):
+    """A node group of a cluster or cluster template: from a template, or given inline."""
+
+    name = hostname_name()
+    count = fields.Integer(required=True, validate=validate.Range(min=0, max=1000))
+    node_group_template_id = uuid_id(allow_none=True)
+
+    @validates_schema
+    def _template_or_inline(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("node_group_template_id") and not (
+                data.get("flavor_id") and data.get("node_processes")):
+            raise ValidationError("give node_group_template_id, or flavor_id and"
+                                  " node_processes", "node_group_template_id")
+
+
+class ClusterTemplateFields(Strict):
+    description = text()
+    cluster_configs = fields.Dict(keys=fields.String(), values=fields.Dict())
+    node_groups = fields.List(fields.Nested(NodeGroup))
+    anti_affinity = fields.List(fields.String())
+    neutron_management_network = fields.String(allow_none=True)
+    default_image_id = fields.String(allow_none=True)
+    use_autoconfig = flag()
+    shares = fields.List(fields.Nested(Share))
+    is_public = flag()
+    is_protected = flag()
+    domain_name = fields.String(allow_none=True, validate=validate.Length(max=255))
+
+
+class ClusterTemplateCreate(ClusterTemplateFields):
+    name = hostname_name()
+    plugin_name = fields.String(required=True)
+    plugin_version = fields.String(required=True)
+
+
+class ClusterTemplateUpdate(ClusterTemplateFields):
+    name = hostname_name(required=False)
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+
+
+class ClusterCreate(ClusterTemplateFields):
+    name = hostname_name()
+    plugin_name = fields.String(required=True)
+    plugin_version = fields.String(required=True)
+    cluster_template_id = uuid_id(allow_none=True)
+    is_transient = flag()
+    user_keypair_id = fields.String(allow_none=True,
+                                    validate=validate.Regexp(r"^[a-zA-Z0-9\-_ ]+$"))
+    count = fields.Integer(validate=validate.Range(min=1, max=50))
+
+
+class Verification(Strict):
+    status = fields.String(required=True, validate=validate.OneOf(["START"]))
+
+
+class ClusterUpdate(Strict):
+    name = hostname_name(required=False)
+    description = text()
+    is_public = flag()
+    is_protected = flag()
+    shares = fields.List(fields.Nested(Share))
+    verification = fields.Nested(Verification)
+    update_keypair = flag()
+
+
+class Resize(Strict):
+    name = hostname_name()
+    count = fields.Integer(required=True, validate=validate.Range(min=0, max=1000))
+    instances = fields.List(fields.String())
+
+
+class ClusterScale(Strict):
+    resize_node_groups = fields.List(fields.Nested(Resize), validate=validate.Length(min=1))
+    add_node_groups = fields.List(fields.Nested(NodeGroup), validate=validate.Length(min=1))
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("resize_node_groups") and not data.get("add_node_groups"):
+            raise ValidationError("give resize_node_groups or add_node_groups")
+
+
+class ClusterDelete(Strict):
+    force = flag()
+
+
+DATA_SOURCE_TYPES = ["swift", "hdfs", "maprfs", "manila", "s3", "file"]
+
+
+class DataSourceCreate(Strict):
+    name = simple_name()
+    description = text()
+    type = fields.String(required=True, validate=validate.OneOf(DATA_SOURCE_TYPES))
+    url = fields.String(required=True, validate=validate.Length(1, 1024))
+    credentials = fields.Dict(keys=fields.String(), values=fields.String())
+    is_public = flag()
+    is_protected = flag()
+
+
+class DataSourceUpdate(Strict):
+    name = simple_name(required=False)
+    description = text()
+    type = fields.String(validate=validate.OneOf(DATA_SOURCE_TYPES))
+    url = fields.String(validate=validate.Length(1, 1024))
+    credentials = fields.Dict(keys=fields.String(), values=fields.String())
+    is_public = flag()
+    is_protected = flag()
+
+
+JOB_BINARY_SCHEMES = ("swift://", "s3://", "manila://", "internal-db://", "file://")
+
+
+def binary_url(required: bool) -> fields.String:
+    return fields.String(required=required, validate=[
+        validate.Length(1, 1024),
+        validate.Regexp(r"^(swift|s3|manila|internal-db|file)://\S+$",
+                        error="must be a swift://, s3://, manila://, internal-db:// or"
+                              " file:// URL")])
+
+
+class JobBinaryCreate(Strict):
+    name = simple_name()
+    url = binary_url(required=True)
+    description = text()
+    extra = fields.Dict(keys=fields.String(), values=fields.String())
+    is_public = flag()
+    is_protected = flag()
+
+
+class JobBinaryUpdate(Strict):
+    name = simple_name(required=False)
+    url = binary_url(required=False)
+    description = text()
+    extra = fields.Dict(keys=fields.String(), values=fields.String())
+    is_public = flag()
+    is_protected = flag()
+
+
+JOB_TYPES = ["Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell", "Spark",
+             "Storm", "Storm.Pyleus"]
+
+
+class InterfaceArgument(Strict):
+    name = fields.String(required=True)
+    description = text()
+    mapping_type = fields.String(required=True,
+                                 validate=validate.OneOf(["args", "configs", "params"]))
+    location = fields.String(required=True)
+    value_type = fields.String(validate=validate.OneOf(["string", "number", "data_source"]))
+    required = flag()
+    default = fields.String(allow_none=True)
+
+
+class JobTemplateCreate(Strict):
+    name = simple_name()
+    type = fields.String(required=True, validate=validate.OneOf(JOB_TYPES))
+    description = text()
+    mains = fields.List(uuid_id())
+    libs = fields.List(uuid_id())
+    streaming = flag()
+    interface = fields.List(fields.Nested(InterfaceArgument))
+    is_public = flag()
+    is_protected = flag()
+
+
+class JobTemplateUpdate(Strict):
+    name = simple_name(required=False)
+    description = text()
+    is_public = flag()
+    is_protected = flag()
+
+
+class JobConfigs(Strict):
+    configs = fields.Dict(keys=fields.String())
+    params = fields.Dict(keys=fields.String())
+    args = fields.List(fields.String())
+    job_execution_info = fields.Dict(keys=fields.String())
+
+
+class JobCreate(Strict):
+    cluster_id = uuid_id(required=True)
+    job_template_id = uuid_id(required=True)
+    input_id = uuid_id(allow_none=True)
+    output_id = uuid_id(allow_none=True)
+    job_configs = fields.Nested(JobConfigs)
+    interface = fields.Dict(keys=fields.String(), values=fields.String())
+    is_public = flag()
+    is_protected = flag()
+
+
+class JobInfo(Strict):
+    status = fields.String(required=True,
+                           validate=validate.OneOf(["cancel", "suspend", "CANCEL", "SUSPEND"]))
+
+
+class JobUpdate(Strict):
+    is_public = flag()
+    is_protected = flag()
+    info = fields.Nested(JobInfo)
+
+
+class Label(Strict):
+    status = fields.Boolean(required=True)
+
+
+class PluginUpdate(Strict):
+    plugin_labels = fields.Dict(keys=fields.String(), values=fields.Nested(Label))
+    version_labels = fields.Dict(keys=fields.String(), values=fields.Dict(
+        keys=fields.String(), values=fields.Nested(Label)))
+
+
+# -- responses (for the OpenAPI document) ---------------------------------------------------
+
+class Representation(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String(required=True)
+    project_id = fields.String()
+    created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+
+
+class Named(Representation):
+    name = fields.String(required=True)
+    description = fields.String(allow_none=True)
+    is_public = fields.Boolean()
+    is_protected = fields.Boolean()
+
+
+class NodeGroupTemplate(Named):
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+    flavor_id = fields.String()
+    node_processes = fields.List(fields.String())
+
+
+class ClusterTemplate(Named):
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+    node_groups = fields.List(fields.Dict())
+
+
+class ProvisionStep(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String()
+    step_name = fields.String()
+    total = fields.Integer()
+    successful = fields.Boolean(allow_none=True)
+
+
+class Cluster(Named):
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+    status = fields.String()
+    status_description = fields.String(allow_none=True)
+    node_groups = fields.List(fields.Dict())
+    provision_progress = fields.List(fields.Nested(ProvisionStep))
+
+
+class DataSource(Named):
+    type = fields.String()
+    url = fields.String()
+
+
+class JobBinary(Named):
+    url = fields.String()
+
+
+class JobTemplate(Named):
+    type = fields.String()
+    mains = fields.List(fields.Dict())
+    libs = fields.List(fields.Dict())
+
+
+class Job(Representation):
+    cluster_id = fields.String()
+    job_template_id = fields.String()
+    info = fields.Dict()
+    is_public = fields.Boolean()
+    is_protected = fields.Boolean()
+
+
+class Plugin(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True)
+    title = fields.String()
+    description = fields.String()
+    versions = fields.List(fields.String())
+
+
+class Markers(Schema):
+    prev = fields.String(allow_none=True)
+    next = fields.String(allow_none=True)
+
+
+class Link(Schema):
+    rel = fields.String()
+    href = fields.String()
+
+
+class ErrorItem(Schema):
+    request_id = fields.String()
+    code = fields.String()
+    status = fields.Integer()
+    title = fields.String()
+    detail = fields.String()
+
+
+class Error(Schema):
+    error_code = fields.Integer(required=True)
+    error_name = fields.String(required=True)
+    error_message = fields.String(required=True)
+    errors = fields.List(fields.Nested(ErrorItem), required=True)

@@ -1,0 +1,102 @@
+"""``/v2/clusters``: create (and ``count`` of them), show with progress, scale, update,
+delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from sahara_es.api import schemas
+from sahara_es.api.errors import bad_request
+from sahara_es.api.pagination import page
+from sahara_es.api.service import caller, service, shown
+from sahara_es.api.views.common import answer, body, location, no_content, no_params
+from sahara_es.commands import clusters
+from sahara_es.events.resources import Doc, Kind
+
+blueprint = Blueprint("clusters", __name__)
+
+CLUSTER = Kind.CLUSTER
+
+
+def cluster_view(doc: Doc, show_progress: bool = False) -> Doc:
+    view = shown(doc)
+    steps = view.get("provision_progress", [])
+    if not show_progress:
+        view["provision_progress"] = [{k: v for k, v in s.items() if k != "events"}
+                                      for s in steps]
+    return view
+
+
+def _show_progress() -> bool:
+    raw = request.args.get("show_progress", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise bad_request("show_progress must be true or false")
+    return raw in ("true", "1")
+
+
+@blueprint.post("/clusters")
+def create_cluster() -> Response:
+    no_params()
+    fields = body(schemas.ClusterCreate)
+    many = (fields.get("count") or 1) > 1
+    docs = clusters.create_clusters(service().store, caller(), service().catalog, fields)
+    for doc in docs:
+        service().written(doc)
+        service().provisioner.cluster_created(doc, caller())
+    if many:
+        return answer("clusters", [{"cluster": cluster_view(d)} for d in docs], 202)
+    return answer("cluster", cluster_view(docs[0]), 202,
+                  location=location(f"clusters/{docs[0]['id']}"))
+
+
+@blueprint.get("/clusters")
+def list_clusters() -> Response:
+    docs = (cluster_view(d) for d in service().visible(CLUSTER, caller()))
+    return answer(None, page(docs, envelope="clusters",
+                             filters=("plugin_name", "plugin_version", "name", "status"),
+                             sort_fields=("id", "name", "plugin_name", "plugin_version",
+                                          "status", "created_at", "updated_at")))
+
+
+@blueprint.get("/clusters/<cluster_id>")
+def show_cluster(cluster_id: str) -> Response:
+    no_params("show_progress")
+    doc = service().get(CLUSTER, cluster_id, caller())
+    return answer("cluster", cluster_view(doc, _show_progress()))
+
+
+@blueprint.put("/clusters/<cluster_id>")
+def scale_cluster(cluster_id: str) -> Response:
+    no_params()
+    fields = body(schemas.ClusterScale)
+    doc = clusters.scale_cluster(service().store, caller(), service().catalog, cluster_id,
+                                 fields.get("resize_node_groups", []),
+                                 fields.get("add_node_groups", []))
+    service().written(doc)
+    service().provisioner.cluster_scale_requested(doc, caller())
+    return answer("cluster", cluster_view(doc), 202, location=location(f"clusters/{cluster_id}"))
+
+
+@blueprint.patch("/clusters/<cluster_id>")
+def update_cluster(cluster_id: str) -> Response:
+    no_params()
+    fields = body(schemas.ClusterUpdate)
+    fields.pop("update_keypair", None)  # keys are the cluster's own; nothing to push
+    verifying = "verification" in fields
+    doc = clusters.update_cluster(service().store, caller(), cluster_id, fields)
+    service().written(doc)
+    if verifying:
+        service().provisioner.cluster_verification_requested(doc, caller())
+        return answer("cluster", cluster_view(doc), 202,
+                      location=location(f"clusters/{cluster_id}"))
+    return answer("cluster", cluster_view(doc), 202)
+
+
+@blueprint.delete("/clusters/<cluster_id>")
+def delete_cluster(cluster_id: str) -> Response:
+    no_params()
+    body(schemas.ClusterDelete)
+    doc = clusters.delete_cluster(service().store, caller(), cluster_id)
+    service().written(doc)
+    service().provisioner.cluster_deletion_requested(doc, caller())
+    return no_content(location=location(f"clusters/{cluster_id}"))

@@ -1,0 +1,234 @@
+"""``/v2/data-sources``, ``/v2/job-binaries``, ``/v2/job-templates`` and ``/v2/jobs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app
+
+from sahara_es.api import schemas
+from sahara_es.api.pagination import page
+from sahara_es.api.service import caller, service, shown
+from sahara_es.api.views.common import answer, body, location, no_content, no_params
+from sahara_es.commands import edp, resources
+from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.events.resources import Doc, Kind
+
+blueprint = Blueprint("edp", __name__)
+
+DS, JB, JT, JOB = Kind.DATA_SOURCE, Kind.JOB_BINARY, Kind.JOB_TEMPLATE, Kind.JOB
+SECRET_FIELDS = ("credentials", "extra")
+"""Never shown: data source credentials and job binary access keys."""
+
+
+def without_secrets(doc: Doc) -> Doc:
+    return {k: v for k, v in shown(doc).items() if k not in SECRET_FIELDS}
+
+
+# -- data sources ---------------------------------------------------------------------------
+
+@blueprint.post("/data-sources")
+def create_data_source() -> Response:
+    no_params()
+    fields = body(schemas.DataSourceCreate)
+    doc = resources.create(service().store, DS, caller(), fields)
+    return answer("data_source", without_secrets(service().written(doc)), 202)
+
+
+@blueprint.get("/data-sources")
+def list_data_sources() -> Response:
+    docs = (without_secrets(d) for d in service().visible(DS, caller()))
+    return answer(None, page(docs, envelope="data_sources", filters=("type", "name"),
+                             sort_fields=("id", "name", "type", "created_at", "updated_at")))
+
+
+@blueprint.get("/data-sources/<resource_id>")
+def show_data_source(resource_id: str) -> Response:
+    no_params()
+    return answer("data_source", without_secrets(service().get(DS, resource_id, caller())))
+
+
+@blueprint.patch("/data-sources/<resource_id>")
+@blueprint.put("/data-sources/<resource_id>")
+def update_data_source(resource_id: str) -> Response:
+    no_params()
+    doc = resources.update(service().store, DS, resource_id, caller(),
+                           body(schemas.DataSourceUpdate))
+    return answer("data_source", without_secrets(service().written(doc)), 202)
+
+
+@blueprint.delete("/data-sources/<resource_id>")
+def delete_data_source(resource_id: str) -> Response:
+    no_params()
+    resources.delete(service().store, DS, resource_id, caller())
+    return no_content()
+
+
+# -- job binaries ---------------------------------------------------------------------------
+
+@blueprint.post("/job-binaries")
+def create_job_binary() -> Response:
+    no_params()
+    doc = resources.create(service().store, JB, caller(), body(schemas.JobBinaryCreate))
+    return answer("job_binary", without_secrets(service().written(doc)), 202)
+
+
+@blueprint.get("/job-binaries")
+def list_job_binaries() -> Response:
+    docs = (without_secrets(d) for d in service().visible(JB, caller()))
+    return answer(None, page(docs, envelope="binaries", filters=("name",),
+                             sort_fields=("id", "name", "created_at", "updated_at")))
+
+
+@blueprint.get("/job-binaries/<resource_id>")
+def show_job_binary(resource_id: str) -> Response:
+    no_params()
+    return answer("job_binary", without_secrets(service().get(JB, resource_id, caller())))
+
+
+@blueprint.get("/job-binaries/<resource_id>/data")
+def job_binary_data(resource_id: str) -> Response:
+    """The binary's bytes, for ``file://`` binaries under the configured job binary folder."""
+    no_params()
+    doc = service().get(JB, resource_id, caller())
+    url: str = doc["url"]
+    if not url.startswith("file://"):
+        raise Invalid(f"job binary {resource_id} is at {url.split('://')[0]}://; this"
+                      " deployment serves the data of file:// binaries only")
+    root = Path(current_app.config["JOB_BINARY_ROOT"]).resolve()
+    path = Path(url[len("file://"):]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NotVisible(f"job binary {resource_id}: no file {path} under {root}")
+    return Response(path.read_bytes(), 200, mimetype="application/octet-stream")
+
+
+@blueprint.patch("/job-binaries/<resource_id>")
+@blueprint.put("/job-binaries/<resource_id>")
+def update_job_binary(resource_id: str) -> Response:
+    no_params()
+    doc = resources.update(service().store, JB, resource_id, caller(),
+                           body(schemas.JobBinaryUpdate))
+    return answer("job_binary", without_secrets(service().written(doc)), 202)
+
+
+@blueprint.delete("/job-binaries/<resource_id>")
+def delete_job_binary(resource_id: str) -> Response:
+    no_params()
+    resources.delete(service().store, JB, resource_id, caller())
+    return no_content()
+
+
+# -- job templates --------------------------------------------------------------------------
+
+def template_view(doc: Doc) -> Doc:
+    """Mains and libs as the job binaries they name (Sahara shows the objects)."""
+    view = shown(doc)
+    for key in ("mains", "libs"):
+        view[key] = [_binary(i) for i in doc.get(key, [])]
+    return view
+
+
+def _binary(binary_id: str) -> Doc:
+    found = service().reads[JB].get(binary_id)
+    return without_secrets(found) if found is not None else {"id": binary_id}
+
+
+@blueprint.post("/job-templates")
+def create_job_template() -> Response:
+    no_params()
+    doc = edp.create_job_template(service().store, caller(), service().catalog,
+                                  body(schemas.JobTemplateCreate))
+    return answer("job_template", template_view(service().written(doc)), 202)
+
+
+@blueprint.get("/job-templates")
+def list_job_templates() -> Response:
+    docs = (template_view(d) for d in service().visible(JT, caller()))
+    return answer(None, page(docs, envelope="job_templates", filters=("type", "name"),
+                             sort_fields=("id", "name", "type", "created_at", "updated_at")))
+
+
+@blueprint.get("/job-templates/<resource_id>")
+def show_job_template(resource_id: str) -> Response:
+    no_params()
+    return answer("job_template", template_view(service().get(JT, resource_id, caller())))
+
+
+@blueprint.get("/job-templates/config-hints/<job_type>")
+def job_config_hints(job_type: str) -> Response:
+    no_params("plugin_name", "plugin_version")
+    service().catalog.check_job_type(job_type)
+    return answer("job_config", config_hints(job_type))
+
+
+@blueprint.patch("/job-templates/<resource_id>")
+@blueprint.put("/job-templates/<resource_id>")
+def update_job_template(resource_id: str) -> Response:
+    no_params()
+    doc = resources.update(service().store, JT, resource_id, caller(),
+                           body(schemas.JobTemplateUpdate))
+    return answer("job_template", template_view(service().written(doc)), 202)
+
+
+@blueprint.delete("/job-templates/<resource_id>")
+def delete_job_template(resource_id: str) -> Response:
+    no_params()
+    resources.delete(service().store, JT, resource_id, caller())
+    return no_content()
+
+
+def config_hints(job_type: str) -> Doc:
+    """What a job of the type can be given (Sahara's hints per type)."""
+    takes_params = job_type in ("Pig", "Hive", "Shell")
+    takes_args = job_type not in ("Hive", "MapReduce", "MapReduce.Streaming")
+    configs = [{"name": "edp.java.main_class", "value": "",
+                "description": "The class with main()"}] if job_type in ("Java", "Spark") \
+        else []
+    return {"configs": configs, "args": [] if takes_args else None,
+            "params": {} if takes_params else None}
+
+
+# -- jobs (executions) ----------------------------------------------------------------------
+
+@blueprint.post("/jobs")
+def run_job() -> Response:
+    no_params()
+    doc = edp.run_job(service().store, caller(), service().catalog, body(schemas.JobCreate))
+    service().written(doc)
+    service().provisioner.job_created(doc, caller())
+    return answer("job", shown(doc), 202, location=location(f"jobs/{doc['id']}"))
+
+
+@blueprint.get("/jobs")
+def list_jobs() -> Response:
+    docs = (shown(d) for d in service().visible(JOB, caller()))
+    return answer(None, page(docs, envelope="jobs", filters=("status", "cluster_id"),
+                             sort_fields=("id", "job_template_id", "cluster_id", "status",
+                                          "created_at", "updated_at")))
+
+
+@blueprint.get("/jobs/<resource_id>")
+def show_job(resource_id: str) -> Response:
+    no_params("refresh_status")
+    return answer("job", shown(service().get(JOB, resource_id, caller())))
+
+
+@blueprint.patch("/jobs/<resource_id>")
+def update_job(resource_id: str) -> Response:
+    no_params()
+    fields = body(schemas.JobUpdate)
+    cancelling = "info" in fields
+    doc = edp.update_job(service().store, caller(), resource_id, fields)
+    service().written(doc)
+    if cancelling:
+        service().provisioner.job_cancel_requested(doc, caller())
+        fresh = service().reads[JOB].get(resource_id)
+        return answer("job", shown(fresh or doc), 202, location=location(f"jobs/{resource_id}"))
+    return answer("job", shown(doc), 202)
+
+
+@blueprint.delete("/jobs/<resource_id>")
+def delete_job(resource_id: str) -> Response:
+    no_params()
+    edp.delete_job(service().store, caller(), resource_id)
+    return no_content()

@@ -1,0 +1,121 @@
+"""``/v2/node-group-templates`` and ``/v2/cluster-templates``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from sahara_es.api import schemas
+from sahara_es.api.pagination import page
+from sahara_es.api.service import caller, service, shown
+from sahara_es.api.views.common import answer, body, no_content, no_params
+from sahara_es.commands import resources, templates
+from sahara_es.events.resources import Doc, Kind, public
+
+blueprint = Blueprint("templates", __name__)
+
+NGT = Kind.NODE_GROUP_TEMPLATE
+CT = Kind.CLUSTER_TEMPLATE
+TEMPLATE_FILTERS = ("plugin_name", "plugin_version", "name")
+TEMPLATE_SORT = ("id", "name", "plugin_name", "plugin_version", "created_at", "updated_at")
+
+
+@blueprint.post("/node-group-templates")
+def create_node_group_template() -> Response:
+    no_params()
+    doc = templates.create_node_group_template(
+        service().store, caller(), service().catalog, body(schemas.NodeGroupTemplateCreate))
+    return answer("node_group_template", shown(service().written(doc)), 202)
+
+
+@blueprint.get("/node-group-templates")
+def list_node_group_templates() -> Response:
+    docs = (shown(d) for d in service().visible(NGT, caller()))
+    return answer(None, page(docs, envelope="node_group_templates", filters=TEMPLATE_FILTERS,
+                             sort_fields=TEMPLATE_SORT))
+
+
+@blueprint.get("/node-group-templates/<template_id>")
+def show_node_group_template(template_id: str) -> Response:
+    no_params()
+    return answer("node_group_template", shown(service().get(NGT, template_id, caller())))
+
+
+@blueprint.patch("/node-group-templates/<template_id>")
+@blueprint.put("/node-group-templates/<template_id>")
+def update_node_group_template(template_id: str) -> Response:
+    no_params()
+    doc = templates.update_node_group_template(
+        service().store, caller(), service().catalog, template_id,
+        body(schemas.NodeGroupTemplateUpdate))
+    return answer("node_group_template", shown(service().written(doc)), 202)
+
+
+@blueprint.delete("/node-group-templates/<template_id>")
+def delete_node_group_template(template_id: str) -> Response:
+    no_params()
+    resources.delete(service().store, NGT, template_id, caller())
+    return no_content()
+
+
+@blueprint.get("/node-group-templates/<template_id>/export")
+def export_node_group_template(template_id: str) -> Response:
+    no_params()
+    doc = public(service().get(NGT, template_id, caller()))
+    return answer("node_group_template", exported(doc, {
+        "flavor_id": "{flavor_id}", "image_id": "{image_id}",
+        "security_groups": "{security_groups}", "floating_ip_pool": "{floating_ip_pool}"}))
+
+
+@blueprint.post("/cluster-templates")
+def create_cluster_template() -> Response:
+    no_params()
+    doc = templates.create_cluster_template(
+        service().store, caller(), service().catalog, body(schemas.ClusterTemplateCreate))
+    return answer("cluster_template", shown(service().written(doc)), 202)
+
+
+@blueprint.get("/cluster-templates")
+def list_cluster_templates() -> Response:
+    docs = (shown(d) for d in service().visible(CT, caller()))
+    return answer(None, page(docs, envelope="cluster_templates", filters=TEMPLATE_FILTERS,
+                             sort_fields=TEMPLATE_SORT))
+
+
+@blueprint.get("/cluster-templates/<template_id>")
+def show_cluster_template(template_id: str) -> Response:
+    no_params()
+    return answer("cluster_template", shown(service().get(CT, template_id, caller())))
+
+
+@blueprint.patch("/cluster-templates/<template_id>")
+@blueprint.put("/cluster-templates/<template_id>")
+def update_cluster_template(template_id: str) -> Response:
+    no_params()
+    doc = templates.update_cluster_template(
+        service().store, caller(), service().catalog, template_id,
+        body(schemas.ClusterTemplateUpdate))
+    return answer("cluster_template", shown(service().written(doc)), 202)
+
+
+@blueprint.delete("/cluster-templates/<template_id>")
+def delete_cluster_template(template_id: str) -> Response:
+    no_params()
+    resources.delete(service().store, CT, template_id, caller())
+    return no_content()
+
+
+@blueprint.get("/cluster-templates/<template_id>/export")
+def export_cluster_template(template_id: str) -> Response:
+    no_params()
+    doc = public(service().get(CT, template_id, caller()))
+    return answer("cluster_template", exported(doc, {
+        "default_image_id": "{default_image_id}", "node_groups": "{node_groups}"}))
+
+
+def exported(doc: Doc, placeholders: dict[str, str]) -> Doc:
+    """A template as a reusable file: without identity and dates, with placeholders for
+    what differs between clouds."""
+    out = {k: v for k, v in doc.items()
+           if k not in ("id", "project_id", "created_at", "updated_at", "is_default")}
+    out.update(placeholders)
+    return out

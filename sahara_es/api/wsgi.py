@@ -1,0 +1,28 @@
+"""The WSGI application for a server such as gunicorn (``sahara_es.api.wsgi:application``),
+configured from the environment:
+
+``SAHARA_ES_STORE`` (store URL), ``SAHARA_ES_AUTH`` (token | keystone | noauth),
+``SAHARA_ES_PLUGINS`` (comma-separated), ``SAHARA_ES_PROJECTOR`` (0 to leave read models to
+another process).
+"""
+
+from __future__ import annotations
+
+import os
+
+from sahara_es.api.app import ApiConfig, create_app
+
+
+def config_from_env() -> ApiConfig:
+    from sahara_es.store import DEFAULT_STORE_URL
+
+    plugins = os.environ.get("SAHARA_ES_PLUGINS")
+    return ApiConfig(
+        store_url=os.environ.get("SAHARA_ES_STORE", DEFAULT_STORE_URL),
+        auth=os.environ.get("SAHARA_ES_AUTH", "token"),
+        plugins=[p.strip() for p in plugins.split(",")] if plugins else None,
+        run_projector=os.environ.get("SAHARA_ES_PROJECTOR", "1") != "0",
+    )
+
+
+application = create_app(config_from_env())

@@ -1,0 +1,145 @@
+"""Cluster commands: create (``count`` of them), scale, update, verify, delete.
+
+The commands record what was asked; provisioning workflows do the work and record its
+progress in the same stream (status changes, steps, instances). State gates say what may be
+asked when: a cluster scales and verifies only when Active, and Deleting is final.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sahara_es.commands import resources
+from sahara_es.commands.caller import Caller
+from sahara_es.commands.catalog import Catalog
+from sahara_es.commands.errors import Conflict, Invalid, Protected
+from sahara_es.commands.templates import CT, expand_node_groups
+from sahara_es.events import resources as ev
+from sahara_es.events.resources import CLUSTER_FINAL, Doc, Kind
+from sahara_es.store import Store
+
+CLUSTER = Kind.CLUSTER
+
+STATUSES = ("Validating", "InfraUpdating", "Spawning", "Waiting", "Preparing", "Configuring",
+            "Starting", "Active", "Scaling", "Decommissioning", "Deleting", "Error")
+INITIAL_STATUS = "Validating"
+
+FROM_TEMPLATE = ("node_groups", "cluster_configs", "anti_affinity", "default_image_id",
+                 "neutron_management_network", "use_autoconfig", "shares", "domain_name")
+"""What a cluster takes from its cluster template unless the request sets it."""
+
+
+def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> list[Doc]:
+    """One cluster, or ``count`` of them named ``<name>-1``… (as Sahara v2 does)."""
+    count = fields.pop("count", None) or 1
+    template_id = fields.get("cluster_template_id")
+    plugin, version = fields["plugin_name"], fields["plugin_version"]
+    catalog.check_plugin(plugin, version)
+    uses: list[tuple[Kind, str]] = []
+    if template_id:
+        template = resources.visible(store, CT, template_id, caller).doc
+        assert template is not None
+        if (template["plugin_name"], template["plugin_version"]) != (plugin, version):
+            raise Invalid(f"cluster template {template_id} is for {template['plugin_name']}"
+                          f" {template['plugin_version']}, not {plugin} {version}")
+        for key in FROM_TEMPLATE:
+            if fields.get(key) in (None, [], {}) and template.get(key) not in (None, [], {}):
+                fields[key] = template[key]
+        uses.append((CT, template_id))
+    if not fields.get("node_groups"):
+        raise Invalid("a cluster needs node_groups, given or from its cluster_template_id")
+    groups, template_uses = expand_node_groups(store, caller, catalog, plugin, version,
+                                               fields["node_groups"])
+    catalog.check_cluster(plugin, version, groups)
+    fields.update(node_groups=[{**g, "instances": []} for g in groups],
+                  status=INITIAL_STATUS, status_description="", info={},
+                  provision_progress=[])
+    uses += template_uses
+    names = [fields["name"]] if count == 1 else [f"{fields['name']}-{i}"
+                                                 for i in range(1, count + 1)]
+    created: list[Doc] = []
+    for name in names:
+        created.append(resources.create(store, CLUSTER, caller, {**fields, "name": name},
+                                        uses=sorted(set(uses))))
+    return created
+
+
+def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: str,
+                  resize: list[dict[str, Any]], add: list[Doc]) -> Doc:
+    """Ask for new node group sizes and new node groups; only an Active cluster scales."""
+    aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
+    doc = aggregate.doc
+    assert doc is not None
+    _require_status(doc, "Active", "scaled")
+    if doc.get("is_protected"):
+        raise Protected(f"cluster {cluster_id} is protected: set is_protected to false first")
+    existing = {g["name"]: g for g in doc["node_groups"]}
+    sizes: dict[str, int] = {}
+    removals: dict[str, list[str]] = {}
+    for item in resize:
+        name = item["name"]
+        if name not in existing:
+            raise Invalid(f"cluster {cluster_id} has no node group {name!r}")
+        sizes[name] = item["count"]
+        if item.get("instances"):
+            removals[name] = list(item["instances"])
+    plugin, version = doc["plugin_name"], doc["plugin_version"]
+    clash = sorted({g["name"] for g in add} & set(existing))
+    if clash:
+        raise Invalid(f"node groups {', '.join(clash)} already exist in cluster {cluster_id}")
+    added, uses = expand_node_groups(store, caller, catalog, plugin, version, add)
+    catalog.check_scaling(plugin, version, doc["node_groups"], sizes, added)
+    previous = {name: existing[name]["count"] for name in sizes}
+    resources.reference(store, uses, aggregate.stream_id, caller)
+    event = ev.ClusterScaleRequested(resize=sizes, add_node_groups=[
+        {**g, "instances": []} for g in added], instances=removals, previous=previous)
+    try:
+        return resources.append(store, aggregate, [event], caller)
+    except BaseException:
+        resources.unreference(store, uses, aggregate.stream_id, caller)
+        raise
+
+
+def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) -> Doc:
+    """PATCH: name, description, is_public, is_protected, shares; ``verification`` starts a
+    health check."""
+    verification = changes.pop("verification", None)
+    aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
+    doc = aggregate.doc
+    assert doc is not None
+    if doc["status"] == CLUSTER_FINAL:
+        raise Conflict(f"cluster {cluster_id} is being deleted")
+    if changes:
+        if doc.get("is_protected") and not (set(changes) == {"is_protected"}
+                                            and changes["is_protected"] is False):
+            raise Protected(f"cluster {cluster_id} is protected: set is_protected to false"
+                            " first")
+        doc = resources.update(store, CLUSTER, cluster_id, caller, changes)
+        aggregate = resources.load(store, CLUSTER, cluster_id)
+    if verification is not None:
+        if verification.get("status") != "START":
+            raise Invalid("verification: only {\"status\": \"START\"} is accepted")
+        _require_status(doc, "Active", "verified")
+        doc = resources.append(store, aggregate, [
+            ev.ClusterVerificationRequested(str(uuid.uuid4()))], caller)
+    return doc
+
+
+def delete_cluster(store: Store, caller: Caller, cluster_id: str) -> Doc:
+    """Move the cluster to Deleting (accepted at once; deleting it again changes nothing)."""
+    aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
+    doc = aggregate.doc
+    assert doc is not None
+    if doc["status"] == CLUSTER_FINAL:
+        return doc
+    if doc.get("is_protected"):
+        raise Protected(f"cluster {cluster_id} is protected: set is_protected to false first")
+    return resources.append(store, aggregate, [ev.ClusterDeletionRequested(doc["status"])],
+                            caller)
+
+
+def _require_status(doc: Doc, status: str, action: str) -> None:
+    if doc["status"] != status:
+        raise Conflict(f"cluster {doc['id']} is {doc['status']}; it can be {action} only when"
+                       f" {status}")

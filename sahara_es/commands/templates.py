@@ -1,0 +1,109 @@
+"""Node group templates and cluster templates: validated against the plugin catalog; a
+cluster template pins the node group templates its node groups are made from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sahara_es.commands import resources
+from sahara_es.commands.caller import Caller
+from sahara_es.commands.catalog import Catalog
+from sahara_es.commands.errors import Invalid
+from sahara_es.events.resources import Doc, Kind
+from sahara_es.store import Store
+
+NGT = Kind.NODE_GROUP_TEMPLATE
+CT = Kind.CLUSTER_TEMPLATE
+
+NODE_GROUP_TEMPLATE_FIELDS = (
+    "flavor_id", "node_processes", "image_id", "node_configs", "volumes_per_node",
+    "volumes_size", "volume_type", "volumes_availability_zone", "volume_mount_prefix",
+    "volume_local_to_instance", "floating_ip_pool", "security_groups", "auto_security_group",
+    "availability_zone", "is_proxy_gateway", "use_autoconfig", "shares",
+    "boot_from_volume", "boot_volume_type", "boot_volume_availability_zone",
+    "boot_volume_local_to_instance",
+)
+"""What a node group takes from its template unless the request sets it."""
+
+
+def check_node_group_template(catalog: Catalog, fields: Doc) -> None:
+    catalog.check_plugin(fields["plugin_name"], fields["plugin_version"])
+    catalog.check_node_processes(fields["plugin_name"], fields["plugin_version"],
+                                 fields["node_processes"])
+    catalog.check_flavor(fields["flavor_id"])
+
+
+def create_node_group_template(store: Store, caller: Caller, catalog: Catalog,
+                               fields: Doc) -> Doc:
+    check_node_group_template(catalog, fields)
+    return resources.create(store, NGT, caller, fields)
+
+
+def update_node_group_template(store: Store, caller: Caller, catalog: Catalog,
+                               template_id: str, changes: Doc) -> Doc:
+    current = resources.owned(store, NGT, template_id, caller).doc
+    assert current is not None
+    check_node_group_template(catalog, {**current, **changes})
+    return resources.update(store, NGT, template_id, caller, changes)
+
+
+def expand_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: str,
+                       version: str, groups: list[Doc]) -> tuple[list[Doc], list[tuple[Kind, str]]]:
+    """Each node group completed from its node group template (the request's own fields win),
+    checked against the plugin; and the templates it uses."""
+    expanded: list[Doc] = []
+    uses: list[tuple[Kind, str]] = []
+    names = [group["name"] for group in groups]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise Invalid(f"node group names must be unique: {', '.join(duplicated)} repeated")
+    for group in groups:
+        full: dict[str, Any] = {}
+        template_id = group.get("node_group_template_id")
+        if template_id:
+            template = resources.visible(store, NGT, template_id, caller).doc
+            assert template is not None
+            if (template["plugin_name"], template["plugin_version"]) != (plugin, version):
+                raise Invalid(
+                    f"node group {group['name']!r}: template {template_id} is for"
+                    f" {template['plugin_name']} {template['plugin_version']}, not"
+                    f" {plugin} {version}")
+            full.update({k: template[k] for k in NODE_GROUP_TEMPLATE_FIELDS if k in template})
+            uses.append((NGT, template_id))
+        full.update(group)
+        for required in ("flavor_id", "node_processes"):
+            if not full.get(required):
+                raise Invalid(f"node group {group['name']!r} needs {required} or a"
+                              " node_group_template_id")
+        catalog.check_node_processes(plugin, version, full["node_processes"])
+        catalog.check_flavor(full["flavor_id"])
+        expanded.append(full)
+    return expanded, uses
+
+
+def create_cluster_template(store: Store, caller: Caller, catalog: Catalog,
+                            fields: Doc) -> Doc:
+    plugin, version = fields["plugin_name"], fields["plugin_version"]
+    catalog.check_plugin(plugin, version)
+    groups, uses = expand_node_groups(store, caller, catalog, plugin, version,
+                                      fields.get("node_groups", []))
+    if groups:
+        catalog.check_cluster(plugin, version, groups)
+    return resources.create(store, CT, caller, {**fields, "node_groups": groups}, uses=uses)
+
+
+def update_cluster_template(store: Store, caller: Caller, catalog: Catalog,
+                            template_id: str, changes: Doc) -> Doc:
+    current = resources.owned(store, CT, template_id, caller).doc
+    assert current is not None
+    merged = {**current, **changes}
+    plugin, version = merged["plugin_name"], merged["plugin_version"]
+    catalog.check_plugin(plugin, version)
+    if "node_groups" not in changes and not {"plugin_name", "plugin_version"} & set(changes):
+        return resources.update(store, CT, template_id, caller, changes)
+    groups, uses = expand_node_groups(store, caller, catalog, plugin, version,
+                                      merged.get("node_groups", []))
+    if groups:
+        catalog.check_cluster(plugin, version, groups)
+    return resources.update(store, CT, template_id, caller, {**changes, "node_groups": groups},
+                            uses=uses)

@@ -1,0 +1,226 @@
+"""The events of the service's resources: templates, clusters, data sources, job binaries,
+job templates and jobs.
+
+Each resource lives in its own stream, ``<kind>-<id>`` (``cluster-0b3f…``). Every kind shares
+the document events (created, updated, deleted, referenced, released); clusters and jobs add
+the events of their lifecycle. A resource's representation is the fold of its stream.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from sahara_es.events.registry import DomainEvent, registry
+
+
+class Kind(enum.StrEnum):
+    """A kind of resource; its value is the category of its streams."""
+
+    NODE_GROUP_TEMPLATE = "nodegrouptemplate"
+    CLUSTER_TEMPLATE = "clustertemplate"
+    CLUSTER = "cluster"
+    DATA_SOURCE = "datasource"
+    JOB_BINARY = "jobbinary"
+    JOB_TEMPLATE = "jobtemplate"
+    JOB = "job"
+
+    def stream(self, resource_id: str) -> str:
+        return f"{self.value}-{resource_id}"
+
+    @property
+    def label(self) -> str:
+        """How people name the kind: ``node group template``."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    Kind.NODE_GROUP_TEMPLATE: "node group template",
+    Kind.CLUSTER_TEMPLATE: "cluster template",
+    Kind.CLUSTER: "cluster",
+    Kind.DATA_SOURCE: "data source",
+    Kind.JOB_BINARY: "job binary",
+    Kind.JOB_TEMPLATE: "job template",
+    Kind.JOB: "job",
+}
+
+
+# -- every kind ----------------------------------------------------------------------------
+
+@registry.event("ResourceCreated")
+@dataclass(frozen=True)
+class ResourceCreated(DomainEvent):
+    kind: str
+    resource_id: str
+    project_id: str
+    name: str
+    attributes: dict[str, Any]
+    """The validated representation's own fields (everything but id, project, timestamps)."""
+
+
+@registry.event("ResourceUpdated")
+@dataclass(frozen=True)
+class ResourceUpdated(DomainEvent):
+    changes: dict[str, Any]
+    """Only the fields that changed, with their new values (``name`` included)."""
+
+
+@registry.event("ResourceDeleted")
+@dataclass(frozen=True)
+class ResourceDeleted(DomainEvent):
+    pass
+
+
+@registry.event("ResourceReferenced")
+@dataclass(frozen=True)
+class ResourceReferenced(DomainEvent):
+    """Another resource (``by``, a stream id) now uses this one: it can no longer be changed
+    or deleted until released. Appended *before* the referring resource is created, so a
+    delete that wins the race makes that creation fail instead of leaving it dangling."""
+
+    by: str
+
+
+@registry.event("ResourceReleased")
+@dataclass(frozen=True)
+class ResourceReleased(DomainEvent):
+    by: str
+
+
+# -- clusters ------------------------------------------------------------------------------
+
+@registry.event("ClusterStatusChanged")
+@dataclass(frozen=True)
+class ClusterStatusChanged(DomainEvent):
+    status: str
+    description: str = ""
+
+
+@registry.event("ClusterScaleRequested")
+@dataclass(frozen=True)
+class ClusterScaleRequested(DomainEvent):
+    """The node groups' sizes before and after (``{name: count}``), and the groups added."""
+
+    resize: dict[str, int]
+    add_node_groups: list[dict[str, Any]] = field(default_factory=list)
+    instances: dict[str, list[str]] = field(default_factory=dict)
+    """Per node group, the instances to remove (a scale down naming them)."""
+    previous: dict[str, int] = field(default_factory=dict)
+
+
+@registry.event("ClusterDeletionRequested")
+@dataclass(frozen=True)
+class ClusterDeletionRequested(DomainEvent):
+    previous_status: str
+
+
+@registry.event("ClusterVerificationRequested")
+@dataclass(frozen=True)
+class ClusterVerificationRequested(DomainEvent):
+    verification_id: str
+
+
+# -- jobs (executions) -----------------------------------------------------------------------
+
+@registry.event("JobStatusChanged")
+@dataclass(frozen=True)
+class JobStatusChanged(DomainEvent):
+    status: str
+    description: str = ""
+    engine_job_id: str | None = None
+
+
+@registry.event("JobCancelRequested")
+@dataclass(frozen=True)
+class JobCancelRequested(DomainEvent):
+    previous_status: str
+
+
+# -- the representation: the fold of a resource's stream ------------------------------------
+
+Doc = dict[str, Any]
+META = "_meta"
+"""Fields of a representation that are the service's own, never shown: kind, deleted,
+references held by other resources."""
+
+CLUSTER_FINAL = "Deleting"
+
+
+def evolve(doc: Doc | None, event: DomainEvent, *, stream_id: str, occurred_at: str) -> Doc | None:
+    """A resource's representation after one of its events. ``doc`` is not mutated.
+
+    The one fold of resources: the command side's aggregate and the read models both use it,
+    so what a command returns is exactly what a read shows.
+    """
+    if isinstance(event, ResourceCreated):
+        attributes = dict(event.attributes)
+        new: Doc = {"id": event.resource_id, "name": event.name,
+                    "project_id": event.project_id, **attributes,
+                    "created_at": occurred_at, "updated_at": None,
+                    META: {"kind": event.kind, "stream": stream_id, "used_by": {},
+                           "deleted": False, "uses": new_uses(attributes, [])}}
+        new.pop("uses", None)
+        if not event.name:
+            del new["name"]
+        return new
+    if doc is None:
+        return None
+    new = {**doc, META: {**doc[META], "used_by": dict(doc[META]["used_by"])}}
+    meta = new[META]
+    match event:
+        case ResourceUpdated():
+            changes = dict(event.changes)
+            meta["uses"] = new_uses(changes, meta["uses"])
+            changes.pop("uses", None)
+            new.update(changes)
+        case ResourceDeleted():
+            meta["deleted"] = True
+        case ResourceReferenced():
+            meta["used_by"][event.by] = occurred_at
+            return new
+        case ResourceReleased():
+            meta["used_by"].pop(event.by, None)
+            return new
+        case ClusterStatusChanged():
+            new.update(status=event.status, status_description=event.description)
+        case ClusterScaleRequested():
+            groups = [dict(g) for g in new.get("node_groups", [])]
+            for group in groups:
+                if group["name"] in event.resize:
+                    group["count"] = event.resize[group["name"]]
+            new["node_groups"] = groups + [dict(g) for g in event.add_node_groups]
+            new.update(status="Scaling", status_description="")
+        case ClusterDeletionRequested():
+            new.update(status=CLUSTER_FINAL, status_description="")
+        case ClusterVerificationRequested():
+            new["verification"] = {"id": event.verification_id, "status": "CHECKING",
+                                   "checks": []}
+        case JobStatusChanged():
+            info = {**new.get("info", {}), "status": event.status}
+            if event.description:
+                info["status_description"] = event.description
+            new["info"] = info
+            if event.engine_job_id:
+                new["engine_job_id"] = event.engine_job_id
+            if event.status == "RUNNING" and not new.get("start_time"):
+                new["start_time"] = occurred_at
+            if event.status in JOB_FINAL:
+                new["end_time"] = occurred_at
+        case JobCancelRequested():
+            new["info"] = {**new.get("info", {}), "status": "TOBEKILLED"}
+    new["updated_at"] = occurred_at
+    return new
+
+
+def new_uses(fields: Doc, before: list[str]) -> list[str]:
+    """The streams a resource pins (``uses`` in its created or updated fields)."""
+    return list(fields.get("uses", before))
+
+
+JOB_FINAL = frozenset({"SUCCEEDED", "FAILED", "KILLED", "DONEWITHERROR"})
+
+
+def public(doc: Doc) -> Doc:
+    """The representation a client sees: without the service's own fields."""
+    return {k: v for k, v in doc.items() if not k.startswith("_")}

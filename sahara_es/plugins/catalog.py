@@ -1,0 +1,105 @@
+"""The plugins, found by entry point, and the catalog commands validate requests with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stevedore import ExtensionManager
+
+from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.plugins.base import Plugin, PluginInvalid
+
+NAMESPACE = "sahara_es.plugins"
+
+JOB_TYPES = ("Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell", "Spark",
+             "Storm", "Storm.Pyleus")
+"""Sahara's EDP job types."""
+
+
+def load_plugins(names: list[str] | None = None) -> dict[str, Plugin]:
+    """The installed plugins (``sahara_es.plugins`` entry points), or only ``names``."""
+    manager: ExtensionManager[Plugin] = ExtensionManager(NAMESPACE, invoke_on_load=True)
+    found: dict[str, Plugin] = {ext.name: ext.obj for ext in manager if ext.obj is not None}
+    if names is None:
+        return found
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        raise LookupError(f"no plugin {', '.join(unknown)}; installed: {', '.join(sorted(found))}")
+    return {name: found[name] for name in names}
+
+
+class PluginCatalog:
+    """``commands.catalog.Catalog`` over the plugins and the infrastructure's flavors."""
+
+    def __init__(self, plugins: dict[str, Plugin], flavors: set[str]) -> None:
+        self.plugins = plugins
+        self.flavors = flavors
+
+    def plugin(self, name: str) -> Plugin:
+        try:
+            return self.plugins[name]
+        except KeyError:
+            raise NotVisible(f"plugin {name} not found; available: "
+                             f"{', '.join(sorted(self.plugins))}") from None
+
+    def check_plugin(self, plugin: str, version: str) -> None:
+        if plugin not in self.plugins:
+            raise Invalid(f"plugin {plugin!r} does not exist; available:"
+                          f" {', '.join(sorted(self.plugins))}")
+        versions = self.plugins[plugin].versions()
+        if version not in versions:
+            raise Invalid(f"plugin {plugin} has no version {version!r}; versions:"
+                          f" {', '.join(versions)}")
+
+    def check_node_processes(self, plugin: str, version: str, processes: list[str]) -> None:
+        known = {p for group in self.plugins[plugin].node_processes(version).values()
+                 for p in group}
+        unknown = sorted(set(processes) - known)
+        if unknown:
+            raise Invalid(f"plugin {plugin} {version} has no node process"
+                          f" {', '.join(unknown)}; it has {', '.join(sorted(known))}")
+        if len(set(processes)) != len(processes):
+            raise Invalid("node_processes must not repeat a process")
+
+    def check_flavor(self, flavor_id: str) -> None:
+        if flavor_id not in self.flavors:
+            raise Invalid(f"flavor {flavor_id!r} does not exist; flavors:"
+                          f" {', '.join(sorted(self.flavors))}")
+
+    def check_cluster(self, plugin: str, version: str,
+                      node_groups: list[dict[str, Any]]) -> None:
+        try:
+            self.plugins[plugin].validate(version, node_groups)
+        except PluginInvalid as error:
+            raise Invalid(str(error)) from None
+
+    def check_scaling(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
+                      resized: dict[str, int], added: list[dict[str, Any]]) -> None:
+        try:
+            self.plugins[plugin].validate_scaling(version, node_groups, resized, added)
+        except PluginInvalid as error:
+            raise Invalid(str(error)) from None
+
+    def check_job_type(self, job_type: str, plugin: str | None = None,
+                       version: str | None = None) -> None:
+        if job_type not in JOB_TYPES:
+            raise Invalid(f"job type {job_type!r} does not exist; types: {', '.join(JOB_TYPES)}")
+        if plugin is not None and version is not None:
+            supported = self.plugins[plugin].edp_job_types(version)
+            if job_type not in supported:
+                raise Invalid(f"plugin {plugin} {version} runs {', '.join(supported)} jobs,"
+                              f" not {job_type}")
+
+    def job_types(self) -> list[dict[str, Any]]:
+        """Sahara's ``job-types`` list: each type with the plugins and versions running it."""
+        result = []
+        for job_type in JOB_TYPES:
+            plugins = []
+            for plugin in self.plugins.values():
+                versions: dict[str, dict[str, Any]] = {
+                    v: {} for v in plugin.versions() if job_type in plugin.edp_job_types(v)}
+                if versions:
+                    plugins.append({**plugin.summary(), "versions": versions})
+            if plugins:
+                result.append({"name": job_type, "plugins": plugins})
+        return result

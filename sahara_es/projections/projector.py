@@ -1,0 +1,201 @@
+"""Keeping read models up to date, and reading them.
+
+``Projector`` applies the feed to the live generation of each projection, on a thread, in
+whichever process holds the ``projector`` lease: every API worker and the all-in-one service
+start one, and exactly one of them writes at a time (a rebuild may run beside it: it writes a
+fresh generation). It stops writing as soon as it cannot be sure it still holds the lease.
+
+``ReadModel`` answers the API's reads from the rows, and repairs a row that lags behind its
+stream by folding the stream's newer events in memory: a client that just wrote reads its
+write, while the feed (on Cassandra, read after a settle window) catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sahara_es.events.resources import META, Doc
+from sahara_es.projections.base import APPLIED, Projection, update
+from sahara_es.projections.resources import ResourceProjection
+from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+PROJECTOR_LEASE = "projector"
+
+
+@dataclass(frozen=True)
+class Lag:
+    projection: str
+    events: int
+    """Feed events not applied yet (counted up to ``LAG_COUNT_LIMIT``)."""
+    seconds: float
+    """Age of the oldest event not applied yet (0 when none)."""
+    checkpoint: str | None
+
+
+LAG_COUNT_LIMIT = 10_000
+
+
+class Projector:
+    def __init__(self, store: Store, projections: Sequence[Projection], *, owner: str,
+                 ttl: float = 10.0, poll: float = 0.2) -> None:
+        self.store = store
+        self.projections = list(projections)
+        self.owner = owner
+        self.ttl = ttl
+        self.poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lease_until = 0.0
+
+    def start(self) -> Projector:
+        self._thread = threading.Thread(target=self._loop, name="projector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        """Something was written: catch up now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def active(self) -> bool:
+        return time.monotonic() < self._lease_until
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._hold_lease():
+                    self.run_once()
+            except StoreError as error:
+                log.warning("projector: %s", error)
+            except Exception:
+                log.exception("projector failed; trying again")
+            self._wake.wait(self.poll)
+            self._wake.clear()
+
+    def _hold_lease(self) -> bool:
+        sent = time.monotonic()
+        try:
+            lease = self.store.acquire_lease(PROJECTOR_LEASE, self.owner, self.ttl)
+        except LeaseHeld:
+            self._lease_until = 0.0
+            return False
+        except LeaseLost:
+            self._lease_until = 0.0
+            return False
+        # Trusted for half its TTL from when the request left: a paused process stops writing
+        # well before another can take over.
+        self._lease_until = sent + min(self.ttl / 2, lease.expires_at - time.time())
+        return True
+
+    def run_once(self) -> int:
+        applied = 0
+        for projection in self.projections:
+            if not self.active:
+                break
+            applied += update(self.store, projection)[1]
+        return applied
+
+    def release(self) -> None:
+        lease = self.store.get_lease(PROJECTOR_LEASE)
+        if lease is not None and lease.owner == self.owner:
+            self.store.release_lease(lease)
+        self._lease_until = 0.0
+
+
+def lag(store: Store, projection: Projection) -> Lag:
+    generation = store.live_generation(projection.name)
+    position = store.checkpoint(projection.name, generation) if generation is not None else None
+    pending = store.read_feed(position, limit=LAG_COUNT_LIMIT)
+    seconds = 0.0
+    if pending:
+        oldest = min(e.metadata.occurred_at for e in pending)
+        seconds = max(0.0, (datetime.now(UTC) - oldest).total_seconds())
+    return Lag(projection.name, len(pending), round(seconds, 3), position)
+
+
+class ReadModel:
+    """Reads of one kind's live rows, each brought up to its stream's last version."""
+
+    def __init__(self, store: Store, projection: ResourceProjection) -> None:
+        self.store = store
+        self.projection = projection
+        self.category = projection.kind.value
+        self._recent: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def written(self, stream_id: str, version: int) -> None:
+        """This process wrote ``stream_id`` up to ``version``: lists repair that row until
+        the projection shows it."""
+        with self._lock:
+            self._recent[stream_id] = max(version, self._recent.get(stream_id, 0))
+
+    def get(self, key: str) -> Doc | None:
+        generation = self.store.live_generation(self.projection.name)
+        row = (self.store.get_row(self.projection.name, generation, key)
+               if generation is not None else None)
+        return self._visible(self._repair(row, f"{self.category}-{key}"))
+
+    def scan(self) -> Iterator[Doc]:
+        """Every visible row in key order, with this process's recent writes included."""
+        generation = self.store.live_generation(self.projection.name)
+        with self._lock:
+            recent = dict(self._recent)
+        rows: Iterator[tuple[str, Doc]] = iter(())
+        if generation is not None:
+            rows = self.store.scan_rows(self.projection.name, generation)
+        missing = sorted(stream.split("-", 1)[1] for stream in recent)
+        for key, row in _merge_keys(rows, missing):
+            stream = f"{self.category}-{key}"
+            if stream in recent:
+                if (row or {}).get(APPLIED, {}).get(stream, 0) >= recent[stream]:
+                    with self._lock:
+                        if self._recent.get(stream) == recent[stream]:
+                            del self._recent[stream]
+                else:
+                    row = self._repair(row, stream)
+            doc = self._visible(row)
+            if doc is not None:
+                yield doc
+
+    def _repair(self, row: Doc | None, stream: str) -> Doc | None:
+        applied = (row or {}).get(APPLIED, {}).get(stream, 0)
+        for event in self.store.read(stream, applied + 1):
+            row, _ = self.projection.apply(row, event)
+        return row
+
+    @staticmethod
+    def _visible(row: Doc | None) -> Doc | None:
+        if row is None or row[META]["deleted"]:
+            return None
+        return row
+
+
+def _merge_keys(rows: Iterator[tuple[str, Doc]],
+                extra: list[str]) -> Iterator[tuple[str, Doc | None]]:
+    """The rows in key order, with the ``extra`` keys (sorted) that have no row yet."""
+    pending = iter(extra)
+    nxt = next(pending, None)
+    for key, row in rows:
+        while nxt is not None and nxt < key:
+            yield nxt, None
+            nxt = next(pending, None)
+        if nxt == key:
+            nxt = next(pending, None)
+        yield key, row
+    while nxt is not None:
+        yield nxt, None
+        nxt = next(pending, None)
