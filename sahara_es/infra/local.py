@@ -73,28 +73,56 @@ class InstanceUnreachable(InfraError):
     retryable = True
 
 
-def marked_processes(name: str) -> list[int]:
-    """Pids of the live processes carrying ``SAHARA_ES_INSTANCE=<name>``.
+def instance_processes(name: str, config: Path) -> list[int]:
+    """Pids of the live processes of the instance ``name`` whose sshd reads ``config``.
 
-    Processes of other users cannot be read without privileges; they cannot have been started
-    by an instance of ours either. Zombies have an empty environment and are not listed.
+    Two marks, because sshd erases one: it writes its process title over the memory
+    ``/proc/<pid>/environ`` shows, so its own processes are known by the title (which names
+    ``config``) and by descent from them, and everything else by ``SAHARA_ES_INSTANCE=<name>``
+    in its environment, which survives daemonizing. Descendants of either are included, for
+    children that cleared their environment without leaving the tree. Processes of other
+    users cannot be read without privileges; an instance of ours cannot have started them.
+    Zombies are left out: they are dead, and only their parent can reap them.
     """
     marker = f"{MARKER}={name}".encode()
-    found = []
+    title = str(config).encode()
+    me = os.getpid()
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) == me:
             continue
+        pid = int(entry.name)
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                variables = environ.read().split(b"\0")
-        except OSError:  # gone, or not ours to read
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            if fields[0] == b"Z":
+                continue
+            parents[pid] = int(fields[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if title in cmdline.read():
+                    roots.add(pid)
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if marker in environ.read().split(b"\0"):
+                    roots.add(pid)
+        except (OSError, IndexError, ValueError):  # gone, or not ours to read
             continue
-        if marker in variables:
-            found.append(int(entry.name))
-    return found
+    found = set(roots)
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    pending = list(roots)
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return sorted(found)
 
 
-def stop_processes(name: str, grace: float) -> int:
+def stop_processes(name: str, config: Path, grace: float) -> int:
     """Stop every process of the instance: SIGTERM, then SIGKILL after ``grace`` seconds.
 
     Scans again after each round, for children forked while their parents were stopping.
@@ -102,22 +130,21 @@ def stop_processes(name: str, grace: float) -> int:
     """
     signalled: set[int] = set()
     for _ in range(5):
-        pids = marked_processes(name)
+        pids = instance_processes(name, config)
         if not pids:
-            break
+            return len(signalled)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         signalled.update(pids)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and marked_processes(name):
+        while time.monotonic() < deadline and instance_processes(name, config):
             time.sleep(0.05)
-        for pid in marked_processes(name):
+        for pid in instance_processes(name, config):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    else:
-        if marked_processes(name):
-            raise InfraError(f"processes of instance {name} survive SIGKILL")
+    if instance_processes(name, config):
+        raise InfraError(f"processes of instance {name} survive SIGKILL")
     return len(signalled)
 
 
@@ -185,7 +212,7 @@ class LocalProvider(InfraProvider):
             state = self._read_state(folder)
             if state is None:
                 state = self._prepare(folder, spec)
-            if self._sshd_pid(spec.name, state) is None:
+            if self._sshd_pid(folder, state) is None:
                 state["pid"] = self._start_sshd(folder, spec.name)
                 self._write_state(folder, state)
             return self._instance(state)
@@ -209,7 +236,7 @@ class LocalProvider(InfraProvider):
     def delete_instance(self, name: str) -> None:
         folder = self.folder(name)
         with self._locked(name):
-            stop_processes(name, self._stop_grace)
+            stop_processes(name, folder / "sshd_config", self._stop_grace)
             state = self._read_state(folder) or {}
             for address in {state.get("address"), _read_text(folder / "address.candidate")}:
                 if address:
@@ -312,11 +339,12 @@ class LocalProvider(InfraProvider):
             # Privilege separation needs its empty directory, absent on machines with no
             # system sshd.
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        config = folder / "sshd_config"
         pid_file = folder / "sshd.pid"
         pid_file.unlink(missing_ok=True)
         log = folder / "sshd.log"
         started = subprocess.run(
-            [self._sshd, "-f", str(folder / "sshd_config"), "-E", str(log)],
+            [self._sshd, "-f", str(config), "-E", str(log)],
             env={**os.environ, MARKER: name}, start_new_session=True, capture_output=True,
             text=True, cwd=folder, timeout=self._start_timeout,
         )
@@ -326,19 +354,19 @@ class LocalProvider(InfraProvider):
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
             pid = _read_text(pid_file)
-            if pid and _alive(int(pid)):
+            if pid and _is_listener(int(pid), config):
                 return int(pid)
-            if not marked_processes(name):
+            if not any(_is_listener(pid, config) for pid in instance_processes(name, config)):
                 break
             time.sleep(0.02)
-        stop_processes(name, self._stop_grace)
+        stop_processes(name, config, self._stop_grace)
         tail = _read_text(log)[-2000:].strip()
         raise InfraError(f"sshd of {name} did not start listening: {tail}")
 
-    def _sshd_pid(self, name: str, state: dict[str, Any]) -> int | None:
+    def _sshd_pid(self, folder: Path, state: dict[str, Any]) -> int | None:
         """The recorded sshd pid if that process is still this instance's (pids are reused)."""
         pid = state.get("pid")
-        if isinstance(pid, int) and pid in marked_processes(name):
+        if isinstance(pid, int) and _is_listener(pid, folder / "sshd_config"):
             return pid
         return None
 
@@ -403,11 +431,10 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
+def _is_listener(pid: int, config: Path) -> bool:
+    """Whether ``pid`` is a live sshd started with ``config`` (its title names the file)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return str(config).encode() in cmdline.read()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
