@@ -221,7 +221,7 @@ class LocalProvider(InfraProvider):
         """Wait until the address accepts TCP and greets with an SSH banner."""
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_delay(timeout),
-            wait=tenacity.wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
             retry=tenacity.retry_if_exception_type(OSError),
             reraise=True,
         )

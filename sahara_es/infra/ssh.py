@@ -298,7 +298,7 @@ class SSHPool:
     def _connect_with_retries(self, node: Node) -> paramiko.SSHClient:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._connect_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=3.0),
+            wait=tenacity.wait_random_exponential(multiplier=0.2, max=3.0),
             retry=tenacity.retry_if_exception_type(ConnectFailed),
             reraise=True,
         )
