@@ -10,11 +10,14 @@ so binding needs no setup) and are reserved in the store as unique names, so tha
 engines on the machine never hand out the same one. Every sshd listens on the same port: the
 addresses differ.
 
-Everything started on an instance carries ``SAHARA_ES_INSTANCE=<name>`` in its environment:
-the sshd is started with it and ``SetEnv`` gives it to every session. Processes keep their
-environment through ``nohup``, ``setsid`` and double forks, so ``delete_instance`` finds the
-daemons a session left behind by reading ``/proc/<pid>/environ`` -- no process tree needed.
-A process that clears its own environment (``env -i``) escapes; that is the one limit.
+Everything started on an instance is found again by two marks. Sessions and what they start
+carry ``SAHARA_ES_INSTANCE=<name>`` in their environment (``SetEnv`` in the instance's
+sshd_config): processes keep it through ``nohup``, ``setsid`` and double forks, so
+``delete_instance`` finds the daemons a session left behind in ``/proc/<pid>/environ``. sshd
+itself writes its process title over that memory, so its processes are known by the title
+(which names the instance's sshd_config) and by descent from one another. A process that
+both clears its environment (``env -i``) and leaves the process tree escapes; that is the
+one limit.
 """
 
 from __future__ import annotations
@@ -151,8 +154,9 @@ def stop_processes(name: str, config: Path, grace: float) -> int:
 class LocalProvider(InfraProvider):
     """Instances as sshd servers on loopback addresses of this machine.
 
-    Works as any user: unprivileged, the instances' sessions run as that user (the login user
-    of every instance); as root, sessions run as root.
+    Works as any user: the service's own user is the login user of every instance, so it
+    needs a login shell (sessions run through it), not ``nologin``. Sessions start in the
+    instance's home (``<folder>/home``, also their ``$HOME``), not the user's.
     """
 
     name = "local"

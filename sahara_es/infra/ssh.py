@@ -348,10 +348,12 @@ class SSHPool:
         line = shell_exports(env) + command if env else command
         LOG.debug("ssh %s: %s", node, shown)
         connection = self._connection(node)
-        with self._sessions, connection.slots:
+        # The node's slot first: a thread waiting for a busy node holds none of the pool's.
+        with connection.slots, self._sessions:
             started = time.monotonic()
             try:
-                exit_code, out, err = self._exec(connection, line, timeout, stdin)
+                channel = self._open_channel(node, connection)
+                exit_code, out, err = self._exec(channel, line, timeout, stdin)
             except _Timeout as timed_out:
                 raise RemoteCommandTimeout(node, shown, timeout, tail(timed_out.out, secrets),
                                            tail(timed_out.err, secrets)) from None
@@ -367,10 +369,21 @@ class SSHPool:
         return CommandResult(exit_code, out.decode("utf-8", "replace"),
                              err.decode("utf-8", "replace"))
 
-    def _exec(self, connection: _Connection, line: str, timeout: float,
+    def _open_channel(self, node: Node, connection: _Connection) -> paramiko.Channel:
+        """A channel for one command, reconnecting once if the kept connection went stale.
+
+        Safe to retry: nothing has run yet. A server restarted since the last command leaves
+        a transport that looks alive until it is used.
+        """
+        try:
+            return connection.transport.open_session(timeout=self._connect_timeout)
+        except (OSError, paramiko.SSHException, EOFError):
+            self.forget(node)
+        return self._connection(node).transport.open_session(timeout=self._connect_timeout)
+
+    def _exec(self, channel: paramiko.Channel, line: str, timeout: float,
               stdin: bytes | str | None) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + timeout
-        channel = connection.transport.open_session(timeout=self._connect_timeout)
         try:
             channel.settimeout(timeout)
             channel.exec_command(line)
