@@ -297,6 +297,8 @@ class LocalProvider(InfraProvider):
         start = zlib.crc32(name.encode()) % len(addresses)
         for address in (*addresses[start:], *addresses[:start]):
             candidate = str(address)
+            if not _port_free(candidate, self._port):
+                continue  # taken outside this store: another service, another test run
             candidate_file.write_text(candidate)
             try:
                 self._store.reserve_name(ADDRESS_PROJECT, ADDRESS_KIND, candidate, name)
@@ -426,6 +428,17 @@ def _read_banner(address: str, port: int, timeout: float) -> None:
         banner = connection.recv(256)
     if not banner.startswith(b"SSH-"):
         raise ConnectionError(f"no SSH banner from {address}:{port}: {banner[:40]!r}")
+
+
+def _port_free(address: str, port: int) -> bool:
+    """Whether a server could listen there (as sshd does: closed connections do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def _read_text(path: Path) -> str:

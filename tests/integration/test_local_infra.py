@@ -8,6 +8,7 @@ deletes every instance under its root).
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,16 @@ def test_providers_are_found_by_name(sqlite_store: Store, tmp_path: Path) -> Non
         "local-host-1", "local-host-2", "local-host-3"]
     with pytest.raises(UnknownProvider, match="no infrastructure provider 'nova'"):
         open_provider("nova")
+
+
+def test_an_address_already_listened_on_is_passed_over(
+    provider: LocalProvider, keypair: tuple[str, str]
+) -> None:
+    first = provider.create_instance(spec("squatted", keypair[1]))
+    provider.delete_instance("squatted")
+    with socket.create_server((first.address, 2222)):  # someone else's server
+        second = provider.create_instance(spec("squatted", keypair[1]))
+    assert second.address != first.address
 
 
 def test_unknown_flavors_hosts_and_unsafe_names_are_refused(
