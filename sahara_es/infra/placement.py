@@ -169,11 +169,12 @@ class Scheduler:
         self._check_groups(requests, occupied)
         placements: list[Placement] = []
         made: list[Placement] = []
+        hosts = self.view()  # read once; kept current by our own claims, re-read on conflict
         try:
             for request in requests:
                 group = request.anti_affinity_group
                 taken = occupied.setdefault(group, set()) if group else set()
-                placement, claimed = self._place_one(request, taken)
+                placement, claimed = self._place_one(request, taken, hosts)
                 if claimed:
                     made.append(placement)
                 if group:
@@ -204,25 +205,37 @@ class Scheduler:
                     f" but only {len(self.hosts)} hosts exist"
                 )
 
-    def _place_one(self, request: NodeRequest, taken: set[str]) -> tuple[Placement, bool]:
-        """Claim one host for ``request``; whether this call made the claim (or found it)."""
+    def _place_one(
+        self, request: NodeRequest, taken: set[str], hosts: dict[str, HostView]
+    ) -> tuple[Placement, bool]:
+        """Claim one host for ``request``; whether this call made the claim (or found it).
+
+        ``hosts`` is the view the filters use: updated in place from what each claim returns,
+        and re-read whole only after a conflict or when every candidate filled up under us.
+        """
         vcpus, ram_mb = request.flavor.vcpus, request.flavor.ram_mb
         last: ConcurrencyConflict | None = None
-        for _ in range(self.attempts):
-            hosts = self.view()
+        for attempt in range(self.attempts):
+            if attempt:
+                hosts.update(self.view())
             held = self._already_held(request, hosts)
             if held is not None:
                 alternates = self._candidates(request, hosts, taken | {held})
                 return self._placement(request, held, alternates), False
             candidates = self._candidates(request, hosts, taken)
             if not candidates:
+                if attempt == 0:
+                    continue  # the view may predate releases: read again before refusing
                 raise self._no_valid_host(request, hosts, taken)
             try:
                 for index, host in enumerate(candidates):
                     try:
-                        self._claim_host(host, request.instance, vcpus, ram_mb, hosts[host])
+                        hosts[host] = self._claim_host(host, request.instance, vcpus, ram_mb,
+                                                       hosts[host])
                     except ClaimRejected:
-                        continue  # full since we read it: the next candidate is the fallback
+                        # Full since we read it: the next candidate is the fallback.
+                        hosts[host] = self._view(host)
+                        continue
                     return self._placement(request, host, candidates[index + 1:]), True
             except ConcurrencyConflict as conflict:
                 last = conflict  # someone claimed on that host: re-read and re-filter
@@ -242,13 +255,17 @@ class Scheduler:
         for name, view in sorted(hosts.items()):
             if not view.held_by(request.instance):
                 continue
+            if request.instance in view.vcpus.holders and request.instance in view.ram_mb.holders:
+                return name
             try:
                 for resource, amount in (("vcpus", vcpus), ("ram_mb", ram_mb)):
                     self._claim_with_retry(host_claim_key(name, resource), request.instance,
                                            amount)
             except ClaimRejected:
                 self.release(request.instance, name)
+                hosts[name] = self._view(name)
                 continue
+            hosts[name] = self._view(name)
             return name
         return None
 
@@ -301,7 +318,7 @@ class Scheduler:
 
     def _claim_host(
         self, host: str, instance: str, vcpus: int, ram_mb: int, seen: HostView
-    ) -> None:
+    ) -> HostView:
         """Claim both resources of ``host``, or neither.
 
         The vcpus claim is checked against the generation the filters saw, so a host that
@@ -309,12 +326,14 @@ class Scheduler:
         the ram claim only needs room: a conflict there is retried on a fresh read rather than
         throwing the vcpus claim away.
         """
-        self.store.claim(host_claim_key(host, "vcpus"), instance, vcpus, seen.vcpus.generation)
+        cpu = self.store.claim(host_claim_key(host, "vcpus"), instance, vcpus,
+                               seen.vcpus.generation)
         try:
-            self._claim_with_retry(host_claim_key(host, "ram_mb"), instance, ram_mb)
+            ram = self._claim_with_retry(host_claim_key(host, "ram_mb"), instance, ram_mb)
         except BaseException:
             self._release_key(host_claim_key(host, "vcpus"), instance)
             raise
+        return HostView(host, cpu, ram)
 
     def _claim_with_retry(self, key: str, holder: str, amount: int) -> Claim:
         """Claim, re-reading after conflicts; a holder already holding it gets it back."""
