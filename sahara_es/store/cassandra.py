@@ -174,6 +174,7 @@ class CassandraStore(Store):
             "ownership_serial": cfg.ownership_serial,
             "claims_serial": cfg.claims_serial,
             "partition_size": cfg.partition_size,
+            "feed_settle_seconds": cfg.feed_settle_seconds,
         }
 
     def _prepare(self, cql: str) -> PreparedStatement:
