@@ -30,7 +30,7 @@ from sahara_es.store import LeaseLost, Store
 
 def store_demo(store: Store) -> None:
     """Append a short cluster history, read it back, and show fencing refuse a stale writer."""
-    cluster = f"cluster-{uuid.uuid4().hex[:12]}"
+    cluster = f"democluster-{uuid.uuid4().hex[:12]}"
     meta = Metadata(actor="demo", project_id="demo-project", correlation_id=uuid.uuid4().hex)
     history: list[tuple[str, dict[str, Any]]] = [
         ("ClusterCreateRequested", {"name": "spark-demo", "plugin": "spark", "nodes": 3}),
@@ -61,7 +61,8 @@ def store_demo(store: Store) -> None:
     except LeaseLost as refused:
         console.print(f"engine-demo-1 lost its lease to engine-demo-2 (epoch "
                       f"{successor.epoch}); its late write was refused: {refused}")
-    console.print(f"streams in category 'cluster': {sum(1 for _ in store.list_streams('cluster'))}")
+    streams = sum(1 for _ in store.list_streams("democluster"))
+    console.print(f"streams in category 'democluster': {streams}")
 
 
 # -- the engine: a pretend cluster whose "instances" live in a dict -------------------------
@@ -148,3 +149,59 @@ def workflow_demo(store: Store) -> None:
         console.print(f"instances left: {sorted(_instances)} (spark-broken's were reverted)")
     finally:
         engine.stop()
+
+
+# -- the API: templates and a cluster through HTTP, as a Sahara client sends them -----------
+
+def api_demo(url: str, token: str) -> None:
+    """Drive the v2 API over HTTP: plugins, templates, a cluster, a refused duplicate, lag."""
+    import requests
+
+    session = requests.Session()
+    session.headers["X-Auth-Token"] = token
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = session.request(method, f"{url}{path}", json=body, timeout=30)
+        shown = path if len(path) < 60 else path[:57] + "..."
+        console.print(f"  {method:6} {shown:60} → {response.status_code}", highlight=False)
+        return response.json() if response.content else None
+
+    console.print(f"[bold]The Sahara v2 API at {url}[/bold]")
+    version = call("GET", "/plugins/spark")["plugin"]["versions"][0]
+    suffix = uuid.uuid4().hex[:6]
+    templates = {}
+    for process in ("master", "worker"):
+        templates[process] = call("POST", "/node-group-templates", {
+            "name": f"spark-{process}-{suffix}", "plugin_name": "spark",
+            "plugin_version": version, "flavor_id": "local.small",
+            "node_processes": [process]})["node_group_template"]["id"]
+    template = call("POST", "/cluster-templates", {
+        "name": f"spark-{suffix}", "plugin_name": "spark", "plugin_version": version,
+        "node_groups": [
+            {"name": "master", "node_group_template_id": templates["master"], "count": 1},
+            {"name": "workers", "node_group_template_id": templates["worker"], "count": 2}]}
+    )["cluster_template"]["id"]
+    cluster = call("POST", "/clusters", {
+        "name": f"spark-demo-{suffix}", "plugin_name": "spark", "plugin_version": version,
+        "cluster_template_id": template})["cluster"]
+    duplicate = call("POST", "/clusters", {
+        "name": f"spark-demo-{suffix}", "plugin_name": "spark", "plugin_version": version,
+        "cluster_template_id": template})
+    console.print(f"  a second cluster of that name: {duplicate['error_message']}",
+                  highlight=False)
+    in_use = call("DELETE", f"/cluster-templates/{template}")
+    console.print(f"  deleting the template: {in_use['error_message']}", highlight=False)
+    table = Table(title="GET /v2/clusters (from the clusters projection)")
+    for column in ("name", "status", "node groups", "project"):
+        table.add_column(column)
+    for item in call("GET", "/clusters")["clusters"]:
+        groups = ", ".join(f"{g['name']} x{g['count']}" for g in item["node_groups"])
+        table.add_row(item["name"], item["status"], groups, item["project_id"])
+    console.print(table)
+    call("DELETE", f"/clusters/{cluster['id']}")
+    call("DELETE", f"/cluster-templates/{template}")
+    for template_id in templates.values():
+        call("DELETE", f"/node-group-templates/{template_id}")
+    health = session.get(url.rsplit("/v2", 1)[0] + "/healthz", timeout=30).json()
+    console.print(f"  read models behind the feed by at most {health['max_lag_seconds']} s",
+                  highlight=False)

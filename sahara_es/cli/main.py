@@ -63,14 +63,46 @@ def db_info(obj: Context) -> None:
 
 
 @main.command("all-in-one")
-@click.option("--demo/--no-demo", default=True, help="Run the demo against the store.")
+@click.option("--demo/--no-demo", default=False,
+              help="Run the demo against the running service, then stop.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8386, show_default=True, type=int)
 @click.pass_obj
-def all_in_one(obj: Context, demo: bool) -> None:
-    """Run on the embedded defaults: apply the schema, then show the event store at work."""
+def all_in_one(obj: Context, demo: bool, host: str, port: int) -> None:
+    """API, engine and projector in one process, on the embedded defaults (or --store)."""
+    import logging
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from sahara_es.api.app import ApiConfig, create_app, stop_app
+    from sahara_es.commands import tokens
+    from sahara_es.engine import Engine, EngineConfig
+
     store = obj.store(upgrade=True)
     console.print(f"store ready: {store.describe()['backend']} at {obj.url}")
     if demo:
-        from sahara_es.cli import demo as demos
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
+    engine = Engine(store, EngineConfig()).start()
+    app = create_app(ApiConfig(store_url=obj.url), store=store)
+    server = make_server(host, 0 if demo else port, app, threaded=True)
+    url = f"http://{host}:{server.port}/v2"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    console.print(f"API on {url} (engine {engine.engine_id}); tokens: sahara-es token create",
+                  highlight=False)
+    try:
+        if demo:
+            from sahara_es.cli import demo as demos
 
-        demos.store_demo(store)
-        demos.workflow_demo(store)
+            demos.store_demo(store)
+            demos.workflow_demo(store)
+            demos.api_demo(url, tokens.issue(store, "demo", roles=["admin"]).token)
+        else:
+            thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        stop_app(app)
+        engine.stop()
