@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +47,11 @@ class EngineConfig:
 
 
 class Engine:
-    def __init__(self, store: Store, config: EngineConfig | None = None) -> None:
+    def __init__(self, store: Store, config: EngineConfig | None = None, *,
+                 services: Mapping[str, Any] | None = None) -> None:
         self.config = config or EngineConfig()
         self.store = store
+        self.services: dict[str, Any] = {"store": store, **(services or {})}
         self.engine_id = self.config.engine_id or f"engine-{uuid.uuid4().hex[:8]}"
         self.region = self.config.region
         self.stopping = threading.Event()
@@ -336,7 +338,7 @@ class Engine:
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
                           start_recorded=True,
                           context=task_contexts(view, task.spec.id, self.engine_id,
-                                                self._holds_engine_lease))
+                                                self._holds_engine_lease, self.services))
             self.submit(job, functools.partial(self._claimed_done, stream))
 
     def _claimed_done(self, stream: str, outcome: Outcome) -> None:

@@ -32,7 +32,7 @@ returning ``Spawn(result, flow)``: one subtask per node, say.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -66,7 +66,11 @@ class TaskContext:
 
     def __init__(self, *, workflow_id: str, task_id: str, attempt: int, engine_id: str,
                  params: dict[str, Any], results: dict[str, Any],
-                 lease_valid: Callable[[], bool]) -> None:
+                 lease_valid: Callable[[], bool],
+                 services: Mapping[str, Any] | None = None) -> None:
+        self.services: Mapping[str, Any] = services or {}
+        """What the engine's process was given for tasks to use (the store, an infrastructure
+        provider...): the composition root decides, tasks look up by name."""
         self.workflow_id = workflow_id
         self.task_id = task_id
         self.attempt = attempt
@@ -74,6 +78,13 @@ class TaskContext:
         self.params = params
         self.results = results
         self._lease_valid = lease_valid
+
+    def service(self, name: str) -> Any:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise PermanentFailure(f"this engine has no {name!r} service; start it with one"
+                                   ) from None
 
     def check_lease(self) -> None:
         """Raise ``LeaseExpired`` if this engine may have lost the work (e.g. it was paused).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,12 +38,13 @@ def cancel_stream(workflow_id: str) -> str:
 
 
 def task_contexts(state: WorkflowState, task_id: str, engine_id: str,
-                  lease_valid: Callable[[], bool]) -> Callable[[int], TaskContext]:
+                  lease_valid: Callable[[], bool],
+                  services: Mapping[str, Any] | None = None) -> Callable[[int], TaskContext]:
     """A task's context at each attempt: the workflow's parameters and the results so far."""
     results = state.results()
     return lambda attempt: TaskContext(
         workflow_id=state.workflow_id, task_id=task_id, attempt=attempt, engine_id=engine_id,
-        params=state.params, results=results, lease_valid=lease_valid,
+        params=state.params, results=results, lease_valid=lease_valid, services=services,
     )
 
 
@@ -281,7 +282,8 @@ class WorkflowRunner:
     def context_for(self, task_id: str, lease_valid: Callable[[], bool]) -> Callable[[int],
                                                                                       TaskContext]:
         with self._lock:
-            return task_contexts(self.state, task_id, self.engine.engine_id, lease_valid)
+            return task_contexts(self.state, task_id, self.engine.engine_id, lease_valid,
+                                 self.engine.services)
 
     # -- offers ---------------------------------------------------------------------------
 

@@ -2,9 +2,14 @@
 for: a plugin *returns tasks* (workflow fragments) instead of doing the work, so that per-node
 steps run concurrently and spread across engines.
 
-This module holds what the API needs of a plugin (versions, node processes, configs,
-validation); the task-returning half (configure, start, scale, decommission, health) is
-declared with the provisioning workflows.
+A plugin answers the API's questions (versions, node processes, configs, validation) and
+returns the flows that provisioning runs: ``configure``, ``start``, ``scale``,
+``decommission``, ``on_terminate``; ``health`` checks a running cluster. Every task of these
+flows gets the cluster and its node as plain data in its arguments (``ClusterInfo`` and
+``NodeInfo`` dicts), and reaches nodes through the ``ssh`` service of its context::
+
+    pool = ctx.service("ssh").pool(cluster["cluster_id"])   # an infra.ssh.SSHPool
+    pool.run(NodeInfo.from_dict(args["node"]).ssh_node(), "…")
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
+
+from sahara_es.engine import Flow
+from sahara_es.infra.ssh import Node, SSHPool
 
 
 class PluginInvalid(Exception):
@@ -42,6 +50,79 @@ class Topology:
     """Who must be there: process → (minimum, maximum) instances over the cluster."""
 
     bounds: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A cluster node as provisioning tasks see it."""
+
+    name: str
+    """The instance name, unique in the deployment (``<cluster>-<group>-<n>``)."""
+    node_group: str
+    processes: list[str]
+    address: str
+    ssh_port: int
+    username: str
+    host_key: str
+    home: str = ""
+    """The node's own folder (``$HOME`` of its SSH sessions)."""
+    host: str | None = None
+
+    def ssh_node(self) -> Node:
+        return Node(self.address, self.ssh_port, self.username, self.host_key, self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeInfo:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    cluster_id: str
+    name: str
+    plugin_version: str
+    configs: dict[str, Any]
+    """The cluster's ``cluster_configs`` (``{target: {name: value}}``)."""
+    nodes: list[NodeInfo]
+
+    def with_process(self, process: str) -> list[NodeInfo]:
+        return [n for n in self.nodes if process in n.processes]
+
+    def config(self, target: str, name: str, default: Any) -> Any:
+        return self.configs.get(target, {}).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "name": self.name,
+                "plugin_version": self.plugin_version, "configs": self.configs,
+                "nodes": [n.to_dict() for n in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterInfo:
+        return cls(data["cluster_id"], data["name"], data["plugin_version"],
+                   dict(data.get("configs") or {}),
+                   [NodeInfo.from_dict(n) for n in data["nodes"]])
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    status: str
+    """GREEN, YELLOW or RED."""
+    description: str
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    checks: list[HealthCheck]
+    failed_nodes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "checks": [asdict(c) for c in self.checks],
+                "failed_nodes": list(self.failed_nodes)}
 
 
 class Plugin(abc.ABC):
@@ -95,6 +176,50 @@ class Plugin(abc.ABC):
                 raise PluginInvalid(f"{self.name}: node group {group['name']!r} runs"
                                     f" {', '.join(sorted(touched))}, which cannot be scaled")
         self.validate(version, [*after, *added])
+
+    # -- provisioning: flows, not work ---------------------------------------------------------
+
+    def configure(self, cluster: ClusterInfo) -> Flow:
+        """Per-node tasks that write the services' configuration (run concurrently)."""
+        return Flow()
+
+    def start(self, cluster: ClusterInfo) -> Flow:
+        """Tasks that start the services, in the order they need (masters first)."""
+        return Flow()
+
+    def scale(self, cluster: ClusterInfo, added: list[NodeInfo]) -> Flow:
+        """Configure and start ``added`` nodes (``cluster`` already lists them)."""
+        return Flow()
+
+    def decommission(self, cluster: ClusterInfo, removed: list[NodeInfo]) -> Flow:
+        """Drain, then stop, the services of ``removed`` nodes (``cluster`` still lists them)."""
+        return Flow()
+
+    def on_terminate(self, cluster: ClusterInfo) -> Flow:
+        """Stop the services before the instances are deleted (best effort)."""
+        return Flow()
+
+    def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:
+        """Check the running cluster, now (not a flow: verification runs it in one task)."""
+        return Health("GREEN", [])
+
+    def can_run_without(self, cluster: ClusterInfo, failed: list[NodeInfo]) -> bool:
+        """Whether the cluster is useful with ``failed`` nodes out (partially active)."""
+        fixed = {p for p, (_, high) in self.topology(cluster.plugin_version).bounds.items()
+                 if high is not None}
+        if any(fixed & set(node.processes) for node in failed):
+            return False
+        names = {node.name for node in failed}
+        remaining = [{"node_processes": n.processes, "count": 1}
+                     for n in cluster.nodes if n.name not in names]
+        try:
+            self.validate(cluster.plugin_version, remaining)
+        except PluginInvalid:
+            return False
+        return True
+
+    def open_ports(self, node: NodeInfo, version: str) -> list[int]:
+        return []
 
     def labels(self) -> dict[str, dict[str, Any]]:
         return {"enabled": {"status": True, "mutable": True},
