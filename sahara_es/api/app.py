@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ from flask import Flask, g, request
 from sahara_es.api import auth, errors, openapi, versions
 from sahara_es.api.service import Provisioner, RecordOnly, Service
 from sahara_es.api.views import clusters, edp, health, plugins, templates
+from sahara_es.commands.catalog import NoQuota, Quota
+from sahara_es.infra.base import Flavor
+from sahara_es.infra.local import FLAVORS as LOCAL_FLAVORS
 from sahara_es.plugins.catalog import PluginCatalog, load_plugins
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
 from sahara_es.store import Store, open_store
 
 DEFAULT_PORT = 8386
-LOCAL_FLAVORS = frozenset({"local.small", "local.medium", "local.large"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +34,8 @@ class ApiConfig:
     """keystonemiddleware ``auth_token`` options (``www_authenticate_uri``, ``auth_url``...)."""
     plugins: list[str] | None = None
     """Plugins to enable; all installed ones when None."""
-    flavors: frozenset[str] = LOCAL_FLAVORS
+    flavors: Mapping[str, Flavor] = field(default_factory=lambda: dict(LOCAL_FLAVORS))
+    """The infrastructure's flavors (the local provider's unless another provider is used)."""
     run_projector: bool = True
     """Keep read models up to date from this process (one process at a time does, by lease)."""
     job_binary_root: str = ""
@@ -41,7 +45,9 @@ _BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.b
 
 
 def create_app(config: ApiConfig, *, store: Store | None = None,
-               provisioner: Provisioner | None = None) -> Flask:
+               provisioner: Provisioner | None = None, quota: Quota | None = None) -> Flask:
+    """The API on ``store``. ``provisioner`` carries out cluster and job commands (none:
+    they are only recorded); ``quota`` is claimed by cluster creates and scales."""
     app = Flask("sahara_es.api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = store or open_store(config.store_url, upgrade=True)
@@ -51,8 +57,9 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
         projector = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
                               owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
     app.extensions["sahara_es"] = Service(
-        store=store, plugins=enabled, catalog=PluginCatalog(enabled, set(config.flavors)),
-        provisioner=provisioner or RecordOnly(store), projector=projector)
+        store=store, plugins=enabled, catalog=PluginCatalog(enabled, dict(config.flavors)),
+        provisioner=provisioner or RecordOnly(store), quota=quota or NoQuota(),
+        projector=projector)
     app.config["JOB_BINARY_ROOT"] = config.job_binary_root or str(
         Path.home() / ".local" / "share" / "sahara-es" / "job-binaries")
 

@@ -11,6 +11,7 @@ from flask import current_app, g
 
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
+from sahara_es.commands.catalog import Quota
 from sahara_es.commands.errors import NotVisible
 from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
@@ -73,6 +74,7 @@ class Service:
     plugins: dict[str, Plugin]
     catalog: PluginCatalog
     provisioner: Provisioner
+    quota: Quota
     projector: Projector | None = None
     reads: dict[Kind, ReadModel] = field(default_factory=dict)
 

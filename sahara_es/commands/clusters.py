@@ -12,7 +12,7 @@ from typing import Any
 
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
-from sahara_es.commands.catalog import Catalog
+from sahara_es.commands.catalog import Catalog, NoQuota, Quota, needs
 from sahara_es.commands.errors import Conflict, Invalid, Protected
 from sahara_es.commands.templates import CT, expand_node_groups
 from sahara_es.events import resources as ev
@@ -30,8 +30,12 @@ FROM_TEMPLATE = ("node_groups", "cluster_configs", "anti_affinity", "default_ima
 """What a cluster takes from its cluster template unless the request sets it."""
 
 
-def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> list[Doc]:
-    """One cluster, or ``count`` of them named ``<name>-1``… (as Sahara v2 does)."""
+def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
+                    quota: Quota | None = None) -> list[Doc]:
+    """One cluster, or ``count`` of them named ``<name>-1``… (as Sahara v2 does); each claims
+    its instances, cores and RAM from the project's quota first (403 and nothing created
+    when over)."""
+    quota = quota or NoQuota()
     count = fields.pop("count", None) or 1
     template_id = fields.get("cluster_template_id")
     plugin, version = fields["plugin_name"], fields["plugin_version"]
@@ -58,16 +62,27 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc)
     uses += template_uses
     names = [fields["name"]] if count == 1 else [f"{fields['name']}-{i}"
                                                  for i in range(1, count + 1)]
+    asked = needs(catalog, groups)
     created: list[Doc] = []
     for name in names:
-        created.append(resources.create(store, CLUSTER, caller, {**fields, "name": name},
-                                        uses=sorted(set(uses))))
+        cluster_id = resources.new_id()
+        quota.claim(caller.project_id, cluster_id, **asked)
+        try:
+            created.append(resources.create(store, CLUSTER, caller, {**fields, "name": name},
+                                            uses=sorted(set(uses)), resource_id=cluster_id))
+        except BaseException:
+            quota.release(caller.project_id, cluster_id)
+            raise
     return created
 
 
 def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: str,
-                  resize: list[dict[str, Any]], add: list[Doc]) -> Doc:
-    """Ask for new node group sizes and new node groups; only an Active cluster scales."""
+                  resize: list[dict[str, Any]], add: list[Doc],
+                  quota: Quota | None = None) -> Doc:
+    """Ask for new node group sizes and new node groups; only an Active cluster scales. What
+    it grows by is claimed from the quota under ``<cluster id>.<version>``, released when
+    the scale is undone or the cluster deleted."""
+    quota = quota or NoQuota()
     aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
     doc = aggregate.doc
     assert doc is not None
@@ -91,13 +106,24 @@ def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: st
     added, uses = expand_node_groups(store, caller, catalog, plugin, version, add)
     catalog.check_scaling(plugin, version, doc["node_groups"], sizes, added)
     previous = {name: existing[name]["count"] for name in sizes}
-    resources.reference(store, uses, aggregate.stream_id, caller)
-    event = ev.ClusterScaleRequested(resize=sizes, add_node_groups=[
-        {**g, "instances": []} for g in added], instances=removals, previous=previous)
+    growth = [{**existing[name], "count": max(0, count - existing[name]["count"])}
+              for name, count in sizes.items()] + added
+    holder = f"{cluster_id}.{aggregate.version + 1}"
+    asked = needs(catalog, growth)
+    if asked["instances"]:
+        quota.claim(doc["project_id"], holder, **asked)
     try:
-        return resources.append(store, aggregate, [event], caller)
+        resources.reference(store, uses, aggregate.stream_id, caller)
+        event = ev.ClusterScaleRequested(resize=sizes, add_node_groups=[
+            {**g, "instances": []} for g in added], instances=removals, previous=previous,
+            quota_holder=holder if asked["instances"] else "")
+        try:
+            return resources.append(store, aggregate, [event], caller)
+        except BaseException:
+            resources.unreference(store, uses, aggregate.stream_id, caller)
+            raise
     except BaseException:
-        resources.unreference(store, uses, aggregate.stream_id, caller)
+        quota.release(doc["project_id"], holder)
         raise
 
 

@@ -107,6 +107,8 @@ class ClusterScaleRequested(DomainEvent):
     instances: dict[str, list[str]] = field(default_factory=dict)
     """Per node group, the instances to remove (a scale down naming them)."""
     previous: dict[str, int] = field(default_factory=dict)
+    quota_holder: str = ""
+    """Who holds the quota this scale claimed (empty when it claimed none)."""
 
 
 @registry.event("ClusterDeletionRequested")
@@ -119,6 +121,78 @@ class ClusterDeletionRequested(DomainEvent):
 @dataclass(frozen=True)
 class ClusterVerificationRequested(DomainEvent):
     verification_id: str
+
+
+@registry.event("ClusterScaleReverted")
+@dataclass(frozen=True)
+class ClusterScaleReverted(DomainEvent):
+    """A failed scale undone: the node groups' sizes back, the groups it added gone."""
+
+    sizes: dict[str, int]
+    removed_node_groups: list[str] = field(default_factory=list)
+
+
+@registry.event("InstanceAdded")
+@dataclass(frozen=True)
+class InstanceAdded(DomainEvent):
+    node_group: str
+    instance_name: str
+    management_ip: str
+    host: str | None = None
+    alternates: list[str] = field(default_factory=list)
+    """The hosts the scheduler kept in reserve for it, had this one failed."""
+    ssh_port: int = 22
+    username: str = ""
+    host_key: str = ""
+    home: str = ""
+
+
+@registry.event("InstanceRemoved")
+@dataclass(frozen=True)
+class InstanceRemoved(DomainEvent):
+    node_group: str
+    instance_name: str
+
+
+@registry.event("ProvisioningStepStarted")
+@dataclass(frozen=True)
+class ProvisioningStepStarted(DomainEvent):
+    step_id: str
+    step_name: str
+    total: int
+    step_type: str = ""
+
+
+@registry.event("ProvisioningStepProgressed")
+@dataclass(frozen=True)
+class ProvisioningStepProgressed(DomainEvent):
+    """One node's outcome in a step (Sahara's per-instance event)."""
+
+    step_id: str
+    instance_name: str
+    successful: bool
+    event_info: str = ""
+    node_group: str = ""
+
+
+@registry.event("ClusterHealthChecked")
+@dataclass(frozen=True)
+class ClusterHealthChecked(DomainEvent):
+    verification_id: str
+    status: str
+    """GREEN, YELLOW or RED."""
+    checks: list[dict[str, Any]]
+    failed_nodes: list[str] = field(default_factory=list)
+
+
+@registry.event("ClusterKeyGenerated")
+@dataclass(frozen=True)
+class ClusterKeyGenerated(DomainEvent):
+    """The cluster's management key pair, in ``clusterkey-<cluster id>``: the one place the
+    private key is kept (as Sahara kept it in its database); no representation shows it."""
+
+    private_key: str
+    public_key: str
 
 
 # -- jobs (executions) -----------------------------------------------------------------------
@@ -191,11 +265,68 @@ def evolve(doc: Doc | None, event: DomainEvent, *, stream_id: str, occurred_at: 
                     group["count"] = event.resize[group["name"]]
             new["node_groups"] = groups + [dict(g) for g in event.add_node_groups]
             new.update(status="Scaling", status_description="")
+            if event.quota_holder:
+                new[META] = {**new[META], "quota_holders": [
+                    *new[META].get("quota_holders", []), event.quota_holder]}
         case ClusterDeletionRequested():
             new.update(status=CLUSTER_FINAL, status_description="")
         case ClusterVerificationRequested():
             new["verification"] = {"id": event.verification_id, "status": "CHECKING",
                                    "checks": []}
+        case ClusterScaleReverted():
+            groups = [dict(g) for g in new.get("node_groups", [])
+                      if g["name"] not in event.removed_node_groups]
+            for group in groups:
+                if group["name"] in event.sizes:
+                    group["count"] = event.sizes[group["name"]]
+            new["node_groups"] = groups
+        case InstanceAdded():
+            groups = [dict(g) for g in new.get("node_groups", [])]
+            for group in groups:
+                if group["name"] == event.node_group:
+                    kept = [i for i in group.get("instances", [])
+                            if i["instance_name"] != event.instance_name]
+                    group["instances"] = [*kept, {
+                        "id": event.instance_name, "instance_id": event.instance_name,
+                        "instance_name": event.instance_name,
+                        "management_ip": event.management_ip,
+                        "internal_ip": event.management_ip, "host": event.host,
+                        "created_at": occurred_at}]
+            new["node_groups"] = groups
+        case InstanceRemoved():
+            groups = [dict(g) for g in new.get("node_groups", [])]
+            for group in groups:
+                if group["name"] == event.node_group:
+                    group["instances"] = [i for i in group.get("instances", [])
+                                          if i["instance_name"] != event.instance_name]
+            new["node_groups"] = groups
+        case ProvisioningStepStarted():
+            new["provision_progress"] = [*new.get("provision_progress", []), {
+                "id": event.step_id, "cluster_id": new["id"], "step_name": event.step_name,
+                "step_type": event.step_type, "total": event.total, "successful": None,
+                "created_at": occurred_at, "updated_at": None, "events": []}]
+        case ProvisioningStepProgressed():
+            steps = []
+            for step in new.get("provision_progress", []):
+                if step["id"] == event.step_id:
+                    step = {**step, "updated_at": occurred_at, "events": [*step["events"], {
+                        "id": f"{event.step_id}.{len(step['events']) + 1}",
+                        "step_id": event.step_id, "instance_name": event.instance_name,
+                        "instance_id": event.instance_name, "node_group_id": event.node_group,
+                        "event_info": event.event_info, "successful": event.successful,
+                        "created_at": occurred_at}]}
+                    outcomes = [e["successful"] for e in step["events"]]
+                    if not all(outcomes):
+                        step["successful"] = False
+                    elif len(outcomes) >= step["total"]:
+                        step["successful"] = True
+                steps.append(step)
+            new["provision_progress"] = steps
+        case ClusterHealthChecked():
+            new["verification"] = {"id": event.verification_id, "cluster_id": new["id"],
+                                   "status": event.status, "checks": event.checks}
+            new["health"] = event.status
+            new["failed_nodes"] = list(event.failed_nodes)
         case JobStatusChanged():
             info = {**new.get("info", {}), "status": event.status}
             if event.description:

@@ -7,6 +7,7 @@ from typing import Any
 from stevedore import ExtensionManager
 
 from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.infra.base import Flavor
 from sahara_es.plugins.base import Plugin, PluginInvalid
 
 NAMESPACE = "sahara_es.plugins"
@@ -31,7 +32,7 @@ def load_plugins(names: list[str] | None = None) -> dict[str, Plugin]:
 class PluginCatalog:
     """``commands.catalog.Catalog`` over the plugins and the infrastructure's flavors."""
 
-    def __init__(self, plugins: dict[str, Plugin], flavors: set[str]) -> None:
+    def __init__(self, plugins: dict[str, Plugin], flavors: dict[str, Flavor]) -> None:
         self.plugins = plugins
         self.flavors = flavors
 
@@ -65,6 +66,11 @@ class PluginCatalog:
         if flavor_id not in self.flavors:
             raise Invalid(f"flavor {flavor_id!r} does not exist; flavors:"
                           f" {', '.join(sorted(self.flavors))}")
+
+    def flavor_size(self, flavor_id: str) -> tuple[int, int]:
+        self.check_flavor(flavor_id)
+        flavor = self.flavors[flavor_id]
+        return flavor.vcpus, flavor.ram_mb
 
     def check_cluster(self, plugin: str, version: str,
                       node_groups: list[dict[str, Any]]) -> None:

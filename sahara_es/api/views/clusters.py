@@ -39,7 +39,8 @@ def create_cluster() -> Response:
     no_params()
     fields = body(schemas.ClusterCreate)
     many = (fields.get("count") or 1) > 1
-    docs = clusters.create_clusters(service().store, caller(), service().catalog, fields)
+    docs = clusters.create_clusters(service().store, caller(), service().catalog, fields,
+                                    service().quota)
     for doc in docs:
         service().written(doc)
         service().provisioner.cluster_created(doc, caller())
@@ -71,7 +72,7 @@ def scale_cluster(cluster_id: str) -> Response:
     fields = body(schemas.ClusterScale)
     doc = clusters.scale_cluster(service().store, caller(), service().catalog, cluster_id,
                                  fields.get("resize_node_groups", []),
-                                 fields.get("add_node_groups", []))
+                                 fields.get("add_node_groups", []), service().quota)
     service().written(doc)
     service().provisioner.cluster_scale_requested(doc, caller())
     return answer("cluster", cluster_view(doc), 202, location=location(f"clusters/{cluster_id}"))

@@ -1,0 +1,109 @@
+"""What provisioning tasks use, built once per engine process and handed to the engine as its
+services: the infrastructure provider, the scheduler, the quotas, SSH to the nodes, and the
+plugins.
+
+``build_services`` is called by the composition roots (``sahara-es engine``, ``all-in-one``,
+tests); tasks look the services up by name on their context (``ctx.service("provider")``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from sahara_es.commands.errors import QuotaExceeded as QuotaRefused
+from sahara_es.events import registry
+from sahara_es.events import resources as ev
+from sahara_es.infra import open_provider
+from sahara_es.infra.base import HostInventory, InfraProvider
+from sahara_es.infra.placement import Scheduler
+from sahara_es.infra.quotas import QuotaExceeded, QuotaLimits, Quotas
+from sahara_es.infra.ssh import SSHPool, generate_keypair
+from sahara_es.plugins.catalog import load_plugins
+from sahara_es.store import ConcurrencyConflict, Store
+
+KEY_CATEGORY = "clusterkey"
+
+
+def ensure_cluster_key(store: Store, cluster_id: str) -> tuple[str, str]:
+    """The cluster's management key pair (private PEM, public line), made on first use; two
+    engines racing to make it agree on the first one appended."""
+    stream = f"{KEY_CATEGORY}-{cluster_id}"
+    for event in store.read(stream, 1, to_version=1):
+        fact = registry.decode(event)
+        assert isinstance(fact, ev.ClusterKeyGenerated)
+        return fact.private_key, fact.public_key
+    private, public = generate_keypair(f"sahara-es-{cluster_id}")
+    with contextlib.suppress(ConcurrencyConflict):
+        store.append(stream, [registry.new_event(ev.ClusterKeyGenerated(private, public))], 0)
+    return ensure_cluster_key(store, cluster_id)
+
+
+class NodeAccess:
+    """The ``ssh`` service: one pool per cluster, with the cluster's own key."""
+
+    def __init__(self, store: Store, *, max_sessions: int = 32) -> None:
+        self.store = store
+        self.max_sessions = max_sessions
+        self._pools: dict[str, SSHPool] = {}
+        self._lock = threading.Lock()
+
+    def pool(self, cluster_id: str) -> SSHPool:
+        with self._lock:
+            if cluster_id not in self._pools:
+                private, _ = ensure_cluster_key(self.store, cluster_id)
+                self._pools[cluster_id] = SSHPool(private, max_sessions=self.max_sessions)
+            return self._pools[cluster_id]
+
+    def forget(self, cluster_id: str) -> None:
+        with self._lock:
+            pool = self._pools.pop(cluster_id, None)
+        if pool is not None:
+            pool.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+
+class QuotaGate:
+    """``commands.catalog.Quota`` over the store's quota claims."""
+
+    def __init__(self, quotas: Quotas) -> None:
+        self.quotas = quotas
+
+    def claim(self, project: str, holder: str, *, instances: int, cores: int,
+              ram_mb: int) -> None:
+        try:
+            self.quotas.claim(project, holder, instances=instances, cores=cores, ram_mb=ram_mb)
+        except QuotaExceeded as exceeded:
+            raise QuotaRefused(str(exceeded)) from None
+
+    def release(self, project: str, holder: str) -> None:
+        self.quotas.release(project, holder)
+
+
+def build_services(store: Store, *, root: Path | str, provider: str = "local",
+                   hosts: list[HostInventory] | None = None,
+                   quota_defaults: QuotaLimits | None = None,
+                   provider_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The services provisioning tasks use, for one process."""
+    options = dict(provider_options or {})
+    if provider == "local":
+        options.setdefault("root", Path(root) / "instances")
+        if hosts is not None:
+            options["hosts"] = hosts
+    infra: InfraProvider = open_provider(provider, store=store, **options)
+    quotas = Quotas(store, quota_defaults)
+    return {
+        "provider": infra,
+        "scheduler": Scheduler(store, infra.hosts()),
+        "quotas": quotas,
+        "quota": QuotaGate(quotas),
+        "ssh": NodeAccess(store),
+        "plugins": load_plugins(),
+    }
