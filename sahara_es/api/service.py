@@ -90,6 +90,14 @@ class Service:
             self.projector.wake()
         return doc
 
+    def refresh(self, kind: Kind, resource_id: str) -> None:
+        """This process (or its provisioner) just wrote the resource without a document to
+        hand (a delete): remembered, so this process's lists show its latest state at once."""
+        stream = kind.stream(resource_id)
+        self.reads[kind].written(stream, self.store.stream_version(stream))
+        if self.projector is not None:
+            self.projector.wake()
+
     def get(self, kind: Kind, resource_id: str, caller: Caller) -> Doc:
         doc = self.reads[kind].get(resource_id)
         if doc is None or not caller.can_see(doc):

@@ -100,4 +100,5 @@ def delete_cluster(cluster_id: str) -> Response:
     doc = clusters.delete_cluster(service().store, caller(), cluster_id)
     service().written(doc)
     service().provisioner.cluster_deletion_requested(doc, caller())
+    service().refresh(CLUSTER, cluster_id)
     return no_content(location=location(f"clusters/{cluster_id}"))

@@ -61,6 +61,7 @@ def update_data_source(resource_id: str) -> Response:
 def delete_data_source(resource_id: str) -> Response:
     no_params()
     resources.delete(service().store, DS, resource_id, caller())
+    service().refresh(DS, resource_id)
     return no_content()
 
 
@@ -115,6 +116,7 @@ def update_job_binary(resource_id: str) -> Response:
 def delete_job_binary(resource_id: str) -> Response:
     no_params()
     resources.delete(service().store, JB, resource_id, caller())
+    service().refresh(JB, resource_id)
     return no_content()
 
 
@@ -174,6 +176,7 @@ def update_job_template(resource_id: str) -> Response:
 def delete_job_template(resource_id: str) -> Response:
     no_params()
     resources.delete(service().store, JT, resource_id, caller())
+    service().refresh(JT, resource_id)
     return no_content()
 
 
@@ -222,6 +225,7 @@ def update_job(resource_id: str) -> Response:
     service().written(doc)
     if cancelling:
         service().provisioner.job_cancel_requested(doc, caller())
+        service().refresh(JOB, resource_id)
         fresh = service().reads[JOB].get(resource_id)
         return answer("job", shown(fresh or doc), 202, location=location(f"jobs/{resource_id}"))
     return answer("job", shown(doc), 202)
@@ -231,4 +235,5 @@ def update_job(resource_id: str) -> Response:
 def delete_job(resource_id: str) -> Response:
     no_params()
     edp.delete_job(service().store, caller(), resource_id)
+    service().refresh(JOB, resource_id)
     return no_content()

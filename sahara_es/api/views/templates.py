@@ -54,6 +54,7 @@ def update_node_group_template(template_id: str) -> Response:
 def delete_node_group_template(template_id: str) -> Response:
     no_params()
     resources.delete(service().store, NGT, template_id, caller())
+    service().refresh(NGT, template_id)
     return no_content()
 
 
@@ -101,6 +102,7 @@ def update_cluster_template(template_id: str) -> Response:
 def delete_cluster_template(template_id: str) -> Response:
     no_params()
     resources.delete(service().store, CT, template_id, caller())
+    service().refresh(CT, template_id)
     return no_content()
 
 
