@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from flask import current_app, g
 
-from sahara_es.commands import resources
+from sahara_es.commands import edp, resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Quota
 from sahara_es.commands.errors import NotVisible
@@ -61,11 +61,7 @@ class RecordOnly:
         pass
 
     def job_cancel_requested(self, job: Doc, caller: Caller) -> None:
-        from sahara_es.events import resources as ev
-
-        aggregate = resources.load(self.store, Kind.JOB, job["id"])
-        if aggregate.exists:
-            resources.append(self.store, aggregate, [ev.JobStatusChanged("KILLED")], caller)
+        edp.kill_unstarted(self.store, job["id"], caller)
 
 
 @dataclass

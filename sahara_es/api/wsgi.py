@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from flask import Flask
+
 from sahara_es.api.app import ApiConfig, create_app
 
 
@@ -25,4 +27,16 @@ def config_from_env() -> ApiConfig:
     )
 
 
-application = create_app(config_from_env())
+def _application() -> Flask:
+    from sahara_es.infra.quotas import Quotas
+    from sahara_es.plugins.provisioner import WorkflowProvisioner
+    from sahara_es.plugins.runtime import QuotaGate
+    from sahara_es.store import open_store
+
+    config = config_from_env()
+    store = open_store(config.store_url, upgrade=True)
+    return create_app(config, store=store, provisioner=WorkflowProvisioner(store),
+                      quota=QuotaGate(Quotas(store)))
+
+
+application = _application()

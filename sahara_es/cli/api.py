@@ -14,6 +14,9 @@ from sahara_es.api.app import DEFAULT_PORT, ApiConfig, create_app, stop_app
 from sahara_es.cli.context import Context, console
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
+from sahara_es.infra.quotas import Quotas
+from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.runtime import QuotaGate
 
 auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "noauth"]),
                            default="token", show_default=True, envvar="SAHARA_ES_AUTH",
@@ -47,7 +50,9 @@ def api(obj: Context, host: str, port: int, workers: int, auth: str,
 def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None) -> None:
     config = ApiConfig(store_url=obj.url, auth=auth,
                        plugins=plugins.split(",") if plugins else None)
-    app = create_app(config, store=obj.store())
+    store = obj.store()
+    app = create_app(config, store=store, provisioner=WorkflowProvisioner(store),
+                     quota=QuotaGate(Quotas(store)))
     server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

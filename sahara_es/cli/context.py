@@ -12,9 +12,14 @@ from sahara_es.store import Store, open_store
 console = Console(soft_wrap=True)
 
 
-def default_store_url() -> str:
+def default_data_dir() -> Path:
+    """Where the embedded defaults keep their files (the store, local instances)."""
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return f"sqlite:///{data_home / 'sahara-es' / 'store.db'}"
+    return data_home / "sahara-es"
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'store.db'}"
 
 
 class Context:

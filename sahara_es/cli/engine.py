@@ -12,7 +12,7 @@ from typing import Any
 import click
 from stevedore import ExtensionManager
 
-from sahara_es.cli.context import Context, console
+from sahara_es.cli.context import Context, console, default_data_dir
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -21,6 +21,7 @@ from sahara_es.engine import (
     start_workflow,
     wait_for,
 )
+from sahara_es.plugins.runtime import build_services
 
 
 def load_workflow_types(modules: tuple[str, ...]) -> None:
@@ -47,18 +48,24 @@ load_option = click.option(
 @click.option("--sweep-interval", type=float, default=0.2, show_default=True)
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running tasks finish before handing back.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Where local instances live (default: beside the embedded store).")
+@click.option("--provider", default="local", show_default=True,
+              help="The infrastructure provider clusters are built on.")
 @load_option
 @click.pass_obj
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
-           modules: tuple[str, ...]) -> None:
+           data_dir: str | None, provider: str, modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load_workflow_types(modules)
     config = EngineConfig(engine_id=engine_id, region=region, concurrency=concurrency,
                           max_workflows=max_workflows, lease_ttl=lease_ttl,
                           sweep_interval=sweep_interval)
-    running = Engine(obj.store(upgrade=True), config).start()
+    store = obj.store(upgrade=True)
+    services = build_services(store, root=data_dir or default_data_dir(), provider=provider)
+    running = Engine(store, config, services=services).start()
     asked_to_stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: asked_to_stop.set())
@@ -67,6 +74,7 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
         pass
     console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")
     running.stop(grace)
+    services["ssh"].close()
     console.print(f"engine {running.engine_id} stopped")
 
 

@@ -67,8 +67,10 @@ def db_info(obj: Context) -> None:
               help="Run the demo against the running service, then stop.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8386, show_default=True, type=int)
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="Where local instances live (default: beside the embedded store).")
 @click.pass_obj
-def all_in_one(obj: Context, demo: bool, host: str, port: int) -> None:
+def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None) -> None:
     """API, engine and projector in one process, on the embedded defaults (or --store)."""
     import logging
     import threading
@@ -76,15 +78,22 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from sahara_es.api.app import ApiConfig, create_app, stop_app
+    from sahara_es.cli.context import default_data_dir
+    from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
+    from sahara_es.plugins.provisioner import WorkflowProvisioner
+    from sahara_es.plugins.runtime import build_services
 
     store = obj.store(upgrade=True)
     console.print(f"store ready: {store.describe()['backend']} at {obj.url}")
     if demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
-    engine = Engine(store, EngineConfig()).start()
-    app = create_app(ApiConfig(store_url=obj.url), store=store)
+    load_workflow_types(())
+    services = build_services(store, root=data_dir or default_data_dir())
+    engine = Engine(store, EngineConfig(), services=services).start()
+    app = create_app(ApiConfig(store_url=obj.url), store=store,
+                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -106,3 +115,4 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int) -> None:
         server.shutdown()
         stop_app(app)
         engine.stop()
+        services["ssh"].close()

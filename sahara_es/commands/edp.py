@@ -86,3 +86,11 @@ def delete_job(store: Store, caller: Caller, job_id: str) -> None:
         resources.append(store, aggregate, [ev.JobCancelRequested(doc["info"]["status"])],
                          caller)
     resources.finish_delete(store, aggregate, caller)
+
+
+def kill_unstarted(store: Store, job_id: str, caller: Caller) -> None:
+    """A cancelled job no job engine ever started is killed at once."""
+    aggregate = resources.load(store, JOB, job_id)
+    if aggregate.exists and aggregate.doc is not None \
+            and aggregate.doc["info"]["status"] == "TOBEKILLED":
+        resources.append(store, aggregate, [ev.JobStatusChanged("KILLED")], caller)

@@ -1,9 +1,65 @@
-"""A plugin whose node processes do nothing: for measuring and testing the orchestration
-alone (what Sahara's own ``fake`` plugin was for)."""
+"""A plugin whose node processes do next to nothing: each node step is one short command over
+SSH. For measuring the orchestration alone ("excluding boot") and for testing the cluster
+workflows; what Sahara's own ``fake`` plugin was for.
+
+Cluster configs make it fail on purpose (``{"Fake": {"fail_configure": "<node name, its
+<group>-<n> end, or a process>", "fail_start": "…"}}``), so tests can see a rollback and a
+partially active cluster.
+"""
 
 from __future__ import annotations
 
-from sahara_es.plugins.base import Plugin, Topology
+from typing import Any
+
+from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext, task_type
+from sahara_es.infra.ssh import SSHPool
+from sahara_es.plugins.base import ClusterInfo, Health, HealthCheck, NodeInfo, Plugin, Topology
+
+MARK = "fake-service"
+
+
+def _fails(cluster: dict[str, Any], step: str, node: dict[str, Any]) -> bool:
+    wanted = str(cluster.get("configs", {}).get("Fake", {}).get(f"fail_{step}", ""))
+    return bool(wanted) and (node["name"] == wanted or node["name"].endswith(f"-{wanted}")
+                             or wanted in node["processes"])
+
+
+@task_type("fake.configure-node")
+class ConfigureNode(Task):
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> str:
+        cluster, node = self.args["cluster"], self.args["node"]
+        if _fails(cluster, "configure", node):
+            raise PermanentFailure(f"configuring {node['name']} failed (as configured)")
+        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool.put_file(NodeInfo.from_dict(node).ssh_node(), "fake.conf",
+                      f"processes={','.join(node['processes'])}\n")
+        return "configured"
+
+
+@task_type("fake.start-node")
+class StartNode(Task):
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> str:
+        cluster, node = self.args["cluster"], self.args["node"]
+        if _fails(cluster, "start", node):
+            raise PermanentFailure(f"starting {node['name']} failed (as configured)")
+        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool.run(NodeInfo.from_dict(node).ssh_node(), f"echo running > {MARK}")
+        return "running"
+
+
+@task_type("fake.stop-node")
+class StopNode(Task):
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> str:
+        cluster, node = self.args["cluster"], self.args["node"]
+        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool.run(NodeInfo.from_dict(node).ssh_node(), f"rm -f {MARK}")
+        return "stopped"
 
 
 class FakePlugin(Plugin):
@@ -22,3 +78,44 @@ class FakePlugin(Plugin):
 
     def edp_job_types(self, version: str) -> list[str]:
         return ["Shell", "Spark", "Java", "Pig", "Hive", "MapReduce"]
+
+    def _per_node(self, cluster: ClusterInfo, nodes: list[NodeInfo], task: type[Task],
+                  prefix: str, after: list[str] | None = None) -> Flow:
+        flow = Flow()
+        data = cluster.to_dict()
+        for node in nodes:
+            flow.add(f"{prefix}-{node.name}", task({"cluster": data, "node": node.to_dict()}),
+                     requires=after or [])
+        return flow
+
+    def configure(self, cluster: ClusterInfo) -> Flow:
+        return self._per_node(cluster, cluster.nodes, ConfigureNode, "configure")
+
+    def start(self, cluster: ClusterInfo) -> Flow:
+        return self._per_node(cluster, cluster.nodes, StartNode, "start")
+
+    def scale(self, cluster: ClusterInfo, added: list[NodeInfo]) -> Flow:
+        flow = self._per_node(cluster, added, ConfigureNode, "configure")
+        data = cluster.to_dict()
+        for node in added:
+            flow.add(f"start-{node.name}", StartNode({"cluster": data, "node": node.to_dict()}),
+                     requires=[f"configure-{node.name}"])
+        return flow
+
+    def decommission(self, cluster: ClusterInfo, removed: list[NodeInfo]) -> Flow:
+        return self._per_node(cluster, removed, StopNode, "stop")
+
+    def on_terminate(self, cluster: ClusterInfo) -> Flow:
+        return self._per_node(cluster, cluster.nodes, StopNode, "stop")
+
+    def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:
+        results = ssh.run_many([n.ssh_node() for n in cluster.nodes], f"cat {MARK}",
+                               timeout=30, check=False)
+        by_address = {node.ssh_node(): node for node in cluster.nodes}
+        down = sorted(by_address[n].name for n, r in results.items()
+                      if r.exit_code != 0 or "running" not in r.stdout)
+        managers = {n.name for n in cluster.with_process("manager")}
+        status = "GREEN" if not down else ("RED" if managers & set(down) else "YELLOW")
+        return Health(status, [HealthCheck("services running", status,
+                                           f"down: {', '.join(down)}" if down
+                                           else f"{len(cluster.nodes)} nodes running")], down)

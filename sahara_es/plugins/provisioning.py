@@ -210,7 +210,7 @@ class PlaceNodes(Task):
     def revert(self, ctx: TaskContext, result: list[Doc]) -> None:
         scheduler: Scheduler = ctx.service("scheduler")
         for placement in result:
-            scheduler.release(placement["instance"])
+            release_everywhere(scheduler, placement["instance"])
 
 
 @task_type("cluster.spawn-instances")
@@ -220,7 +220,7 @@ class SpawnInstances(Task):
     def execute(self, ctx: TaskContext) -> Spawn:
         cluster_id = self.args["cluster_id"]
         set_status(ctx, cluster_id, "Spawning")
-        placements: list[Doc] = ctx.results[self.args["placements_from"]]
+        placements: list[Doc] = ctx.results[sibling(ctx, self.args["placements_from"])]
         step = start_step(ctx, cluster_id, "Spawning instances", len(placements))
         nodes = {n["name"]: n for n in self.args["nodes"]}
         _, public_key = ensure_cluster_key(ctx.service("store"), cluster_id)
@@ -282,11 +282,23 @@ class CreateInstance(Task):
                     result["instance"])
 
 
+def sibling(ctx: TaskContext, task_id: str) -> str:
+    """The id of a task spawned beside this one (spawned ids carry their parent's)."""
+    parent, _, _ = ctx.task_id.rpartition(".")
+    return f"{parent}.{task_id}" if parent else task_id
+
+
+def release_everywhere(scheduler: Scheduler, instance: str) -> None:
+    """Give back whatever the instance holds on any host (idempotent)."""
+    for host in scheduler.hosts:
+        scheduler.release(instance, host)
+
+
 def delete_node(ctx: TaskContext, cluster_id: str, node_group: str, name: str) -> None:
     provider: InfraProvider = ctx.service("provider")
     scheduler: Scheduler = ctx.service("scheduler")
     provider.delete_instance(name)
-    scheduler.release(name)
+    release_everywhere(scheduler, name)
     doc = cluster_doc(ctx.service("store"), cluster_id)
     if any(i["instance_name"] == name for _, i in instances_of(doc)):
         record(ctx, cluster_id, ev.InstanceRemoved(node_group, name))
@@ -647,7 +659,7 @@ class FinishDelete(Task):
         for name in dict.fromkeys(names):
             ctx.check_lease()
             provider.delete_instance(name)
-            scheduler.release(name)
+            release_everywhere(scheduler, name)
         for holder in [cluster_id, *doc[ev.META].get("quota_holders", [])]:
             ctx.service("quota").release(doc["project_id"], holder)
         ctx.service("ssh").forget(cluster_id)

@@ -1,0 +1,217 @@
+"""Clusters provisioned for real through the API: an engine creates local nodes (their own
+sshd on loopback addresses), reaches them over SSH, runs the plugin's steps, scales, and
+deletes; on both stores. The ``fake`` plugin's steps are one SSH command per node, so these
+tests are about the orchestration; the Spark and Dask plugins have their own."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.engine import Engine, EngineConfig
+from sahara_es.infra.base import HostInventory
+from sahara_es.infra.local import instance_processes
+from sahara_es.infra.placement import host_claim_key
+from sahara_es.infra.quotas import QuotaLimits
+from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.runtime import build_services
+from sahara_es.store import Store
+
+TIMEOUT = 120.0
+
+
+@dataclass
+class Service:
+    app: Flask
+    client: FlaskClient
+    services: dict[str, Any]
+    hosts: list[HostInventory]
+    project: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Project-Id": self.project}
+
+
+@pytest.fixture
+def service(store: Store, tmp_path: Path) -> Iterator[Service]:
+    tag = uuid.uuid4().hex[:6]
+    hosts = [HostInventory(f"h{tag}-{i}", vcpus=8, ram_mb=16384) for i in (1, 2, 3)]
+    services = build_services(store, root=tmp_path, hosts=hosts,
+                              quota_defaults=QuotaLimits(instances=8, cores=16, ram_mb=32768))
+    engine = Engine(store, EngineConfig(lease_ttl=10.0, sweep_interval=0.1),
+                    services=services).start()
+    app = create_app(ApiConfig(auth="noauth"), store=store,
+                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+    try:
+        yield Service(app, app.test_client(), services, hosts, f"p{tag}")
+    finally:
+        stop_app(app)
+        engine.stop(5)
+        provider = services["provider"]
+        for instance in provider.list_instances():
+            provider.delete_instance(instance.name)
+        services["ssh"].close()
+
+
+def create(service: Service, workers: int, **extra: Any) -> str:
+    response = service.client.post("/v2/clusters", headers=service.headers, json={
+        "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
+        "node_groups": [
+            {"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+             "count": 1},
+            {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+             "count": workers}], **extra})
+    assert response.status_code == 202, response.get_json()
+    cluster_id: str = response.get_json()["cluster"]["id"]
+    return cluster_id
+
+
+def wait_status(service: Service, cluster_id: str, *statuses: str) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        response = service.client.get(f"/v2/clusters/{cluster_id}?show_progress=true",
+                                       headers=service.headers)
+        if response.status_code == 404 and "gone" in statuses:
+            return {}
+        cluster: dict[str, Any] = response.get_json()["cluster"]
+        if cluster["status"] in statuses:
+            return cluster
+        assert time.monotonic() < deadline, f"still {cluster['status']}: {cluster}"
+        time.sleep(0.2)
+
+
+def instances(cluster: dict[str, Any]) -> dict[str, list[str]]:
+    return {g["name"]: sorted(i["instance_name"] for i in g["instances"])
+            for g in cluster["node_groups"]}
+
+
+def nothing_left(service: Service, names: list[str]) -> None:
+    provider = service.services["provider"]
+    store = service.services["quotas"].store
+    for name in names:
+        assert provider.get_instance(name) is None
+        assert instance_processes(name, provider.folder(name) / "sshd_config") == []
+    for host in service.hosts:
+        for resource in ("vcpus", "ram_mb"):
+            assert store.get_claim(host_claim_key(host.name, resource)).used == 0
+    usage = service.services["quotas"].usage(service.project)
+    assert {name: u.used for name, u in usage.items()} == {
+        "instances": 0, "cores": 0, "ram_mb": 0}
+
+
+def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Service) -> None:
+    cluster_id = create(service, workers=2)
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert cluster["status"] == "Active", cluster["status_description"]
+    nodes = instances(cluster)
+    assert len(nodes["manager"]) == 1 and len(nodes["workers"]) == 2
+    addresses = [i["management_ip"] for g in cluster["node_groups"] for i in g["instances"]]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.10.") for a in addresses)
+    steps = {s["step_name"]: s for s in cluster["provision_progress"]}
+    assert {"Spawning instances", "Configuring nodes", "Starting services"} <= set(steps)
+    assert all(s["successful"] for s in steps.values())
+    assert len(steps["Spawning instances"]["events"]) == 3
+    assert cluster["verification"]["status"] == "GREEN"
+
+    path = f"/v2/clusters/{cluster_id}"
+    grown = service.client.put(path, headers=service.headers, json={
+        "resize_node_groups": [{"name": "workers", "count": 3}]})
+    assert grown.status_code == 202
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert len(instances(cluster)["workers"]) == 3, cluster["status_description"]
+
+    keep = instances(cluster)["workers"][1]
+    shrunk = service.client.put(path, headers=service.headers, json={
+        "resize_node_groups": [{"name": "workers", "count": 1}]})
+    assert shrunk.status_code == 202
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert len(instances(cluster)["workers"]) == 1
+    assert keep not in instances(cluster)["workers"] or len(instances(cluster)["workers"]) == 1
+    names = [n for group in instances(cluster).values() for n in group]
+
+    assert service.client.delete(path, headers=service.headers).status_code == 204
+    wait_status(service, cluster_id, "gone")
+    nothing_left(service, names)
+
+
+def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Service) -> None:
+    response = service.client.post("/v2/clusters", headers=service.headers, json={
+        "name": "toobig", "plugin_name": "fake", "plugin_version": "0.1",
+        "node_groups": [{"name": "manager", "flavor_id": "local.small",
+                         "node_processes": ["manager"], "count": 1},
+                        {"name": "workers", "flavor_id": "local.small",
+                         "node_processes": ["worker"], "count": 8}]})
+    assert response.status_code == 403
+    assert response.get_json()["error_name"] == "QUOTA_EXCEEDED"
+    assert "instances 9 asked" in response.get_json()["error_message"]
+    listed = service.client.get("/v2/clusters", headers=service.headers).get_json()
+    assert listed["clusters"] == []
+
+
+def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Service) -> None:
+    cluster_id = create(service, workers=4, anti_affinity=["worker"])
+    cluster = wait_status(service, cluster_id, "Error", "Active")
+    assert cluster["status"] == "Error"
+    assert "distinct hosts" in cluster["status_description"]
+    assert instances(cluster) == {"manager": [], "workers": []}
+    nothing_left(service, [])
+
+
+def test_a_failed_create_rolls_back_and_says_why(service: Service) -> None:
+    cluster_id = create(service, workers=2,
+                        cluster_configs={"Fake": {"fail_configure": "manager"}})
+    cluster = wait_status(service, cluster_id, "Error", "Active")
+    assert cluster["status"] == "Error"
+    assert "configuring" in cluster["status_description"]
+    assert "rolled back" in cluster["status_description"]
+    assert instances(cluster) == {"manager": [], "workers": []}
+    nothing_left(service, [])
+
+
+def test_a_cluster_runs_partially_when_only_workers_fail(service: Service) -> None:
+    cluster_id = create(service, workers=2,
+                        cluster_configs={"Fake": {"fail_start": "workers-1"}})
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert cluster["status"] == "Active", cluster["status_description"]
+    assert cluster["verification"]["status"] == "YELLOW"
+    assert cluster["failed_nodes"] == [f"c{cluster_id[:8]}-workers-1"]
+    assert "partially active" in cluster["status_description"]
+    starting = next(s for s in cluster["provision_progress"]
+                    if s["step_name"] == "Starting services")
+    assert starting["successful"] is False
+    assert [e["instance_name"] for e in starting["events"] if not e["successful"]] == [
+        f"c{cluster_id[:8]}-workers-1"]
+
+
+def test_verification_reports_a_node_that_went_down(service: Service) -> None:
+    cluster_id = create(service, workers=2)
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    victim = instances(cluster)["workers"][1]
+    pool = service.services["ssh"].pool(cluster_id)
+    provider = service.services["provider"]
+    from sahara_es.infra.ssh import Node
+
+    pool.run(Node.of(provider.get_instance(victim)), "rm -f fake-service")
+    answer = service.client.patch(f"/v2/clusters/{cluster_id}", headers=service.headers,
+                                  json={"verification": {"status": "START"}})
+    assert answer.status_code == 202
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        shown = service.client.get(f"/v2/clusters/{cluster_id}", headers=service.headers)
+        verification = shown.get_json()["cluster"]["verification"]
+        if verification["status"] != "CHECKING":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert verification["status"] == "YELLOW"
+    assert shown.get_json()["cluster"]["failed_nodes"] == [victim]
