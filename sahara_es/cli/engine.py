@@ -21,6 +21,7 @@ from sahara_es.engine import (
     start_workflow,
     wait_for,
 )
+from sahara_es.infra.base import HostInventory
 from sahara_es.plugins.runtime import build_services
 
 
@@ -30,6 +31,27 @@ def load_workflow_types(modules: tuple[str, ...]) -> None:
     for module in modules:
         importlib.import_module(module)
 
+
+def parse_hosts(ctx: click.Context, param: click.Parameter,
+                value: str | None) -> list[HostInventory] | None:
+    """``COUNT`` hosts of 8 vCPUs and 16 GB, or ``NAME=VCPUS:RAM_MB,...``."""
+    if not value:
+        return None
+    if value.isdigit():
+        return [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, int(value) + 1)]
+    hosts = []
+    for item in value.split(","):
+        name, _, size = item.partition("=")
+        vcpus, _, ram = size.partition(":")
+        if not (name and vcpus.isdigit() and ram.isdigit()):
+            raise click.BadParameter(f"{item!r}: give NAME=VCPUS:RAM_MB")
+        hosts.append(HostInventory(name, int(vcpus), int(ram)))
+    return hosts
+
+
+hosts_option = click.option(
+    "--hosts", callback=parse_hosts, default=None, metavar="COUNT|NAME=VCPUS:RAM_MB,...",
+    help="The hypervisors local instances are placed on (default: 3 of 8 vCPUs, 16 GB).")
 
 load_option = click.option(
     "--load", "modules", multiple=True, metavar="MODULE",
@@ -52,11 +74,13 @@ load_option = click.option(
               help="Where local instances live (default: beside the embedded store).")
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
+@hosts_option
 @load_option
 @click.pass_obj
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
-           data_dir: str | None, provider: str, modules: tuple[str, ...]) -> None:
+           data_dir: str | None, provider: str, hosts: list[HostInventory] | None,
+           modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load_workflow_types(modules)
@@ -64,7 +88,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                           max_workflows=max_workflows, lease_ttl=lease_ttl,
                           sweep_interval=sweep_interval)
     store = obj.store(upgrade=True)
-    services = build_services(store, root=data_dir or default_data_dir(), provider=provider)
+    services = build_services(store, root=data_dir or default_data_dir(), provider=provider,
+                              hosts=hosts)
     running = Engine(store, config, services=services).start()
     asked_to_stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

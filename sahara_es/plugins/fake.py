@@ -4,7 +4,8 @@ workflows; what Sahara's own ``fake`` plugin was for.
 
 Cluster configs make it fail on purpose (``{"Fake": {"fail_configure": "<node name, its
 <group>-<n> end, or a process>", "fail_start": "…"}}``), so tests can see a rollback and a
-partially active cluster.
+partially active cluster; ``configure_seconds`` makes each node's configuration take that
+long.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class ConfigureNode(Task):
         if _fails(cluster, "configure", node):
             raise PermanentFailure(f"configuring {node['name']} failed (as configured)")
         pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
-        pool.put_file(NodeInfo.from_dict(node).ssh_node(), "fake.conf",
-                      f"processes={','.join(node['processes'])}\n")
+        target = NodeInfo.from_dict(node).ssh_node()
+        pool.put_file(target, "fake.conf", f"processes={','.join(node['processes'])}\n")
+        seconds = float(cluster.get("configs", {}).get("Fake", {}).get("configure_seconds", 0))
+        if seconds:  # a configuration that takes a while, for tests that act meanwhile
+            pool.run(target, f"sleep {seconds}", timeout=seconds + 60)
         return "configured"
 
 
