@@ -176,3 +176,22 @@ def test_version_header_answers_conform(wanted: str, status: int,
     answer = operation.Case(headers={"OpenStack-API-Version": wanted}).call_and_validate(
         headers=HEADERS, checks=CHECKS)
     assert answer.status_code == status, answer.text
+
+
+def test_refusals_without_a_token_conform(tmp_path: Path) -> None:
+    """In token mode, every operation asked without a token answers a declared 401."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db", upgrade=True)
+    try:
+        with running_api(store, auth="token") as running:
+            document = schemathesis.openapi.from_url(
+                f"{running.url}/openapi.json",
+                config=schemathesis.Config.from_dict(
+                    {"base-url": running.url.removesuffix("/v2")}))
+            for result in document.get_all_operations():
+                operation = result.ok()
+                names = [p.name for p in operation.path_parameters]
+                case = operation.Case(path_parameters=dict.fromkeys(names, "x"))
+                answer = case.call_and_validate(checks=CHECKS)
+                assert answer.status_code == 401, (operation.label, answer.text)
+    finally:
+        store.close()
