@@ -402,22 +402,65 @@ class Plugin(Schema):
     versions = fields.List(fields.String())
 
 
+class Exported(Schema):
+    """A template exported as a reusable file: no id, project or dates; placeholders such as
+    ``{flavor_id}`` where clouds differ."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True)
+    plugin_name = fields.String()
+    plugin_version = fields.String()
+
+
+class JobTypePlugin(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True)
+    title = fields.String()
+    description = fields.String()
+    versions = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+    """The plugin's versions that run the job type (unlike a plugin's list of versions)."""
+
+
+class JobType(Schema):
+    name = fields.String(required=True, validate=validate.OneOf(JOB_TYPES))
+    plugins = fields.List(fields.Nested(JobTypePlugin), required=True)
+
+
+class ConfigHint(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True)
+    value = fields.String()
+    description = fields.String()
+
+
+class ConfigHints(Schema):
+    configs = fields.List(fields.Nested(ConfigHint), required=True)
+    args = fields.List(fields.String(), required=True, allow_none=True)
+    params = fields.Dict(keys=fields.String(), required=True, allow_none=True)
+
+
 class Markers(Schema):
-    prev = fields.String(allow_none=True)
-    next = fields.String(allow_none=True)
+    prev = fields.String(allow_none=True, required=True)
+    next = fields.String(allow_none=True, required=True)
 
 
 class Link(Schema):
-    rel = fields.String()
-    href = fields.String()
+    rel = fields.String(required=True, validate=validate.OneOf(["next", "prev", "first"]))
+    href = fields.String(required=True)
 
 
 class ErrorItem(Schema):
-    request_id = fields.String()
-    code = fields.String()
-    status = fields.Integer()
-    title = fields.String()
-    detail = fields.String()
+    request_id = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True)
+    status = fields.Integer(required=True)
+    title = fields.String(required=True)
+    detail = fields.String(required=True)
 
 
 class Error(Schema):
