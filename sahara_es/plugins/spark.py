@@ -223,7 +223,11 @@ def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
     """The node's spark-env.sh (sourced by spark-class with every variable exported)."""
     s = _settings(cluster)
     master = _master(cluster)
-    worker_opts = "-Dspark.decommission.enabled=true -Dspark.worker.decommission.signal=PWR"
+    # A port taken makes the daemon fail (and the start task say why) rather than move to
+    # the next port, where neither the status checks nor open_ports() would look for it.
+    fixed_ports = "-Dspark.port.maxRetries=0"
+    worker_opts = (f"{fixed_ports} -Dspark.decommission.enabled=true"
+                   " -Dspark.worker.decommission.signal=PWR")
     values = {
         "SPARK_LOCAL_IP": node.address,
         "SPARK_PUBLIC_DNS": node.address,
@@ -231,7 +235,7 @@ def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
         "SPARK_MASTER_PORT": str(s["Master port"]),
         "SPARK_MASTER_WEBUI_PORT": str(s["Master webui port"]),
         # The REST submission server is off: jobs are submitted through the master port.
-        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+        "SPARK_MASTER_OPTS": f"{fixed_ports} -Dspark.master.rest.enabled=false",
         "SPARK_WORKER_PORT": str(s["Worker port"]),
         "SPARK_WORKER_WEBUI_PORT": str(s["Worker webui port"]),
         "SPARK_WORKER_CORES": str(s["Worker cores"]),
@@ -423,9 +427,9 @@ class DecommissionWorker(_NodeTask):
         started = time.monotonic()
         signalled = pool.run(
             node.ssh_node(),
-            _PIDS + 'pid=$(cat spark/run/worker.pid 2>/dev/null);'
-            f' if [ -n "$pid" ] && spark_pids {WORKER_CLASS} | grep -qx "$pid"; then'
-            ' kill -PWR "$pid" && echo signalled; else echo absent; fi', timeout=60)
+            _PIDS + f'p=$(spark_pids {WORKER_CLASS});'
+            ' if [ -n "$p" ]; then kill -PWR $p && echo signalled; else echo absent; fi',
+            timeout=60)
         drained, note = False, ""
         if signalled.stdout.strip() == "signalled":
 

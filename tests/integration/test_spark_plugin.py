@@ -17,12 +17,14 @@ from typing import Any
 
 import pytest
 
+from sahara_es.engine import PermanentFailure
 from sahara_es.infra import InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, NodeInfo
 from sahara_es.plugins.spark import (
     MASTER_CLASS,
     WORKER_CLASS,
+    DaemonDied,
     SparkPlugin,
     master_status,
     worker_states,
@@ -74,8 +76,9 @@ def make_node(provider: LocalProvider, public_key: str, name: str, group: str,
                     home=instance.extra["home"], host=instance.host)
 
 
-def cluster_of(nodes: list[NodeInfo]) -> ClusterInfo:
-    return ClusterInfo("c-spark", "spark-test", SparkPlugin().versions()[0], CONFIGS, nodes)
+def cluster_of(nodes: list[NodeInfo], configs: dict[str, Any] | None = None) -> ClusterInfo:
+    return ClusterInfo("c-spark", "spark-test", SparkPlugin().versions()[0],
+                       configs or CONFIGS, nodes)
 
 
 def alive(master: NodeInfo) -> set[str]:
@@ -175,3 +178,32 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
         pool.forget(Node(node.address, node.ssh_port, node.username, node.host_key))
         provider.delete_instance(node.name)
         assert instance_processes(node.name, provider.folder(node.name) / "sshd_config") == []
+
+
+def test_missing_spark_and_a_daemon_that_dies_fail_for_good_and_say_why(
+    provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str], tmp_path: Path
+) -> None:
+    plugin = SparkPlugin()
+    services = {"ssh": FixedAccess(pool)}
+    suffix = uuid.uuid4().hex[:8]
+    master = make_node(provider, keypair[1], f"sp-broken-{suffix}", "master", ["master"])
+
+    nowhere = cluster_of([master], {"Spark": {"Spark home": str(tmp_path / "no-spark")}})
+    with pytest.raises(PermanentFailure, match=r"no Spark on .*no-spark/bin/spark-class"):
+        run_flow(plugin.configure(nowhere), services)
+
+    # A distribution whose spark-class fails at once, as a daemon whose port is taken does.
+    broken = tmp_path / "broken-spark"
+    (broken / "bin").mkdir(parents=True)
+    (broken / "bin" / "spark-class").write_text(
+        "#!/bin/sh\necho \"starting $1\"; echo 'BindException: Address already in use' >&2\n"
+        "exit 1\n")
+    (broken / "bin" / "spark-class").chmod(0o755)
+    failing = cluster_of([master], {"Spark": {"Spark home": str(broken)}})
+    run_flow(plugin.configure(failing), services)
+    started = time.monotonic()
+    with pytest.raises(DaemonDied) as died:
+        run_flow(plugin.start(failing), services)
+    assert time.monotonic() - started < 30  # not the start timeout
+    assert f"starting {MASTER_CLASS}" in str(died.value)
+    assert "Address already in use" in str(died.value)
