@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from sahara_es.engine import PermanentFailure
+from sahara_es.engine import PermanentFailure, TaskContext
+from sahara_es.engine.flow import build_task
 from sahara_es.infra import InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, NodeInfo
@@ -99,6 +100,14 @@ def spark_processes(provider: LocalProvider, name: str) -> list[int]:
     return found
 
 
+def reconciled(flow: Any, task_id: str, services: dict[str, Any]) -> Any:
+    """What a start task's ``reconcile`` says about an attempt of it, as a new engine asks."""
+    spec = next(s for s in flow.specs if s.id == task_id)
+    context = TaskContext(workflow_id="test", task_id=task_id, attempt=2, engine_id="other",
+                          params={}, results={}, lease_valid=lambda: True, services=services)
+    return build_task(spec).reconcile(context, {})
+
+
 def wait_for(condition: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -143,6 +152,7 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
     again = run_flow(plugin.start(cluster), services)
     assert all(result["already_running"] for result in again.values())
     assert {n.name: spark_processes(provider, n.name) for n in cluster.nodes} == daemons
+    assert reconciled(start, f"start-worker-{w2.name}", services)["state"] == "ALIVE"
 
     # scale out: the new worker is configured and joins the running master
     w3 = make_node(provider, keypair[1], f"sp-worker3-{suffix}", "workers", ["worker"])
@@ -173,6 +183,7 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
         assert spark_processes(provider, node.name) == [], node.name
     assert plugin.health(remaining, pool).status == "RED"
     run_flow(plugin.on_terminate(scaled), services)  # stopping again is a no-op
+    assert reconciled(start, "start-master", services) is None
 
     for node in scaled.nodes:
         pool.forget(Node(node.address, node.ssh_port, node.username, node.host_key))
