@@ -1,10 +1,86 @@
-"""Apache Spark standalone: a master and workers from the Spark shipped in ``pyspark``."""
+"""Apache Spark standalone: a master and workers from the Spark shipped in ``pyspark``.
+
+Provisioning is four kinds of task, each over one node and registered by name so that any
+engine rebuilds them from the history:
+
+- ``spark.configure-node`` checks that Spark is there (``bin/spark-class``), links it as
+  ``$HOME/spark/dist`` and writes ``$HOME/spark/conf/spark-env.sh``;
+- ``spark.start-master`` and ``spark.start-worker`` start a daemon detached from the SSH
+  session (unless it already runs) and wait until the master's JSON status shows it: the
+  master answering, the worker listed ALIVE under its address;
+- ``spark.decommission-worker`` drains a worker (SIGPWR, which a worker started with
+  ``spark.decommission.enabled`` turns into a decommission the master records), then stops it;
+- ``spark.stop-node`` stops every Spark daemon of a node (best effort).
+
+Everything a node runs lives under its home::
+
+    $HOME/spark/dist          -> the Spark distribution (the pyspark package folder)
+    $HOME/spark/conf/         spark-env.sh (SPARK_CONF_DIR)
+    $HOME/spark/work/         the worker's application folders (SPARK_WORKER_DIR)
+    $HOME/spark/logs/         master.out, worker.out (what the daemons print)
+    $HOME/spark/run/          master.pid, worker.pid
+
+A node's daemons are found by their command line, which names both the daemon's class and
+the node's ``$HOME/spark/``: the local provider runs every node on one machine, so a process
+of the same class may belong to another node or cluster, and must not be touched.
+
+The master's JSON status (``http://MASTER:WEBUI/json/``) is read from the engine's side: it is
+the view Spark itself has of the cluster, and the nodes' addresses are reachable from there.
+"""
 
 from __future__ import annotations
 
-from importlib import metadata
+import json
+import shlex
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from importlib import metadata, util
+from pathlib import Path
+from typing import Any, TypeVar
 
-from sahara_es.plugins.base import ConfigOption, Plugin, Topology
+import tenacity
+
+from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
+from sahara_es.infra.ssh import SSHError, SSHPool
+from sahara_es.plugins.base import (
+    ClusterInfo,
+    ConfigOption,
+    Health,
+    HealthCheck,
+    NodeInfo,
+    Plugin,
+    Topology,
+)
+
+SERVICE = "Spark"
+MASTER = "master"
+WORKER = "worker"
+
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+
+ENV_FILE = "spark/conf/spark-env.sh"
+"""Relative to the node's home, where every SSH command of a node starts."""
+
+DEFAULTS: dict[str, Any] = {
+    "Master port": 7077,
+    "Master webui port": 8080,
+    "Worker port": 7078,
+    "Worker webui port": 8081,
+    "Worker cores": 1,
+    "Worker memory": "512m",
+    "Daemon memory": "256m",
+    "Daemon Java options": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+    "Start timeout": 180,
+    "Decommission timeout": 60,
+    "Spark home": "",
+}
+
+_JSON_TIMEOUT = 5.0
+_STOP_GRACE = 10
+"""Seconds a daemon has to exit on SIGTERM before it is killed."""
 
 
 def spark_version() -> str:
@@ -12,6 +88,396 @@ def spark_version() -> str:
         return metadata.version("pyspark")
     except metadata.PackageNotFoundError:
         return "4.0.0"
+
+
+def local_spark_home() -> str:
+    """The Spark distribution of the installed pyspark (found without importing pyspark)."""
+    found = util.find_spec("pyspark")
+    if found is None or found.origin is None:
+        return ""
+    return str(Path(found.origin).parent)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class SparkError(Exception):
+    retryable: bool = False
+
+
+class DaemonNotReady(SparkError):
+    """A daemon runs but Spark does not show it ready in time (retryable: it may be slow)."""
+
+    retryable = True
+
+
+class DaemonDied(SparkError, PermanentFailure):
+    """A daemon exited while it was awaited: the log's end says why; a retry would not help."""
+
+
+class MasterUnreachable(SparkError):
+    retryable = True
+
+
+# -- the master's JSON status ---------------------------------------------------------------
+
+# Local addresses must not go through an HTTP proxy the engine's environment may name.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def master_status(address: str, webui_port: int, timeout: float = _JSON_TIMEOUT
+                  ) -> dict[str, Any]:
+    """The master's ``/json/`` document; ``MasterUnreachable`` if it does not answer."""
+    url = f"http://{address}:{webui_port}/json/"
+    try:
+        with _OPENER.open(url, timeout=timeout) as response:
+            status: dict[str, Any] = json.loads(response.read())
+    except (OSError, ValueError) as error:
+        raise MasterUnreachable(f"the Spark master at {url} does not answer: {error}"
+                                ) from error
+    return status
+
+
+def worker_states(status: dict[str, Any]) -> dict[str, str]:
+    """Host address → the best state the master lists for it (a restarted worker leaves its
+    old entry DEAD beside the new ALIVE one)."""
+    rank = {"ALIVE": 3, "DECOMMISSIONED": 2, "UNKNOWN": 1, "DEAD": 0}
+    states: dict[str, str] = {}
+    for worker in status.get("workers", []):
+        host, state = str(worker.get("host", "")), str(worker.get("state", "UNKNOWN"))
+        best = states.get(host)
+        if best is None or rank.get(state, 1) > rank.get(best, 1):
+            states[host] = state
+    return states
+
+
+R = TypeVar("R")
+
+
+def wait_until(check: Callable[[], R], timeout: float, what: str) -> R:
+    """``check()``'s value once it stops raising ``DaemonNotReady``/``MasterUnreachable``;
+    the last such error, prefixed with ``what``, after ``timeout`` seconds."""
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=2.0),
+        retry=tenacity.retry_if_exception_type((DaemonNotReady, MasterUnreachable)),
+        reraise=True,
+    )
+    try:
+        return retrying(check)
+    except (DaemonNotReady, MasterUnreachable) as error:
+        raise DaemonNotReady(f"{what} within {timeout:g} s: {error}") from error
+
+
+# -- commands run on a node -----------------------------------------------------------------
+
+# The node's own processes of a class ($1): their command line names the class and the
+# node's $HOME/spark/ (the launcher, then the JVM it execs). The patterns reach grep as
+# arguments, so the shell running this text -- which holds "$HOME" unexpanded -- never matches.
+_PIDS = ('spark_pids() { grep -laF "$HOME/spark/" /proc/[0-9]*/cmdline 2>/dev/null'
+         ' | xargs -r grep -laF "$1" 2>/dev/null | cut -d/ -f3; }; ')
+
+_STOP = _PIDS + (
+    'spark_stop() { p=$(spark_pids "$1"); [ -z "$p" ] && { echo "$2 none"; return 0; };'
+    ' kill -TERM $p 2>/dev/null;'
+    f' for i in $(seq {_STOP_GRACE * 4}); do sleep 0.25;'
+    ' [ -z "$(spark_pids "$1")" ] && { echo "$2 stopped"; return 0; }; done;'
+    ' kill -KILL $(spark_pids "$1") 2>/dev/null; echo "$2 killed"; }; ')
+
+
+def _launch_command(kind: str, cls: str, arguments: list[str]) -> str:
+    """Start a daemon detached from the session, unless the node already runs it.
+
+    ``setsid`` leaves the session's process group, ``nohup`` and the redirections its
+    terminal, so that closing the channel does not end the daemon. The wrapper writes its
+    own pid, which ``exec`` hands down to spark-class and then to the JVM.
+    """
+    quoted = " ".join(shlex.quote(a) for a in arguments)
+    pid, log = f"spark/run/{kind}.pid", f"spark/logs/{kind}.out"
+    return (
+        _PIDS
+        + f'running=$(spark_pids {cls}); if [ -n "$running" ]; then'
+        f' echo "running $(echo $running)"; exit 0; fi; '
+        f"mkdir -p spark/run spark/logs && rm -f {pid} && "
+        'SPARK_HOME="$HOME/spark/dist" SPARK_CONF_DIR="$HOME/spark/conf" '
+        f"nohup setsid sh -c 'echo $$ > \"$0\"; exec \"$@\"' {pid}"
+        f' "$HOME/spark/dist/bin/spark-class" {cls} {quoted}'
+        f" > {log} 2>&1 < /dev/null & "
+        f"for i in $(seq 50); do [ -s {pid} ] && break; sleep 0.1; done; echo started $(cat {pid})"
+    )
+
+
+def _settings(cluster: ClusterInfo) -> dict[str, Any]:
+    return {name: cluster.config(SERVICE, name, default) for name, default in DEFAULTS.items()}
+
+
+def _master(cluster: ClusterInfo) -> NodeInfo:
+    masters = cluster.with_process(MASTER)
+    if len(masters) != 1:
+        raise PermanentFailure(f"cluster {cluster.name} has {len(masters)} Spark masters,"
+                               " not one")
+    return masters[0]
+
+
+def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
+    """The node's spark-env.sh (sourced by spark-class with every variable exported)."""
+    s = _settings(cluster)
+    master = _master(cluster)
+    # A port taken makes the daemon fail (and the start task say why) rather than move to
+    # the next port, where neither the status checks nor open_ports() would look for it.
+    fixed_ports = "-Dspark.port.maxRetries=0"
+    worker_opts = (f"{fixed_ports} -Dspark.decommission.enabled=true"
+                   " -Dspark.worker.decommission.signal=PWR")
+    values = {
+        "SPARK_LOCAL_IP": node.address,
+        "SPARK_PUBLIC_DNS": node.address,
+        "SPARK_MASTER_HOST": master.address,
+        "SPARK_MASTER_PORT": str(s["Master port"]),
+        "SPARK_MASTER_WEBUI_PORT": str(s["Master webui port"]),
+        # The REST submission server is off: jobs are submitted through the master port.
+        "SPARK_MASTER_OPTS": f"{fixed_ports} -Dspark.master.rest.enabled=false",
+        "SPARK_WORKER_PORT": str(s["Worker port"]),
+        "SPARK_WORKER_WEBUI_PORT": str(s["Worker webui port"]),
+        "SPARK_WORKER_CORES": str(s["Worker cores"]),
+        "SPARK_WORKER_MEMORY": str(s["Worker memory"]),
+        # SIGPWR then decommissions the worker (Spark >= 3.1) instead of killing it.
+        "SPARK_WORKER_OPTS": worker_opts,
+        "SPARK_DAEMON_MEMORY": str(s["Daemon memory"]),
+        # Small daemons on small nodes: start fast and keep few GC threads.
+        "SPARK_DAEMON_JAVA_OPTS": str(s["Daemon Java options"]),
+        "SPARK_LAUNCHER_OPTS": str(s["Daemon Java options"]),
+    }
+    lines = [f"# Written by sahara-es for {node.name}; every configure rewrites it.",
+             *(f"{name}={shlex.quote(value)}" for name, value in values.items()),
+             # Expanded when the file is sourced: the node's own home.
+             'SPARK_WORKER_DIR="$HOME/spark/work"',
+             'SPARK_LOG_DIR="$HOME/spark/logs"',
+             'SPARK_PID_DIR="$HOME/spark/run"', ""]
+    return "\n".join(lines)
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+class _NodeTask(Task):
+    """A task over ``args["node"]`` of ``args["cluster"]``."""
+
+    @property
+    def cluster(self) -> ClusterInfo:
+        return ClusterInfo.from_dict(self.args["cluster"])
+
+    @property
+    def node(self) -> NodeInfo:
+        return NodeInfo.from_dict(self.args["node"])
+
+    def pool(self, ctx: TaskContext) -> SSHPool:
+        pool: SSHPool = ctx.service("ssh").pool(self.args["cluster"]["cluster_id"])
+        return pool
+
+    def log_tail(self, pool: SSHPool, kind: str) -> str:
+        try:
+            result = pool.run(self.node.ssh_node(), f"tail -c 2000 spark/logs/{kind}.out",
+                              check=False, timeout=30)
+        except SSHError as error:
+            return f"(log unreadable: {error})"
+        return result.stdout.strip()
+
+    def running(self, pool: SSHPool, cls: str) -> list[int]:
+        result = pool.run(self.node.ssh_node(), _PIDS + f"spark_pids {cls}", timeout=60)
+        return [int(pid) for pid in result.stdout.split()]
+
+
+@task_type("spark.configure-node")
+class ConfigureNode(_NodeTask):
+    """Check the Spark distribution, link it into the node's home, write spark-env.sh."""
+
+    idempotent = True
+    retry = RetryPolicy(attempts=3, backoff=1.0)
+
+    def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        node, pool = self.node, self.pool(ctx)
+        home = shlex.quote(self.args["spark_home"])
+        ctx.check_lease()
+        checked = pool.run(
+            node.ssh_node(),
+            f"test -x {home}/bin/spark-class || exit 3; "
+            "mkdir -p spark/conf spark/work spark/logs spark/run && "
+            f"ln -sfn {home} spark/dist", check=False, timeout=60)
+        if checked.exit_code == 3:
+            raise PermanentFailure(f"no Spark on {node.name}: {self.args['spark_home']}"
+                                   "/bin/spark-class is missing")
+        if checked.exit_code != 0:
+            raise SparkError(f"preparing {node.name} failed ({checked.exit_code}):"
+                             f" {checked.stderr.strip()[-500:]}")
+        pool.put_file(node.ssh_node(), ENV_FILE, spark_env(self.cluster, node), 0o644)
+        return {"node": node.name, "spark_home": self.args["spark_home"], "env": ENV_FILE}
+
+
+class _StartDaemon(_NodeTask):
+    kind: str
+    cls: str
+    idempotent = True
+    retry = RetryPolicy(attempts=2, backoff=2.0)
+
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> dict[str, Any]:
+        """What the master's JSON shows of this daemon; ``DaemonNotReady`` until it is up."""
+        raise NotImplementedError
+
+    def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        node, pool = self.node, self.pool(ctx)
+        ctx.check_lease()
+        launched = pool.run(node.ssh_node(),
+                            _launch_command(self.kind, self.cls, self.arguments()), timeout=60)
+        already = launched.stdout.startswith("running")
+        pids = [int(p) for p in launched.stdout.split()[1:] if p.isdigit()]
+
+        def check() -> dict[str, Any]:
+            try:
+                return self.ready()
+            except (DaemonNotReady, MasterUnreachable):
+                if not self.running(pool, self.cls):
+                    raise DaemonDied(f"Spark {self.kind} on {node.name} exited before it was"
+                                     f" ready; its log ends with:\n{self.log_tail(pool, self.kind)}"
+                                     ) from None
+                raise
+
+        timeout = float(_settings(self.cluster)["Start timeout"])
+        try:
+            shown = wait_until(check, timeout, f"Spark {self.kind} on {node.name} not ready")
+        except DaemonNotReady as error:
+            raise DaemonNotReady(f"{error}; its log ends with:\n"
+                                 f"{self.log_tail(pool, self.kind)}") from error
+        return {"node": node.name, "pids": pids, "already_running": already, **shown}
+
+    def reconcile(self, ctx: TaskContext, intent: dict[str, Any]) -> dict[str, Any] | None:
+        """Started if the node runs the daemon and the master shows it ready."""
+        pids = self.running(self.pool(ctx), self.cls)
+        if not pids:
+            return None
+        try:
+            shown = self.ready()
+        except (DaemonNotReady, MasterUnreachable):
+            return None
+        return {"node": self.node.name, "pids": pids, "already_running": True, **shown}
+
+
+@task_type("spark.start-master")
+class StartMaster(_StartDaemon):
+    kind = MASTER
+    cls = MASTER_CLASS
+
+    def arguments(self) -> list[str]:
+        s = _settings(self.cluster)
+        return ["--host", self.node.address, "--port", str(s["Master port"]),
+                "--webui-port", str(s["Master webui port"])]
+
+    def ready(self) -> dict[str, Any]:
+        status = master_status(self.node.address, int(_settings(self.cluster)["Master webui port"]))
+        if status.get("status") != "ALIVE":
+            raise DaemonNotReady(f"the master is {status.get('status')}")
+        return {"url": status.get("url"), "status": status.get("status")}
+
+
+@task_type("spark.start-worker")
+class StartWorker(_StartDaemon):
+    kind = WORKER
+    cls = WORKER_CLASS
+
+    def arguments(self) -> list[str]:
+        s = _settings(self.cluster)
+        master = _master(self.cluster)
+        return ["--host", self.node.address, "--port", str(s["Worker port"]),
+                "--cores", str(s["Worker cores"]), "--memory", str(s["Worker memory"]),
+                "--webui-port", str(s["Worker webui port"]),
+                f"spark://{master.address}:{s['Master port']}"]
+
+    def ready(self) -> dict[str, Any]:
+        master = _master(self.cluster)
+        status = master_status(master.address, int(_settings(self.cluster)["Master webui port"]))
+        state = worker_states(status).get(self.node.address)
+        if state != "ALIVE":
+            raise DaemonNotReady(f"the master lists {self.node.address} as {state or 'absent'}")
+        return {"master": master.name, "state": state}
+
+
+@task_type("spark.decommission-worker")
+class DecommissionWorker(_NodeTask):
+    """Drain a worker, then stop it: SIGPWR makes the worker tell the master it is
+    decommissioning (the master stops giving it executors and marks it DECOMMISSIONED);
+    once the master no longer lists it ALIVE, the process is stopped. A worker that does not
+    drain within the timeout is stopped anyway, and the result says so."""
+
+    idempotent = True
+    retry = RetryPolicy(attempts=2, backoff=2.0)
+
+    def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        node, pool, cluster = self.node, self.pool(ctx), self.cluster
+        settings = _settings(cluster)
+        master = _master(cluster)
+        webui = int(settings["Master webui port"])
+        timeout = float(self.args.get("timeout", settings["Decommission timeout"]))
+
+        def state() -> str | None:
+            return worker_states(master_status(master.address, webui)).get(node.address)
+
+        ctx.check_lease()
+        started = time.monotonic()
+        signalled = pool.run(
+            node.ssh_node(),
+            _PIDS + f'p=$(spark_pids {WORKER_CLASS});'
+            ' if [ -n "$p" ]; then kill -PWR $p && echo signalled; else echo absent; fi',
+            timeout=60)
+        drained, note = False, ""
+        if signalled.stdout.strip() == "signalled":
+
+            def gone() -> str:
+                current = state()
+                if current == "ALIVE":
+                    raise DaemonNotReady(f"the master still lists {node.address} ALIVE")
+                return current or "absent"
+
+            try:
+                final = wait_until(gone, timeout, f"Spark worker on {node.name} not drained")
+                drained, note = True, f"the master lists it {final}"
+            except DaemonNotReady as error:
+                note = f"{error}; stopped without draining"
+        else:
+            note = "no worker process was running"
+        stopped = pool.run(node.ssh_node(), _STOP + f"spark_stop {WORKER_CLASS} worker",
+                           timeout=_STOP_GRACE + 60)
+        return {"node": node.name, "drained": drained, "note": note,
+                "stop": stopped.stdout.strip(),
+                "seconds": round(time.monotonic() - started, 1)}
+
+
+@task_type("spark.stop-node")
+class StopNode(_NodeTask):
+    """Stop every Spark daemon of a node: best effort, a node already gone is not an error."""
+
+    idempotent = True
+    retry = RetryPolicy(attempts=2, backoff=1.0)
+
+    def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        node = self.node
+        ctx.check_lease()
+        try:
+            result = self.pool(ctx).run(
+                node.ssh_node(),
+                _STOP + f"spark_stop {WORKER_CLASS} worker; spark_stop {MASTER_CLASS} master",
+                timeout=2 * _STOP_GRACE + 60)
+        except SSHError as error:
+            return {"node": node.name, "stopped": False, "error": str(error)}
+        return {"node": node.name, "stopped": True, "daemons": result.stdout.split("\n")[:-1]}
+
+
+def _task_id(prefix: str, node: NodeInfo) -> str:
+    return f"{prefix}-{node.name}".replace(".", "-").replace("/", "-")
+
+
+# -- the plugin -----------------------------------------------------------------------------
 
 
 class SparkPlugin(Plugin):
@@ -38,7 +504,110 @@ class SparkPlugin(Plugin):
                          description="Cores each worker offers"),
             ConfigOption("Worker memory", "Spark", "512m", scope="node",
                          description="Memory each worker offers"),
+            ConfigOption("Worker port", "Spark", DEFAULTS["Worker port"], "int",
+                         description="Port of each worker's RPC endpoint"),
+            ConfigOption("Worker webui port", "Spark", DEFAULTS["Worker webui port"], "int",
+                         description="Port of each worker's web UI"),
+            ConfigOption("Daemon memory", "Spark", DEFAULTS["Daemon memory"],
+                         description="Heap of the master and worker daemons"
+                                     " (SPARK_DAEMON_MEMORY)"),
+            ConfigOption("Daemon Java options", "Spark", DEFAULTS["Daemon Java options"],
+                         description="JVM options of the daemons and of spark-class's"
+                                     " launcher"),
+            ConfigOption("Start timeout", "Spark", DEFAULTS["Start timeout"], "int",
+                         description="Seconds a daemon has to show up in the master's"
+                                     " status"),
+            ConfigOption("Decommission timeout", "Spark", DEFAULTS["Decommission timeout"],
+                         "int", description="Seconds a worker has to drain before it is"
+                                            " stopped anyway"),
+            ConfigOption("Spark home", "Spark", "", description="The Spark distribution on"
+                         " the nodes (default: the engine's pyspark package folder)"),
         ]
 
     def edp_job_types(self, version: str) -> list[str]:
         return ["Spark", "Shell"]
+
+    # -- provisioning ---------------------------------------------------------------------
+
+    def _node_args(self, cluster: ClusterInfo, node: NodeInfo) -> dict[str, Any]:
+        return {"cluster": cluster.to_dict(), "node": node.to_dict()}
+
+    def _configure(self, flow: Flow, cluster: ClusterInfo, nodes: list[NodeInfo]) -> None:
+        home = str(cluster.config(SERVICE, "Spark home", "") or local_spark_home())
+        if not home:
+            raise PermanentFailure("no Spark distribution: install pyspark or set the"
+                                   " 'Spark home' cluster config")
+        for node in nodes:
+            flow.add(_task_id("configure", node),
+                     ConfigureNode({**self._node_args(cluster, node), "spark_home": home}))
+
+    def configure(self, cluster: ClusterInfo) -> Flow:
+        flow = Flow()
+        self._configure(flow, cluster, cluster.nodes)
+        return flow
+
+    def start(self, cluster: ClusterInfo) -> Flow:
+        flow = Flow()
+        master = flow.add("start-master", StartMaster(self._node_args(cluster, _master(cluster))))
+        for node in cluster.with_process(WORKER):
+            flow.add(_task_id("start-worker", node),
+                     StartWorker(self._node_args(cluster, node)), requires=[master])
+        return flow
+
+    def scale(self, cluster: ClusterInfo, added: list[NodeInfo]) -> Flow:
+        flow = Flow()
+        workers = [node for node in added if WORKER in node.processes]
+        self._configure(flow, cluster, workers)
+        for node in workers:
+            flow.add(_task_id("start-worker", node), StartWorker(self._node_args(cluster, node)),
+                     requires=[_task_id("configure", node)])
+        return flow
+
+    def decommission(self, cluster: ClusterInfo, removed: list[NodeInfo]) -> Flow:
+        flow = Flow()
+        for node in removed:
+            if WORKER in node.processes:
+                flow.add(_task_id("decommission", node),
+                         DecommissionWorker(self._node_args(cluster, node)))
+        return flow
+
+    def on_terminate(self, cluster: ClusterInfo) -> Flow:
+        flow = Flow()
+        for node in cluster.nodes:
+            flow.add(_task_id("stop", node), StopNode(self._node_args(cluster, node)))
+        return flow
+
+    def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:
+        master = _master(cluster)
+        workers = cluster.with_process(WORKER)
+        try:
+            status = master_status(master.address,
+                                   int(_settings(cluster)["Master webui port"]))
+        except MasterUnreachable as error:
+            return Health("RED", [HealthCheck("Spark master", "RED", str(error))],
+                          [master.name])
+        if status.get("status") != "ALIVE":
+            return Health("RED", [HealthCheck("Spark master", "RED",
+                                              f"the master is {status.get('status')}")],
+                          [master.name])
+        states = worker_states(status)
+        failed = [n for n in workers if states.get(n.address) != "ALIVE"]
+        alive = len(workers) - len(failed)
+        checks = [HealthCheck("Spark master", "GREEN", f"{status.get('url')} is ALIVE")]
+        if not failed:
+            verdict = "GREEN"
+            description = f"all {alive} workers are ALIVE"
+        else:
+            verdict = "YELLOW" if alive else "RED"
+            description = f"{alive} of {len(workers)} workers ALIVE; not: " + ", ".join(
+                f"{n.name} ({states.get(n.address, 'absent')})" for n in failed)
+        checks.append(HealthCheck("Spark workers", verdict, description))
+        return Health(verdict, checks, [n.name for n in failed])
+
+    def open_ports(self, node: NodeInfo, version: str) -> list[int]:
+        ports: list[int] = []
+        if MASTER in node.processes:
+            ports += [DEFAULTS["Master port"], DEFAULTS["Master webui port"]]
+        if WORKER in node.processes:
+            ports += [DEFAULTS["Worker port"], DEFAULTS["Worker webui port"]]
+        return ports
