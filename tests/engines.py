@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class EngineProcess:
     def __init__(self, url: str, engine_id: str, log_folder: Path, *, lease_ttl: float = 2.0,
-                 concurrency: int = 4, sweep_interval: float = 0.1) -> None:
+                 concurrency: int = 4, sweep_interval: float = 0.1,
+                 extra: tuple[str, ...] = ()) -> None:
         self.engine_id = engine_id
         self.log = log_folder / f"{engine_id}.log"
         self._log_file = self.log.open("wb")
@@ -25,7 +26,7 @@ class EngineProcess:
             [sys.executable, "-m", "sahara_es.cli", "--store", url, "engine",
              "--id", engine_id, "--lease-ttl", str(lease_ttl),
              "--concurrency", str(concurrency), "--sweep-interval", str(sweep_interval),
-             "--grace", "10", "--load", "tests.workflows"],
+             "--grace", "10", "--load", "tests.workflows", *extra],
             cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
