@@ -203,8 +203,13 @@ class PlaceNodes(Task):
                     avoid.setdefault(f"{doc['id']}:{process}", set()).add(instance["host"])
         try:
             placed = scheduler.place(node_requests(ctx, doc, nodes), avoid=avoid)
-        except NoValidHost as error:
-            raise PermanentFailure(f"no host for the cluster's nodes: {error}") from None
+        except BaseException as error:
+            # A failed task is not reverted: give back whatever this attempt may hold.
+            for node in nodes:
+                release_everywhere(scheduler, node["name"])
+            if isinstance(error, NoValidHost):
+                raise PermanentFailure(f"no host for the cluster's nodes: {error}") from None
+            raise
         return [_placement_data(p) for p in placed]
 
     def revert(self, ctx: TaskContext, result: list[Doc]) -> None:
