@@ -1,0 +1,124 @@
+"""A real Spark cluster through the API: 1 master and 2 workers on local nodes, Active with
+both workers alive in the master's own status; scaled to 3 workers, down to 1 with
+decommission; deleted with no process left. On both stores."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.engine import Engine, EngineConfig
+from sahara_es.infra.base import HostInventory
+from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.runtime import build_services
+from sahara_es.plugins.spark import master_status, spark_version, worker_states
+from sahara_es.store import Store
+
+TIMEOUT = 420.0
+
+
+@pytest.fixture
+def cloud(store: Store, tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+    tag = uuid.uuid4().hex[:6]
+    services = build_services(store, root=tmp_path, hosts=[
+        HostInventory(f"s{tag}-{i}", vcpus=8, ram_mb=16384) for i in (1, 2)])
+    engine = Engine(store, EngineConfig(concurrency=8, sweep_interval=0.1),
+                    services=services).start()
+    app = create_app(ApiConfig(auth="noauth"), store=store,
+                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+    try:
+        yield app.test_client(), services
+    finally:
+        stop_app(app)
+        engine.stop(5)
+        for instance in services["provider"].list_instances():
+            services["provider"].delete_instance(instance.name)
+        services["ssh"].close()
+
+
+def wait(client: Any, path: str, headers: dict[str, str], *statuses: str) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        answer = client.get(path, headers=headers)
+        if answer.status_code == 404 and "gone" in statuses:
+            return {}
+        cluster: dict[str, Any] = answer.get_json()["cluster"]
+        if cluster["status"] in statuses:
+            return cluster
+        assert time.monotonic() < deadline, f"still {cluster['status']}"
+        time.sleep(0.5)
+
+
+def alive_workers(cluster: dict[str, Any]) -> set[str]:
+    master = next(i for g in cluster["node_groups"] if "master" in g["node_processes"]
+                  for i in g["instances"])
+    states = worker_states(master_status(master["management_ip"], 8080))
+    return {host for host, state in states.items() if state == "ALIVE"}
+
+
+def addresses(cluster: dict[str, Any], process: str) -> set[str]:
+    return {i["management_ip"] for g in cluster["node_groups"]
+            if process in g["node_processes"] for i in g["instances"]}
+
+
+def spark_processes() -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"org.apache.spark.deploy" in command:
+                found.append(int(pid))
+    return found
+
+
+def test_a_spark_cluster_lives_through_the_api(cloud: Any) -> None:
+    client, services = cloud
+    headers = {"X-Project-Id": f"p{uuid.uuid4().hex[:6]}"}
+    before = set(spark_processes())
+    answer = client.post("/v2/clusters", headers=headers, json={
+        "name": f"spark-{uuid.uuid4().hex[:6]}", "plugin_name": "spark",
+        "plugin_version": spark_version(),
+        "node_groups": [
+            {"name": "master", "flavor_id": "local.medium", "node_processes": ["master"],
+             "count": 1},
+            {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+             "count": 2}]})
+    assert answer.status_code == 202, answer.get_json()
+    path = f"/v2/clusters/{answer.get_json()['cluster']['id']}"
+
+    cluster = wait(client, path, headers, "Active", "Error")
+    assert cluster["status"] == "Active", cluster["status_description"]
+    assert cluster["verification"]["status"] == "GREEN"
+    assert alive_workers(cluster) == addresses(cluster, "worker")
+    assert len(alive_workers(cluster)) == 2
+
+    assert client.put(path, headers=headers, json={
+        "resize_node_groups": [{"name": "workers", "count": 3}]}).status_code == 202
+    cluster = wait(client, path, headers, "Active", "Error")
+    assert len(addresses(cluster, "worker")) == 3, cluster["status_description"]
+    assert alive_workers(cluster) == addresses(cluster, "worker")
+
+    assert client.put(path, headers=headers, json={
+        "resize_node_groups": [{"name": "workers", "count": 1}]}).status_code == 202
+    cluster = wait(client, path, headers, "Active", "Error")
+    assert len(addresses(cluster, "worker")) == 1, cluster["status_description"]
+    assert alive_workers(cluster) == addresses(cluster, "worker")
+    progress = client.get(f"{path}?show_progress=true", headers=headers).get_json()
+    drained = next(s for s in progress["cluster"]["provision_progress"]
+                   if s["step_name"] == "Decommissioning nodes")
+    assert drained["successful"] and len(drained["events"]) == 2
+
+    assert client.delete(path, headers=headers).status_code == 204
+    wait(client, path, headers, "gone")
+    assert set(spark_processes()) - before == set()
+    assert services["provider"].list_instances() == []
