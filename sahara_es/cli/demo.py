@@ -154,26 +154,31 @@ def workflow_demo(store: Store) -> None:
 # -- the API: templates and a cluster through HTTP, as a Sahara client sends them -----------
 
 def api_demo(url: str, token: str) -> None:
-    """Drive the v2 API over HTTP: plugins, templates, a cluster, a refused duplicate, lag."""
+    """Drive the v2 API over HTTP as a Sahara client would: templates, a refused duplicate, a
+    real 3-node Spark cluster provisioned with its steps shown live, the Spark master's own
+    status, then everything deleted."""
     import requests
+    from rich.live import Live
 
     session = requests.Session()
     session.headers["X-Auth-Token"] = token
 
-    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(method: str, path: str, body: dict[str, Any] | None = None,
+             quiet: bool = False) -> Any:
         response = session.request(method, f"{url}{path}", json=body, timeout=30)
-        shown = path if len(path) < 60 else path[:57] + "..."
-        console.print(f"  {method:6} {shown:60} → {response.status_code}", highlight=False)
+        if not quiet:
+            shown = path if len(path) < 60 else path[:57] + "..."
+            console.print(f"  {method:6} {shown:60} → {response.status_code}", highlight=False)
         return response.json() if response.content else None
 
     console.print(f"[bold]The Sahara v2 API at {url}[/bold]")
     version = call("GET", "/plugins/spark")["plugin"]["versions"][0]
     suffix = uuid.uuid4().hex[:6]
     templates = {}
-    for process in ("master", "worker"):
+    for process, flavor in (("master", "local.medium"), ("worker", "local.small")):
         templates[process] = call("POST", "/node-group-templates", {
             "name": f"spark-{process}-{suffix}", "plugin_name": "spark",
-            "plugin_version": version, "flavor_id": "local.small",
+            "plugin_version": version, "flavor_id": flavor,
             "node_processes": [process]})["node_group_template"]["id"]
     template = call("POST", "/cluster-templates", {
         "name": f"spark-{suffix}", "plugin_name": "spark", "plugin_version": version,
@@ -190,18 +195,60 @@ def api_demo(url: str, token: str) -> None:
     console.print(f"  a second cluster of that name: {duplicate['error_message']}",
                   highlight=False)
     in_use = call("DELETE", f"/cluster-templates/{template}")
-    console.print(f"  deleting the template: {in_use['error_message']}", highlight=False)
-    table = Table(title="GET /v2/clusters (from the clusters projection)")
-    for column in ("name", "status", "node groups", "project"):
-        table.add_column(column)
-    for item in call("GET", "/clusters")["clusters"]:
-        groups = ", ".join(f"{g['name']} x{g['count']}" for g in item["node_groups"])
-        table.add_row(item["name"], item["status"], groups, item["project_id"])
-    console.print(table)
-    call("DELETE", f"/clusters/{cluster['id']}")
+    console.print(f"  deleting its template: {in_use['error_message']}", highlight=False)
+
+    path = f"/clusters/{cluster['id']}"
+    with Live(progress_table(cluster), console=console, refresh_per_second=4) as live:
+        while cluster["status"] not in ("Active", "Error"):
+            time.sleep(0.5)
+            cluster = call("GET", f"{path}?show_progress=true", quiet=True)["cluster"]
+            live.update(progress_table(cluster))
+    console.print()
+    if cluster["status"] != "Active":
+        console.print(f"[red]the cluster failed: {cluster['status_description']}[/red]")
+    else:
+        show_spark_master(cluster)
+    call("DELETE", path)
+    with console.status("deleting the cluster: services stopped, nodes deleted"):
+        while session.get(f"{url}{path}", timeout=30).status_code != 404:
+            time.sleep(0.5)
+    console.print("  the cluster is gone: its nodes' sshd and Spark processes stopped")
     call("DELETE", f"/cluster-templates/{template}")
     for template_id in templates.values():
         call("DELETE", f"/node-group-templates/{template_id}")
     health = session.get(url.rsplit("/v2", 1)[0] + "/healthz", timeout=30).json()
     console.print(f"  read models behind the feed by at most {health['max_lag_seconds']} s",
                   highlight=False)
+
+
+def progress_table(cluster: dict[str, Any]) -> Table:
+    """The cluster's provisioning steps and per-node events, as ``show_progress`` gives them."""
+    table = Table(title=f"cluster {cluster['name']}: {cluster['status']}"
+                        f" {cluster.get('status_description') or ''}")
+    for column in ("step", "done", "nodes"):
+        table.add_column(column)
+    for step in cluster.get("provision_progress", []):
+        events = step.get("events", [])
+        ok = sum(1 for e in events if e["successful"])
+        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "…"}[step["successful"]]
+        nodes = ", ".join(e["instance_name"].split("-", 1)[-1] + ("" if e["successful"]
+                                                                  else " ✗")
+                          for e in events)
+        table.add_row(f"{mark} {step['step_name']}", f"{ok}/{step['total']}", nodes)
+    return table
+
+
+def show_spark_master(cluster: dict[str, Any]) -> None:
+    from sahara_es.plugins.spark import master_status
+
+    master = next(i for g in cluster["node_groups"] if "master" in g["node_processes"]
+                  for i in g["instances"])
+    status = master_status(master["management_ip"], 8080)
+    table = Table(title=f"the Spark master's status ({status.get('url')}):"
+                        f" {status.get('status')}")
+    for column in ("worker", "state", "cores", "memory MB"):
+        table.add_column(column)
+    for worker in status.get("workers", []):
+        table.add_row(f"{worker.get('host')}:{worker.get('port')}", worker.get("state"),
+                      str(worker.get("cores")), str(worker.get("memory")))
+    console.print(table)
