@@ -171,6 +171,8 @@ class ClusterUpdate(Strict):
     shares = fields.List(fields.Nested(Share))
     verification = fields.Nested(Verification)
     update_keypair = flag()
+    rebuild_failed_nodes = fields.Boolean(metadata={
+        "description": "sahara-es: replace the failed nodes of a partially active cluster"})
 
 
 class Resize(Strict):

@@ -31,6 +31,8 @@ class Provisioner(Protocol):
 
     def cluster_verification_requested(self, cluster: Doc, caller: Caller) -> None: ...
 
+    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None: ...
+
     def job_created(self, job: Doc, caller: Caller) -> None: ...
 
     def job_cancel_requested(self, job: Doc, caller: Caller) -> None: ...
@@ -55,6 +57,9 @@ class RecordOnly:
             resources.finish_delete(self.store, aggregate, caller)
 
     def cluster_verification_requested(self, cluster: Doc, caller: Caller) -> None:
+        pass
+
+    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None:
         pass
 
     def job_created(self, job: Doc, caller: Caller) -> None:

@@ -131,6 +131,7 @@ def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) 
     """PATCH: name, description, is_public, is_protected, shares; ``verification`` starts a
     health check."""
     verification = changes.pop("verification", None)
+    rebuild = changes.pop("rebuild_failed_nodes", False)
     aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
     doc = aggregate.doc
     assert doc is not None
@@ -149,6 +150,13 @@ def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) 
         _require_status(doc, "Active", "verified")
         doc = resources.append(store, aggregate, [
             ev.ClusterVerificationRequested(str(uuid.uuid4()))], caller)
+    if rebuild:
+        _require_status(doc, "Active", "rebuilt")
+        failed = list(doc.get("failed_nodes") or [])
+        if not failed:
+            raise Conflict(f"cluster {cluster_id} has no failed nodes to rebuild")
+        aggregate = resources.load(store, CLUSTER, cluster_id)
+        doc = resources.append(store, aggregate, [ev.ClusterRebuildRequested(failed)], caller)
     return doc
 
 

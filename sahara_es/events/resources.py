@@ -111,6 +111,14 @@ class ClusterScaleRequested(DomainEvent):
     """Who holds the quota this scale claimed (empty when it claimed none)."""
 
 
+@registry.event("ClusterRebuildRequested")
+@dataclass(frozen=True)
+class ClusterRebuildRequested(DomainEvent):
+    """Replace the failed nodes of a partially active cluster with new ones."""
+
+    nodes: list[str]
+
+
 @registry.event("ClusterDeletionRequested")
 @dataclass(frozen=True)
 class ClusterDeletionRequested(DomainEvent):
@@ -268,6 +276,9 @@ def evolve(doc: Doc | None, event: DomainEvent, *, stream_id: str, occurred_at: 
             if event.quota_holder:
                 new[META] = {**new[META], "quota_holders": [
                     *new[META].get("quota_holders", []), event.quota_holder]}
+        case ClusterRebuildRequested():
+            new.update(status="Scaling",
+                       status_description=f"rebuilding {', '.join(event.nodes)}")
         case ClusterDeletionRequested():
             new.update(status=CLUSTER_FINAL, status_description="")
         case ClusterVerificationRequested():

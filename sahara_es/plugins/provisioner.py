@@ -34,6 +34,13 @@ class WorkflowProvisioner:
                                 {"cluster_id": cluster["id"], "verification_id": verification},
                                 f"verify-{verification}")
 
+    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None:
+        version = cluster[META]["version"]
+        provisioning.start_once(self.store, provisioning.REBUILD,
+                                {"cluster_id": cluster["id"], "version": version,
+                                 "nodes": list(cluster.get("failed_nodes") or [])},
+                                f"rebuild{version}-{cluster['id']}")
+
     def job_created(self, job: Doc, caller: Caller) -> None:
         pass  # the EDP job engines come next
 

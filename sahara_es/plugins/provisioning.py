@@ -51,8 +51,9 @@ from sahara_es.store import ConcurrencyConflict, Store
 
 log = logging.getLogger(__name__)
 
-CREATE, SCALE, DELETE, VERIFY = ("cluster.create", "cluster.scale", "cluster.delete",
-                                 "cluster.verify")
+CREATE, SCALE, REBUILD, DELETE, VERIFY = ("cluster.create", "cluster.scale",
+                                          "cluster.rebuild", "cluster.delete",
+                                          "cluster.verify")
 REACHABLE_TIMEOUT = 60.0
 
 
@@ -602,6 +603,61 @@ def scale_cluster(params: dict[str, Any]) -> Flow:
     return flow
 
 
+# -- rebuild -------------------------------------------------------------------------------
+
+@task_type("cluster.begin-rebuild")
+class BeginRebuild(Task):
+    """The failed nodes to replace, and their replacements; undone last, it leaves the
+    cluster Active (still partially) with the reason."""
+
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Doc:
+        doc = cluster_doc(ctx.service("store"), self.args["cluster_id"])
+        failed = set(self.args["nodes"])
+        removed = [{"name": i["instance_name"], "node_group": group}
+                   for group, i in instances_of(doc) if i["instance_name"] in failed]
+        kept = {**doc, "node_groups": [
+            {**g, "instances": [i for i in g.get("instances", [])
+                                if i["instance_name"] not in failed]}
+            for g in doc["node_groups"]]}
+        return {"removed": removed, "added": [n for n in planned_nodes(kept) if n["new"]]}
+
+    def revert(self, ctx: TaskContext, result: Doc) -> None:
+        failure = load_workflow(ctx.service("store"), ctx.workflow_id).failure
+        set_status(ctx, self.args["cluster_id"], "Active",
+                   f"rebuilding failed nodes failed: {failure.error if failure else ''}"[:2000])
+
+
+@task_type("cluster.spawn-rebuild")
+class SpawnRebuild(Task):
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Spawn:
+        cluster_id = self.args["cluster_id"]
+        plan = ctx.results["begin"]
+        flow = Flow()
+        flow.add("remove", RemoveNodes({"cluster_id": cluster_id, "nodes": plan["removed"]}))
+        args = {"cluster_id": cluster_id, "nodes": plan["added"]}
+        flow.add("place", PlaceNodes(args), requires=["remove"])
+        flow.add("instances", SpawnInstances({**args, "placements_from": "place"}),
+                 requires=["place"])
+        flow.add("grow", PluginPhase({
+            "cluster_id": cluster_id, "phase": "scale", "title": "Rebuilding nodes",
+            "nodes": [n["name"] for n in plan["added"]]}), requires=["instances"])
+        flow.add("activate", Activate({"cluster_id": cluster_id}), requires=["grow"])
+        return Spawn({"rebuilt": len(plan["added"])}, flow)
+
+
+@workflow_type(REBUILD)
+def rebuild_cluster(params: dict[str, Any]) -> Flow:
+    flow = Flow()
+    flow.add("begin", BeginRebuild({"cluster_id": params["cluster_id"],
+                                    "nodes": params.get("nodes") or []}))
+    flow.add("plan", SpawnRebuild({"cluster_id": params["cluster_id"]}), requires=["begin"])
+    return flow
+
+
 # -- delete --------------------------------------------------------------------------------
 
 @task_type("cluster.stop-provisioning")
@@ -629,6 +685,8 @@ def provisioning_workflows(store: Store, cluster_id: str) -> list[str]:
     for event in store.read(Kind.CLUSTER.stream(cluster_id)):
         if event.type == ev.ClusterScaleRequested.event_type:
             ids.append(f"scale{event.version}-{cluster_id}")
+        elif event.type == ev.ClusterRebuildRequested.event_type:
+            ids.append(f"rebuild{event.version}-{cluster_id}")
     return ids
 
 

@@ -192,6 +192,16 @@ def test_a_cluster_runs_partially_when_only_workers_fail(service: Service) -> No
     assert [e["instance_name"] for e in starting["events"] if not e["successful"]] == [
         f"c{cluster_id[:8]}-workers-1"]
 
+    rebuild = service.client.patch(f"/v2/clusters/{cluster_id}", headers=service.headers,
+                                   json={"rebuild_failed_nodes": True})
+    assert rebuild.status_code == 202
+    assert rebuild.get_json()["cluster"]["status"] == "Scaling"
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert cluster["verification"]["status"] == "GREEN", cluster["status_description"]
+    assert cluster["failed_nodes"] == []
+    assert instances(cluster)["workers"] == sorted(
+        [f"c{cluster_id[:8]}-workers-2", f"c{cluster_id[:8]}-workers-3"])
+
 
 def test_verification_reports_a_node_that_went_down(service: Service) -> None:
     cluster_id = create(service, workers=2)

@@ -84,8 +84,13 @@ def update_cluster(cluster_id: str) -> Response:
     fields = body(schemas.ClusterUpdate)
     fields.pop("update_keypair", None)  # keys are the cluster's own; nothing to push
     verifying = "verification" in fields
+    rebuilding = bool(fields.get("rebuild_failed_nodes"))
     doc = clusters.update_cluster(service().store, caller(), cluster_id, fields)
     service().written(doc)
+    if rebuilding:
+        service().provisioner.cluster_rebuild_requested(doc, caller())
+        return answer("cluster", cluster_view(doc), 202,
+                      location=location(f"clusters/{cluster_id}"))
     if verifying:
         service().provisioner.cluster_verification_requested(doc, caller())
         return answer("cluster", cluster_view(doc), 202,
