@@ -11,10 +11,14 @@ from sahara_es.cli.main import main
 
 def test_all_in_one_applies_the_schema_and_runs_the_demo(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    result = CliRunner().invoke(main, ["--store", url, "all-in-one", "--demo"])
+    result = CliRunner().invoke(main, ["--store", url, "all-in-one", "--demo",
+                                       "--data-dir", str(tmp_path)])
 
     assert result.exit_code == 0, result.output
     assert "ClusterCreateRequested" in result.output
+    assert "cluster spark-demo-" in result.output and ": Active" in result.output
+    assert "the Spark master's status" in result.output and "ALIVE" in result.output
+    assert "the cluster is gone" in result.output
     assert "late write was refused" in result.output
     assert "succeeded" in result.output and "TaskRetried" in result.output
     assert "rolled_back" in result.output and "WorkflowRolledBack" in result.output
