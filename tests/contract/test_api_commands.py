@@ -270,3 +270,22 @@ def test_a_rebuild_from_zero_yields_identical_rows(store: Store, app: Flask,
         projection = projection_type()
         update(store, projection)
         assert list(verify(store, projection)) == []
+
+
+def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:
+    headers = project_headers()
+    names = sorted(unique("page") for _ in range(5))
+    for name in names:
+        client.post("/v2/job-binaries", headers=headers, json={"name": name,
+                                                                "url": "swift://c/o.jar"})
+    first = client.get("/v2/job-binaries?limit=2&sort_by=name", headers=headers).get_json()
+    assert [b["name"] for b in first["binaries"]] == names[:2]
+    assert first["markers"]["next"] == first["binaries"][-1]["id"]
+    assert first["links"][0]["rel"] == "next"
+    second = client.get(f"/v2/job-binaries?limit=2&sort_by=name&marker="
+                        f"{first['markers']['next']}", headers=headers).get_json()
+    assert [b["name"] for b in second["binaries"]] == names[2:4]
+    descending = client.get("/v2/job-binaries?sort_by=-name", headers=headers).get_json()
+    assert [b["name"] for b in descending["binaries"]] == names[::-1]
+    assert client.get("/v2/job-binaries?limit=0", headers=headers).status_code == 400
+    assert client.get("/v2/job-binaries?sort_by=color", headers=headers).status_code == 400

@@ -225,3 +225,22 @@ def test_verification_reports_a_node_that_went_down(service: Service) -> None:
         time.sleep(0.2)
     assert verification["status"] == "YELLOW"
     assert shown.get_json()["cluster"]["failed_nodes"] == [victim]
+
+
+def test_a_failed_scale_returns_to_the_previous_size(service: Service) -> None:
+    cluster_id = create(service, workers=2, anti_affinity=["worker"])
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert cluster["status"] == "Active", cluster["status_description"]
+    before = instances(cluster)
+    answer = service.client.put(f"/v2/clusters/{cluster_id}", headers=service.headers, json={
+        "resize_node_groups": [{"name": "workers", "count": 4}]})  # 4 distinct of 3 hosts
+    assert answer.status_code == 202
+    cluster = wait_status(service, cluster_id, "Active", "Error")
+    assert cluster["status"] == "Active"
+    assert "scaling failed and was undone" in cluster["status_description"]
+    assert "distinct hosts" in cluster["status_description"]
+    assert instances(cluster) == before
+    assert {g["name"]: g["count"] for g in cluster["node_groups"]} == {"manager": 1,
+                                                                       "workers": 2}
+    usage = service.services["quotas"].usage(service.project)["instances"]
+    assert usage.used == 3

@@ -48,3 +48,20 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
 
     assert "applied migrations [1, 3]" in first.output
     assert "up to date" in second.output
+
+
+def test_tokens_are_made_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    from sahara_es.commands import tokens
+    from sahara_es.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    made = CliRunner().invoke(main, ["--store", url, "token", "create", "--project", "p1",
+                                     "--role", "admin"])
+    assert made.exit_code == 0, made.output
+    token = made.output.splitlines()[0]
+    store = open_store(url)
+    caller = tokens.authenticate(store, token)
+    assert caller is not None and caller.project_id == "p1" and caller.is_admin
+    revoked = CliRunner().invoke(main, ["--store", url, "token", "revoke", token])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    assert tokens.authenticate(store, token) is None
