@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -74,14 +75,19 @@ load_option = click.option(
               help="Where local instances live (default: beside the embedded store).")
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
+@click.option("--nice", type=int, default=10, show_default=True,
+              help="Scheduling niceness: engines do batch work and yield the CPU to API"
+                   " processes on the same machine (0 to compete equally).")
 @hosts_option
 @load_option
 @click.pass_obj
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
-           data_dir: str | None, provider: str, hosts: list[HostInventory] | None,
+           data_dir: str | None, provider: str, nice: int, hosts: list[HostInventory] | None,
            modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
+    if nice:
+        os.nice(nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load_workflow_types(modules)
     config = EngineConfig(engine_id=engine_id, region=region, concurrency=concurrency,
