@@ -91,12 +91,14 @@ def append(store: Store, aggregate: Resource, events: Sequence[DomainEvent],
     """Append after the version the guards were checked at; fold; the new representation."""
     metadata = caller.metadata()
     records = [registry.new_event(event, metadata) for event in events]
-    _append_records(store, aggregate, records)
+    append_records(store, aggregate, records)
     assert aggregate.doc is not None
     return aggregate.doc
 
 
-def _append_records(store: Store, aggregate: Resource, records: list[NewEvent]) -> None:
+def append_records(store: Store, aggregate: Resource, records: list[NewEvent]) -> None:
+    """Append already-made records after the aggregate's version (``ChangedConcurrently`` if
+    it moved), then fold them; for writers that set their own metadata (engines)."""
     before = aggregate.version
     try:
         store.append(aggregate.stream_id, records, before)

@@ -75,7 +75,7 @@ def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
     for _ in range(20):
         aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
         try:
-            resources._append_records(store, aggregate, [
+            resources.append_records(store, aggregate, [
                 registry.new_event(e, metadata) for e in events])
             assert aggregate.doc is not None
             return aggregate.doc
