@@ -7,9 +7,11 @@ processes. The processes are started detached (their own session, output to
 ``dask/<role>.log``) and are known by their working directory and module, so that starting
 twice finds the running one and stopping finds strays a lost pid file would hide.
 
-The engine side only talks HTTP to the scheduler's dashboard port (``/json/identity.json``
-lists the connected workers): the engine needs no ``distributed`` of its own, and a version
-mismatch between it and the nodes cannot matter. Draining runs ``Client.retire_workers`` on
+The engine side only talks HTTP to the scheduler's dashboard port (``/api/v1/get_workers``
+lists the connected workers by name and address; the scheduler is started with that route
+on, because ``/json/identity.json`` fails with a 500 whenever a worker reports metrics keyed
+by tuples, as during data transfers): the engine needs no ``distributed`` of its own, and a
+version mismatch between it and the nodes cannot matter. Draining runs ``Client.retire_workers`` on
 the scheduler node, through ``ctl.py retire``.
 """
 
@@ -81,8 +83,17 @@ def _settings(cluster: ClusterInfo) -> dict[str, Any]:
     }
 
 
+HTTP_ROUTES = [
+    "distributed.http.scheduler.prometheus", "distributed.http.scheduler.info",
+    "distributed.http.scheduler.json", "distributed.http.health", "distributed.http.proxy",
+    "distributed.http.statics",
+    "distributed.http.scheduler.api",  # not on by default: /api/v1/get_workers
+]
+
+
 def node_config(cluster: ClusterInfo, node: NodeInfo) -> dict[str, Any]:
-    """``dask/config.json`` of ``node``: the interpreter and each of its processes' argv."""
+    """``dask/config.json`` of ``node``: the interpreter, each of its processes' argv and the
+    environment they start with."""
     s = _settings(cluster)
     scheduler = f"tcp://{_hostport(s['scheduler'].address, s['port'])}"
     argv: dict[str, list[str]] = {}
@@ -97,8 +108,10 @@ def node_config(cluster: ClusterInfo, node: NodeInfo) -> dict[str, Any]:
                         "--host", node.address, "--nthreads", str(s["threads"]),
                         "--name", node.name, "--memory-limit", s["memory"], "--no-nanny",
                         "--no-dashboard", "--local-directory", "space"]
+    # Dask reads its configuration from DASK_* variables (values as Python literals).
+    env = {"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": repr(HTTP_ROUTES)}
     return {"cluster": cluster.name, "node": node.name, "python": s["python"],
-            "scheduler_address": scheduler, "argv": argv}
+            "scheduler_address": scheduler, "argv": argv, "env": env}
 
 
 CTL = r'''"""This node's Dask processes (written by sahara-es): start, stop, status, retire."""
@@ -140,13 +153,15 @@ def start(role):
     pids = running(role)
     if pids:
         return {"role": role, "pid": pids[0], "started": False}
-    argv = config()["argv"][role]
+    settings = config()
+    argv = settings["argv"][role]
+    env = dict(os.environ, **settings.get("env", {}))
     log = os.path.join(HERE, role + ".log")
     if os.path.exists(log):
         os.replace(log, log + ".1")
     with open(log, "ab") as out:
         child = subprocess.Popen(argv, cwd=HERE, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+                                 stderr=subprocess.STDOUT, start_new_session=True, env=env)
     with open(os.path.join(HERE, role + ".pid"), "w") as f:
         f.write("%d\n" % child.pid)
     return {"role": role, "pid": child.pid, "started": True}
@@ -241,29 +256,28 @@ def dashboard_url(cluster: ClusterInfo) -> str:
     return f"http://{_hostport(s['scheduler'].address, s['dashboard'])}"
 
 
-def scheduler_identity(cluster: ClusterInfo, timeout: float = 3.0) -> dict[str, Any] | None:
-    """What the scheduler says of itself and its workers, or None if it does not answer."""
+def scheduler_workers(cluster: ClusterInfo, timeout: float = 3.0
+                      ) -> dict[str, str] | None:
+    """The workers the scheduler lists, address by name; None if it does not answer."""
     try:
-        with _HTTP.open(f"{dashboard_url(cluster)}/json/identity.json",
+        with _HTTP.open(f"{dashboard_url(cluster)}/api/v1/get_workers",
                         timeout=timeout) as response:
-            identity: dict[str, Any] = json.load(response)
-    except (OSError, ValueError):
+            listed = json.load(response)
+        return {str(w["name"]): str(w["address"]) for w in listed["workers"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        LOG.debug("Dask scheduler of %s: %r", cluster.name, error)
         return None
-    return identity
 
 
-def connected_workers(identity: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The workers the scheduler lists and has not begun to close, by name."""
-    return {str(w.get("name")): {**w, "address": address}
-            for address, w in identity.get("workers", {}).items()
-            if w.get("status") not in ("closing", "closing_gracefully", "closed", "failed")}
+def _host(address: str) -> str:
+    """``tcp://10.0.0.5:4242`` → ``10.0.0.5`` (``tcp://[::1]:4242`` → ``::1``)."""
+    return address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
 
 
-def _worker_of(identity: dict[str, Any] | None, node: NodeInfo) -> dict[str, Any] | None:
-    if identity is None:
-        return None
-    worker = connected_workers(identity).get(node.name)
-    return worker if worker is not None and worker.get("host") == node.address else None
+def _worker_of(workers: dict[str, str] | None, node: NodeInfo) -> str | None:
+    """The address of ``node``'s worker if the scheduler lists it (by name, on its host)."""
+    address = (workers or {}).get(node.name)
+    return address if address is not None and _host(address) == node.address else None
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -336,14 +350,15 @@ class StartScheduler(_NodeTask):
         pool = _pool(ctx, self.cluster)
         ctx.check_lease()
         started = _ctl(pool, self.node, self.python, "start", SCHEDULER)
-        identity = self._wait(ctx, SCHEDULER, self._ready, "the Dask scheduler")
-        return {**identity, "pid": started["pid"], "started": started["started"]}
+        ready = self._wait(ctx, SCHEDULER, self._ready, "the Dask scheduler")
+        return {**ready, "pid": started["pid"], "started": started["started"]}
 
     def _ready(self) -> dict[str, Any] | None:
-        identity = scheduler_identity(self.cluster, timeout=1.0)
-        if identity is None:
+        if scheduler_workers(self.cluster, timeout=1.0) is None:
             return None
-        return {"node": self.node.name, "address": identity.get("address"),
+        port = _settings(self.cluster)["port"]
+        return {"node": self.node.name,
+                "address": f"tcp://{_hostport(self.node.address, port)}",
                 "dashboard": dashboard_url(self.cluster)}
 
     def reconcile(self, ctx: TaskContext, intent: dict[str, Any]) -> Any:
@@ -370,9 +385,8 @@ class StartWorker(_NodeTask):
         return {**worker, "pid": started["pid"], "started": started["started"]}
 
     def _ready(self) -> dict[str, Any] | None:
-        worker = _worker_of(scheduler_identity(self.cluster, timeout=1.0), self.node)
-        return None if worker is None else {"node": self.node.name,
-                                            "address": worker["address"]}
+        address = _worker_of(scheduler_workers(self.cluster, timeout=1.0), self.node)
+        return None if address is None else {"node": self.node.name, "address": address}
 
     def reconcile(self, ctx: TaskContext, intent: dict[str, Any]) -> Any:
         ready = self._ready()
@@ -397,13 +411,13 @@ class RetireWorkers(Task):
         nodes = [NodeInfo.from_dict(n) for n in self.args["nodes"]]
         settings = _settings(cluster)
         timeout = float(self.args.get("timeout", RETIRE_TIMEOUT))
-        identity = scheduler_identity(cluster)
-        if identity is None:
+        listed = scheduler_workers(cluster)
+        if listed is None:
             # Nothing to drain to: the data is lost with the scheduler anyway.
             LOG.warning("Dask scheduler of %s does not answer; stopping %s without draining",
                         cluster.name, [n.name for n in nodes])
             return {"retired": [], "drained": False}
-        names = [n.name for n in nodes if _worker_of(identity, n) is not None]
+        names = [n.name for n in nodes if _worker_of(listed, n) is not None]
         retired: list[str] = []
         if names:
             pool = _pool(ctx, cluster)
@@ -412,9 +426,9 @@ class RetireWorkers(Task):
                            str(timeout), *names, timeout=timeout + 30)["retired"]
         deadline = time.monotonic() + timeout
         while True:
-            identity = scheduler_identity(cluster)
-            left = [n.name for n in nodes if _worker_of(identity, n) is not None]
-            if identity is not None and not left:
+            listed = scheduler_workers(cluster)
+            left = [n.name for n in nodes if _worker_of(listed, n) is not None]
+            if listed is not None and not left:
                 return {"retired": retired, "drained": True}
             if time.monotonic() >= deadline:
                 raise DaskFailed(f"workers {left} of {cluster.name} are still connected"
@@ -538,21 +552,24 @@ class DaskPlugin(Plugin):
     def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:
         scheduler = _settings(cluster)["scheduler"]
         workers = cluster.with_process(WORKER)
-        identity = scheduler_identity(cluster)
-        if identity is None:
+        listed = scheduler_workers(cluster)
+        if listed is None:  # once more: one slow answer does not make a cluster RED
+            time.sleep(0.5)
+            listed = scheduler_workers(cluster)
+        if listed is None:
             tail = _log_tail(ssh, scheduler, SCHEDULER, lines=3)
             return Health("RED", [HealthCheck(
                 "Dask scheduler", "RED",
                 f"{scheduler.name} does not answer at {dashboard_url(cluster)}; log: {tail}")],
                 [scheduler.name])
-        missing = [n.name for n in workers if _worker_of(identity, n) is None]
+        missing = [n.name for n in workers if _worker_of(listed, n) is None]
         connected = len(workers) - len(missing)
         status = "GREEN" if not missing else "YELLOW" if connected else "RED"
         described = f"{connected} of {len(workers)} workers connected"
         if missing:
             described += f"; missing: {', '.join(missing)}"
         checks = [HealthCheck("Dask scheduler", "GREEN",
-                              f"{scheduler.name} answers at {identity.get('address')}"),
+                              f"{scheduler.name} answers at {dashboard_url(cluster)}"),
                   HealthCheck("Dask workers", status, described)]
         return Health(status, checks, missing)
 
