@@ -239,12 +239,19 @@ def _ctl(pool: SSHPool, node: NodeInfo, python: str, *words: str,
     return result
 
 
-def _log_tail(pool: SSHPool, node: NodeInfo, role: str, lines: int = 20) -> str:
+def _log_tail(pool: SSHPool, node: NodeInfo, role: str, lines: int = 8) -> str:
+    """The end of a process's log, after the error lines above it: a traceback's last lines
+    say only that it failed, its cause (``OSError: address in use``) comes earlier."""
     try:
-        return pool.run(node.ssh_node(), f"tail -n {lines} {FOLDER}/{role}.log",
-                        timeout=10, check=False).stdout.strip()
+        text = pool.run(node.ssh_node(), f"tail -n 200 {FOLDER}/{role}.log", timeout=10,
+                        check=False).stdout
     except SSHError as error:
         return f"(no log: {error})"
+    all_lines = text.rstrip().splitlines()
+    last = all_lines[-lines:]
+    errors = [line for line in all_lines[:-lines] if "Error" in line or "Exception" in line]
+    picked = [*errors[-5:], *(["..."] if errors else []), *last]
+    return "\n".join(line[:300] for line in picked)
 
 
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -539,7 +546,7 @@ class DaskPlugin(Plugin):
         drained = flow.add("retire-workers", RetireWorkers(
             {"cluster": cluster.to_dict(), "nodes": [n.to_dict() for n in removed]}))
         for node in removed:
-            flow.add(_task_id("stop", node), StopNode(_args(cluster, node)),
+            flow.add(_task_id("stop", node), StopNode(_args(cluster, node, roles=[WORKER])),
                      requires=[drained])
         return flow
 

@@ -3,6 +3,7 @@ real workers, driven through the plugin's tasks as provisioning would run them."
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from distributed import Client, get_worker
 from sahara_es.infra import Instance, InstanceSpec, LocalProvider, SSHPool, generate_keypair
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, Health, NodeInfo
-from sahara_es.plugins.dask import DaskPlugin, scheduler_workers
+from sahara_es.plugins.dask import DaskFailed, DaskPlugin, scheduler_workers
 from sahara_es.store import Store, open_store
 from tests.flows import FixedAccess, run_flow
 
@@ -171,3 +172,25 @@ def test_a_dask_cluster_starts_computes_scales_drains_and_terminates(
     assert all(instance_processes(n.name, provider.folder(n.name) / "sshd_config") == []
                for n in everyone)
     assert time.monotonic() - started < 90
+
+
+def test_a_scheduler_that_cannot_start_fails_its_task_with_its_log(
+    provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str]
+) -> None:
+    instance = provider.create_instance(InstanceSpec(
+        name=f"dask-{uuid.uuid4().hex[:6]}-solo", flavor="local.small", public_key=keypair[1],
+        host="local-host-1"))
+    provider.wait_reachable(instance, timeout=10)
+    solo = node_of(instance, ["scheduler", "worker"])  # one node may run both
+    cluster = cluster_of([solo])
+    plugin = DaskPlugin()
+    services = {"ssh": FixedAccess(pool)}
+    run_flow(plugin.configure(cluster), services)
+
+    with (socket.create_server((solo.address, 8786)),  # someone else has the port
+          pytest.raises(DaskFailed, match="the process exited") as raised):
+        run_flow(plugin.start(cluster), services)
+    assert "scheduler.log ends:" in str(raised.value)
+    assert "Address already in use" in str(raised.value)  # the cause, not just the end
+    assert dask_processes(provider, solo.name) == []
+    assert plugin.health(cluster, pool).status == "RED"
