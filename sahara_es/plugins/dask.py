@@ -23,6 +23,7 @@ import shlex
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -306,7 +307,8 @@ class _NodeTask(Task):
     def python(self) -> str:
         return str(_settings(self.cluster)["python"])
 
-    def _wait(self, ctx: TaskContext, role: str, ready: Any, what: str) -> dict[str, Any]:
+    def _wait(self, ctx: TaskContext, role: str,
+              ready: Callable[[], dict[str, Any] | None], what: str) -> dict[str, Any]:
         """Poll ``ready()`` until it answers; fail early, with the log, if the process died."""
         pool = _pool(ctx, self.cluster)
         timeout = float(self.args.get("timeout", START_TIMEOUT))
