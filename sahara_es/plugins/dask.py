@@ -277,6 +277,23 @@ def scheduler_workers(cluster: ClusterInfo, timeout: float = 3.0
         return None
 
 
+def scheduler_listening(cluster: ClusterInfo, timeout: float = 3.0) -> bool:
+    """Whether the scheduler listens on its port, not just on its dashboard's: the dashboard
+    answers first, and a scheduler that then fails to bind its port exits. Its identity
+    names its address once it listens (an error before); connected workers prove it too,
+    when a transfer's metrics break the identity document."""
+    settings = _settings(cluster)
+    expected = f"tcp://{_hostport(settings['scheduler'].address, settings['port'])}"
+    try:
+        with _HTTP.open(f"{dashboard_url(cluster)}/json/identity.json",
+                        timeout=timeout) as response:
+            if json.load(response).get("address") == expected:
+                return True
+    except (OSError, ValueError, AttributeError) as error:
+        LOG.debug("Dask scheduler of %s: %r", cluster.name, error)
+    return bool(scheduler_workers(cluster, timeout))
+
+
 def _host(address: str) -> str:
     """``tcp://10.0.0.5:4242`` → ``10.0.0.5`` (``tcp://[::1]:4242`` → ``::1``)."""
     return address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
@@ -363,7 +380,7 @@ class StartScheduler(_NodeTask):
         return {**ready, "pid": started["pid"], "started": started["started"]}
 
     def _ready(self) -> dict[str, Any] | None:
-        if scheduler_workers(self.cluster, timeout=1.0) is None:
+        if not scheduler_listening(self.cluster, timeout=1.0):
             return None
         port = _settings(self.cluster)["port"]
         return {"node": self.node.name,
