@@ -1,11 +1,13 @@
-"""A real Spark cluster through the API: 1 master and 2 workers on local nodes, Active with
-both workers alive in the master's own status; scaled to 3 workers, down to 1 with
-decommission; deleted with no process left. On both stores."""
+"""Real Spark and Dask clusters through the API: 1 master (scheduler) and 2 workers on local
+nodes, Active with both workers alive in the master's (scheduler's) own status; scaled to 3
+workers, down to 1 with decommission; deleted with no process left. On both stores."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import HostInventory
+from sahara_es.plugins.dask import dask_version
 from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import build_services
 from sahara_es.plugins.spark import master_status, spark_version, worker_states
@@ -56,11 +59,22 @@ def wait(client: Any, path: str, headers: dict[str, str], *statuses: str) -> dic
         time.sleep(0.5)
 
 
-def alive_workers(cluster: dict[str, Any]) -> set[str]:
-    master = next(i for g in cluster["node_groups"] if "master" in g["node_processes"]
-                  for i in g["instances"])
-    states = worker_states(master_status(master["management_ip"], 8080))
-    return {host for host, state in states.items() if state == "ALIVE"}
+def alive_workers(cluster: dict[str, Any], master: str) -> set[str]:
+    """The workers' addresses the cluster's own master (scheduler) reports alive."""
+    node = next(i for g in cluster["node_groups"] if master in g["node_processes"]
+                for i in g["instances"])
+    if master == "master":
+        states = worker_states(master_status(node["management_ip"], 8080))
+        return {host for host, state in states.items() if state == "ALIVE"}
+    url = f"http://{node['management_ip']}:8787/api/v1/get_workers"
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            url, timeout=10) as answer:
+        workers = json.load(answer)["workers"]
+    return {w["address"].split("://", 1)[-1].rsplit(":", 1)[0] for w in workers}
+
+
+PLUGINS = {"spark": ("master", spark_version, "org.apache.spark.deploy"),
+           "dask": ("scheduler", dask_version, "distributed.cli")}
 
 
 def addresses(cluster: dict[str, Any], process: str) -> set[str]:
@@ -68,28 +82,30 @@ def addresses(cluster: dict[str, Any], process: str) -> set[str]:
             if process in g["node_processes"] for i in g["instances"]}
 
 
-def spark_processes() -> list[int]:
-    found = []
+def processes(marker: bytes) -> set[int]:
+    found = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if b"org.apache.spark.deploy" in command:
-                found.append(int(pid))
+            if marker in command:
+                found.add(int(pid))
     return found
 
 
-def test_a_spark_cluster_lives_through_the_api(cloud: Any) -> None:
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
+def test_a_real_cluster_lives_through_the_api(cloud: Any, plugin: str) -> None:
     client, services = cloud
+    master, version, marker = PLUGINS[plugin]
     headers = {"X-Project-Id": f"p{uuid.uuid4().hex[:6]}"}
-    before = set(spark_processes())
+    before = processes(marker.encode())
     answer = client.post("/v2/clusters", headers=headers, json={
-        "name": f"spark-{uuid.uuid4().hex[:6]}", "plugin_name": "spark",
-        "plugin_version": spark_version(),
+        "name": f"{plugin}-{uuid.uuid4().hex[:6]}", "plugin_name": plugin,
+        "plugin_version": version(),
         "node_groups": [
-            {"name": "master", "flavor_id": "local.medium", "node_processes": ["master"],
+            {"name": "master", "flavor_id": "local.medium", "node_processes": [master],
              "count": 1},
             {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
              "count": 2}]})
@@ -99,20 +115,20 @@ def test_a_spark_cluster_lives_through_the_api(cloud: Any) -> None:
     cluster = wait(client, path, headers, "Active", "Error")
     assert cluster["status"] == "Active", cluster["status_description"]
     assert cluster["verification"]["status"] == "GREEN"
-    assert alive_workers(cluster) == addresses(cluster, "worker")
-    assert len(alive_workers(cluster)) == 2
+    assert alive_workers(cluster, master) == addresses(cluster, "worker")
+    assert len(alive_workers(cluster, master)) == 2
 
     assert client.put(path, headers=headers, json={
         "resize_node_groups": [{"name": "workers", "count": 3}]}).status_code == 202
     cluster = wait(client, path, headers, "Active", "Error")
     assert len(addresses(cluster, "worker")) == 3, cluster["status_description"]
-    assert alive_workers(cluster) == addresses(cluster, "worker")
+    assert alive_workers(cluster, master) == addresses(cluster, "worker")
 
     assert client.put(path, headers=headers, json={
         "resize_node_groups": [{"name": "workers", "count": 1}]}).status_code == 202
     cluster = wait(client, path, headers, "Active", "Error")
     assert len(addresses(cluster, "worker")) == 1, cluster["status_description"]
-    assert alive_workers(cluster) == addresses(cluster, "worker")
+    assert alive_workers(cluster, master) == addresses(cluster, "worker")
     progress = client.get(f"{path}?show_progress=true", headers=headers).get_json()
     drained = next(s for s in progress["cluster"]["provision_progress"]
                    if s["step_name"] == "Decommissioning nodes")
@@ -120,5 +136,5 @@ def test_a_spark_cluster_lives_through_the_api(cloud: Any) -> None:
 
     assert client.delete(path, headers=headers).status_code == 204
     wait(client, path, headers, "gone")
-    assert set(spark_processes()) - before == set()
+    assert processes(marker.encode()) - before == set()
     assert services["provider"].list_instances() == []
