@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from flask.testing import FlaskClient
 
 from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.engine import Engine, EngineConfig
-from sahara_es.infra.base import HostInventory
+from sahara_es.infra.base import HostInventory, InfraError, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
@@ -42,25 +43,37 @@ class Service:
         return {"X-Project-Id": self.project}
 
 
-@pytest.fixture
-def service(store: Store, tmp_path: Path) -> Iterator[Service]:
+@contextmanager
+def running_service(store: Store, root: Path,
+                    wrap: Callable[[InfraProvider], InfraProvider] | None = None
+                    ) -> Iterator[Service]:
+    """The API and an engine on ``store``, with real local nodes under ``root``."""
     tag = uuid.uuid4().hex[:6]
     hosts = [HostInventory(f"h{tag}-{i}", vcpus=8, ram_mb=16384) for i in (1, 2, 3)]
-    services = build_services(store, root=tmp_path, hosts=hosts,
+    services = build_services(store, root=root, hosts=hosts,
                               quota_defaults=QuotaLimits(instances=8, cores=16, ram_mb=32768))
+    real = services["provider"]
+    if wrap is not None:
+        services["provider"] = wrap(real)
     engine = Engine(store, EngineConfig(lease_ttl=10.0, sweep_interval=0.1),
                     services=services).start()
     app = create_app(ApiConfig(auth="noauth"), store=store,
                      provisioner=WorkflowProvisioner(store), quota=services["quota"])
     try:
-        yield Service(app, app.test_client(), services, hosts, f"p{tag}")
+        yield Service(app, app.test_client(), {**services, "provider": real}, hosts,
+                      f"p{tag}")
     finally:
         stop_app(app)
         engine.stop(5)
-        provider = services["provider"]
-        for instance in provider.list_instances():
-            provider.delete_instance(instance.name)
+        for instance in real.list_instances():
+            real.delete_instance(instance.name)
         services["ssh"].close()
+
+
+@pytest.fixture
+def service(store: Store, tmp_path: Path) -> Iterator[Service]:
+    with running_service(store, tmp_path) as running:
+        yield running
 
 
 def create(service: Service, workers: int, **extra: Any) -> str:
@@ -244,3 +257,48 @@ def test_a_failed_scale_returns_to_the_previous_size(service: Service) -> None:
                                                                        "workers": 2}
     usage = service.services["quotas"].usage(service.project)["instances"]
     assert usage.used == 3
+
+
+class BrokenHost(InfraProvider):
+    """The local provider, except that one host fails every instance built on it."""
+
+    name = "broken-host"
+
+    def __init__(self, real: InfraProvider, broken: str) -> None:
+        self.real, self.broken = real, broken
+
+    def flavors(self) -> Any:
+        return self.real.flavors()
+
+    def hosts(self) -> Any:
+        return self.real.hosts()
+
+    def create_instance(self, spec: InstanceSpec) -> Instance:
+        if spec.host == self.broken:
+            raise InfraError(f"hypervisor {self.broken} is out of order")
+        return self.real.create_instance(spec)
+
+    def wait_reachable(self, instance: Instance, timeout: float) -> None:
+        self.real.wait_reachable(instance, timeout)
+
+    def get_instance(self, name: str) -> Instance | None:
+        return self.real.get_instance(name)
+
+    def delete_instance(self, name: str) -> None:
+        self.real.delete_instance(name)
+
+
+def test_a_node_whose_host_fails_is_built_on_an_alternate(store: Store,
+                                                          tmp_path: Path) -> None:
+    def break_first_host(real: InfraProvider) -> InfraProvider:
+        return BrokenHost(real, real.hosts()[0].name)
+
+    with running_service(store, tmp_path, wrap=break_first_host) as service:
+        broken = service.hosts[0].name
+        cluster_id = create(service, workers=3)
+        cluster = wait_status(service, cluster_id, "Active", "Error")
+        assert cluster["status"] == "Active", cluster["status_description"]
+        hosts = [i["host"] for g in cluster["node_groups"] for i in g["instances"]]
+        assert len(hosts) == 4 and broken not in hosts
+        store_claims = service.services["quotas"].store
+        assert store_claims.get_claim(host_claim_key(broken, "vcpus")).used == 0
