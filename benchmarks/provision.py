@@ -76,16 +76,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PROVISION_KEYSPACE = "sahara_es_bench_provision"  # dropped before each scenario
 PROVISION_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{PROVISION_KEYSPACE}"
 HOSTS = 8  # of 8 vCPUs and 16 GB each: room for 64 local.small nodes
-ENGINE_COUNTS = (1, 2, 4)
 SIMULTANEOUS_ENGINES = 2
 QUOTA = QuotaLimits(instances=500, cores=1000, ram_mb=1024 * 1024)
-TIMEOUT = 900.0
+TIMEOUT = float(os.environ.get("SAHARA_ES_BENCH_TIMEOUT", "600"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     nodes: int
     """Nodes of the big cluster, the manager included."""
+    engine_counts: tuple[int, ...]
     clusters: int
     cluster_nodes: int
     configure_seconds: float
@@ -96,10 +96,11 @@ class Settings:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(nodes=args.nodes or (12 if args.quick else 50),
+                    engine_counts=tuple(int(n) for n in args.engines.split(",")),
                     clusters=args.clusters or (3 if args.quick else 10),
                     cluster_nodes=3 if args.quick else 5,
                     configure_seconds=args.configure_seconds, concurrency=args.concurrency,
-                    lease_ttl=5.0, sweep_interval=0.1)
+                    lease_ttl=10.0, sweep_interval=0.1)
 
 
 # -- the processes ----------------------------------------------------------------------------
@@ -182,6 +183,15 @@ def service(backend: str, folder: Path, tag: str, engines: int,
                        poll=0.1)
             yield Service(store, app.test_client(), provider, running,
                           f"bench-{uuid.uuid4().hex[:6]}")
+        except BaseException:
+            for engine in running:  # the engines' own account, before the folder goes
+                lines = engine.log.read_text(errors="replace").splitlines()
+                tail = [line for line in lines  # paramiko's connection chatter left out
+                        if "Authentication (publickey)" not in line
+                        and "Connected (version" not in line][-40:]
+                print(f"--- {engine.engine_id} (exit {engine.process.poll()}):",
+                      *tail, sep="\n", file=sys.stderr)
+            raise
         finally:
             for engine in running:
                 engine.stop()
@@ -227,8 +237,21 @@ def wait_all(svc: Service, cluster_ids: list[str], wanted: str) -> None:
         if not waiting:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"not {wanted} after {TIMEOUT:g} s: {sorted(waiting)}")
+            stuck = {c: stuck_tasks(svc.store, c) for c in sorted(waiting)}
+            raise AssertionError(f"not {wanted} after {TIMEOUT:g} s: {stuck}")
         time.sleep(0.1)
+
+
+def stuck_tasks(store: Store, cluster_id: str) -> dict[str, Any]:
+    """What a cluster that does not finish waits for: its workflows' unfinished tasks."""
+    found: dict[str, Any] = {}
+    for kind in ("create", "delete"):
+        state = load_workflow(store, f"{kind}-{cluster_id}")
+        if state.version:
+            found[kind] = {**state.summary(), "unfinished": {
+                t.spec.id: f"{t.status} on {t.engine} (attempt {t.attempt})"
+                for t in state.tasks.values() if t.status in ("offered", "running")}}
+    return found
 
 
 def delete_all(svc: Service, cluster_ids: list[str]) -> float:
@@ -279,10 +302,10 @@ def phases(store: Store, cluster_id: str) -> dict[str, float]:
 
 def big_cluster(backend: str, folder: Path, settings: Settings) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    for count in ENGINE_COUNTS:
+    for count in settings.engine_counts:
         tag = f"{backend}-big-{count}-{uuid.uuid4().hex[:4]}"
         with service(backend, folder, tag, count, settings) as svc:
-            if count == ENGINE_COUNTS[0]:
+            if count == settings.engine_counts[0]:
                 figures[f"{backend}_store"] = svc.store.describe()
             started = time.perf_counter()
             cluster_id = create(svc, settings.nodes, settings)
@@ -294,10 +317,12 @@ def big_cluster(backend: str, folder: Path, settings: Settings) -> dict[str, Any
             figures[f"{prefix}_wall_s"] = wall
             figures[f"{prefix}_delete_s"] = delete_all(svc, [cluster_id])
     # speed-up over one engine: configure+start (the headline), excluding boot, whole
+    if 1 not in settings.engine_counts:
+        return figures
     one = figures[f"{backend}_engines1_configure_s"]
     one_excl = figures[f"{backend}_engines1_total_excluding_boot_s"]
     one_total = figures[f"{backend}_engines1_total_s"]
-    for count in ENGINE_COUNTS:
+    for count in settings.engine_counts:
         p = f"{backend}_engines{count}"
         figures[f"{p}_speedup"] = one / figures[f"{p}_configure_s"]
         figures[f"{p}_excluding_boot_speedup"] = one_excl / figures[f"{p}_total_excluding_boot_s"]
@@ -346,16 +371,19 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                    "total - boot s", "speed-up", "total s", "wall s", "engines used"):
         big.add_column(column, justify="left" if column == "store" else "right")
     for backend in backends:
-        for count in ENGINE_COUNTS:
+        for count in settings.engine_counts:
             p = f"{backend}_engines{count}"
             big.add_row(backend, str(count), f"{figures[p + '_configure_s']:.2f}",
-                        f"{figures[p + '_speedup']:.2f}x", f"{figures[p + '_boot_s']:.2f}",
+                        f"{figures.get(p + '_speedup', float('nan')):.2f}x",
+                        f"{figures[p + '_boot_s']:.2f}",
                         f"{figures[p + '_total_excluding_boot_s']:.2f}",
-                        f"{figures[p + '_excluding_boot_speedup']:.2f}x",
+                        f"{figures.get(p + '_excluding_boot_speedup', float('nan')):.2f}x",
                         f"{figures[p + '_total_s']:.2f}", f"{figures[p + '_wall_s']:.2f}",
                         f"{figures[p + '_engines_used']:.0f}")
     console.print(big)
     n = settings.clusters
+    if f"{backends[0]}_simultaneous_ratio" not in figures:
+        backends = []
     many = Table(title=f"{n} clusters of {settings.cluster_nodes} nodes on "
                        f"{SIMULTANEOUS_ENGINES} engines (wall time, boot included)")
     for column in ("store", "simultaneous s", "sequential s", "sequential/simultaneous",
@@ -367,7 +395,8 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                      f"{figures[f'{backend}_simultaneous_ratio']:.2f}x",
                      f"{figures[f'{backend}_simultaneous_mean_total_s']:.2f}",
                      f"{figures[f'{backend}_sequential_mean_total_s']:.2f}")
-    console.print(many)
+    if backends:
+        console.print(many)
     for note in notes:
         console.print(note, highlight=False)
 
@@ -381,6 +410,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--cassandra", action="store_true",
                         help="also run on the Cassandra node")
     parser.add_argument("--nodes", type=int, default=0, help="nodes of the big cluster (50)")
+    parser.add_argument("--engines", default="1,2,4",
+                        help="engine process counts for the big cluster (1 first)")
+    parser.add_argument("--skip-many", action="store_true",
+                        help="only the big cluster (for a look at one engine count)")
     parser.add_argument("--clusters", type=int, default=0, help="clusters launched (10)")
     parser.add_argument("--configure-seconds", type=float, default=0.2,
                         help="each node's configuration: ssh sleep this long")
@@ -402,7 +435,8 @@ def main() -> None:
         folder = Path(folder_name)
         for backend in backends:
             figures.update(big_cluster(backend, folder, settings))
-            figures.update(many_clusters(backend, folder, settings))
+            if not args.skip_many:
+                figures.update(many_clusters(backend, folder, settings))
     figures["seconds"] = time.monotonic() - started
     notes = [f"{b}: " + ", ".join(f"{k}={v}" for k, v in figures[f"{b}_store"].items()
                                   if k != "path") for b in backends]
