@@ -8,6 +8,7 @@ from sahara_es.projections.base import (
     diff,
     rebuild,
     update,
+    update_together,
     verify,
 )
 from sahara_es.projections.projector import Lag, Projector, ReadModel, lag
@@ -36,5 +37,6 @@ __all__ = [
     "lag",
     "rebuild",
     "update",
+    "update_together",
     "verify",
 ]

@@ -138,6 +138,34 @@ def update(store: Store, projection: Projection,
         progress=progress)
 
 
+def update_together(store: Store, projections: list[Projection], *,
+                    should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Bring several live projections to the end of the feed, reading each page of the feed
+    once for all those at the same checkpoint (one built from zero is built alone first);
+    the feed events read. Stops between pages when ``should_stop()``."""
+    groups: dict[str | None, list[ProjectionRunner]] = {}
+    for projection in projections:
+        generation = store.live_generation(projection.name)
+        if generation is None:
+            generation, _ = rebuild(store, projection)
+        position = store.checkpoint(projection.name, generation)
+        groups.setdefault(position, []).append(ProjectionRunner(store, projection, generation))
+    read = 0
+    for position, runners in groups.items():
+        while not should_stop():
+            batch = store.read_feed(position, limit=PAGE)
+            for runner in runners:
+                runner._apply_page(batch)
+            if batch:
+                position = batch[-1].position
+                for runner in runners:
+                    store.save_checkpoint(runner.projection.name, runner.generation, position)
+            read += len(batch)
+            if len(batch) < PAGE:
+                break
+    return read
+
+
 @dataclass(frozen=True)
 class Difference:
     key: str

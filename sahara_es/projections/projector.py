@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sahara_es.events.resources import META, Doc
-from sahara_es.projections.base import APPLIED, Projection, update
+from sahara_es.projections.base import APPLIED, Projection, update_together
 from sahara_es.projections.resources import ResourceProjection
 from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
 
@@ -102,12 +102,9 @@ class Projector:
         return True
 
     def run_once(self) -> int:
-        applied = 0
-        for projection in self.projections:
-            if not self.active:
-                break
-            applied += update(self.store, projection)[1]
-        return applied
+        """Apply the feed's new events to every projection: each page read once for all."""
+        return update_together(self.store, self.projections,
+                               should_stop=lambda: self._stop.is_set() or not self.active)
 
     def release(self) -> None:
         lease = self.store.get_lease(PROJECTOR_LEASE)
