@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from sahara_es.commands import resources
@@ -112,15 +111,12 @@ def instances_of(doc: Doc) -> list[tuple[str, Doc]]:
             for instance in group.get("instances", [])]
 
 
-def cluster_info(ctx: TaskContext, doc: Doc, *, include: Sequence[Doc] = ()) -> ClusterInfo:
+def cluster_info(ctx: TaskContext, doc: Doc) -> ClusterInfo:
     """The cluster's nodes as the plugin sees them, from the provider's records."""
     provider: InfraProvider = ctx.service("provider")
     processes = {g["name"]: list(g["node_processes"]) for g in doc.get("node_groups", [])}
     nodes: list[NodeInfo] = []
-    names = [(group, i["instance_name"]) for group, i in instances_of(doc)]
-    names += [(n["node_group"], n["name"]) for n in include
-              if n["name"] not in {name for _, name in names}]
-    for group, name in names:
+    for group, name in [(group, i["instance_name"]) for group, i in instances_of(doc)]:
         instance = provider.get_instance(name)
         if instance is None:
             raise PermanentFailure(f"instance {name} of cluster {doc['id']} is gone")
@@ -386,7 +382,7 @@ class PluginPhase(Task):
         if self.args.get("status"):
             set_status(ctx, cluster_id, self.args["status"])
         plugin = plugin_of(ctx, doc)
-        info = cluster_info(ctx, doc, include=self.args.get("include", []))
+        info = cluster_info(ctx, doc)
         failed = set(failed_nodes(ctx.results))
         if failed:
             info = ClusterInfo(info.cluster_id, info.name, info.plugin_version, info.configs,

@@ -151,10 +151,13 @@ def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Service)
     assert len(instances(cluster)["workers"]) == 1
     assert keep not in instances(cluster)["workers"] or len(instances(cluster)["workers"]) == 1
     names = [n for group in instances(cluster).values() for n in group]
+    addresses = [i["management_ip"] for g in cluster["node_groups"] for i in g["instances"]]
 
     assert service.client.delete(path, headers=service.headers).status_code == 204
     wait_status(service, cluster_id, "gone")
     nothing_left(service, names)
+    store = service.services["quotas"].store
+    assert [store.name_owner("_infra", "loopback", a) for a in addresses] == [None, None]
 
 
 def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Service) -> None:
