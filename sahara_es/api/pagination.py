@@ -7,7 +7,8 @@ A query parameter the list does not know is a 400, not ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,11 +32,13 @@ def check_params(allowed: Iterable[str]) -> None:
 def page(docs: Iterable[dict[str, Any]], *, envelope: str, filters: Iterable[str] = (),
          sort_fields: Iterable[str] = ("id", "name", "created_at", "updated_at"),
          paginated: bool = True, extra_params: Iterable[str] = ()) -> dict[str, Any]:
+    """One page of ``docs``, which come in id order (the read models' key order): a page in
+    that order reads only as far as it needs; another order reads them all to sort."""
     filters = tuple(filters)
     check_params([*filters, *(PAGING if paginated else ()), *extra_params])
-    items = [d for d in docs if _matches(d, filters)]
+    matching = (d for d in docs if _matches(d, filters))
     if not paginated:
-        return {envelope: items}
+        return {envelope: list(matching)}
     sort_by = request.args.get("sort_by", "id")
     descending = sort_by.startswith("-")
     field = sort_by.lstrip("-")
@@ -43,9 +46,49 @@ def page(docs: Iterable[dict[str, Any]], *, envelope: str, filters: Iterable[str
     if field not in sortable:
         raise bad_request(f"sort_by: unknown field {field!r}; sort by"
                           f" {', '.join(sorted(sortable))}")
-    items.sort(key=lambda d: (_sort_key(d.get(field)), d["id"]), reverse=descending)
     limit = _limit()
     marker = request.args.get("marker")
+    if field == "id" and not descending and limit:
+        chosen, prev, nxt = _in_id_order(matching, limit, marker)
+    else:
+        chosen, prev, nxt = _sorted(list(matching), field, descending, limit, marker)
+    body: dict[str, Any] = {envelope: chosen}
+    if marker or nxt or prev:
+        body["markers"] = {"prev": prev, "next": nxt}
+        body["links"] = _links(prev, nxt, bool(marker))
+    return body
+
+
+Page = tuple[list[dict[str, Any]], str | None, str | None]
+"""(the page's items, the previous page's marker, the next page's marker)"""
+
+
+def _in_id_order(docs: Iterator[dict[str, Any]], limit: int, marker: str | None) -> Page:
+    """Read up to the marker (keeping the ``limit`` ids before it) and one past the page."""
+    before: deque[str] = deque(maxlen=limit)
+    found = marker is None
+    chosen: list[dict[str, Any]] = []
+    more = False
+    for doc in docs:
+        if not found:
+            if doc["id"] == marker:
+                found = True
+            else:
+                before.append(doc["id"])
+            continue
+        if len(chosen) == limit:
+            more = True
+            break
+        chosen.append(doc)
+    if not found:
+        raise NotVisible(f"marker {marker} is not in this list")
+    prev = before[0] if marker and len(before) == limit else None
+    return chosen, prev, chosen[-1]["id"] if more and chosen else None
+
+
+def _sorted(items: list[dict[str, Any]], field: str, descending: bool, limit: int | None,
+            marker: str | None) -> Page:
+    items.sort(key=lambda d: (_sort_key(d.get(field)), d["id"]), reverse=descending)
     start = 0
     if marker:
         ids = [d["id"] for d in items]
@@ -58,11 +101,7 @@ def page(docs: Iterable[dict[str, Any]], *, envelope: str, filters: Iterable[str
     if marker:
         back = start - 1 - (limit or len(items))
         prev = items[back]["id"] if back >= 0 else None
-    body: dict[str, Any] = {envelope: chosen}
-    if marker or nxt or prev:
-        body["markers"] = {"prev": prev, "next": nxt}
-        body["links"] = _links(prev, nxt, bool(marker))
-    return body
+    return chosen, prev, nxt
 
 
 def _links(prev: str | None, nxt: str | None, had_marker: bool) -> list[dict[str, str]]:

@@ -40,6 +40,7 @@ class Lag:
 
 
 LAG_COUNT_LIMIT = 10_000
+GENERATION_CACHE_SECONDS = 1.0
 
 
 class Projector:
@@ -133,6 +134,7 @@ class ReadModel:
         self.category = projection.kind.value
         self._recent: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._live: tuple[float, int | None] | None = None
 
     def written(self, stream_id: str, version: int) -> None:
         """This process wrote ``stream_id`` up to ``version``: lists repair that row until
@@ -140,15 +142,28 @@ class ReadModel:
         with self._lock:
             self._recent[stream_id] = max(version, self._recent.get(stream_id, 0))
 
+    def _generation(self, *, fresh: bool = False) -> int | None:
+        """The live generation, remembered for a second: it changes only when the projection
+        is rebuilt, and a read that finds nothing in a remembered one asks again."""
+        now = time.monotonic()
+        if fresh or self._live is None or now - self._live[0] > GENERATION_CACHE_SECONDS:
+            self._live = (now, self.store.live_generation(self.projection.name))
+        return self._live[1]
+
     def get(self, key: str) -> Doc | None:
-        generation = self.store.live_generation(self.projection.name)
-        row = (self.store.get_row(self.projection.name, generation, key)
-               if generation is not None else None)
+        row = None
+        for fresh in (False, True):
+            generation = self._generation(fresh=fresh)
+            if generation is None:
+                continue
+            row = self.store.get_row(self.projection.name, generation, key)
+            if row is not None:
+                break
         return self._visible(self._repair(row, f"{self.category}-{key}"))
 
     def scan(self) -> Iterator[Doc]:
         """Every visible row in key order, with this process's recent writes included."""
-        generation = self.store.live_generation(self.projection.name)
+        generation = self._generation()
         with self._lock:
             recent = dict(self._recent)
         rows: Iterator[tuple[str, Doc]] = iter(())

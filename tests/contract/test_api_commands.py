@@ -289,3 +289,24 @@ def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:
     assert [b["name"] for b in descending["binaries"]] == names[::-1]
     assert client.get("/v2/job-binaries?limit=0", headers=headers).status_code == 400
     assert client.get("/v2/job-binaries?sort_by=color", headers=headers).status_code == 400
+
+
+def test_pages_in_id_order_read_only_as_far_as_they_show(client: FlaskClient) -> None:
+    headers = project_headers()
+    made = [client.post("/v2/data-sources", headers=headers, json={
+        "name": unique("ds"), "type": "swift", "url": "swift://c/o"}).get_json()["data_source"]
+        ["id"] for _ in range(5)]
+    ids = sorted(made)
+
+    def listed(query: str) -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/v2/data-sources?{query}", headers=headers
+                                          ).get_json()
+        return body
+
+    first = listed("limit=2")
+    assert [d["id"] for d in first["data_sources"]] == ids[:2]
+    assert first["markers"] == {"prev": None, "next": ids[1]}
+    third = listed(f"limit=2&marker={ids[3]}")
+    assert [d["id"] for d in third["data_sources"]] == ids[4:]
+    assert third["markers"] == {"prev": ids[1], "next": None}
+    assert listed(f"limit=2&marker={ids[1]}")["markers"] == {"prev": None, "next": ids[3]}
