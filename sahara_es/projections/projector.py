@@ -41,6 +41,7 @@ class Lag:
 
 LAG_COUNT_LIMIT = 10_000
 GENERATION_CACHE_SECONDS = 1.0
+RECENT_SECONDS = 10.0
 
 
 class Projector:
@@ -132,15 +133,17 @@ class ReadModel:
         self.store = store
         self.projection = projection
         self.category = projection.kind.value
-        self._recent: dict[str, int] = {}
+        self._recent: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._live: tuple[float, int | None] | None = None
 
     def written(self, stream_id: str, version: int) -> None:
         """This process wrote ``stream_id`` up to ``version``: lists repair that row until
-        the projection shows it."""
+        the projection shows it (or ``RECENT_SECONDS`` passed: the projector keeps up in far
+        less, and the set stays as small as the writes of the last moments)."""
         with self._lock:
-            self._recent[stream_id] = max(version, self._recent.get(stream_id, 0))
+            known = self._recent.get(stream_id, (0, 0.0))[0]
+            self._recent[stream_id] = (max(version, known), time.monotonic())
 
     def _generation(self, *, fresh: bool = False) -> int | None:
         """The live generation, remembered for a second: it changes only when the projection
@@ -164,8 +167,11 @@ class ReadModel:
     def scan(self) -> Iterator[Doc]:
         """Every visible row in key order, with this process's recent writes included."""
         generation = self._generation()
+        horizon = time.monotonic() - RECENT_SECONDS
         with self._lock:
-            recent = dict(self._recent)
+            for stream in [s for s, (_, at) in self._recent.items() if at < horizon]:
+                del self._recent[stream]
+            recent = {stream: version for stream, (version, _) in self._recent.items()}
         rows: Iterator[tuple[str, Doc]] = iter(())
         if generation is not None:
             rows = self.store.scan_rows(self.projection.name, generation)
@@ -175,7 +181,7 @@ class ReadModel:
             if stream in recent:
                 if (row or {}).get(APPLIED, {}).get(stream, 0) >= recent[stream]:
                     with self._lock:
-                        if self._recent.get(stream) == recent[stream]:
+                        if self._recent.get(stream, (0, 0.0))[0] == recent[stream]:
                             del self._recent[stream]
                 else:
                     row = self._repair(row, stream)
