@@ -247,9 +247,15 @@ class ApiServer:
              "sahara_es.api.wsgi:application"],
             cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "SAHARA_ES_STORE": url,
-                 "SAHARA_ES_AUTH": "noauth"},
+                 "SAHARA_ES_AUTH": "noauth", "SAHARA_ES_PROJECTOR": "0"},
             start_new_session=True,  # its own process group: the workers go with the master
         )
+        # The read models are kept by their own process beside the workers, as the README
+        # recommends for multi-worker deployments.
+        self.projector = subprocess.Popen(
+            [sys.executable, "-m", "sahara_es.cli", "--store", url, "projector"],
+            cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
 
     def wait_healthy(self, timeout: float = 90) -> None:
         connection = Connection(self.port, "bench")
@@ -271,6 +277,12 @@ class ApiServer:
 
     def stop(self) -> None:
         try:
+            if self.projector.poll() is None:
+                self.projector.send_signal(signal.SIGTERM)
+                try:
+                    self.projector.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.projector.kill()
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 try:

@@ -9,7 +9,7 @@ from sahara_es.cli.audit import audit
 from sahara_es.cli.context import Context, console, default_store_url
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
-from sahara_es.cli.projections import projections
+from sahara_es.cli.projections import projections, projector
 from sahara_es.cli.replay import replay
 from sahara_es.cli.store_check import store_group
 
@@ -33,6 +33,7 @@ main.add_command(events)
 main.add_command(replay)
 main.add_command(audit)
 main.add_command(projections)
+main.add_command(projector)
 main.add_command(store_group, "store")
 
 

@@ -114,3 +114,35 @@ def projections_show(obj: Context, name: str, key: str | None) -> None:
         if doc is not None:
             click.echo(json.dumps({"key": row_key, **{k: v for k, v in doc.items()
                                                       if k != APPLIED}}, default=str))
+
+
+@click.command("projector")
+@click.option("--nice", type=int, default=10, show_default=True,
+              help="Scheduling niceness: keeping read models up to date is background work.")
+@click.option("--poll", type=float, default=0.2, show_default=True,
+              help="Seconds between looks at the feed.")
+@click.pass_obj
+def projector(obj: Context, nice: int, poll: float) -> None:
+    """Keep the API's read models up to date, until SIGTERM or SIGINT: the process to run
+    beside API workers started with SAHARA_ES_PROJECTOR=0 (one writes at a time, by lease)."""
+    import os
+    import signal
+    import threading
+    import uuid
+
+    from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
+
+    if nice:
+        os.nice(nice)
+    store = obj.store(upgrade=True)
+    running = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
+                        owner=f"projector-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                        poll=poll).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(f"projector {running.owner} running")
+    while not stop.wait(0.5):
+        pass
+    running.stop()
+    running.release()
