@@ -112,6 +112,11 @@ def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
     return int(bucket), uuid.UUID(entry), int(version)
 
 
+FIRST_ROWS_PAGE = 100
+"""A scan's first page is small: a list page stops reading after the rows it shows."""
+ROWS_PAGE = 1000
+
+
 class CassandraStore(Store):
     def __init__(self, config: CassandraConfig | None = None, **overrides: Any) -> None:
         self.config = config or CassandraConfig(**overrides)
@@ -833,15 +838,16 @@ class CassandraStore(Store):
         return serialization.loads(rows[0]["doc"]) if rows else None
 
     def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        statement = self._prepare(
-            "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-        ).bind((projection, generation))
-        statement.fetch_size = 1000
-        try:
-            for row in self._session.execute(statement):
+        after, size = "", FIRST_ROWS_PAGE
+        while True:
+            rows = self._run(
+                "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
+                " AND key > ? LIMIT ?", (projection, generation, after, size))
+            for row in rows:
                 yield row["key"], serialization.loads(row["doc"])
-        except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
-            raise Unavailable(str(error)) from error
+            if len(rows) < size:
+                return
+            after, size = rows[-1]["key"], ROWS_PAGE
 
     def drop_rows(self, projection: str, generation: int) -> None:
         self._run("DELETE FROM projection_rows WHERE projection = ? AND generation = ?",

@@ -38,6 +38,7 @@ from sahara_es.store.errors import (
     Unavailable,
 )
 
+_FIRST_ROWS_PAGE = 100
 _PAGE = 500
 _EVENT_COLUMNS = (
     "position, stream_id, version, event_id, event_type, schema_version, data, metadata"
@@ -438,18 +439,18 @@ class SQLiteStore(Store):
         return serialization.loads(row["doc"]) if row else None
 
     def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        after = ""
+        after, size = "", _FIRST_ROWS_PAGE  # small first: a list page stops after its rows
         while True:
             rows = self._conn().execute(
                 "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
                 " AND key > ? ORDER BY key LIMIT ?",
-                (projection, generation, after, _PAGE),
+                (projection, generation, after, size),
             ).fetchall()
             for row in rows:
                 yield row["key"], serialization.loads(row["doc"])
-            if len(rows) < _PAGE:
+            if len(rows) < size:
                 return
-            after = rows[-1]["key"]
+            after, size = rows[-1]["key"], _PAGE
 
     @_retry_when_busy
     def drop_rows(self, projection: str, generation: int) -> None:
