@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ class Lag:
 LAG_COUNT_LIMIT = 10_000
 GENERATION_CACHE_SECONDS = 1.0
 RECENT_SECONDS = 10.0
+ROWS_KEPT = 5000
 
 
 class Projector:
@@ -136,6 +138,7 @@ class ReadModel:
         self._recent: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._live: tuple[float, int | None] | None = None
+        self._rows: OrderedDict[tuple[int, str], Doc] = OrderedDict()
 
     def written(self, stream_id: str, version: int) -> None:
         """This process wrote ``stream_id`` up to ``version``: lists repair that row until
@@ -154,15 +157,36 @@ class ReadModel:
         return self._live[1]
 
     def get(self, key: str) -> Doc | None:
-        row = None
+        """The row brought up to its stream. A row read before is kept in memory: the stream
+        read that brings it up to date is made anyway, so what is kept can never be stale."""
+        row, generation = None, None
         for fresh in (False, True):
             generation = self._generation(fresh=fresh)
             if generation is None:
                 continue
-            row = self.store.get_row(self.projection.name, generation, key)
+            row = self._remembered(generation, key)
+            if row is None:
+                row = self.store.get_row(self.projection.name, generation, key)
             if row is not None:
                 break
-        return self._visible(self._repair(row, f"{self.category}-{key}"))
+        row = self._repair(row, f"{self.category}-{key}")
+        if row is not None and generation is not None:
+            self._remember(generation, key, row)
+        return self._visible(row)
+
+    def _remembered(self, generation: int, key: str) -> Doc | None:
+        with self._lock:
+            row = self._rows.get((generation, key))
+            if row is not None:
+                self._rows.move_to_end((generation, key))
+            return row
+
+    def _remember(self, generation: int, key: str, row: Doc) -> None:
+        with self._lock:
+            self._rows[(generation, key)] = row
+            self._rows.move_to_end((generation, key))
+            while len(self._rows) > ROWS_KEPT:
+                self._rows.popitem(last=False)
 
     def scan(self) -> Iterator[Doc]:
         """Every visible row in key order, with this process's recent writes included."""
