@@ -50,7 +50,6 @@ from rich.table import Table
 from benchmarks.common import report
 from sahara_es.engine import start_workflow
 from sahara_es.engine.engine import WORKFLOW_PREFIX
-from sahara_es.projections.projector import RECENT_SECONDS
 from sahara_es.store import Store, open_store
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
@@ -406,9 +405,6 @@ def saturated(port: int, url: str, store: Store, backend: str, ids: list[str], p
     import tests.workflows  # noqa: F401 - registers test.noops for start_workflow's planning
 
     figures: dict[str, Any] = {}
-    # The POSTs before made each API worker remember its recent writes for a few seconds
-    # (read-your-writes); let that pass, so that both phases read the same way.
-    time.sleep(RECENT_SECONDS + 1)
     idle = drive(port, project, get_mixed(ids), settings.duration, settings.clients)
     with contextlib.ExitStack() as stack:
         names = [f"bench-api-{backend}-{i}-{uuid.uuid4().hex[:4]}" for i in range(ENGINES)]

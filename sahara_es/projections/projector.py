@@ -42,7 +42,7 @@ class Lag:
 
 LAG_COUNT_LIMIT = 10_000
 GENERATION_CACHE_SECONDS = 1.0
-RECENT_SECONDS = 10.0
+RECENT_SECONDS = 300.0
 ROWS_KEPT = 5000
 
 
@@ -142,8 +142,8 @@ class ReadModel:
 
     def written(self, stream_id: str, version: int) -> None:
         """This process wrote ``stream_id`` up to ``version``: lists repair that row until
-        the projection shows it (or ``RECENT_SECONDS`` passed: the projector keeps up in far
-        less, and the set stays as small as the writes of the last moments)."""
+        they find the projection showing it (or, as a bound on memory, ``RECENT_SECONDS``
+        passed: a projector that far behind is an outage ``/healthz`` reports)."""
         with self._lock:
             known = self._recent.get(stream_id, (0, 0.0))[0]
             self._recent[stream_id] = (max(version, known), time.monotonic())

@@ -232,7 +232,8 @@ def test_a_client_reads_its_writes_before_the_projector_runs(store: Store) -> No
     made = client.post("/v2/data-sources", headers=headers, json={
         "name": unique("ds"), "type": "swift", "url": "swift://c/o"}).get_json()["data_source"]
     listed = client.get("/v2/data-sources", headers=headers).get_json()["data_sources"]
-    assert [d["id"] for d in listed] == [made["id"]]
+    own = [d["id"] for d in listed if d["project_id"] == headers["X-Project-Id"]]
+    assert own == [made["id"]]  # (other tests' public ones are listed too)
     client.patch(f"/v2/data-sources/{made['id']}", headers=headers, json={"description": "d"})
     shown = client.get(f"/v2/data-sources/{made['id']}", headers=headers).get_json()
     assert shown["data_source"]["description"] == "d"
@@ -274,18 +275,24 @@ def test_a_rebuild_from_zero_yields_identical_rows(store: Store, app: Flask,
 
 def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:
     headers = project_headers()
-    names = sorted(unique("page") for _ in range(5))
+    tag = unique("page")  # public resources of other tests are listed too: filter by name
+    names = sorted(f"{tag}-{i}" for i in range(5))
     for name in names:
         client.post("/v2/job-binaries", headers=headers, json={"name": name,
                                                                 "url": "swift://c/o.jar"})
-    first = client.get("/v2/job-binaries?limit=2&sort_by=name", headers=headers).get_json()
+
+    def listed(query: str) -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/v2/job-binaries?name={tag}&{query}",
+                                          headers=headers).get_json()
+        return body
+
+    first = listed("limit=2&sort_by=name")
     assert [b["name"] for b in first["binaries"]] == names[:2]
     assert first["markers"]["next"] == first["binaries"][-1]["id"]
     assert first["links"][0]["rel"] == "next"
-    second = client.get(f"/v2/job-binaries?limit=2&sort_by=name&marker="
-                        f"{first['markers']['next']}", headers=headers).get_json()
+    second = listed(f"limit=2&sort_by=name&marker={first['markers']['next']}")
     assert [b["name"] for b in second["binaries"]] == names[2:4]
-    descending = client.get("/v2/job-binaries?sort_by=-name", headers=headers).get_json()
+    descending = listed("sort_by=-name")
     assert [b["name"] for b in descending["binaries"]] == names[::-1]
     assert client.get("/v2/job-binaries?limit=0", headers=headers).status_code == 400
     assert client.get("/v2/job-binaries?sort_by=color", headers=headers).status_code == 400
@@ -293,14 +300,15 @@ def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:
 
 def test_pages_in_id_order_read_only_as_far_as_they_show(client: FlaskClient) -> None:
     headers = project_headers()
+    tag = unique("ids")
     made = [client.post("/v2/data-sources", headers=headers, json={
-        "name": unique("ds"), "type": "swift", "url": "swift://c/o"}).get_json()["data_source"]
-        ["id"] for _ in range(5)]
+        "name": f"{tag}-{i}", "type": "swift", "url": "swift://c/o"}).get_json()[
+        "data_source"]["id"] for i in range(5)]
     ids = sorted(made)
 
     def listed(query: str) -> dict[str, Any]:
-        body: dict[str, Any] = client.get(f"/v2/data-sources?{query}", headers=headers
-                                          ).get_json()
+        body: dict[str, Any] = client.get(f"/v2/data-sources?name={tag}&{query}",
+                                          headers=headers).get_json()
         return body
 
     first = listed("limit=2")
