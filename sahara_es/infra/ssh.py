@@ -49,6 +49,9 @@ TAIL_BYTES = 4096
 
 REDACTED = "***"
 
+EOF_GRACE = 2.0
+"""Seconds to wait, after a command's exit status, for the end of its output."""
+
 
 # -- nodes and results ----------------------------------------------------------------------
 
@@ -391,6 +394,7 @@ class SSHPool:
                 channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
+            exited: float | None = None
             while True:
                 drained = False
                 while channel.recv_ready():
@@ -401,7 +405,12 @@ class SSHPool:
                     drained = True
                 if (channel.exit_status_ready() and not channel.recv_ready()
                         and not channel.recv_stderr_ready()):
-                    break
+                    # The exit status may come before the last output: wait for the end of
+                    # the output too, briefly (a process left in the background may hold
+                    # the stream open for ever).
+                    exited = exited or time.monotonic()
+                    if channel.eof_received or time.monotonic() - exited > EOF_GRACE:
+                        break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise _Timeout(bytes(out), bytes(err))
