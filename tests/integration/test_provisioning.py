@@ -9,74 +9,37 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.engine import Engine, EngineConfig
-from sahara_es.infra.base import HostInventory, InfraError, InfraProvider, Instance, InstanceSpec
+from sahara_es.infra.base import InfraError, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
-from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store
+from tests.clouds import Cloud, running_cloud
 
 TIMEOUT = 120.0
-
-
-@dataclass
-class Service:
-    app: Flask
-    client: FlaskClient
-    services: dict[str, Any]
-    hosts: list[HostInventory]
-    project: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-Project-Id": self.project}
 
 
 @contextmanager
 def running_service(store: Store, root: Path,
                     wrap: Callable[[InfraProvider], InfraProvider] | None = None
-                    ) -> Iterator[Service]:
-    """The API and an engine on ``store``, with real local nodes under ``root``."""
-    tag = uuid.uuid4().hex[:6]
-    hosts = [HostInventory(f"h{tag}-{i}", vcpus=8, ram_mb=16384) for i in (1, 2, 3)]
-    services = build_services(store, root=root, hosts=hosts,
-                              quota_defaults=QuotaLimits(instances=8, cores=16, ram_mb=32768))
-    real = services["provider"]
-    if wrap is not None:
-        services["provider"] = wrap(real)
-    engine = Engine(store, EngineConfig(lease_ttl=10.0, sweep_interval=0.1),
-                    services=services).start()
-    app = create_app(ApiConfig(auth="noauth"), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
-    try:
-        yield Service(app, app.test_client(), {**services, "provider": real}, hosts,
-                      f"p{tag}")
-    finally:
-        stop_app(app)
-        engine.stop(5)
-        for instance in real.list_instances():
-            real.delete_instance(instance.name)
-        services["ssh"].close()
+                    ) -> Iterator[Cloud]:
+    with running_cloud(store, root, wrap=wrap,
+                       quota=QuotaLimits(instances=8, cores=16, ram_mb=32768)) as cloud:
+        yield cloud
 
 
 @pytest.fixture
-def service(store: Store, tmp_path: Path) -> Iterator[Service]:
+def service(store: Store, tmp_path: Path) -> Iterator[Cloud]:
     with running_service(store, tmp_path) as running:
         yield running
 
 
-def create(service: Service, workers: int, **extra: Any) -> str:
+def create(service: Cloud, workers: int, **extra: Any) -> str:
     response = service.client.post("/v2/clusters", headers=service.headers, json={
         "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": [
@@ -89,7 +52,7 @@ def create(service: Service, workers: int, **extra: Any) -> str:
     return cluster_id
 
 
-def wait_status(service: Service, cluster_id: str, *statuses: str) -> dict[str, Any]:
+def wait_status(service: Cloud, cluster_id: str, *statuses: str) -> dict[str, Any]:
     deadline = time.monotonic() + TIMEOUT
     while True:
         response = service.client.get(f"/v2/clusters/{cluster_id}?show_progress=true",
@@ -108,7 +71,7 @@ def instances(cluster: dict[str, Any]) -> dict[str, list[str]]:
             for g in cluster["node_groups"]}
 
 
-def nothing_left(service: Service, names: list[str]) -> None:
+def nothing_left(service: Cloud, names: list[str]) -> None:
     provider = service.services["provider"]
     store = service.services["quotas"].store
     for name in names:
@@ -122,7 +85,7 @@ def nothing_left(service: Service, names: list[str]) -> None:
         "instances": 0, "cores": 0, "ram_mb": 0}
 
 
-def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Service) -> None:
+def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Cloud) -> None:
     cluster_id = create(service, workers=2)
     cluster = wait_status(service, cluster_id, "Active", "Error")
     assert cluster["status"] == "Active", cluster["status_description"]
@@ -160,7 +123,7 @@ def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Service)
     assert [store.name_owner("_infra", "loopback", a) for a in addresses] == [None, None]
 
 
-def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Service) -> None:
+def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Cloud) -> None:
     response = service.client.post("/v2/clusters", headers=service.headers, json={
         "name": "toobig", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": [{"name": "manager", "flavor_id": "local.small",
@@ -174,7 +137,7 @@ def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Service)
     assert [c for c in listed["clusters"] if c["project_id"] == service.project] == []
 
 
-def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Service) -> None:
+def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Cloud) -> None:
     cluster_id = create(service, workers=4, anti_affinity=["worker"])
     cluster = wait_status(service, cluster_id, "Error", "Active")
     assert cluster["status"] == "Error"
@@ -183,7 +146,7 @@ def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Se
     nothing_left(service, [])
 
 
-def test_a_failed_create_rolls_back_and_says_why(service: Service) -> None:
+def test_a_failed_create_rolls_back_and_says_why(service: Cloud) -> None:
     cluster_id = create(service, workers=2,
                         cluster_configs={"Fake": {"fail_configure": "manager"}})
     cluster = wait_status(service, cluster_id, "Error", "Active")
@@ -194,7 +157,7 @@ def test_a_failed_create_rolls_back_and_says_why(service: Service) -> None:
     nothing_left(service, [])
 
 
-def test_a_cluster_runs_partially_when_only_workers_fail(service: Service) -> None:
+def test_a_cluster_runs_partially_when_only_workers_fail(service: Cloud) -> None:
     cluster_id = create(service, workers=2,
                         cluster_configs={"Fake": {"fail_start": "workers-1"}})
     cluster = wait_status(service, cluster_id, "Active", "Error")
@@ -219,7 +182,7 @@ def test_a_cluster_runs_partially_when_only_workers_fail(service: Service) -> No
         [f"c{cluster_id[:8]}-workers-2", f"c{cluster_id[:8]}-workers-3"])
 
 
-def test_verification_reports_a_node_that_went_down(service: Service) -> None:
+def test_verification_reports_a_node_that_went_down(service: Cloud) -> None:
     cluster_id = create(service, workers=2)
     cluster = wait_status(service, cluster_id, "Active", "Error")
     victim = instances(cluster)["workers"][1]
@@ -243,7 +206,7 @@ def test_verification_reports_a_node_that_went_down(service: Service) -> None:
     assert shown.get_json()["cluster"]["failed_nodes"] == [victim]
 
 
-def test_a_failed_scale_returns_to_the_previous_size(service: Service) -> None:
+def test_a_failed_scale_returns_to_the_previous_size(service: Cloud) -> None:
     cluster_id = create(service, workers=2, anti_affinity=["worker"])
     cluster = wait_status(service, cluster_id, "Active", "Error")
     assert cluster["status"] == "Active", cluster["status_description"]

@@ -14,14 +14,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import HostInventory
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
-from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store
+from tests.clouds import running_cloud
 
 CLUSTERS = 20
 NODES = 3
@@ -39,22 +36,9 @@ def body(name: str) -> dict[str, Any]:
 @pytest.fixture
 def world(store: Store, tmp_path: Path) -> Iterator[tuple[Flask, dict[str, Any],
                                                          list[HostInventory]]]:
-    tag = uuid.uuid4().hex[:6]
-    hosts = [HostInventory(f"r{tag}-{i}", vcpus=4, ram_mb=8192) for i in (1, 2, 3)]
-    services = build_services(store, root=tmp_path, hosts=hosts,
-                              quota_defaults=QuotaLimits(instances=9, cores=100, ram_mb=10**6))
-    engine = Engine(store, EngineConfig(concurrency=8, sweep_interval=0.1),
-                    services=services).start()
-    app = create_app(ApiConfig(auth="noauth"), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
-    try:
-        yield app, services, hosts
-    finally:
-        stop_app(app)
-        engine.stop(5)
-        for instance in services["provider"].list_instances():
-            services["provider"].delete_instance(instance.name)
-        services["ssh"].close()
+    quota = QuotaLimits(instances=9, cores=100, ram_mb=10**6)
+    with running_cloud(store, tmp_path, vcpus=4, ram_mb=8192, quota=quota) as cloud:
+        yield cloud.app, cloud.services, cloud.hosts
 
 
 def race(app: Flask, project: str) -> list[tuple[int, dict[str, Any]]]:

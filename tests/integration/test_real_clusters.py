@@ -15,35 +15,18 @@ from typing import Any
 
 import pytest
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.engine import Engine, EngineConfig
-from sahara_es.infra.base import HostInventory
 from sahara_es.plugins.dask import dask_version
-from sahara_es.plugins.provisioner import WorkflowProvisioner
-from sahara_es.plugins.runtime import build_services
 from sahara_es.plugins.spark import master_status, spark_version, worker_states
 from sahara_es.store import Store
+from tests.clouds import running_cloud
 
 TIMEOUT = 420.0
 
 
 @pytest.fixture
 def cloud(store: Store, tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
-    tag = uuid.uuid4().hex[:6]
-    services = build_services(store, root=tmp_path, hosts=[
-        HostInventory(f"s{tag}-{i}", vcpus=8, ram_mb=16384) for i in (1, 2)])
-    engine = Engine(store, EngineConfig(concurrency=8, sweep_interval=0.1),
-                    services=services).start()
-    app = create_app(ApiConfig(auth="noauth"), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
-    try:
-        yield app.test_client(), services
-    finally:
-        stop_app(app)
-        engine.stop(5)
-        for instance in services["provider"].list_instances():
-            services["provider"].delete_instance(instance.name)
-        services["ssh"].close()
+    with running_cloud(store, tmp_path, hosts=2) as running:
+        yield running.client, running.services
 
 
 def wait(client: Any, path: str, headers: dict[str, str], *statuses: str) -> dict[str, Any]:

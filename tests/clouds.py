@@ -1,0 +1,66 @@
+"""A whole service for provisioning tests: the API and an in-process engine on one store,
+building clusters on real local nodes (their own sshd on loopback addresses)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.engine import Engine, EngineConfig
+from sahara_es.infra.base import HostInventory, InfraProvider
+from sahara_es.infra.quotas import QuotaLimits
+from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.runtime import build_services
+from sahara_es.store import Store
+
+
+@dataclass
+class Cloud:
+    app: Flask
+    client: FlaskClient
+    services: dict[str, Any]
+    """The engine's services (the real provider, even when the engine's is wrapped)."""
+    hosts: list[HostInventory]
+    project: str
+    """A project of its own, for tests that need one."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Project-Id": self.project}
+
+
+@contextmanager
+def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
+                  ram_mb: int = 16384, quota: QuotaLimits | None = None,
+                  concurrency: int = 8,
+                  wrap: Callable[[InfraProvider], InfraProvider] | None = None
+                  ) -> Iterator[Cloud]:
+    """The API and an engine on ``store``, with local nodes under ``root`` placed on
+    ``hosts`` hosts of their own (unique names: the store outlives the test). ``wrap`` gives
+    the engine another provider around the real one (to break a host, say)."""
+    tag = uuid.uuid4().hex[:6]
+    inventory = [HostInventory(f"h{tag}-{i}", vcpus=vcpus, ram_mb=ram_mb)
+                 for i in range(1, hosts + 1)]
+    services = build_services(store, root=root, hosts=inventory, quota_defaults=quota)
+    real = services["provider"]
+    engine_services = {**services, "provider": wrap(real) if wrap else real}
+    engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
+                                        sweep_interval=0.1), services=engine_services).start()
+    app = create_app(ApiConfig(auth="noauth"), store=store,
+                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+    try:
+        yield Cloud(app, app.test_client(), services, inventory, f"p{tag}")
+    finally:
+        stop_app(app)
+        engine.stop(5)
+        for instance in real.list_instances():
+            real.delete_instance(instance.name)
+        services["ssh"].close()
