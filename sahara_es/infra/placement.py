@@ -354,21 +354,7 @@ class Scheduler:
 
     def _release_key(self, key: str, holder: str) -> None:
         """Give back what ``holder`` holds of ``key``; nothing held (or no such key) is fine."""
-        last: ConcurrencyConflict | None = None
-        for _ in range(self.attempts):
-            try:
-                current = self.store.get_claim(key)
-            except NotFound:
-                return
-            if holder not in current.holders:
-                return
-            try:
-                self.store.release_claim(key, holder, current.generation)
-                return
-            except ConcurrencyConflict as conflict:
-                last = conflict
-        assert last is not None
-        raise last
+        self.store.release_with_retry(key, holder, self.attempts)
 
     def release(self, placement: Placement | str, host: str | None = None) -> None:
         """Give an instance's claims on a host back; releasing twice is a no-op.

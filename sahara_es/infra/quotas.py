@@ -191,19 +191,4 @@ class Quotas:
         raise last or ConcurrencyConflict(f"claiming {key} for {holder} kept racing")
 
     def _release_one(self, project: str, resource: str, holder: str) -> None:
-        key = quota_claim_key(project, resource)
-        last: ConcurrencyConflict | None = None
-        for _ in range(self.attempts):
-            try:
-                current = self.store.get_claim(key)
-            except NotFound:
-                return
-            if holder not in current.holders:
-                return
-            try:
-                self.store.release_claim(key, holder, current.generation)
-                return
-            except ConcurrencyConflict as conflict:
-                last = conflict
-        assert last is not None
-        raise last
+        self.store.release_with_retry(quota_claim_key(project, resource), holder, self.attempts)

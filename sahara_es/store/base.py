@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sahara_es.events import NewEvent, RecordedEvent
-from sahara_es.store.errors import ClaimRejected, ConcurrencyConflict
+from sahara_es.store.errors import ClaimRejected, ConcurrencyConflict, NotFound
 
 
 class LeaseState(enum.StrEnum):
@@ -279,6 +279,25 @@ class Store(abc.ABC):
                 return current
             try:
                 return self.claim(key, holder, amount, current.generation)
+            except ConcurrencyConflict as conflict:
+                last = conflict
+        assert last is not None
+        raise last
+
+    def release_with_retry(self, key: str, holder: str, attempts: int = 50) -> None:
+        """Give back everything ``holder`` holds of ``key``, re-reading the generation after
+        each conflict; nothing held, or no such claim, is fine (idempotent)."""
+        last: ConcurrencyConflict | None = None
+        for _ in range(attempts):
+            try:
+                current = self.get_claim(key)
+            except NotFound:
+                return
+            if holder not in current.holders:
+                return
+            try:
+                self.release_claim(key, holder, current.generation)
+                return
             except ConcurrencyConflict as conflict:
                 last = conflict
         assert last is not None

@@ -6,47 +6,20 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from distributed import Client, get_worker
 
-from sahara_es.infra import Instance, InstanceSpec, LocalProvider, SSHPool, generate_keypair
+from sahara_es.infra import Instance, InstanceSpec, LocalProvider, SSHPool
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, Health, NodeInfo
 from sahara_es.plugins.dask import DaskFailed, DaskPlugin, scheduler_workers
-from sahara_es.store import Store, open_store
 from tests.flows import FixedAccess, run_flow
 
 pytestmark = pytest.mark.xdist_group("local-infra")
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path}/s.db", upgrade=True)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def provider(sqlite_store: Store, tmp_path: Path) -> Iterator[LocalProvider]:
-    provider = LocalProvider(sqlite_store, root=tmp_path / "infra", stop_grace=2.0)
-    yield provider
-    for instance in provider.list_instances():
-        provider.delete_instance(instance.name)
-
-
-@pytest.fixture(scope="module")
-def keypair() -> tuple[str, str]:
-    return generate_keypair("dask-cluster")
-
-
-@pytest.fixture
-def pool(keypair: tuple[str, str]) -> Iterator[SSHPool]:
-    with SSHPool(keypair[0], connect_attempts=3) as pool:
-        yield pool
 
 
 def node_of(instance: Instance, processes: list[str]) -> NodeInfo:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from sahara_es.infra import (
     RemoteCommandTimeout,
     SSHPool,
     UnknownProvider,
-    generate_keypair,
     open_provider,
 )
 from sahara_es.infra.local import (
@@ -35,35 +33,9 @@ from sahara_es.infra.local import (
     instance_processes,
     stop_processes,
 )
-from sahara_es.store import Store, open_store
+from sahara_es.store import Store
 
 pytestmark = pytest.mark.xdist_group("local-infra")
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path}/s.db", upgrade=True)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def provider(sqlite_store: Store, tmp_path: Path) -> Iterator[LocalProvider]:
-    provider = LocalProvider(sqlite_store, root=tmp_path / "infra", stop_grace=2.0)
-    yield provider
-    for instance in provider.list_instances():
-        provider.delete_instance(instance.name)
-
-
-@pytest.fixture(scope="module")
-def keypair() -> tuple[str, str]:
-    return generate_keypair("test-cluster")
-
-
-@pytest.fixture
-def pool(keypair: tuple[str, str]) -> Iterator[SSHPool]:
-    with SSHPool(keypair[0], connect_attempts=3) as pool:
-        yield pool
 
 
 def spec(name: str, public_key: str, flavor: str = "local.small") -> InstanceSpec:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from sahara_es.engine import PermanentFailure, TaskContext
 from sahara_es.engine.flow import build_task
-from sahara_es.infra import InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
+from sahara_es.infra import InstanceSpec, LocalProvider, Node, SSHPool
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, NodeInfo
 from sahara_es.plugins.spark import (
@@ -30,39 +29,12 @@ from sahara_es.plugins.spark import (
     master_status,
     worker_states,
 )
-from sahara_es.store import Store, open_store
 from tests.flows import FixedAccess, run_flow
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
 CONFIGS: dict[str, Any] = {"Spark": {"Worker memory": "512m", "Daemon memory": "256m",
                                      "Decommission timeout": 40}}
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    store = open_store(f"sqlite:///{tmp_path}/s.db", upgrade=True)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def provider(sqlite_store: Store, tmp_path: Path) -> Iterator[LocalProvider]:
-    provider = LocalProvider(sqlite_store, root=tmp_path / "infra", stop_grace=2.0)
-    yield provider
-    for instance in provider.list_instances():
-        provider.delete_instance(instance.name)
-
-
-@pytest.fixture
-def keypair() -> tuple[str, str]:
-    return generate_keypair("spark-test")
-
-
-@pytest.fixture
-def pool(keypair: tuple[str, str]) -> Iterator[SSHPool]:
-    with SSHPool(keypair[0], connect_attempts=3) as pool:
-        yield pool
 
 
 def make_node(provider: LocalProvider, public_key: str, name: str, group: str,
