@@ -29,6 +29,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -64,12 +65,17 @@ ENGINES = 1
 """Engine processes saturated with work during the second GET phase (the issue: "an engine
 is saturated"); ``--engines`` changes it."""
 ENGINE_CONCURRENCY = 8
+OFFERED_SHARE = 0.25
+"""The fixed GET rate of the saturation comparison, as a share of the rate the idle server
+answered flat out in the same run: a busy API's load, below what the server can take."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     duration: float
     """Seconds each operation is driven for."""
+    offered_duration: float
+    """Seconds of each phase at the offered rate: long enough for a p99 of a thousand GETs."""
     clients: int
     seed: int
     worker_counts: tuple[int, ...]
@@ -82,11 +88,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
     return Settings(
         duration=args.duration or (1.0 if quick else 6.0),
+        offered_duration=3 * (args.duration or (1.0 if quick else 6.0)),
         clients=args.clients,
         seed=40 if quick else 200,
         worker_counts=(4,) if quick else (1, 4),  # --quick: the 4-worker server only
         saturated_workers=4,
-        workflows=16 if quick else 32,
+        workflows=16 if quick else 64,
         tasks_per_workflow=300 if quick else 500,
     )
 
@@ -181,6 +188,56 @@ def drive(port: int, project: str, op: Operation, duration: float, clients: int)
         start_line.wait()
         results = [f.result() for f in futures]
         measured.elapsed = time.perf_counter() - started
+    for latencies, errors in results:
+        for label, values in latencies.items():
+            measured.latencies.setdefault(label, []).extend(values)
+        for label, count in errors.items():
+            measured.errors[label] = measured.errors.get(label, 0) + count
+    return measured
+
+
+def drive_at_rate(port: int, project: str, op: Operation, duration: float, clients: int,
+                  rate: float) -> Measured:
+    """Offers ``rate`` requests per second for ``duration`` s, whatever the answers take.
+
+    Each of ``clients`` threads keeps its own schedule (its share of the rate, staggered), and
+    a request's latency counts from the time it was due, not from when it was sent: a late
+    answer delays the next request, and that wait is counted, so the figures do not hide the
+    queueing a slow server causes (no coordinated omission).
+    """
+    interval = clients / rate
+    start_line = threading.Barrier(clients + 1)
+    begin = [0.0]
+
+    def client(n: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+        connection = Connection(port, project)
+        latencies: dict[str, list[float]] = {}
+        errors: dict[str, int] = {}
+        start_line.wait()
+        due = begin[0] + n * interval / clients
+        i = 0
+        try:
+            while due < begin[0] + duration:
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                label, ok = op(connection, n, i)
+                latencies.setdefault(label, []).append(time.perf_counter() - due)
+                if not ok:
+                    errors[label] = errors.get(label, 0) + 1
+                i += 1
+                due += interval
+        finally:
+            connection.close()
+        return latencies, errors
+
+    measured = Measured()
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client, n) for n in range(clients)]
+        begin[0] = time.perf_counter() + 0.05
+        start_line.wait()
+        results = [f.result() for f in futures]
+        measured.elapsed = time.perf_counter() - begin[0]
     for latencies, errors in results:
         for label, values in latencies.items():
             measured.latencies.setdefault(label, []).extend(values)
@@ -399,13 +456,65 @@ def engine_events(store: Store, workflows: list[str]) -> int:
     return sum(store.stream_version(f"{WORKFLOW_PREFIX}{w}") for w in workflows)
 
 
+class RawRowReader:
+    """Reads one data source's projection row with the bare driver (cassandra-driver or
+    sqlite3), none of our code in the way: how the store alone answers, idle and saturated."""
+
+    def __init__(self, backend: str, url: str, store: Store) -> None:
+        generation = store.live_generation("data_sources")
+        self._local = threading.local()
+        self._backend, self._url, self._generation = backend, url, generation
+        self._cluster: Any = None
+        if backend == "cassandra":
+            from cassandra.cluster import Cluster
+
+            self._cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+            self._session = self._cluster.connect(API_KEYSPACE)
+            self._select = self._session.prepare(
+                "SELECT doc FROM projection_rows WHERE projection = ? AND generation = ?"
+                " AND key = ?")
+
+    def read(self, key: str) -> bool:
+        if self._backend == "cassandra":
+            return self._session.execute(self._select,
+                                         ("data_sources", self._generation, key)).one() is not None
+        if not hasattr(self._local, "conn"):
+            self._local.conn = sqlite3.connect(self._url.removeprefix("sqlite:///"), timeout=30)
+        return self._local.conn.execute(
+            "SELECT doc FROM projection_rows WHERE projection = ? AND generation = ? AND key = ?",
+            ("data_sources", self._generation, key)).fetchone() is not None
+
+    def op(self, ids: list[str]) -> Operation:
+        def op(connection: Connection, n: int, i: int) -> tuple[str, bool]:
+            return "raw_read", self.read(ids[(n * 7919 + i) % len(ids)])
+
+        return op
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.shutdown()
+
+
 def saturated(port: int, url: str, store: Store, backend: str, ids: list[str], project: str,
               folder: Path, settings: Settings) -> dict[str, Any]:
-    """GETs idle, then with the engines saturated, on the same server one after the other."""
+    """GETs idle, then with the engines saturated, on the same server one after the other.
+
+    Each phase is measured twice: at a fixed offered rate (a share of what the idle server
+    answered flat out), which is what the goal is judged on, and flat out (closed loop), whose
+    p99 is mostly queueing for the cores the engine takes.
+    """
     import tests.workflows  # noqa: F401 - registers test.noops for start_workflow's planning
 
     figures: dict[str, Any] = {}
-    idle = drive(port, project, get_mixed(ids), settings.duration, settings.clients)
+    mixed = get_mixed(ids)
+    idle = drive(port, project, mixed, settings.duration, settings.clients)
+    rate = OFFERED_SHARE * len(idle.all()) / idle.elapsed
+    idle_offered = drive_at_rate(port, project, mixed, settings.offered_duration,
+                                 settings.clients, rate)
+    raw = RawRowReader(backend, url, store)
+    stack_raw = contextlib.closing(raw)
+    idle_raw = drive_at_rate(port, project, raw.op(ids), settings.offered_duration,
+                             settings.clients, rate)
     with contextlib.ExitStack() as stack:
         names = [f"bench-api-{backend}-{i}-{uuid.uuid4().hex[:4]}" for i in range(ENGINES)]
         engines = [stack.enter_context(EngineProcess(url, name, folder,
@@ -421,7 +530,12 @@ def saturated(port: int, url: str, store: Store, backend: str, ids: list[str], p
         time.sleep(1.0)  # the engines take the workflows and reach their concurrency
         before = engine_events(store, workflows)
         started = time.perf_counter()
-        busy = drive(port, project, get_mixed(ids), settings.duration, settings.clients)
+        busy_offered = drive_at_rate(port, project, mixed, settings.offered_duration,
+                                     settings.clients, rate)
+        busy = drive(port, project, mixed, settings.duration, settings.clients)
+        with stack_raw:
+            busy_raw = drive_at_rate(port, project, raw.op(ids), settings.offered_duration,
+                                     settings.clients, rate)
         window = time.perf_counter() - started
         after = engine_events(store, workflows)
         time.sleep(0.5)
@@ -429,14 +543,25 @@ def saturated(port: int, url: str, store: Store, backend: str, ids: list[str], p
         still_busy = engine_events(store, workflows) > after
         for engine in engines:
             engine.stop(timeout=60)
-    for phase, measured in (("idle", idle), ("saturated", busy)):
-        for label in ("get_show", "get_list"):
-            figures.update(figures_of(f"{backend}_{phase}", label, measured))
-        figures[f"{backend}_{phase}_get_p99_ms"] = percentile_ms(measured.all(), 99)
-        figures[f"{backend}_{phase}_get_p50_ms"] = percentile_ms(measured.all(), 50)
-        figures[f"{backend}_{phase}_get_rps"] = len(measured.all()) / measured.elapsed
-    figures[f"{backend}_saturated_get_p99_ratio"] = (
-        figures[f"{backend}_saturated_get_p99_ms"] / figures[f"{backend}_idle_get_p99_ms"])
+    for mode, phases in (("offered", (("idle", idle_offered), ("saturated", busy_offered))),
+                         ("flat_out", (("idle", idle), ("saturated", busy)))):
+        for phase, measured in phases:
+            p = f"{backend}_{mode}_{phase}"
+            for label in ("get_show", "get_list"):
+                figures.update(figures_of(p, label, measured))
+            figures[f"{p}_get_p99_ms"] = percentile_ms(measured.all(), 99)
+            figures[f"{p}_get_p50_ms"] = percentile_ms(measured.all(), 50)
+            figures[f"{p}_get_rps"] = len(measured.all()) / measured.elapsed
+        figures[f"{backend}_{mode}_saturated_get_p99_ratio"] = (
+            figures[f"{backend}_{mode}_saturated_get_p99_ms"]
+            / figures[f"{backend}_{mode}_idle_get_p99_ms"])
+    for phase, measured in (("idle", idle_raw), ("saturated", busy_raw)):
+        figures[f"{backend}_raw_{phase}_read_p50_ms"] = percentile_ms(measured.all(), 50)
+        figures[f"{backend}_raw_{phase}_read_p99_ms"] = percentile_ms(measured.all(), 99)
+    figures[f"{backend}_raw_saturated_read_p99_ratio"] = (
+        figures[f"{backend}_raw_saturated_read_p99_ms"]
+        / figures[f"{backend}_raw_idle_read_p99_ms"])
+    figures[f"{backend}_offered_get_rps"] = rate
     figures[f"{backend}_saturated_engine_events_per_s"] = (after - before) / window
     figures[f"{backend}_saturated_engines_busy_throughout"] = still_busy
     return figures
@@ -488,20 +613,32 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                               f"{figures[p + '_errors']:,.0f}")
     console.print(table)
     sat = Table(title=f"GET (show and list in turn), {settings.saturated_workers} workers: idle,"
-                      f" then {ENGINES} engine(s) saturated with test.noops")
-    for column in ("store", "phase", "req/s", "p50 ms", "p99 ms", "show p99", "list p99",
-                   "p99/idle", "engine events/s"):
-        sat.add_column(column, justify="left" if column in ("store", "phase") else "right")
+                      f" then {ENGINES} engine(s) saturated with test.noops; offered at a fixed"
+                      " rate, then flat out; and one projection row read with the bare driver"
+                      " at the same rate")
+    for column in ("store", "load", "phase", "req/s", "p50 ms", "p99 ms", "show p99",
+                   "list p99", "p99/idle", "engine events/s"):
+        sat.add_column(column, justify="left" if column in ("store", "load", "phase")
+                       else "right")
     for backend in backends:
+        for mode in ("offered", "flat_out"):
+            load = (f"{figures[f'{backend}_offered_get_rps']:,.0f} req/s"
+                    if mode == "offered" else "flat out")
+            for phase in ("idle", "saturated"):
+                p = f"{backend}_{mode}_{phase}"
+                ratio = figures[p + "_get_p99_ms"] / figures[f"{backend}_{mode}_idle_get_p99_ms"]
+                events = (f"{figures[f'{backend}_saturated_engine_events_per_s']:,.1f}"
+                          if phase == "saturated" else "-")
+                sat.add_row(backend, load, phase, f"{figures[p + '_get_rps']:,.1f}",
+                            f"{figures[p + '_get_p50_ms']:.2f}",
+                            f"{figures[p + '_get_p99_ms']:.2f}",
+                            f"{figures[p + '_get_show_p99_ms']:.2f}",
+                            f"{figures[p + '_get_list_p99_ms']:.2f}", f"{ratio:.2f}", events)
         for phase in ("idle", "saturated"):
-            p = f"{backend}_{phase}"
-            ratio = figures[p + "_get_p99_ms"] / figures[f"{backend}_idle_get_p99_ms"]
-            events = (f"{figures[f'{backend}_saturated_engine_events_per_s']:,.1f}"
-                      if phase == "saturated" else "-")
-            sat.add_row(backend, phase, f"{figures[p + '_get_rps']:,.1f}",
-                        f"{figures[p + '_get_p50_ms']:.2f}", f"{figures[p + '_get_p99_ms']:.2f}",
-                        f"{figures[p + '_get_show_p99_ms']:.2f}",
-                        f"{figures[p + '_get_list_p99_ms']:.2f}", f"{ratio:.2f}", events)
+            p = f"{backend}_raw_{phase}"
+            ratio = figures[p + "_read_p99_ms"] / figures[f"{backend}_raw_idle_read_p99_ms"]
+            sat.add_row(backend, "bare driver", phase, "-", f"{figures[p + '_read_p50_ms']:.2f}",
+                        f"{figures[p + '_read_p99_ms']:.2f}", "-", "-", f"{ratio:.2f}", "-")
     console.print(sat)
     for note in notes:
         console.print(note, highlight=False)
@@ -533,15 +670,22 @@ def main() -> None:
             measured, backend_notes = run_backend(backend, Path(folder_name), settings)
             figures.update(measured)
             notes.extend(backend_notes)
-    ratios = [figures[f"{b}_saturated_get_p99_ratio"] for b in backends]
+    ratios = [figures[f"{b}_offered_saturated_get_p99_ratio"] for b in backends]
     figures["saturated_get_p99_ratio"] = max(ratios)
     figures["saturated_get_p99_goal"] = GOAL_SATURATED_OVER_IDLE
     figures["saturated_get_p99_meets_goal"] = max(ratios) <= GOAL_SATURATED_OVER_IDLE
+    figures["flat_out_saturated_get_p99_ratio"] = max(
+        figures[f"{b}_flat_out_saturated_get_p99_ratio"] for b in backends)
     figures["seconds"] = time.monotonic() - started
-    notes.extend(f"{b}_saturated_get_p99_ratio = {figures[f'{b}_saturated_get_p99_ratio']:.2f}"
+    notes.extend(f"{b}: p99 saturated / idle ="
+                 f" {figures[f'{b}_offered_saturated_get_p99_ratio']:.2f}"
+                 f" at {figures[f'{b}_offered_get_rps']:,.0f} req/s offered"
+                 f" ({OFFERED_SHARE:.0%} of the idle flat-out rate),"
+                 f" {figures[f'{b}_flat_out_saturated_get_p99_ratio']:.2f} flat out; the bare"
+                 f" driver's row read: {figures[f'{b}_raw_saturated_read_p99_ratio']:.2f}"
                  for b in backends)
-    notes.append(f"saturated_get_p99_ratio (worst store) = {max(ratios):.2f}, goal <= "
-                 f"{GOAL_SATURATED_OVER_IDLE:g}: "
+    notes.append(f"saturated_get_p99_ratio (worst store, offered load) = {max(ratios):.2f}, goal"
+                 f" <= {GOAL_SATURATED_OVER_IDLE:g}: "
                  f"{'met' if figures['saturated_get_p99_meets_goal'] else 'NOT met'};"
                  f" whole run {figures['seconds']:.0f} s on {os.cpu_count()} CPUs")
     if args.json:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -68,7 +67,7 @@ from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store, open_store
-from tests.engines import engine_alive, wait_until
+from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,35 +104,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 # -- the processes ----------------------------------------------------------------------------
 
-class Engine:
-    """``sahara-es --store URL engine --data-dir DIR --hosts 8 ...``, logging to a file."""
-
-    def __init__(self, url: str, engine_id: str, data_dir: Path, settings: Settings) -> None:
-        self.engine_id = engine_id
-        self.log = data_dir / f"{engine_id}.log"
-        self._log_file = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sahara_es.cli", "--store", url, "engine",
-             "--id", engine_id, "--data-dir", str(data_dir), "--hosts", str(HOSTS),
-             "--concurrency", str(settings.concurrency), "--lease-ttl", str(settings.lease_ttl),
-             "--sweep-interval", str(settings.sweep_interval), "--grace", "10"],
-            cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def stop(self, timeout: float = 60) -> None:
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(10)
-        finally:
-            self._log_file.close()
-
-
 @dataclass
 class Service:
     """The API in this process, the engines beside it, and the provider to check with."""
@@ -141,7 +111,7 @@ class Service:
     store: Store
     client: FlaskClient
     provider: LocalProvider
-    engines: list[Engine]
+    engines: list[EngineProcess]
     project: str
 
     @property
@@ -169,15 +139,19 @@ def service(backend: str, folder: Path, tag: str, engines: int,
     data_dir = folder / tag
     data_dir.mkdir()
     hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, HOSTS + 1)]
-    with fresh_store(backend, folder, tag) as (url, store):
+    with fresh_store(backend, folder, tag) as (url, store), \
+            contextlib.ExitStack() as leftovers:  # killed at the end if a stop timed out
         services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=QUOTA)
         provider: LocalProvider = services["provider"]
         app = create_app(ApiConfig(auth="noauth"), store=store,
                          provisioner=WorkflowProvisioner(store), quota=services["quota"])
-        running: list[Engine] = []
+        running: list[EngineProcess] = []
         try:
             for i in range(engines):
-                running.append(Engine(url, f"prov-{tag}-{i}", data_dir, settings))
+                running.append(leftovers.enter_context(EngineProcess(
+                    url, f"prov-{tag}-{i}", data_dir, lease_ttl=settings.lease_ttl,
+                    concurrency=settings.concurrency, sweep_interval=settings.sweep_interval,
+                    extra=("--data-dir", str(data_dir), "--hosts", str(HOSTS)))))
             names = [e.engine_id for e in running]
             wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=120,
                        poll=0.1)
@@ -194,7 +168,8 @@ def service(backend: str, folder: Path, tag: str, engines: int,
             raise
         finally:
             for engine in running:
-                engine.stop()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    engine.stop()
             stop_app(app)
             for instance in provider.list_instances():  # after a failure: leave no sshd
                 provider.delete_instance(instance.name)

@@ -17,6 +17,7 @@ from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
 from sahara_es.plugins.catalog import PluginCatalog
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector, ReadModel
+from sahara_es.projections.projector import EVERYONE
 from sahara_es.store import Store
 
 
@@ -86,7 +87,8 @@ class Service:
     def written(self, doc: Doc) -> Doc:
         """A command's result: remembered so this process's lists show it at once."""
         meta = doc[META]
-        self.reads[Kind(meta["kind"])].written(meta["stream"], meta["version"])
+        audience = EVERYONE if doc.get("is_public") else doc.get("project_id")
+        self.reads[Kind(meta["kind"])].written(meta["stream"], meta["version"], audience)
         if self.projector is not None:
             self.projector.wake()
         return doc
@@ -106,7 +108,8 @@ class Service:
         return doc
 
     def visible(self, kind: Kind, caller: Caller) -> Iterator[Doc]:
-        return (doc for doc in self.reads[kind].scan() if caller.can_see(doc))
+        rows = self.reads[kind].scan(None if caller.is_admin else caller.project_id)
+        return (doc for doc in rows if caller.can_see(doc))
 
 
 def service() -> Service:

@@ -6,6 +6,12 @@ of its stream; so every row remembers the last version of each stream applied to
 (``_applied``), an event at or below it changes nothing, and a gap is filled by reading the
 stream. A rebuild fills a fresh generation from zero and then makes it live; a verify fills a
 scratch generation up to the live one's checkpoint and compares the two, row by row.
+
+A projection read in another order than by its key keeps an *index*: more rows, under the
+name ``index`` and in the same generation, written with the rows they follow, so that a
+reader scans only the part of the index it needs (a project's resources, say). A generation
+whose index was never finished (``INDEX_BUILT`` missing: it was made by an older version) is
+rebuilt before it is updated.
 """
 
 from __future__ import annotations
@@ -22,10 +28,18 @@ from sahara_es.store import Store
 Doc = dict[str, Any]
 APPLIED = "_applied"
 PAGE = 500
+INDEX_BUILT = "~built"
+"""The index row a rebuild writes last: the generation's index is complete."""
 
 
 class Projection(abc.ABC):
     name: ClassVar[str]
+    index: ClassVar[str | None] = None
+    """Where the index rows are kept, if the projection keeps an index."""
+
+    def index_keys(self, key: str, doc: Doc | None) -> set[str]:
+        """The index rows that hold row ``key`` while it is ``doc`` (each holds the doc)."""
+        return set()
 
     @abc.abstractmethod
     def key(self, event: RecordedEvent) -> str | None:
@@ -92,6 +106,7 @@ class ProjectionRunner:
 
     def _apply_page(self, batch: list[RecordedEvent]) -> None:
         docs: dict[str, Doc | None] = {}
+        before: dict[str, Doc | None] = {}
         changed: set[str] = set()
         for event in batch:
             key = self.projection.key(event)
@@ -99,6 +114,7 @@ class ProjectionRunner:
                 continue
             if key not in docs:
                 docs[key] = self.store.get_row(self.projection.name, self.generation, key)
+                before[key] = docs[key]
             for earlier in self._gap(docs[key], event):
                 if self.projection.key(earlier) == key:
                     docs[key], did = self.projection.apply(docs[key], earlier)
@@ -108,6 +124,32 @@ class ProjectionRunner:
         if changed:
             self.store.put_rows(self.projection.name, self.generation,
                                 {key: docs[key] for key in sorted(changed)})
+            self._index(changed, before, docs)
+
+    def _index(self, changed: set[str], before: dict[str, Doc | None],
+               after: dict[str, Doc | None]) -> None:
+        if self.projection.index is None:
+            return
+        rows: dict[str, Doc | None] = {}
+        for key in sorted(changed):
+            keep = self.projection.index_keys(key, after[key])
+            rows.update(dict.fromkeys(self.projection.index_keys(key, before[key]) - keep))
+            rows.update(dict.fromkeys(keep, after[key]))
+        if rows:
+            self.store.put_rows(self.projection.index, self.generation, rows)
+
+    def finish_index(self) -> None:
+        if self.projection.index is not None:
+            self.store.put_rows(self.projection.index, self.generation, {INDEX_BUILT: {}})
+
+    def index_ready(self) -> bool:
+        return self.projection.index is None or self.store.get_row(
+            self.projection.index, self.generation, INDEX_BUILT) is not None
+
+    def drop(self) -> None:
+        self.store.drop_rows(self.projection.name, self.generation)
+        if self.projection.index is not None:
+            self.store.drop_rows(self.projection.index, self.generation)
 
     def _gap(self, doc: Doc | None, event: RecordedEvent) -> Iterator[RecordedEvent]:
         last = (doc or {}).get(APPLIED, {}).get(event.stream_id, 0)
@@ -121,17 +163,27 @@ def rebuild(store: Store, projection: Projection,
     (the new generation, the feed events read)."""
     old = store.live_generation(projection.name)
     generation = new_generation(old)
-    read = ProjectionRunner(store, projection, generation).catch_up(progress=progress)
+    runner = ProjectionRunner(store, projection, generation)
+    read = runner.catch_up(progress=progress)
+    runner.finish_index()
     store.set_live_generation(projection.name, generation)
     if old is not None:
-        store.drop_rows(projection.name, old)
+        ProjectionRunner(store, projection, old).drop()
     return generation, read
+
+
+def _live(store: Store, projection: Projection) -> int | None:
+    """The live generation, if it is one this version can update (its index is built)."""
+    generation = store.live_generation(projection.name)
+    if generation is None or not ProjectionRunner(store, projection, generation).index_ready():
+        return None
+    return generation
 
 
 def update(store: Store, projection: Projection,
            progress: Callable[[int], None] | None = None) -> tuple[int, int]:
     """Bring the live generation up to the end of the feed (building it if there is none)."""
-    generation = store.live_generation(projection.name)
+    generation = _live(store, projection)
     if generation is None:
         return rebuild(store, projection, progress)
     return generation, ProjectionRunner(store, projection, generation).catch_up(
@@ -145,7 +197,7 @@ def update_together(store: Store, projections: list[Projection], *,
     the feed events read. Stops between pages when ``should_stop()``."""
     groups: dict[str | None, list[ProjectionRunner]] = {}
     for projection in projections:
-        generation = store.live_generation(projection.name)
+        generation = _live(store, projection)
         if generation is None:
             generation, _ = rebuild(store, projection)
         position = store.checkpoint(projection.name, generation)
@@ -200,11 +252,13 @@ def verify(store: Store, projection: Projection,
     live = store.live_generation(projection.name)
     if live is None:
         raise NotBuilt(f"projection {projection.name} was never built")
-    scratch = new_generation(live)
+    scratch = ProjectionRunner(store, projection, new_generation(live))
     try:
-        ProjectionRunner(store, projection, scratch).catch_up(
-            until=store.checkpoint(projection.name, live), stop_at_until=True, progress=progress)
-        yield from diff(store.scan_rows(projection.name, live),
-                        store.scan_rows(projection.name, scratch))
+        scratch.catch_up(until=store.checkpoint(projection.name, live), stop_at_until=True,
+                         progress=progress)
+        scratch.finish_index()
+        for name in filter(None, (projection.name, projection.index)):
+            yield from diff(store.scan_rows(name, live),
+                            store.scan_rows(name, scratch.generation))
     finally:
-        store.drop_rows(projection.name, scratch)
+        scratch.drop()

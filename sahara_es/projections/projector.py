@@ -12,6 +12,7 @@ write, while the feed (on Cassandra, read after a settle window) catches up.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 
 from sahara_es.events.resources import META, Doc
 from sahara_es.projections.base import APPLIED, Projection, update_together
-from sahara_es.projections.resources import ResourceProjection
+from sahara_es.projections.resources import PUBLIC, ResourceProjection, owned_by
 from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ LAG_COUNT_LIMIT = 10_000
 GENERATION_CACHE_SECONDS = 1.0
 RECENT_SECONDS = 300.0
 ROWS_KEPT = 5000
+EVERYONE = "*"
+"""The audience of a public resource's write: every project's list looks at it."""
 
 
 class Projector:
@@ -135,18 +138,20 @@ class ReadModel:
         self.store = store
         self.projection = projection
         self.category = projection.kind.value
-        self._recent: dict[str, tuple[int, float]] = {}
+        self._recent: dict[str, tuple[int, float, str | None]] = {}
         self._lock = threading.Lock()
         self._live: tuple[float, int | None] | None = None
         self._rows: OrderedDict[tuple[int, str], Doc] = OrderedDict()
 
-    def written(self, stream_id: str, version: int) -> None:
+    def written(self, stream_id: str, version: int, audience: str | None = None) -> None:
         """This process wrote ``stream_id`` up to ``version``: lists repair that row until
         they find the projection showing it (or, as a bound on memory, ``RECENT_SECONDS``
-        passed: a projector that far behind is an outage ``/healthz`` reports)."""
+        passed: a projector that far behind is an outage ``/healthz`` reports).
+        ``audience``: the owning project, ``EVERYONE`` for a public resource, ``None`` when
+        not known (every list looks at it)."""
         with self._lock:
-            known = self._recent.get(stream_id, (0, 0.0))[0]
-            self._recent[stream_id] = (max(version, known), time.monotonic())
+            known = self._recent.get(stream_id, (0, 0.0, None))[0]
+            self._recent[stream_id] = (max(version, known), time.monotonic(), audience)
 
     def _generation(self, *, fresh: bool = False) -> int | None:
         """The live generation, remembered for a second: it changes only when the projection
@@ -188,30 +193,44 @@ class ReadModel:
             while len(self._rows) > ROWS_KEPT:
                 self._rows.popitem(last=False)
 
-    def scan(self) -> Iterator[Doc]:
-        """Every visible row in key order, with this process's recent writes included."""
+    def scan(self, project_id: str | None = None) -> Iterator[Doc]:
+        """Every visible row in key (id) order, with this process's recent writes included:
+        all of them, or (``project_id``) the project's own and the public ones, read from the
+        projection's index."""
         generation = self._generation()
         horizon = time.monotonic() - RECENT_SECONDS
         with self._lock:
-            for stream in [s for s, (_, at) in self._recent.items() if at < horizon]:
+            for stream in [s for s, (_, at, _) in self._recent.items() if at < horizon]:
                 del self._recent[stream]
-            recent = {stream: version for stream, (version, _) in self._recent.items()}
-        rows: Iterator[tuple[str, Doc]] = iter(())
-        if generation is not None:
+            recent = {stream: version for stream, (version, _, audience) in self._recent.items()
+                      if project_id is None or audience in (None, EVERYONE, project_id)}
+        rows: Iterator[tuple[str, Doc]]
+        if generation is None:
+            rows = iter(())
+        elif project_id is None:
             rows = self.store.scan_rows(self.projection.name, generation)
+        else:
+            rows = _by_key(self._scan_index(generation, owned_by(project_id)),
+                           self._scan_index(generation, PUBLIC))
         missing = sorted(stream.split("-", 1)[1] for stream in recent)
         for key, row in _merge_keys(rows, missing):
             stream = f"{self.category}-{key}"
             if stream in recent:
                 if (row or {}).get(APPLIED, {}).get(stream, 0) >= recent[stream]:
                     with self._lock:
-                        if self._recent.get(stream, (0, 0.0))[0] == recent[stream]:
+                        if self._recent.get(stream, (0, 0.0, None))[0] == recent[stream]:
                             del self._recent[stream]
                 else:
                     row = self._repair(row, stream)
             doc = self._visible(row)
             if doc is not None:
                 yield doc
+
+    def _scan_index(self, generation: int, prefix: str) -> Iterator[tuple[str, Doc]]:
+        index = self.projection.index
+        assert index is not None
+        for key, row in self.store.scan_rows(index, generation, prefix=prefix):
+            yield key.removeprefix(prefix), row
 
     def _repair(self, row: Doc | None, stream: str) -> Doc | None:
         applied = (row or {}).get(APPLIED, {}).get(stream, 0)
@@ -224,6 +243,16 @@ class ReadModel:
         if row is None or row[META]["deleted"]:
             return None
         return row
+
+
+def _by_key(*scans: Iterator[tuple[str, Doc]]) -> Iterator[tuple[str, Doc]]:
+    """Scans in key order merged into one, each key once (a project's public resource is
+    in both of its index scans)."""
+    last = None
+    for key, row in heapq.merge(*scans, key=lambda item: item[0]):
+        if key != last:
+            yield key, row
+        last = key
 
 
 def _merge_keys(rows: Iterator[tuple[str, Doc]],

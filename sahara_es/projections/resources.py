@@ -1,5 +1,6 @@
 """The read models of the API: one projection per kind of resource, each row the resource's
-representation (the same fold the commands use)."""
+representation (the same fold the commands use), indexed by owning project and by being
+public, so that a project's list reads its own rows and the public ones, not everyone's."""
 
 from __future__ import annotations
 
@@ -7,12 +8,32 @@ from typing import ClassVar
 
 from sahara_es.events import RecordedEvent, registry
 from sahara_es.events import resources as ev
-from sahara_es.events.resources import Doc, Kind
+from sahara_es.events.resources import META, Doc, Kind
 from sahara_es.projections.base import APPLIED, Projection
+
+PUBLIC = "public:"
+
+
+def owned_by(project_id: str) -> str:
+    """The index prefix of a project's resources."""
+    return f"project:{project_id}/"
 
 
 class ResourceProjection(Projection):
     kind: ClassVar[Kind]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "name" in cls.__dict__:
+            cls.index = f"{cls.name}.by_project"
+
+    def index_keys(self, key: str, doc: Doc | None) -> set[str]:
+        if doc is None or doc[META]["deleted"]:
+            return set()
+        keys = {owned_by(doc["project_id"]) + key} if doc.get("project_id") else set()
+        if doc.get("is_public"):
+            keys.add(PUBLIC + key)
+        return keys
 
     def key(self, event: RecordedEvent) -> str | None:
         if event.category != self.kind.value or not registry.known(event.type):

@@ -231,8 +231,10 @@ class Store(abc.ABC):
     def get_row(self, projection: str, generation: int, key: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every row of the generation in key order, streamed page by page."""
+    def scan_rows(self, projection: str, generation: int, *,
+                  prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every row of the generation whose key starts with ``prefix``, in key order,
+        streamed page by page."""
 
     @abc.abstractmethod
     def drop_rows(self, projection: str, generation: int) -> None:
@@ -302,3 +304,15 @@ class Store(abc.ABC):
                 last = conflict
         assert last is not None
         raise last
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least key above every key that starts with ``prefix`` (``None``: no bound), in
+    the code-point order both stores sort text keys in."""
+    for cut in range(len(prefix), 0, -1):
+        following = ord(prefix[cut - 1]) + 1
+        if 0xD800 <= following <= 0xDFFF:  # surrogates are no text: skip past them
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return prefix[:cut - 1] + chr(following)
+    return None

@@ -68,6 +68,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
+    prefix_end,
 )
 from sahara_es.store.config import CassandraConfig
 from sahara_es.store.errors import (
@@ -837,17 +838,21 @@ class CassandraStore(Store):
                          (projection, generation, key))
         return serialization.loads(rows[0]["doc"]) if rows else None
 
-    def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        after, size = "", FIRST_ROWS_PAGE
+    def scan_rows(self, projection: str, generation: int, *,
+                  prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        end = prefix_end(prefix)
+        bound = ("", ()) if end is None else (" AND key < ?", (end,))
+        start, after, size = ">=", prefix, FIRST_ROWS_PAGE  # a list page stops after its rows
         while True:
             rows = self._run(
                 "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-                " AND key > ? LIMIT ?", (projection, generation, after, size))
+                f" AND key {start} ?{bound[0]} LIMIT ?",
+                (projection, generation, after, *bound[1], size))
             for row in rows:
                 yield row["key"], serialization.loads(row["doc"])
             if len(rows) < size:
                 return
-            after, size = rows[-1]["key"], ROWS_PAGE
+            start, after, size = ">", rows[-1]["key"], ROWS_PAGE
 
     def drop_rows(self, projection: str, generation: int) -> None:
         self._run("DELETE FROM projection_rows WHERE projection = ? AND generation = ?",

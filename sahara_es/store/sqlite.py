@@ -28,6 +28,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
+    prefix_end,
 )
 from sahara_es.store.errors import (
     ConcurrencyConflict,
@@ -438,19 +439,22 @@ class SQLiteStore(Store):
         ).fetchone()
         return serialization.loads(row["doc"]) if row else None
 
-    def scan_rows(self, projection: str, generation: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        after, size = "", _FIRST_ROWS_PAGE  # small first: a list page stops after its rows
+    def scan_rows(self, projection: str, generation: int, *,
+                  prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        end = prefix_end(prefix)
+        bound = ("", ()) if end is None else (" AND key < ?", (end,))
+        start, after, size = ">=", prefix, _FIRST_ROWS_PAGE  # a list page stops after its rows
         while True:
             rows = self._conn().execute(
                 "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-                " AND key > ? ORDER BY key LIMIT ?",
-                (projection, generation, after, size),
+                f" AND key {start} ?{bound[0]} ORDER BY key LIMIT ?",
+                (projection, generation, after, *bound[1], size),
             ).fetchall()
             for row in rows:
                 yield row["key"], serialization.loads(row["doc"])
             if len(rows) < size:
                 return
-            after, size = rows[-1]["key"], _PAGE
+            start, after, size = ">", rows[-1]["key"], _PAGE
 
     @_retry_when_busy
     def drop_rows(self, projection: str, generation: int) -> None:

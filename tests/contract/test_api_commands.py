@@ -21,6 +21,8 @@ from sahara_es.commands.caller import SYSTEM
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
 from sahara_es.projections import RESOURCE_PROJECTIONS, update, verify
+from sahara_es.projections.base import INDEX_BUILT
+from sahara_es.projections.resources import PUBLIC, DataSources, owned_by
 from sahara_es.store import Store
 from tests.apiserver import running_api
 
@@ -271,6 +273,57 @@ def test_a_rebuild_from_zero_yields_identical_rows(store: Store, app: Flask,
         projection = projection_type()
         update(store, projection)
         assert list(verify(store, projection)) == []
+
+
+def test_a_projects_rows_and_the_public_ones_are_indexed_apart(store: Store) -> None:
+    app = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    client = app.test_client()
+    owner, other = project_headers(), project_headers()
+
+    def made(headers: dict[str, str], **extra: Any) -> str:
+        identifier: str = client.post("/v2/data-sources", headers=headers, json={
+            "name": unique("ds"), "type": "swift", "url": "swift://c/o", **extra,
+        }).get_json()["data_source"]["id"]
+        return identifier
+
+    private, public, theirs = made(owner), made(owner, is_public=True), made(other)
+    client.patch(f"/v2/data-sources/{public}", headers=owner, json={"is_public": False})
+    client.patch(f"/v2/data-sources/{private}", headers=owner, json={"is_public": True})
+    gone = made(owner)
+    client.delete(f"/v2/data-sources/{gone}", headers=owner)
+    settle = store.describe().get("feed_settle_seconds", 0) or 0
+    time.sleep(float(settle) + 0.2)
+    projection = DataSources()
+    generation, _ = update(store, projection)
+    assert projection.index is not None
+
+    def indexed(prefix: str) -> set[str]:
+        assert projection.index is not None
+        return {key.removeprefix(prefix)
+                for key, _ in store.scan_rows(projection.index, generation, prefix=prefix)}
+
+    assert indexed(owned_by(owner["X-Project-Id"])) == {private, public}
+    assert indexed(owned_by(other["X-Project-Id"])) == {theirs}
+    assert private in indexed(PUBLIC) and not {public, theirs, gone} & indexed(PUBLIC)
+    listed = client.get("/v2/data-sources", headers=other).get_json()["data_sources"]
+    assert {private, theirs} <= {d["id"] for d in listed}
+    assert not {public, gone} & {d["id"] for d in listed}
+    stop_app(app)
+
+
+def test_a_read_model_from_before_the_index_is_rebuilt_not_updated(store: Store) -> None:
+    projection = DataSources()
+    resources.create(store, Kind.DATA_SOURCE, SYSTEM,
+                     {"name": unique("ds"), "type": "swift", "url": "swift://c/o"})
+    old, _ = update(store, projection)
+    assert projection.index is not None
+    store.drop_rows(projection.index, old)  # as an older version left it: no index at all
+
+    new, _ = update(store, projection)
+
+    assert new != old and store.live_generation(projection.name) == new
+    assert store.get_row(projection.index, new, INDEX_BUILT) is not None
+    assert list(store.scan_rows(projection.name, old)) == []
 
 
 def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:

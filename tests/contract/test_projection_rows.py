@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from sahara_es.store import Store
+from sahara_es.store.base import prefix_end
 
 
 def projection() -> str:
@@ -30,6 +31,26 @@ def test_a_scan_streams_every_row_in_key_order_across_pages(store: Store) -> Non
     store.put_rows(name, 1, {key: {"key": key} for key in reversed(keys)})
 
     assert [key for key, _ in store.scan_rows(name, 1)] == keys
+
+
+def test_a_scan_with_a_prefix_streams_only_the_keys_that_start_with_it(store: Store) -> None:
+    name = projection()
+    mine = [f"project:p/{i:05d}" for i in range(1234)]
+    others = ["project:o/1", "project:p", "project:p0", "project:q/1", "public:1", "~built"]
+    store.put_rows(name, 1, {key: {"key": key} for key in [*others, *reversed(mine)]})
+
+    assert [key for key, _ in store.scan_rows(name, 1, prefix="project:p/")] == mine
+    assert [key for key, _ in store.scan_rows(name, 1, prefix="public:")] == ["public:1"]
+    assert [key for key, _ in store.scan_rows(name, 1, prefix="project:p")] == [
+        "project:p", *mine, "project:p0"]
+    assert list(store.scan_rows(name, 1, prefix="project:z/")) == []
+
+
+def test_prefix_end_bounds_every_key_that_starts_with_the_prefix() -> None:
+    assert prefix_end("project:p/") == "project:p0"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\ud7ff") == "\ue000"
+    assert prefix_end("") is None
 
 
 def test_generations_are_apart_and_a_dropped_one_is_gone(store: Store) -> None:
