@@ -68,7 +68,7 @@ def upgrade_cassandra(session: Session, keyspace: str, replication: dict[str, An
         if migration.version in applied:
             continue
         for statement in migration.statements:
-            session.execute(statement, timeout=60)
+            _execute_again_safely(session, statement)
         session.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
             (migration.version, migration.name, time.time()),
@@ -76,7 +76,35 @@ def upgrade_cassandra(session: Session, keyspace: str, replication: dict[str, An
         done.append(migration.version)
     if done:
         session.cluster.control_connection.wait_for_schema_agreement()
+        _wait_for_indexes(session, keyspace)
     return done
+
+
+def _execute_again_safely(session: Session, statement: str) -> None:
+    """Run a migration statement; one that an interrupted upgrade applied already (CQL has no
+    ``ADD … IF NOT EXISTS`` for columns) is passed over."""
+    from cassandra import InvalidRequest
+
+    try:
+        session.execute(statement, timeout=60)
+    except InvalidRequest as error:
+        if not (statement.upper().startswith("ALTER TABLE") and "already exists" in str(error)):
+            raise
+
+
+def _wait_for_indexes(session: Session, keyspace: str, timeout: float = 600) -> None:
+    """Storage-attached indexes answer queries only once built (over the rows a table held
+    when the index was made): wait for this node to have built the keyspace's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        building = [row["index_name"] for row in session.execute(
+            "SELECT keyspace_name, index_name, is_queryable FROM system_views.sai_column_indexes")
+            if row["keyspace_name"] == keyspace and not row["is_queryable"]]
+        if not building:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"indexes {', '.join(building)} of {keyspace} still building")
+        time.sleep(0.2)
 
 
 def upgrade_sqlite(conn: sqlite3.Connection) -> list[int]:

@@ -15,14 +15,17 @@ Crossing into partition t first seals head(t-1) with an LWT carrying the same co
 inserts head(t) with the events ``IF NOT EXISTS``. A sealed head never changes again, so a
 writer may finish a crossing that another started and died in.
 
+A stream's first head row also carries its category, found through a storage-attached index
+(``list_streams``), so a new stream costs no request beyond its LWT and its feed entry.
+
 The global feed. Before its LWT, an append writes an index entry ``(bucket, timeuuid)`` naming
 the stream, its first version and first event id. Consumers read entries older than a settle
 window, then read the events from the stream and keep an entry only if the stream holds that
 event id (an entry whose LWT lost is ignored). An append whose LWT or entry is confirmed later
 than half the settle window after the entry's time writes a fresh entry, so a stalled writer
 cannot commit behind a consumer's back; the rare duplicate delivery this causes is why
-consumers are idempotent. Entries and category rows of concurrent appends share requests
-through a group commit (``grouped.py``).
+consumers are idempotent. The entries of concurrent appends share requests through a group
+commit (``grouped.py``).
 
 Unknown outcomes. A ``WriteTimeout`` of type CAS (or a client timeout) on an LWT means it may or
 may not have applied: the store re-reads at SERIAL consistency, which completes any in-flight
@@ -52,7 +55,14 @@ from cassandra.cluster import (
     Session,
 )
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement, dict_factory
+from cassandra.query import (
+    UNSET_VALUE,
+    BatchStatement,
+    BatchType,
+    BoundStatement,
+    PreparedStatement,
+    dict_factory,
+)
 from cassandra.util import max_uuid_from_time, uuid_from_time
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -238,9 +248,16 @@ class CassandraStore(Store):
 
     _HEAD_INSERT = (
         "INSERT INTO events (stream_id, partition_nr, version, head_version, fence_epoch,"
-        " sealed) VALUES (?, ?, 0, ?, ?, false) IF NOT EXISTS"
+        " sealed, category) VALUES (?, ?, 0, ?, ?, false, ?) IF NOT EXISTS"
     )
-    _STREAM_INSERT = "INSERT INTO streams (category, stream_id) VALUES (?, ?)"
+
+    def _head_insert(self, stream_id: str, partition: int, version: int,
+                     fence: int) -> BoundStatement:
+        """A partition's head row; the first one names the stream's category (the others
+        leave the column unset: no tombstone, no index entry)."""
+        category = category_of(stream_id) if partition == 0 else UNSET_VALUE
+        return self._prepare(self._HEAD_INSERT).bind(
+            (stream_id, partition, version, fence, category))
 
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
@@ -339,17 +356,10 @@ class CassandraStore(Store):
         n, k = expected_version, len(events)
         partition = n // self.config.partition_size
         started = time.time()
-        # The feed entry (and a new stream's category row) go on the wire before the LWT and
-        # are confirmed after it: written before the commit, with overlapping round trips.
-        pending = [self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)]
-        if n == 0:
-            category = category_of(stream_id)
-            pending.append(self._grouped.write(
-                ("streams", category),
-                self._prepare(self._STREAM_INSERT).bind((category, stream_id)),
-            ))
-        for write in pending:
-            write.sent.wait()
+        # The feed entry goes on the wire before the LWT and is confirmed after it: written
+        # before the commit, with overlapping round trips.
+        entry = self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)
+        entry.sent.wait()
 
         def applied() -> bool:
             row = self._event_at(stream_id, n + 1)
@@ -363,7 +373,7 @@ class CassandraStore(Store):
         else:  # the partition has no head yet: this append creates it, carrying the fence
             batch = self._batch_with_events(stream_id, partition, n + 1, events)
             fence = max(plan, lease.epoch if lease else 0)
-            batch.add(self._prepare(self._HEAD_INSERT), (stream_id, partition, n + k, fence))
+            batch.add(self._head_insert(stream_id, partition, n + k, fence))
             result = self._lwt_resolved(batch, self.config.ownership_serial, applied)
             if not result["[applied]"] and n == 0 and result.get("head_version") == 0:
                 # fence() created the empty head first: append through it like any other.
@@ -371,13 +381,10 @@ class CassandraStore(Store):
         if not result["[applied]"]:
             raise self._refusal(stream_id, n, result, lease)
         try:
-            for write in pending:
-                write.result()
+            entry.result()
             finished = time.time()  # the LWT and the feed entry both landed by now
-        except Exception:  # any failure: write them again below, synchronously
+        except Exception:  # any failure: write it again below, synchronously
             finished = float("inf")
-            if n == 0:
-                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
         if finished - started > self.config.feed_settle_seconds / 2:
             # Committed late: index again so that no consumer passed this append already.
             self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())
@@ -450,17 +457,15 @@ class CassandraStore(Store):
         for _ in range(20):
             partition = self._current_partition(stream_id)
             if partition is None:
-                statement = self._prepare(self._HEAD_INSERT).bind((stream_id, 0, 0, lease.epoch))
-                self._run(self._STREAM_INSERT, (category_of(stream_id), stream_id))
+                statement = self._head_insert(stream_id, 0, 0, lease.epoch)
             else:
                 head = self._head(stream_id, partition, serial=True)
                 assert head is not None
                 if head["fence_epoch"] > lease.epoch:
                     raise LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}")
                 if head["sealed"]:
-                    statement = self._prepare(self._HEAD_INSERT).bind(
-                        (stream_id, partition + 1, head["head_version"], lease.epoch)
-                    )
+                    statement = self._head_insert(stream_id, partition + 1,
+                                                  head["head_version"], lease.epoch)
                 else:
                     statement = self._prepare(
                         "UPDATE events SET fence_epoch = ? WHERE stream_id = ?"
@@ -509,12 +514,18 @@ class CassandraStore(Store):
         return int(head["head_version"]) if head else 0
 
     def list_streams(self, category: str) -> Iterator[str]:
-        statement = self._prepare("SELECT stream_id FROM streams WHERE category = ?").bind(
-            (category,)
-        )
-        statement.fetch_size = 1000
-        for row in self._session.execute(statement):
-            yield row["stream_id"]
+        """In stream id order: the category index answers in token order, and streams made
+        before it are in the old ``streams`` table (one stream may be in both)."""
+        found: set[str] = set()
+        for cql in ("SELECT stream_id FROM events WHERE category = ?",
+                    "SELECT stream_id FROM streams WHERE category = ?"):
+            statement = self._prepare(cql).bind((category,))
+            statement.fetch_size = 1000
+            try:
+                found.update(row["stream_id"] for row in self._session.execute(statement))
+            except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+                raise Unavailable(str(error)) from error
+        yield from sorted(found)
 
     # -- the global feed ------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ class GroupCommit:
     """
 
     MAX_BATCH = 16
-    """Statements per batch: a feed entry or a category row is ~150 bytes, so a batch stays
+    """Statements per batch: a feed entry is ~150 bytes, so a batch stays
     below Cassandra's ``batch_size_warn_threshold`` (5 KiB)."""
 
     def __init__(self, session: Session) -> None:
