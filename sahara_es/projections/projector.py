@@ -150,8 +150,9 @@ class ReadModel:
         ``audience``: the owning project, ``EVERYONE`` for a public resource, ``None`` when
         not known (every list looks at it)."""
         with self._lock:
-            known = self._recent.get(stream_id, (0, 0.0, None))[0]
-            self._recent[stream_id] = (max(version, known), time.monotonic(), audience)
+            known, _, known_audience = self._recent.get(stream_id, (0, 0.0, None))
+            self._recent[stream_id] = (max(version, known), time.monotonic(),
+                                       audience or known_audience)
 
     def _generation(self, *, fresh: bool = False) -> int | None:
         """The live generation, remembered for a second: it changes only when the projection
@@ -216,12 +217,16 @@ class ReadModel:
         for key, row in _merge_keys(rows, missing):
             stream = f"{self.category}-{key}"
             if stream in recent:
-                if (row or {}).get(APPLIED, {}).get(stream, 0) >= recent[stream]:
+                done = (row or {}).get(APPLIED, {}).get(stream, 0) >= recent[stream]
+                if not done:
+                    unlisted = row is None
+                    row = self._repair(row, stream)
+                    # A deleted resource the rows do not list is listed right already.
+                    done = unlisted and (row is None or row[META]["deleted"])
+                if done:
                     with self._lock:
                         if self._recent.get(stream, (0, 0.0, None))[0] == recent[stream]:
                             del self._recent[stream]
-                else:
-                    row = self._repair(row, stream)
             doc = self._visible(row)
             if doc is not None:
                 yield doc
