@@ -62,7 +62,7 @@ def test_a_paused_owner_that_lost_its_lease_writes_nothing_when_it_wakes(
     stream = f"workflow-{workflow}"
     with EngineProcess(url, "paused", tmp_path, lease_ttl=TTL) as paused:
         wait_until(lambda: len(lines(effects)) >= 6)
-        paused.signal(signal.SIGSTOP)
+        paused.pause(url)
         with EngineProcess(url, "successor", tmp_path, lease_ttl=TTL):
             state = wait_for(store, workflow, timeout=60)
             finished_at = store.stream_version(stream)

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.engine import load_workflow
+from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
 from sahara_es.infra.quotas import Quotas
@@ -72,7 +72,9 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
 
 
 def _owners(store: Store, workflow_id: str) -> list[ev.WorkflowOwned]:
-    state = load_workflow(store, workflow_id)
+    # The cluster turns Active in the workflow's last step, a moment before the workflow
+    # records that it finished.
+    state = wait_for(store, workflow_id, timeout=60)
     assert state.status.finished
     return [fact for fact in (registry.decode(e) for e in store.read(f"workflow-{workflow_id}"))
             if isinstance(fact, ev.WorkflowOwned)]
