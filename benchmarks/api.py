@@ -68,8 +68,8 @@ API_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{API_KEYSPACE}"
 OPERATIONS = ("get_list", "get_show", "post_create")
 GOAL_SATURATED_OVER_IDLE = 2.0
 ENGINES = 1
-"""Engine processes saturated with work during the second GET phase (the issue: "an engine
-is saturated"); ``--engines`` changes it."""
+"""Engine processes saturated with work during the saturated phases (the issue: "an engine
+is saturated")."""
 ENGINE_CONCURRENCY = 8
 OFFERED_SHARES = (0.1, 0.25, 0.5)
 """The fixed GET rates of the saturation comparison, as shares of the rate the idle server
