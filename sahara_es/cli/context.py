@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -31,3 +33,12 @@ class Context:
         if self._store is None:
             self._store = open_store(self.url, upgrade=upgrade)
         return self._store
+
+
+def run_until_signalled() -> None:
+    """Block until SIGTERM or SIGINT: the long-running commands' main thread."""
+    asked_to_stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: asked_to_stop.set())
+    while not asked_to_stop.wait(0.5):
+        pass

@@ -6,14 +6,12 @@ import importlib
 import json
 import logging
 import os
-import signal
-import threading
 from typing import Any
 
 import click
 from stevedore import ExtensionManager
 
-from sahara_es.cli.context import Context, console, default_data_dir
+from sahara_es.cli.context import Context, console, default_data_dir, run_until_signalled
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -97,12 +95,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
     services = build_services(store, root=data_dir or default_data_dir(), provider=provider,
                               hosts=hosts)
     running = Engine(store, config, services=services).start()
-    asked_to_stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: asked_to_stop.set())
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
-    while not asked_to_stop.wait(0.5):
-        pass
+    run_until_signalled()
     console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")
     running.stop(grace)
     services["ssh"].close()

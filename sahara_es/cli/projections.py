@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sahara_es.cli.context import Context, console
+from sahara_es.cli.context import Context, console, run_until_signalled
 from sahara_es.projections import PROJECTIONS, NotBuilt, Projection, rebuild, update, verify
 from sahara_es.projections.base import APPLIED
 
@@ -126,8 +126,6 @@ def projector(obj: Context, nice: int, poll: float) -> None:
     """Keep the API's read models up to date, until SIGTERM or SIGINT: the process to run
     beside API workers started with SAHARA_ES_PROJECTOR=0 (one writes at a time, by lease)."""
     import os
-    import signal
-    import threading
     import uuid
 
     from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
@@ -138,11 +136,7 @@ def projector(obj: Context, nice: int, poll: float) -> None:
     running = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
                         owner=f"projector-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                         poll=poll).start()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     console.print(f"projector {running.owner} running")
-    while not stop.wait(0.5):
-        pass
+    run_until_signalled()
     running.stop()
     running.release()
