@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,6 +304,29 @@ class Store(abc.ABC):
                 last = conflict
         assert last is not None
         raise last
+
+
+FIRST_ROWS_PAGE = 100
+"""A scan's first page is small: a list page stops reading after the rows it shows."""
+
+KeyRangePage = Callable[[str, tuple[str, ...], int], Sequence[tuple[str, str]]]
+"""``fetch(condition, params, limit)``: up to ``limit`` (key, doc) rows of a projection
+generation in key order, where ``condition`` (on ``key``, with ``params``) holds."""
+
+
+def rows_by_key_range(fetch: KeyRangePage, prefix: str,
+                      page: int) -> Iterator[tuple[str, str]]:
+    """Every (key, doc) row whose key starts with ``prefix``, in key order, page by page;
+    the same CQL and SQL condition serves both stores."""
+    end = prefix_end(prefix)
+    upper = ("", ()) if end is None else (" AND key < ?", (end,))
+    start, after, size = ">=", prefix, FIRST_ROWS_PAGE
+    while True:
+        rows = fetch(f"key {start} ?{upper[0]}", (after, *upper[1]), size)
+        yield from rows
+        if len(rows) < size:
+            return
+        start, after, size = ">", rows[-1][0], page
 
 
 def prefix_end(prefix: str) -> str | None:

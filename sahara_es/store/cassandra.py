@@ -78,7 +78,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
-    prefix_end,
+    rows_by_key_range,
 )
 from sahara_es.store.config import CassandraConfig
 from sahara_es.store.errors import (
@@ -123,8 +123,6 @@ def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
     return int(bucket), uuid.UUID(entry), int(version)
 
 
-FIRST_ROWS_PAGE = 100
-"""A scan's first page is small: a list page stops reading after the rows it shows."""
 ROWS_PAGE = 1000
 
 
@@ -851,19 +849,13 @@ class CassandraStore(Store):
 
     def scan_rows(self, projection: str, generation: int, *,
                   prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-        end = prefix_end(prefix)
-        bound = ("", ()) if end is None else (" AND key < ?", (end,))
-        start, after, size = ">=", prefix, FIRST_ROWS_PAGE  # a list page stops after its rows
-        while True:
-            rows = self._run(
+        def fetch(condition: str, params: tuple[str, ...], limit: int) -> list[tuple[str, str]]:
+            return [(row["key"], row["doc"]) for row in self._run(
                 "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-                f" AND key {start} ?{bound[0]} LIMIT ?",
-                (projection, generation, after, *bound[1], size))
-            for row in rows:
-                yield row["key"], serialization.loads(row["doc"])
-            if len(rows) < size:
-                return
-            start, after, size = ">", rows[-1]["key"], ROWS_PAGE
+                f" AND {condition} LIMIT ?", (projection, generation, *params, limit))]
+
+        for key, doc in rows_by_key_range(fetch, prefix, ROWS_PAGE):
+            yield key, serialization.loads(doc)
 
     def drop_rows(self, projection: str, generation: int) -> None:
         self._run("DELETE FROM projection_rows WHERE projection = ? AND generation = ?",

@@ -28,7 +28,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
-    prefix_end,
+    rows_by_key_range,
 )
 from sahara_es.store.errors import (
     ConcurrencyConflict,
@@ -39,7 +39,6 @@ from sahara_es.store.errors import (
     Unavailable,
 )
 
-_FIRST_ROWS_PAGE = 100
 _PAGE = 500
 _EVENT_COLUMNS = (
     "position, stream_id, version, event_id, event_type, schema_version, data, metadata"
@@ -441,20 +440,14 @@ class SQLiteStore(Store):
 
     def scan_rows(self, projection: str, generation: int, *,
                   prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-        end = prefix_end(prefix)
-        bound = ("", ()) if end is None else (" AND key < ?", (end,))
-        start, after, size = ">=", prefix, _FIRST_ROWS_PAGE  # a list page stops after its rows
-        while True:
-            rows = self._conn().execute(
+        def fetch(condition: str, params: tuple[str, ...], limit: int) -> list[tuple[str, str]]:
+            return [(row["key"], row["doc"]) for row in self._conn().execute(
                 "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-                f" AND key {start} ?{bound[0]} ORDER BY key LIMIT ?",
-                (projection, generation, after, *bound[1], size),
-            ).fetchall()
-            for row in rows:
-                yield row["key"], serialization.loads(row["doc"])
-            if len(rows) < size:
-                return
-            start, after, size = ">", rows[-1]["key"], _PAGE
+                f" AND {condition} ORDER BY key LIMIT ?",
+                (projection, generation, *params, limit)).fetchall()]
+
+        for key, doc in rows_by_key_range(fetch, prefix, _PAGE):
+            yield key, serialization.loads(doc)
 
     @_retry_when_busy
     def drop_rows(self, projection: str, generation: int) -> None:
