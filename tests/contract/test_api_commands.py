@@ -47,6 +47,12 @@ def project_headers(project: str | None = None) -> dict[str, str]:
     return {"X-Project-Id": project or unique("p")}
 
 
+def page(client: FlaskClient, headers: dict[str, str], query: str) -> dict[str, Any]:
+    """The body of ``GET /v2/<query>``."""
+    body: dict[str, Any] = client.get(f"/v2/{query}", headers=headers).get_json()
+    return body
+
+
 def spark_version(client: FlaskClient) -> str:
     version: str = client.get("/v2/plugins/spark").get_json()["plugin"]["versions"][0]
     return version
@@ -335,9 +341,7 @@ def test_lists_page_with_markers_and_links(client: FlaskClient) -> None:
                                                                 "url": "swift://c/o.jar"})
 
     def listed(query: str) -> dict[str, Any]:
-        body: dict[str, Any] = client.get(f"/v2/job-binaries?name={tag}&{query}",
-                                          headers=headers).get_json()
-        return body
+        return page(client, headers, f"job-binaries?name={tag}&{query}")
 
     first = listed("limit=2&sort_by=name")
     assert [b["name"] for b in first["binaries"]] == names[:2]
@@ -360,9 +364,7 @@ def test_pages_in_id_order_read_only_as_far_as_they_show(client: FlaskClient) ->
     ids = sorted(made)
 
     def listed(query: str) -> dict[str, Any]:
-        body: dict[str, Any] = client.get(f"/v2/data-sources?name={tag}&{query}",
-                                          headers=headers).get_json()
-        return body
+        return page(client, headers, f"data-sources?name={tag}&{query}")
 
     first = listed("limit=2")
     assert [d["id"] for d in first["data_sources"]] == ids[:2]
