@@ -59,7 +59,7 @@ from sahara_es.engine import start_workflow
 from sahara_es.engine.engine import WORKFLOW_PREFIX
 from sahara_es.store import Store, open_store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
+from tests.factories import CASSANDRA_HOST, cassandra_cluster, drop_cassandra_keyspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -443,9 +443,7 @@ class RawRowReader:
         self._backend, self._url, self._generation = backend, url, generation
         self._cluster: Any = None
         if backend == "cassandra":
-            from cassandra.cluster import Cluster
-
-            self._cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+            self._cluster = cassandra_cluster()
             self._session = self._cluster.connect(API_KEYSPACE)
             self._select = self._session.prepare(
                 "SELECT doc FROM projection_rows WHERE projection = ? AND generation = ?"

@@ -29,7 +29,7 @@ from sahara_es.commands import repository
 from sahara_es.events import NewEvent
 from sahara_es.store import Store, open_store
 from tests.contract.test_long_streams import Counter
-from tests.factories import CASSANDRA_HOST, events
+from tests.factories import CASSANDRA_HOST, cassandra_cluster, events
 
 BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
 
@@ -39,9 +39,7 @@ def event() -> list[NewEvent]:
 
 
 def raw_cassandra(ops: int, concurrency: int) -> float:
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+    cluster = cassandra_cluster()
     session = cluster.connect("sahara_es_bench")
     session.execute("CREATE TABLE IF NOT EXISTS raw_lwt (k text PRIMARY KEY, v text)")
     insert = session.prepare("INSERT INTO raw_lwt (k, v) VALUES (?, ?) IF NOT EXISTS")
@@ -56,9 +54,7 @@ def raw_cassandra_with_index_write(ops: int) -> float:
     """The raw loop plus what any globally ordered feed costs an append: one more (plain)
     insert into another partition, sent beside the LWT and awaited with it. No store can be
     faster than this and index every append; it bounds the ratio at concurrency 1."""
-    from cassandra.cluster import Cluster
-
-    cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+    cluster = cassandra_cluster()
     session = cluster.connect("sahara_es_bench")
     session.execute("CREATE TABLE IF NOT EXISTS raw_lwt (k text PRIMARY KEY, v text)")
     session.execute("CREATE TABLE IF NOT EXISTS raw_index (b int, k text, v text,"

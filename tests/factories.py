@@ -6,10 +6,23 @@ import os
 import socket
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sahara_es.events import Metadata, NewEvent
+from sahara_es.store.config import CREDENTIALS_ENV, CassandraConfig, read_credentials
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster
 
 CASSANDRA_HOST = os.environ.get("SAHARA_ES_CASSANDRA_HOST", "127.0.0.1")
+# The service's role that tools/cassandra created on the node, and its password (mode 0600).
+# Every cassandra:// URL of the tests and benchmarks picks it up through the environment
+# (child processes too), so none of them names a password.
+CASSANDRA_CREDENTIALS = Path(
+    os.environ.get("SAHARA_ES_CACHE", Path(__file__).resolve().parent.parent / ".cache")
+) / "cassandra-credentials"
+if CASSANDRA_CREDENTIALS.exists():
+    os.environ.setdefault(CREDENTIALS_ENV, str(CASSANDRA_CREDENTIALS))
 # Two checkouts may share one node: each names its own keyspace.
 CASSANDRA_TEST_KEYSPACE = os.environ.get("SAHARA_ES_TEST_KEYSPACE", "sahara_es_test")
 # Small partitions and a short settle window so that tests cross partitions and read the feed
@@ -25,10 +38,24 @@ def drop_cassandra_test_keyspace() -> None:
     drop_cassandra_keyspace(CASSANDRA_TEST_KEYSPACE)
 
 
-def drop_cassandra_keyspace(keyspace: str) -> None:
+def cassandra_cluster(host: str = CASSANDRA_HOST, **options: Any) -> Cluster:
+    """A driver ``Cluster`` on the test node, logged in as the service's role."""
+    from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import Cluster
 
-    cluster = Cluster([CASSANDRA_HOST], protocol_version=5)
+    credentials = None
+    if CREDENTIALS_ENV in os.environ:
+        from sahara_es.store import parse_store_url
+
+        config: CassandraConfig = parse_store_url(f"cassandra://{host}")[1]["config"]
+        credentials = read_credentials(config)
+    return Cluster([host], protocol_version=5,
+                   auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
+                   **options)
+
+
+def drop_cassandra_keyspace(keyspace: str) -> None:
+    cluster = cassandra_cluster()
     try:
         cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
     finally:

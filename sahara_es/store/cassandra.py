@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from cassandra import (
+    AuthenticationFailed,
     ConsistencyLevel,
     OperationTimedOut,
     ReadTimeout,
@@ -47,6 +48,7 @@ from cassandra import (
     WriteType,
 )
 from cassandra import Unavailable as DriverUnavailable
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -80,7 +82,7 @@ from sahara_es.store.base import (
     check_release,
     rows_by_key_range,
 )
-from sahara_es.store.config import CassandraConfig
+from sahara_es.store.config import CassandraConfig, read_credentials
 from sahara_es.store.errors import (
     ConcurrencyConflict,
     LeaseHeld,
@@ -138,15 +140,27 @@ class CassandraStore(Store):
             request_timeout=cfg.request_timeout,
             row_factory=dict_factory,
         )
+        credentials = read_credentials(cfg)
         self._cluster = Cluster(
             contact_points=list(cfg.contact_points),
             port=cfg.port,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             protocol_version=5,
+            # Read from the password file just now, held only by the driver's connections.
+            auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
         )
+        del credentials
         try:
             self._session: Session = self._cluster.connect()
         except NoHostAvailable as error:
+            if any(isinstance(e, AuthenticationFailed) for e in error.errors.values()):
+                said = (f"refused the password of user {cfg.username!r}" if cfg.username
+                        else "requires a user and password")
+                # Not retryable, and chained to nothing: the driver's error is no business
+                # of the caller's and a password must never ride along in a traceback.
+                raise StoreError(f"Cassandra at {','.join(cfg.contact_points)} {said}: give"
+                                 " the store URL USER@ and password_file=PATH (mode 0600), or"
+                                 " set $SAHARA_ES_CASSANDRA_CREDENTIALS") from None
             raise Unavailable(f"no Cassandra node answers at {cfg.contact_points}") from error
         self._prepared: dict[str, PreparedStatement] = {}
         self._marked_buckets: set[int] = set()
@@ -183,6 +197,7 @@ class CassandraStore(Store):
             "cassandra_version": row["release_version"],
             "paxos_variant": paxos["value"] if paxos else "unknown",
             "keyspace": cfg.keyspace,
+            "user": cfg.username or "(none)",
             "replication": cfg.replication,
             "consistency": cfg.consistency,
             "ownership_serial": cfg.ownership_serial,

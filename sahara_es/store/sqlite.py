@@ -6,6 +6,8 @@ as a Cassandra LWT makes them; WAL mode lets readers go on while a writer commit
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -69,13 +71,28 @@ def _row_to_event(row: sqlite3.Row) -> RecordedEvent:
     )
 
 
+def _private_file(path: Path) -> None:
+    """Make the database file (and its folder, if new) the service user's alone.
+
+    The file is created 0600 before SQLite opens it, because SQLite gives its ``-wal`` and
+    ``-shm`` files the mode of the database file; a file found more open is narrowed.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077 and file.stat().st_uid == os.geteuid():
+                file.chmod(0o600)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self.path = str(path)
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.path))
 
     # -- connections ----------------------------------------------------------------------
 
