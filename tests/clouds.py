@@ -20,6 +20,7 @@ from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store
+from tests.nodes import node_root, remove_node_root
 
 
 @dataclass
@@ -49,7 +50,10 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
     tag = uuid.uuid4().hex[:6]
     inventory = [HostInventory(f"h{tag}-{i}", vcpus=vcpus, ram_mb=ram_mb)
                  for i in range(1, hosts + 1)]
-    services = build_services(store, root=root, hosts=inventory, quota_defaults=quota)
+    # Nodes reach their folders only through folders other users can traverse, which
+    # pytest's tmp_path (0700) is not: they get a root of their own.
+    nodes = node_root()
+    services = build_services(store, root=nodes, hosts=inventory, quota_defaults=quota)
     real = services["provider"]
     engine_services = {**services, "provider": wrap(real) if wrap else real}
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
@@ -64,3 +68,4 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
         for instance in real.list_instances():
             real.delete_instance(instance.name)
         services["ssh"].close()
+        remove_node_root(nodes)

@@ -16,14 +16,29 @@ sshd_config): processes keep it through ``nohup``, ``setsid`` and double forks, 
 ``delete_instance`` finds the daemons a session left behind in ``/proc/<pid>/environ``. sshd
 itself writes its process title over that memory, so its processes are known by the title
 (which names the instance's sshd_config) and by descent from one another. A process that
-both clears its environment (``env -i``) and leaves the process tree escapes; that is the
-one limit.
+both clears its environment (``env -i``) and leaves the process tree escapes the deletion of
+its instance; the deletion of the cluster's last instance ends it too, with every process of
+the cluster's user.
+
+Nodes are a sandbox (``doc/security.rst``). Each cluster gets an unprivileged system user of
+its own (``sahara-c-<hash of the cluster id>``), made on its first instance (``useradd
+--system``) and removed with its last (``userdel``); sessions log in as that user, never as
+the service's. sshd itself runs as root (it must, to switch to the user) and admits only that
+user. In the instance folder only the home (``home/``, the user's, 0700) is the user's;
+everything else is root's and closed to it (host key, configuration, state, log), except the
+authorized keys, which sshd reads as the user. The service therefore runs the local provider
+as root, and refuses to when it is not; and it refuses a node user that is privileged (uid 0,
+the service's own uid, group 0, or a member of sudo, wheel, adm or root). Nodes reach their
+folders only if every folder above the provider's root is traversable by other users: that is
+checked, never changed, and a blocking folder is named.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import grp
+import hashlib
 import ipaddress
 import json
 import os
@@ -70,6 +85,113 @@ FLAVORS = {
 DEFAULT_HOSTS = tuple(HostInventory(f"local-host-{i}", vcpus=8, ram_mb=16384) for i in (1, 2, 3))
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+USER_PREFIX = "sahara-c-"
+"""Node users are ``sahara-c-`` and 16 hex digits of the cluster id's SHA-256 (25 chars)."""
+
+PRIVILEGED_GROUPS = frozenset({"root", "sudo", "wheel", "adm"})
+"""Groups a node user must not be in: they grant root, or read the system's logs."""
+
+NODE_SHELL = "/bin/bash"
+"""Sessions run through the user's login shell, so it must be a real one."""
+
+
+def node_user(spec: InstanceSpec) -> str:
+    """The cluster's node user: one per cluster (``metadata["cluster"]``), else per instance."""
+    owner = spec.metadata.get("cluster") or spec.name
+    return USER_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+def traversal_blocker(path: Path) -> Path | None:
+    """The first folder from ``/`` down to ``path`` that other users cannot traverse."""
+    path = Path(os.path.abspath(path))
+    for folder in (*reversed(path.parents), path):
+        try:
+            mode = folder.stat().st_mode
+        except FileNotFoundError:
+            return None  # what does not exist yet is made traversable by whoever makes it
+        if not mode & 0o001:
+            return folder
+    return None
+
+
+def check_unprivileged(user: str) -> pwd.struct_passwd:
+    """The user's entry, if it is fit to run tenants' nodes; ``InfraError`` otherwise."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise InfraError(f"node user {user} does not exist") from None
+    if entry.pw_uid == 0 or entry.pw_uid == os.geteuid() or entry.pw_uid == os.getuid():
+        raise InfraError(f"node user {user} has uid {entry.pw_uid}: the service's own or"
+                         " root's; tenants' nodes never run as a privileged user")
+    gids = set(os.getgrouplist(user, entry.pw_gid))
+    names = set()
+    for gid in gids:
+        with contextlib.suppress(KeyError):
+            names.add(grp.getgrgid(gid).gr_name)
+    if 0 in gids or names & PRIVILEGED_GROUPS:
+        raise InfraError(f"node user {user} is in a privileged group"
+                         f" ({', '.join(sorted(names & PRIVILEGED_GROUPS) or ['gid 0'])});"
+                         " tenants' nodes never run as a privileged user")
+    return entry
+
+
+def _useradd_contended(error: BaseException) -> bool:
+    return isinstance(error, _UserDbBusy)
+
+
+class _UserDbBusy(Exception):
+    """``/etc/passwd`` was locked by another useradd or userdel: try again shortly."""
+
+
+def _run_user_tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run useradd/userdel, retrying while another one holds the user database's lock."""
+    def attempt() -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 and ("cannot lock" in done.stderr
+                                     or "try again" in done.stderr):
+            raise _UserDbBusy(done.stderr.strip())
+        return done
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(60),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+        retry=tenacity.retry_if_exception(_useradd_contended),
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except _UserDbBusy as busy:
+        raise InfraError(f"{argv[0]} could not lock the user database: {busy}") from None
+
+
+def uid_processes(uid: int) -> list[int]:
+    """Every live process whose real or effective uid is ``uid``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as status:
+                for line in status:
+                    if line.startswith("Uid:"):
+                        if uid in {int(field) for field in line.split()[1:3]}:
+                            found.append(int(entry.name))
+                        break
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` with exactly ``mode`` (no umask, no window where it is open)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(temporary, mode)
+    temporary.replace(path)
 
 
 class InstanceUnreachable(InfraError):
@@ -154,9 +276,9 @@ def stop_processes(name: str, config: Path, grace: float) -> int:
 class LocalProvider(InfraProvider):
     """Instances as sshd servers on loopback addresses of this machine.
 
-    Works as any user: the service's own user is the login user of every instance, so it
-    needs a login shell (sessions run through it), not ``nologin``. Sessions start in the
-    instance's home (``<folder>/home``, also their ``$HOME``), not the user's.
+    Needs root (to make the clusters' node users and start sshd for them) and a root whose
+    every parent folder other users may traverse. Sessions log in as the cluster's node user
+    and start in the instance's home (``<folder>/home``, also their ``$HOME``).
     """
 
     name = "local"
@@ -177,7 +299,6 @@ class LocalProvider(InfraProvider):
         self._ssh_keygen = ssh_keygen
         self._stop_grace = stop_grace
         self._start_timeout = start_timeout
-        self._username = pwd.getpwuid(os.getuid()).pw_name
 
     # -- inventory ------------------------------------------------------------------------
 
@@ -206,16 +327,39 @@ class LocalProvider(InfraProvider):
         states = (self._read_state(entry) for entry in sorted(folder.iterdir()))
         return [self._instance(state) for state in states if state is not None]
 
+    def check_sandbox(self) -> None:
+        """Raise ``InfraError`` saying why nodes could not be sandboxed here, if they could not:
+        the service is not root, or a folder above the root is closed to other users."""
+        if os.geteuid() != 0:
+            raise InfraError(
+                "the local provider runs every cluster's nodes as an unprivileged user of its"
+                " own, which only root can create (useradd) and start sshd for; this service"
+                f" runs as uid {os.geteuid()}: run the engine as root, or use another provider")
+        # The root and its "instances" folder are the provider's own (made 0711); above
+        # them, nothing is changed, only checked.
+        blocker = traversal_blocker(self.root.parent)
+        if blocker is not None:
+            raise InfraError(
+                f"nodes cannot reach their folders under {self.root}: {blocker} is not"
+                f" traversable by other users (mode {blocker.stat().st_mode & 0o777:04o});"
+                f" choose a root whose parents all have o+x, or chmod o+x {blocker}")
+
     def create_instance(self, spec: InstanceSpec) -> Instance:
         folder = self.folder(spec.name)
         if spec.flavor not in FLAVORS:
             raise InfraError(f"unknown flavor {spec.flavor!r}; local has {sorted(FLAVORS)}")
         if spec.host is not None and spec.host not in {host.name for host in self._hosts}:
             raise InfraError(f"unknown host {spec.host!r}")
+        self.check_sandbox()
         with self._locked(spec.name):
             state = self._read_state(folder)
-            if state is None:
-                state = self._prepare(folder, spec)
+            user = state["username"] if state else node_user(spec)
+            # Shared: instances of a cluster are made in parallel; the deletion of its last
+            # instance takes it exclusively to remove the user, so never under a creation.
+            with self._user_locked(user, fcntl.LOCK_SH):
+                self._ensure_user(user, spec)
+                if state is None:
+                    state = self._prepare(folder, spec, user)
             if self._sshd_pid(folder, state) is None:
                 state["pid"] = self._start_sshd(folder, spec.name)
                 self._write_state(folder, state)
@@ -242,32 +386,111 @@ class LocalProvider(InfraProvider):
         with self._locked(name):
             stop_processes(name, folder / "sshd_config", self._stop_grace)
             state = self._read_state(folder) or {}
+            user = state.get("username") or _read_text(folder / "user")
             for address in {state.get("address"), _read_text(folder / "address.candidate")}:
                 if address:
                     self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
             # The address is free before the folder goes: a delete that dies in between is
             # retried, finds the folder and completes.
             shutil.rmtree(folder, ignore_errors=True)
+        if user and user.startswith(USER_PREFIX):
+            self._release_user(user)
+
+    # -- node users -----------------------------------------------------------------------
+
+    def _ensure_user(self, user: str, spec: InstanceSpec) -> pwd.struct_passwd:
+        """Create the node user unless it exists (another engine may be creating it now)."""
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            made = False
+        else:
+            made = True
+        if not made:
+            owner = spec.metadata.get("cluster") or spec.name
+            done = _run_user_tool([
+                "useradd", "--system", "--user-group", "--no-create-home",
+                # Never the home of a session (each instance's is its own folder), but
+                # sshd changes into it first: "/" always exists.
+                "--home-dir", "/", "--shell", NODE_SHELL,
+                # "*": no password logs in, yet the account is not locked ("!"), which
+                # sshd would refuse even with a key.
+                "--password", "*",
+                "--comment", f"sahara-es nodes of {owner}"[:60], user,
+            ])
+            if done.returncode not in (0, 9):  # 9: made by a racing creation meanwhile
+                raise InfraError(f"useradd {user} failed: {done.stderr.strip()}")
+        return check_unprivileged(user)
+
+    def _release_user(self, user: str) -> None:
+        """Remove the node user once no instance under this root is its: its last process
+        ends first (also those that escaped their instance's marks)."""
+        with self._user_locked(user, fcntl.LOCK_EX):
+            if any(state.get("username") == user or _read_text(folder / "user") == user
+                   for folder, state in self._instance_folders()):
+                return
+            try:
+                uid = pwd.getpwnam(user).pw_uid
+            except KeyError:
+                return
+            if uid == 0 or uid == os.geteuid():
+                raise InfraError(f"refusing to remove privileged user {user}")
+            for _ in range(5):
+                pids = uid_processes(uid)
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+            done = _run_user_tool(["userdel", user])
+            if done.returncode not in (0, 6):  # 6: already gone
+                raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
+
+    def _instance_folders(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        folder = self.root / "instances"
+        if not folder.is_dir():
+            return
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir():
+                yield entry, self._read_state(entry) or {}
 
     # -- creation steps -------------------------------------------------------------------
 
-    def _prepare(self, folder: Path, spec: InstanceSpec) -> dict[str, Any]:
-        """Everything but the running sshd: keys, address, configuration, state."""
+    def _prepare(self, folder: Path, spec: InstanceSpec, user: str) -> dict[str, Any]:
+        """Everything but the running sshd: user, keys, address, configuration, state.
+
+        The folder is root's and only traversable (0711) by others; its files are root's
+        and 0600, but for the authorized keys, which sshd reads as the user (0644); the home
+        is the user's alone (0700).
+        """
+        entry = pwd.getpwnam(user)
+        for made in (self.root, self.root / "instances"):
+            made.mkdir(mode=0o711, parents=True, exist_ok=True)
+            made.chmod(0o711)
+        folder.mkdir(mode=0o711, exist_ok=True)
+        folder.chmod(0o711)
+        # First, so that a deletion of a half-made instance knows whose it was.
+        _write_private(folder / "user", user + "\n")
         home = folder / "home"
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        home.chmod(0o700)
         host_key = folder / "ssh_host_ed25519_key"
         if not host_key.exists():
             subprocess.run([self._ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", spec.name,
                             "-f", str(host_key)], check=True, capture_output=True)
-        (folder / "authorized_keys").write_text(spec.public_key.strip() + "\n")
+        host_key.chmod(0o600)
+        _write_private(folder / "authorized_keys", spec.public_key.strip() + "\n", 0o644)
         address = self._reserve_address(folder, spec.name)
-        (folder / "sshd_config").write_text(self._sshd_config(folder, spec.name, address))
+        _write_private(folder / "sshd_config",
+                       self._sshd_config(folder, spec.name, address, user))
         public = (folder / "ssh_host_ed25519_key.pub").read_text().split()
         state: dict[str, Any] = {
             "name": spec.name,
             "address": address,
             "ssh_port": self._port,
-            "username": self._username,
+            "username": user,
             "host": spec.host,
             "flavor": spec.flavor,
             "host_key": f"{public[0]} {public[1]}",
@@ -299,7 +522,7 @@ class LocalProvider(InfraProvider):
             candidate = str(address)
             if not _port_free(candidate, self._port):
                 continue  # taken outside this store: another service, another test run
-            candidate_file.write_text(candidate)
+            _write_private(candidate_file, candidate)
             try:
                 self._store.reserve_name(ADDRESS_PROJECT, ADDRESS_KIND, candidate, name)
             except NameTaken as taken:
@@ -308,7 +531,7 @@ class LocalProvider(InfraProvider):
             return candidate
         raise CapacityExhausted(f"every address of {self._network} is taken")
 
-    def _sshd_config(self, folder: Path, name: str, address: str) -> str:
+    def _sshd_config(self, folder: Path, name: str, address: str, user: str) -> str:
         home = folder / "home"
         return "\n".join([
             f"ListenAddress {address}",
@@ -316,12 +539,13 @@ class LocalProvider(InfraProvider):
             f'HostKey "{folder / "ssh_host_ed25519_key"}"',
             f'PidFile "{folder / "sshd.pid"}"',
             f'AuthorizedKeysFile "{folder / "authorized_keys"}"',
-            f"AllowUsers {self._username}",
+            f"AllowUsers {user}",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            # The folder belongs to the service, not to a login user sshd would check.
+            "PermitRootLogin no",
+            # The folder is root's, under a temporary folder sshd would call unsafe; the
+            # provider sets its modes itself.
             "StrictModes no",
             "UsePAM no",
             "PrintMotd no",
@@ -331,7 +555,8 @@ class LocalProvider(InfraProvider):
             "MaxStartups 64:30:256",
             # Marks every session and what it starts; the instance's home is its own.
             f'SetEnv {MARKER}={name} "HOME={home}"',
-            'ForceCommand cd "$HOME" && eval "${SSH_ORIGINAL_COMMAND:-exec $SHELL -l}"',
+            # Whatever a session makes is its user's alone.
+            'ForceCommand umask 077; cd "$HOME" && eval "${SSH_ORIGINAL_COMMAND:-exec $SHELL -l}"',
             "",
         ])
 
@@ -349,9 +574,14 @@ class LocalProvider(InfraProvider):
         pid_file = folder / "sshd.pid"
         pid_file.unlink(missing_ok=True)
         log = folder / "sshd.log"
+        if not log.exists():
+            _write_private(log, "")
+        # sshd passes none of its environment to sessions, but nothing of the service's
+        # (store URLs, credentials files) has business in a tenant's server either.
+        environment = {key: os.environ[key] for key in ("PATH", "LANG", "TZ") if key in os.environ}
         started = subprocess.run(
             [self._sshd, "-f", str(config), "-E", str(log)],
-            env={**os.environ, MARKER: name}, start_new_session=True, capture_output=True,
+            env={**environment, MARKER: name}, start_new_session=True, capture_output=True,
             text=True, cwd=folder, timeout=self._start_timeout,
         )
         if started.returncode != 0:
@@ -385,10 +615,20 @@ class LocalProvider(InfraProvider):
         The lock file lives beside the instance folders so that deletion can remove the folder
         while holding it.
         """
+        with self._lock_file(f"{name}.lock", fcntl.LOCK_EX):
+            yield
+
+    def _user_locked(self, user: str, mode: int) -> contextlib.AbstractContextManager[None]:
+        """Creations share a node user's lock; removing the user takes it alone."""
+        return self._lock_file(f"user-{user}.lock", mode)
+
+    @contextlib.contextmanager
+    def _lock_file(self, name: str, mode: int) -> Iterator[None]:
         locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / f"{name}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+") as lock:
+            fcntl.flock(lock, mode)
             try:
                 yield
             finally:
@@ -404,9 +644,7 @@ class LocalProvider(InfraProvider):
 
     @staticmethod
     def _write_state(folder: Path, state: dict[str, Any]) -> None:
-        temporary = folder / "instance.json.tmp"
-        temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
-        temporary.replace(folder / "instance.json")
+        _write_private(folder / "instance.json", json.dumps(state, indent=2, sort_keys=True))
 
     def _instance(self, state: dict[str, Any]) -> Instance:
         folder = self.folder(state["name"])
