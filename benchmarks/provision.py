@@ -143,7 +143,7 @@ def service(backend: str, folder: Path, tag: str, engines: int,
             contextlib.ExitStack() as leftovers:  # killed at the end if a stop timed out
         services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=QUOTA)
         provider: LocalProvider = services["provider"]
-        app = create_app(ApiConfig(auth="noauth"), store=store,
+        app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
                          provisioner=WorkflowProvisioner(store), quota=services["quota"])
         running: list[EngineProcess] = []
         try:

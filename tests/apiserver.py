@@ -31,8 +31,9 @@ class RunningApi:
 
 
 @contextmanager
-def running_api(store: Store, *, auth: str = "token") -> Iterator[RunningApi]:
-    app = create_app(ApiConfig(auth=auth), store=store)
+def running_api(store: Store, *, auth: str = "token",
+                plugins: list[str] | None = None) -> Iterator[RunningApi]:
+    app = create_app(ApiConfig(auth=auth, plugins=plugins), store=store)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

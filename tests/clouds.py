@@ -58,7 +58,7 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
     engine_services = {**services, "provider": wrap(real) if wrap else real}
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
                                         sweep_interval=0.1), services=engine_services).start()
-    app = create_app(ApiConfig(auth="noauth"), store=store,
+    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"]), store=store,
                      provisioner=WorkflowProvisioner(store), quota=services["quota"])
     try:
         yield Cloud(app, app.test_client(), services, inventory, f"p{tag}")

@@ -30,7 +30,9 @@ auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "no
 @click.option("--workers", default=1, show_default=True, type=int,
               help="More than one runs gunicorn with that many worker processes.")
 @auth_option
-@click.option("--plugins", default=None, help="Comma-separated plugins to enable (all).")
+@click.option("--plugins", default=None, envvar="SAHARA_ES_PLUGINS",
+              help="Comma-separated plugins to enable (default: every installed one but"
+                   " fake, which must be named to be enabled).")
 @click.pass_obj
 def api(obj: Context, host: str, port: int, workers: int, auth: str,
         plugins: str | None) -> None:

@@ -21,12 +21,19 @@ class Catalog(Protocol):
     def flavor_size(self, flavor_id: str) -> tuple[int, int]:
         """(vCPUs, RAM in MB) of a flavor."""
 
-    def check_cluster(self, plugin: str, version: str,
-                      node_groups: list[dict[str, Any]]) -> None:
-        """The topology as a whole (e.g. exactly one master, at least one worker)."""
+    def check_cluster(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
+                      configs: dict[str, Any] | None = None) -> None:
+        """The topology as a whole (e.g. exactly one master, at least one worker), and the
+        cluster's and node groups' configs (``check_configs``)."""
 
     def check_scaling(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
-                      resized: dict[str, int], added: list[dict[str, Any]]) -> None: ...
+                      resized: dict[str, int], added: list[dict[str, Any]],
+                      configs: dict[str, Any] | None = None) -> None: ...
+
+    def check_configs(self, plugin: str, version: str, configs: dict[str, Any] | None,
+                      node_groups: list[dict[str, Any]] | None = None) -> None:
+        """``cluster_configs`` and each node group's ``node_configs`` are values the plugin
+        may hand to the programs it starts."""
 
     def check_job_type(self, job_type: str, plugin: str | None = None,
                        version: str | None = None) -> None: ...

@@ -55,7 +55,7 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
         raise Invalid("a cluster needs node_groups, given or from its cluster_template_id")
     groups, template_uses = expand_node_groups(store, caller, catalog, plugin, version,
                                                fields["node_groups"])
-    catalog.check_cluster(plugin, version, groups)
+    catalog.check_cluster(plugin, version, groups, fields.get("cluster_configs"))
     fields.update(node_groups=[{**g, "instances": []} for g in groups],
                   status=INITIAL_STATUS, status_description="", info={},
                   provision_progress=[])
@@ -104,7 +104,8 @@ def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: st
     if clash:
         raise Invalid(f"node groups {', '.join(clash)} already exist in cluster {cluster_id}")
     added, uses = expand_node_groups(store, caller, catalog, plugin, version, add)
-    catalog.check_scaling(plugin, version, doc["node_groups"], sizes, added)
+    catalog.check_scaling(plugin, version, doc["node_groups"], sizes, added,
+                          doc.get("cluster_configs"))
     previous = {name: existing[name]["count"] for name in sizes}
     growth = [{**existing[name], "count": max(0, count - existing[name]["count"])}
               for name, count in sizes.items()] + added

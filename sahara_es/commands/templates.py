@@ -31,6 +31,7 @@ def check_node_group_template(catalog: Catalog, fields: Doc) -> None:
     catalog.check_node_processes(fields["plugin_name"], fields["plugin_version"],
                                  fields["node_processes"])
     catalog.check_flavor(fields["flavor_id"])
+    catalog.check_configs(fields["plugin_name"], fields["plugin_version"], None, [fields])
 
 
 def create_node_group_template(store: Store, caller: Caller, catalog: Catalog,
@@ -87,6 +88,7 @@ def create_cluster_template(store: Store, caller: Caller, catalog: Catalog,
     catalog.check_plugin(plugin, version)
     groups, uses = expand_node_groups(store, caller, catalog, plugin, version,
                                       fields.get("node_groups", []))
+    catalog.check_configs(plugin, version, fields.get("cluster_configs"), groups)
     if groups:
         catalog.check_cluster(plugin, version, groups)
     return resources.create(store, CT, caller, {**fields, "node_groups": groups}, uses=uses)
@@ -99,6 +101,8 @@ def update_cluster_template(store: Store, caller: Caller, catalog: Catalog,
     merged = {**current, **changes}
     plugin, version = merged["plugin_name"], merged["plugin_version"]
     catalog.check_plugin(plugin, version)
+    catalog.check_configs(plugin, version, merged.get("cluster_configs"),
+                          merged.get("node_groups", []))
     if "node_groups" not in changes and not {"plugin_name", "plugin_version"} & set(changes):
         return resources.update(store, CT, template_id, caller, changes)
     groups, uses = expand_node_groups(store, caller, catalog, plugin, version,

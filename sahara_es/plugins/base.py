@@ -149,8 +149,15 @@ class Plugin(abc.ABC):
     @abc.abstractmethod
     def topology(self, version: str) -> Topology: ...
 
-    def validate(self, version: str, node_groups: list[dict[str, Any]]) -> None:
-        """Raise ``PluginInvalid`` unless the cluster's processes fit the topology."""
+    def validate(self, version: str, node_groups: list[dict[str, Any]],
+                 configs: dict[str, Any] | None = None) -> None:
+        """Raise ``PluginInvalid`` unless the cluster's processes fit the topology and its
+        configs (``cluster_configs`` and each node group's ``node_configs``) pass
+        ``validate_configs``."""
+        self._validate_topology(version, node_groups)
+        self.validate_configs(version, configs, node_groups)
+
+    def _validate_topology(self, version: str, node_groups: list[dict[str, Any]]) -> None:
         counts = process_counts(node_groups)
         for process, (low, high) in self.topology(version).bounds.items():
             have = counts.get(process, 0)
@@ -161,10 +168,49 @@ class Plugin(abc.ABC):
                 raise PluginInvalid(f"{self.name} {version} allows at most {high} {process}"
                                     f" (this cluster would have {have})")
 
+    def validate_configs(self, version: str, configs: dict[str, Any] | None,
+                         node_groups: list[dict[str, Any]] | None = None) -> None:
+        """Raise ``PluginInvalid`` unless every config value given is one the plugin may
+        hand to the programs it starts: the cluster's ``configs`` (``{target: {name:
+        value}}``) and each node group's ``node_configs``. Values must be scalars; each goes
+        through ``check_config``, and the error names where it was and which config."""
+        places: list[tuple[str, Any]] = [("cluster_configs", configs or {})]
+        places += [(f"node group {g.get('name', '?')!r} node_configs", g.get("node_configs"))
+                   for g in node_groups or [] if g.get("node_configs")]
+        for where, given in places:
+            if not isinstance(given, dict):
+                raise PluginInvalid(f"{where} must map targets to {{name: value}} objects")
+            for target, values in given.items():
+                if not isinstance(values, dict):
+                    raise PluginInvalid(f"{where} {target!r} must be a {{name: value}} object")
+                for name, value in values.items():
+                    if value is not None and not isinstance(value, str | int | float | bool):
+                        raise PluginInvalid(f"{where} {target}/{name!r}: a value must be a"
+                                            " string, a number or a boolean")
+                    try:
+                        self.check_config(version, str(target), str(name), value)
+                    except PluginInvalid as error:
+                        raise PluginInvalid(f"{where} {target}/{name!r}: {error}") from None
+
+    def check_config(self, version: str, target: str, name: str, value: Any) -> None:
+        """Raise ``PluginInvalid`` unless ``value`` is safe and right for config ``name`` of
+        ``target``. By default: no NUL or newline in text, and numbers for ``int`` options;
+        plugins that pass values on to programs check more."""
+        if isinstance(value, str) and any(c in value for c in "\0\n\r"):
+            raise PluginInvalid("NUL and newlines are not allowed")
+        option = next((o for o in self.configs(version)
+                       if o.applicable_target == target and o.name == name), None)
+        is_int = option is not None and option.config_type == "int"
+        if is_int and value is not None and (
+                isinstance(value, bool) or not str(value).strip().lstrip("-").isdigit()):
+            raise PluginInvalid(f"{value!r} is not an integer")
+
     def validate_scaling(self, version: str, node_groups: list[dict[str, Any]],
-                         resized: dict[str, int], added: list[dict[str, Any]]) -> None:
-        """Raise ``PluginInvalid`` unless the cluster after scaling still fits; by default
-        only worker-like processes (those with no maximum) may change in number."""
+                         resized: dict[str, int], added: list[dict[str, Any]],
+                         configs: dict[str, Any] | None = None) -> None:
+        """Raise ``PluginInvalid`` unless the cluster after scaling still fits (its configs
+        included); by default only worker-like processes (those with no maximum) may change
+        in number."""
         after = [{**g, "count": resized.get(g["name"], g["count"])} for g in node_groups]
         fixed = {p for p, (_, high) in self.topology(version).bounds.items()
                  if high is not None}
@@ -175,7 +221,7 @@ class Plugin(abc.ABC):
             if touched and now != before:
                 raise PluginInvalid(f"{self.name}: node group {group['name']!r} runs"
                                     f" {', '.join(sorted(touched))}, which cannot be scaled")
-        self.validate(version, [*after, *added])
+        self.validate(version, [*after, *added], configs)
 
     # -- provisioning: flows, not work ---------------------------------------------------------
 

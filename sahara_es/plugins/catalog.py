@@ -17,12 +17,22 @@ JOB_TYPES = ("Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell",
 """Sahara's EDP job types."""
 
 
-def load_plugins(names: list[str] | None = None) -> dict[str, Plugin]:
-    """The installed plugins (``sahara_es.plugins`` entry points), or only ``names``."""
+OPT_IN = frozenset({"fake"})
+"""Installed plugins an API enables only when its configuration names them: ``fake`` lets any
+caller make provisioning steps fail or hang (``cluster_configs``), which only tests want."""
+
+
+def load_plugins(names: list[str] | None = None, *,
+                 all_installed: bool = False) -> dict[str, Plugin]:
+    """The plugins named (``sahara_es.plugins`` entry points); without ``names``, every
+    installed one but the opt-in ones (``OPT_IN``), or all of them with ``all_installed``
+    (engines, which must finish and delete clusters of any plugin)."""
     manager: ExtensionManager[Plugin] = ExtensionManager(NAMESPACE, invoke_on_load=True)
     found: dict[str, Plugin] = {ext.name: ext.obj for ext in manager if ext.obj is not None}
-    if names is None:
+    if all_installed:
         return found
+    if names is None:
+        return {name: plugin for name, plugin in found.items() if name not in OPT_IN}
     unknown = sorted(set(names) - set(found))
     if unknown:
         raise LookupError(f"no plugin {', '.join(unknown)}; installed: {', '.join(sorted(found))}")
@@ -72,17 +82,26 @@ class PluginCatalog:
         flavor = self.flavors[flavor_id]
         return flavor.vcpus, flavor.ram_mb
 
-    def check_cluster(self, plugin: str, version: str,
-                      node_groups: list[dict[str, Any]]) -> None:
+    def check_cluster(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
+                      configs: dict[str, Any] | None = None) -> None:
         try:
-            self.plugins[plugin].validate(version, node_groups)
+            self.plugins[plugin].validate(version, node_groups, configs)
         except PluginInvalid as error:
             raise Invalid(str(error)) from None
 
     def check_scaling(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
-                      resized: dict[str, int], added: list[dict[str, Any]]) -> None:
+                      resized: dict[str, int], added: list[dict[str, Any]],
+                      configs: dict[str, Any] | None = None) -> None:
         try:
-            self.plugins[plugin].validate_scaling(version, node_groups, resized, added)
+            self.plugins[plugin].validate_scaling(version, node_groups, resized, added,
+                                                  configs)
+        except PluginInvalid as error:
+            raise Invalid(str(error)) from None
+
+    def check_configs(self, plugin: str, version: str, configs: dict[str, Any] | None,
+                      node_groups: list[dict[str, Any]] | None = None) -> None:
+        try:
+            self.plugins[plugin].validate_configs(version, configs, node_groups)
         except PluginInvalid as error:
             raise Invalid(str(error)) from None
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shlex
 import sys
 import time
@@ -36,6 +38,7 @@ from sahara_es.plugins.base import (
     HealthCheck,
     NodeInfo,
     Plugin,
+    PluginInvalid,
     Topology,
 )
 
@@ -67,6 +70,48 @@ class DaskFailed(Exception):
 
 def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+# -- what a tenant may configure --------------------------------------------------------------
+
+MEMORY = re.compile(r"auto|0|0?\.[0-9]+|[1-9][0-9]{0,12}(\.[0-9]+)?\s?([kKMGTP]i?)?[bB]?")
+"""What ``dask worker --memory-limit`` reads: ``auto``, a fraction, bytes, ``512MB``, ``2GiB``."""
+
+PYTHONS_VARIABLE = "SAHARA_ES_DASK_PYTHONS"
+"""Colon-separated interpreters the operator lets tenants choose as ``Python``."""
+
+SETTINGS = ("Scheduler port", "Dashboard port", "Worker threads", "Worker memory", "Python")
+
+
+def allowed_pythons() -> set[str]:
+    """``Python`` is the program every node runs: a tenant may name only the default (the
+    service's own interpreter) or one the operator lists."""
+    listed = os.environ.get(PYTHONS_VARIABLE, "")
+    return {python for python in [sys.executable, *listed.split(":")] if python}
+
+
+def check_setting(name: str, value: Any) -> None:
+    """``PluginInvalid`` unless ``value`` may be handed on as Dask config ``name`` (into the
+    processes' command lines)."""
+    if value is None:
+        return
+    text = str(value)
+    if name in ("Scheduler port", "Dashboard port"):
+        if isinstance(value, bool) or not text.isdigit() or not 1024 <= int(text) <= 65535:
+            raise PluginInvalid(f"{text!r} is not a port number from 1024 to 65535")
+    elif name == "Worker threads":
+        if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 1024:
+            raise PluginInvalid(f"{text!r} is not a number of threads from 1 to 1024")
+    elif name == "Worker memory":
+        if not MEMORY.fullmatch(text):
+            raise PluginInvalid(f"{text!r} is not a memory limit such as 512MB, 2GiB or auto")
+    elif name == "Python":
+        if text not in allowed_pythons():
+            raise PluginInvalid(f"{text!r} is not an interpreter this service offers; leave"
+                                f" it out (the operator may list others in"
+                                f" {PYTHONS_VARIABLE})")
+    else:
+        raise PluginInvalid(f"Dask has no config {name!r}; it has {', '.join(SETTINGS)}")
 
 
 def _settings(cluster: ClusterInfo) -> dict[str, Any]:
@@ -529,6 +574,11 @@ class DaskPlugin(Plugin):
             ConfigOption("Python", "Dask", sys.executable,
                          description="The nodes' interpreter that has distributed installed"),
         ]
+
+    def check_config(self, version: str, target: str, name: str, value: Any) -> None:
+        super().check_config(version, target, name, value)
+        if target == "Dask":
+            check_setting(name, value)
 
     def edp_job_types(self, version: str) -> list[str]:
         return ["Shell"]

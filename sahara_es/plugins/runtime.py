@@ -105,5 +105,5 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
         "quotas": quotas,
         "quota": QuotaGate(quotas),
         "ssh": NodeAccess(store),
-        "plugins": load_plugins(),
+        "plugins": load_plugins(all_installed=True),
     }

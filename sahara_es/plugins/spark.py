@@ -31,6 +31,8 @@ the view Spark itself has of the cluster, and the nodes' addresses are reachable
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import time
 import urllib.error
@@ -44,6 +46,7 @@ import tenacity
 
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool
+from sahara_es.plugins import jvm
 from sahara_es.plugins.base import (
     ClusterInfo,
     ConfigOption,
@@ -51,6 +54,7 @@ from sahara_es.plugins.base import (
     HealthCheck,
     NodeInfo,
     Plugin,
+    PluginInvalid,
     Topology,
 )
 
@@ -207,6 +211,52 @@ def _launch_command(kind: str, cls: str, arguments: list[str]) -> str:
     )
 
 
+# -- what a tenant may configure --------------------------------------------------------------
+
+SIZE = re.compile(r"[1-9][0-9]{0,6}[kKmMgGtT]?")
+"""A memory size as Spark and the JVM read it (``512m``, ``2g``)."""
+
+SPARK_HOMES_VARIABLE = "SAHARA_ES_SPARK_HOMES"
+"""Colon-separated Spark distributions the operator lets tenants choose as ``Spark home``."""
+
+
+def allowed_spark_homes() -> set[str]:
+    """``Spark home`` names the program every node runs: a tenant may name only the default
+    (the pyspark package) or a distribution the operator lists."""
+    listed = os.environ.get(SPARK_HOMES_VARIABLE, "")
+    return {home for home in [local_spark_home(), *listed.split(":")] if home}
+
+
+def check_setting(name: str, value: Any) -> None:
+    """``PluginInvalid`` unless ``value`` may be handed on as Spark config ``name``: the JVM
+    options pass ``jvm.check_options``, sizes are sizes, ports and counts numbers."""
+    if value is None:
+        return
+    text = str(value)
+    if name == "Daemon Java options":
+        try:
+            jvm.check_options(text)
+        except jvm.UnsafeJvmOption as unsafe:
+            raise PluginInvalid(str(unsafe)) from None
+    elif name in ("Worker memory", "Daemon memory"):
+        if not SIZE.fullmatch(text):
+            raise PluginInvalid(f"{text!r} is not a memory size such as 512m or 2g")
+    elif name in ("Master port", "Master webui port", "Worker port", "Worker webui port"):
+        if isinstance(value, bool) or not text.isdigit() or not 1024 <= int(text) <= 65535:
+            raise PluginInvalid(f"{text!r} is not a port number from 1024 to 65535")
+    elif name in ("Worker cores", "Start timeout", "Decommission timeout"):
+        if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 100_000:
+            raise PluginInvalid(f"{text!r} is not a positive integer")
+    elif name == "Spark home":
+        if text and text not in allowed_spark_homes():
+            raise PluginInvalid(f"{text!r} is not a Spark distribution this service offers;"
+                                f" leave it empty (the operator may list others in"
+                                f" {SPARK_HOMES_VARIABLE})")
+    else:
+        raise PluginInvalid(f"Spark has no config {name!r}; it has"
+                            f" {', '.join(sorted(DEFAULTS))}")
+
+
 def _settings(cluster: ClusterInfo) -> dict[str, Any]:
     return {name: cluster.config(SERVICE, name, default) for name, default in DEFAULTS.items()}
 
@@ -247,6 +297,9 @@ def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
         "SPARK_DAEMON_JAVA_OPTS": str(s["Daemon Java options"]),
         "SPARK_LAUNCHER_OPTS": str(s["Daemon Java options"]),
     }
+    for name, value in values.items():
+        if any(c in value for c in "\0\n\r"):
+            raise PermanentFailure(f"{name} for {node.name} holds a NUL or a newline")
     lines = [f"# Written by sahara-es for {node.name}; every configure rewrites it.",
              *(f"{name}={shlex.quote(value)}" for name, value in values.items()),
              # Expanded when the file is sourced: the node's own home.
@@ -532,7 +585,20 @@ class SparkPlugin(Plugin):
     def _node_args(self, cluster: ClusterInfo, node: NodeInfo) -> dict[str, Any]:
         return {"cluster": cluster.to_dict(), "node": node.to_dict()}
 
+    def check_config(self, version: str, target: str, name: str, value: Any) -> None:
+        super().check_config(version, target, name, value)
+        if target == SERVICE:
+            check_setting(name, value)
+
     def _configure(self, flow: Flow, cluster: ClusterInfo, nodes: list[NodeInfo]) -> None:
+        # Checked again here, for clusters whose configs were accepted before the API did.
+        options = str(cluster.config(SERVICE, "Daemon Java options",
+                                     DEFAULTS["Daemon Java options"]))
+        try:
+            jvm.check_options(options)
+        except jvm.UnsafeJvmOption as unsafe:
+            raise PermanentFailure(f"Spark 'Daemon Java options' of {cluster.name}: {unsafe}"
+                                   ) from None
         home = str(cluster.config(SERVICE, "Spark home", "") or local_spark_home())
         if not home:
             raise PermanentFailure("no Spark distribution: install pyspark or set the"

@@ -47,7 +47,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
     folder: Path = tmp_path_factory.mktemp("api-schema")
     store = open_store(f"sqlite:///{folder}/s.db", upgrade=True)
     try:
-        with running_api(store, auth="noauth") as running:
+        with running_api(store, auth="noauth", plugins=["spark", "dask", "fake"]) as running:
             yield running
     finally:
         store.close()

@@ -25,7 +25,7 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
     tag = uuid.uuid4().hex[:6]
     hosts = f"f{tag}-1=16:65536,f{tag}-2=16:65536"
     extra = ("--data-dir", str(tmp_path), "--hosts", hosts)
-    app = create_app(ApiConfig(auth="noauth"), store=store,
+    app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
                      provisioner=WorkflowProvisioner(store), quota=QuotaGate(Quotas(store)))
     client = app.test_client()
     headers = {"X-Project-Id": f"p{tag}"}

@@ -31,7 +31,7 @@ def test_the_api_and_an_engine_provision_a_cluster_as_separate_processes(
     tag = uuid.uuid4().hex[:6]
     log = (tmp_path / "api.log").open("wb")
     api = subprocess.Popen([sys.executable, "-m", "sahara_es.cli", "--store", url, "api",
-                            "--port", str(port)], cwd=ROOT, stdout=log,
+                            "--port", str(port), "--plugins", "fake"], cwd=ROOT, stdout=log,
                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     token = tokens.issue(store, f"p{tag}").token
     session = requests.Session()
