@@ -164,7 +164,8 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
 
 
 def test_missing_spark_and_a_daemon_that_dies_fail_for_good_and_say_why(
-    provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str], tmp_path: Path
+    provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str], tmp_path: Path,
+    nodes_root: Path,
 ) -> None:
     plugin = SparkPlugin()
     services = {"ssh": FixedAccess(pool)}
@@ -176,7 +177,7 @@ def test_missing_spark_and_a_daemon_that_dies_fail_for_good_and_say_why(
         run_flow(plugin.configure(nowhere), services)
 
     # A distribution whose spark-class fails at once, as a daemon whose port is taken does.
-    broken = tmp_path / "broken-spark"
+    broken = nodes_root / "broken-spark"  # where the node's user can reach it
     (broken / "bin").mkdir(parents=True)
     (broken / "bin" / "spark-class").write_text(
         "#!/bin/sh\necho \"starting $1\"; echo 'BindException: Address already in use' >&2\n"
