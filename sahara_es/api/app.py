@@ -33,7 +33,7 @@ class ApiConfig:
     keystone: dict[str, Any] = field(default_factory=dict)
     """keystonemiddleware ``auth_token`` options (``www_authenticate_uri``, ``auth_url``...)."""
     plugins: list[str] | None = None
-    """Plugins to enable; all installed ones when None."""
+    """Plugins to enable; when None, every installed one but the opt-in ones (fake)."""
     flavors: Mapping[str, Flavor] = field(default_factory=lambda: dict(LOCAL_FLAVORS))
     """The infrastructure's flavors (the local provider's unless another provider is used)."""
     run_projector: bool = True
