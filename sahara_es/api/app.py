@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from sahara_es.api import auth, errors, openapi, versions
+from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Limits
 from sahara_es.api.service import Provisioner, RecordOnly, Service
 from sahara_es.api.views import clusters, edp, health, plugins, templates
 from sahara_es.commands.catalog import NoQuota, Quota
@@ -38,7 +39,34 @@ class ApiConfig:
     """The infrastructure's flavors (the local provider's unless another provider is used)."""
     run_projector: bool = True
     """Keep read models up to date from this process (one process at a time does, by lease)."""
+    data_dir: str = ""
+    """The service's state folder (the CLI's data dir): file:// job binaries are served from
+    its ``job-binaries/``. Default: ``$XDG_DATA_HOME/sahara-es``."""
     job_binary_root: str = ""
+    """Where file:// job binaries are served from, if not ``<data_dir>/job-binaries``."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """A larger request body is refused with 413 before it is read."""
+    max_json_depth: int = MAX_JSON_DEPTH
+    """Arrays and objects nested deeper in a body are refused with 400."""
+    max_config_bytes: int = MAX_CONFIG_BYTES
+    """Each free-form config (``node_configs``, ``cluster_configs``, ``job_configs``...),
+    serialized, at most this size (400 otherwise)."""
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/sahara-es``, as the CLI's embedded defaults use."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data_home / "sahara-es"
+
+
+def private_folder(path: Path) -> Path:
+    """``path``, made with its missing parents readable by the service's user only (0700);
+    a folder that exists already is left as its operator made it."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode is masked by the umask
+    return path
 
 
 _BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.blueprint)
@@ -60,8 +88,13 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
         store=store, plugins=enabled, catalog=PluginCatalog(enabled, dict(config.flavors)),
         provisioner=provisioner or RecordOnly(store), quota=quota or NoQuota(),
         projector=projector)
-    app.config["JOB_BINARY_ROOT"] = config.job_binary_root or str(
-        Path.home() / ".local" / "share" / "sahara-es" / "job-binaries")
+    data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+    app.config["JOB_BINARY_ROOT"] = str(private_folder(
+        Path(config.job_binary_root) if config.job_binary_root else data_dir / "job-binaries"))
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["sahara_es.limits"] = Limits(max_body_bytes=config.max_body_bytes,
+                                                max_json_depth=config.max_json_depth,
+                                                max_config_bytes=config.max_config_bytes)
 
     @app.before_request
     def request_id() -> None:

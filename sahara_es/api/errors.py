@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from sahara_es.commands import errors as domain
 from sahara_es.store import StoreError
@@ -102,6 +102,14 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(domain.CommandError, lambda e: respond(from_domain(e)))
     app.register_error_handler(ValidationError, lambda e: respond(from_validation(e)))
 
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge) -> Response:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return respond(ApiError(413, "body-too-large", "Request body too large",
+                                f"the request body is larger than the limit of {limit} bytes"
+                                if limit else "the request body is too large",
+                                name="REQUEST_ENTITY_TOO_LARGE"))
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
         status = error.code or 500
@@ -112,8 +120,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(StoreError)
     def store_error(error: StoreError) -> Response:
         log.warning("store error: %s", error)
+        # the store's own words may name hosts or files of the server: the log has them
         return respond(ApiError(503, "store-unavailable", "Service unavailable",
-                                f"the store could not complete the request ({error}); retry",
+                                "the store could not complete the request; retry (request id"
+                                f" {getattr(g, 'request_id', '?')})",
                                 headers={"Retry-After": "1"}))
 
     @app.errorhandler(Exception)

@@ -10,6 +10,8 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from sahara_es.commands.templates import NODE_GROUP_NAME, NODE_GROUP_NAME_MAX
+
 HOSTNAME = (r"^(([a-zA-Z]|[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9])\.)*"
             r"([A-Za-z]|[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9])$")
 SIMPLE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9\-_\.]*$"
@@ -27,6 +29,39 @@ def simple_name(required: bool = True) -> fields.String:
         validate.Length(1, 50),
         validate.Regexp(SIMPLE_NAME, error="must be 1-50 letters, digits, '-', '_' or '.',"
                                            " starting with a letter or digit")])
+
+
+class ShownRegexp(validate.Regexp):
+    """A pattern whose refusal quotes the value, shortened."""
+
+    def _format_error(self, value: Any) -> str:
+        shown = value if len(value) <= 60 else f"{value[:57]}..."
+        return self.error.format(input=shown, regex=self.regex.pattern)
+
+
+def node_group_name(required: bool = True) -> fields.String:
+    return fields.String(required=required, validate=[
+        validate.Length(1, NODE_GROUP_NAME_MAX,
+                        error=f"node group names are 1-{NODE_GROUP_NAME_MAX} characters"),
+        ShownRegexp(NODE_GROUP_NAME.pattern,
+                    error="node group {input!r}: names are letters, digits and hyphens,"
+                          " starting with a letter and not ending with a hyphen")])
+
+
+def bounded(max_length: int = 255, **kwargs: Any) -> fields.String:
+    """A string of at most ``max_length`` characters."""
+    return fields.String(validate=validate.Length(max=max_length), **kwargs)
+
+
+MAX_PATH_COMPONENT = 255
+"""Bytes in one ``/``-separated part of a URL or path (a file name's limit)."""
+
+
+def path_components(value: str) -> None:
+    for part in value.split("/"):
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_PATH_COMPONENT:
+            raise ValidationError(f"each part between '/' is at most {MAX_PATH_COMPONENT}"
+                                  f" bytes; one is {len(part.encode('utf-8', 'surrogatepass'))}")
 
 
 UUID = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -52,7 +87,7 @@ class Strict(Schema):
 
 class Share(Strict):
     id = uuid_id(required=True)
-    path = fields.String(allow_none=True)
+    path = bounded(1024, allow_none=True)
     access_level = fields.String(validate=validate.OneOf(["rw", "ro"]))
 
 
@@ -65,32 +100,33 @@ class NodeGroupTemplateFields(Strict):
     flavor_id = fields.String(validate=validate.Length(1, 255))
     node_processes = fields.List(fields.String(validate=validate.Length(1, 64)),
                                  validate=validate.Length(min=1))
-    image_id = fields.String(allow_none=True)
+    image_id = bounded(allow_none=True)
     node_configs = NodeConfigs
     volumes_per_node = fields.Integer(validate=validate.Range(min=0, max=64))
     volumes_size = fields.Integer(allow_none=True, validate=validate.Range(min=1))
-    volume_type = fields.String(allow_none=True)
-    volumes_availability_zone = fields.String(allow_none=True)
-    volume_mount_prefix = fields.String(validate=validate.Regexp(r"^/[^\0]*$"))
+    volume_type = bounded(allow_none=True)
+    volumes_availability_zone = bounded(allow_none=True)
+    volume_mount_prefix = fields.String(validate=[
+        validate.Length(max=1024), validate.Regexp(r"^/[^\0]*$"), path_components])
     volume_local_to_instance = flag()
-    floating_ip_pool = fields.String(allow_none=True)
-    security_groups = fields.List(fields.String(), allow_none=True)
+    floating_ip_pool = bounded(allow_none=True)
+    security_groups = fields.List(bounded(), allow_none=True)
     auto_security_group = flag()
-    availability_zone = fields.String(allow_none=True)
+    availability_zone = bounded(allow_none=True)
     is_proxy_gateway = flag()
     use_autoconfig = flag()
     shares = fields.List(fields.Nested(Share))
     boot_from_volume = flag()
-    boot_volume_type = fields.String()
-    boot_volume_availability_zone = fields.String()
+    boot_volume_type = bounded()
+    boot_volume_availability_zone = bounded()
     boot_volume_local_to_instance = flag()
 
 
 class NodeGroupTemplateCreate(NodeGroupTemplateFields):
     name = hostname_name()
     description = text()
-    plugin_name = fields.String(required=True)
-    plugin_version = fields.String(required=True)
+    plugin_name = bounded(64, required=True)
+    plugin_version = bounded(64, required=True)
     flavor_id = fields.String(required=True, validate=validate.Length(1, 255))
     node_processes = fields.List(fields.String(validate=validate.Length(1, 64)), required=True,
                                  validate=validate.Length(min=1))
@@ -101,8 +137,8 @@ class NodeGroupTemplateCreate(NodeGroupTemplateFields):
 class NodeGroupTemplateUpdate(NodeGroupTemplateFields):
     name = hostname_name(required=False)
     description = text()
-    plugin_name = fields.String()
-    plugin_version = fields.String()
+    plugin_name = bounded(64)
+    plugin_version = bounded(64)
     is_public = flag()
     is_protected = flag()
 
@@ -110,7 +146,7 @@ class NodeGroupTemplateUpdate(NodeGroupTemplateFields):
 class NodeGroup(NodeGroupTemplateFields):
     """A node group of a cluster or cluster template: from a template, or given inline."""
 
-    name = hostname_name()
+    name = node_group_name()
     count = fields.Integer(required=True, validate=validate.Range(min=0, max=1000))
     node_group_template_id = uuid_id(allow_none=True)
 
@@ -126,9 +162,9 @@ class ClusterTemplateFields(Strict):
     description = text()
     cluster_configs = fields.Dict(keys=fields.String(), values=fields.Dict())
     node_groups = fields.List(fields.Nested(NodeGroup))
-    anti_affinity = fields.List(fields.String())
-    neutron_management_network = fields.String(allow_none=True)
-    default_image_id = fields.String(allow_none=True)
+    anti_affinity = fields.List(bounded(64))
+    neutron_management_network = bounded(allow_none=True)
+    default_image_id = bounded(allow_none=True)
     use_autoconfig = flag()
     shares = fields.List(fields.Nested(Share))
     is_public = flag()
@@ -138,24 +174,24 @@ class ClusterTemplateFields(Strict):
 
 class ClusterTemplateCreate(ClusterTemplateFields):
     name = hostname_name()
-    plugin_name = fields.String(required=True)
-    plugin_version = fields.String(required=True)
+    plugin_name = bounded(64, required=True)
+    plugin_version = bounded(64, required=True)
 
 
 class ClusterTemplateUpdate(ClusterTemplateFields):
     name = hostname_name(required=False)
-    plugin_name = fields.String()
-    plugin_version = fields.String()
+    plugin_name = bounded(64)
+    plugin_version = bounded(64)
 
 
 class ClusterCreate(ClusterTemplateFields):
     name = hostname_name()
-    plugin_name = fields.String(required=True)
-    plugin_version = fields.String(required=True)
+    plugin_name = bounded(64, required=True)
+    plugin_version = bounded(64, required=True)
     cluster_template_id = uuid_id(allow_none=True)
     is_transient = flag()
-    user_keypair_id = fields.String(allow_none=True,
-                                    validate=validate.Regexp(r"^[a-zA-Z0-9\-_ ]+$"))
+    user_keypair_id = fields.String(allow_none=True, validate=[
+        validate.Length(max=255), validate.Regexp(r"^[a-zA-Z0-9\-_ ]+$")])
     count = fields.Integer(validate=validate.Range(min=1, max=50))
 
 
@@ -178,7 +214,7 @@ class ClusterUpdate(Strict):
 class Resize(Strict):
     name = hostname_name()
     count = fields.Integer(required=True, validate=validate.Range(min=0, max=1000))
-    instances = fields.List(fields.String())
+    instances = fields.List(bounded())
 
 
 class ClusterScale(Strict):
@@ -202,7 +238,7 @@ class DataSourceCreate(Strict):
     name = simple_name()
     description = text()
     type = fields.String(required=True, validate=validate.OneOf(DATA_SOURCE_TYPES))
-    url = fields.String(required=True, validate=validate.Length(1, 1024))
+    url = fields.String(required=True, validate=[validate.Length(1, 1024), path_components])
     credentials = fields.Dict(keys=fields.String(), values=fields.String())
     is_public = flag()
     is_protected = flag()
@@ -212,7 +248,7 @@ class DataSourceUpdate(Strict):
     name = simple_name(required=False)
     description = text()
     type = fields.String(validate=validate.OneOf(DATA_SOURCE_TYPES))
-    url = fields.String(validate=validate.Length(1, 1024))
+    url = fields.String(validate=[validate.Length(1, 1024), path_components])
     credentials = fields.Dict(keys=fields.String(), values=fields.String())
     is_public = flag()
     is_protected = flag()
@@ -226,7 +262,8 @@ def binary_url(required: bool) -> fields.String:
         validate.Length(1, 1024),
         validate.Regexp(r"^(swift|s3|manila|internal-db|file)://\S+$",
                         error="must be a swift://, s3://, manila://, internal-db:// or"
-                              " file:// URL")])
+                              " file:// URL"),
+        path_components])
 
 
 class JobBinaryCreate(Strict):
@@ -252,14 +289,14 @@ JOB_TYPES = ["Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell",
 
 
 class InterfaceArgument(Strict):
-    name = fields.String(required=True)
+    name = bounded(required=True)
     description = text()
     mapping_type = fields.String(required=True,
                                  validate=validate.OneOf(["args", "configs", "params"]))
-    location = fields.String(required=True)
+    location = bounded(required=True)
     value_type = fields.String(validate=validate.OneOf(["string", "number", "data_source"]))
     required = flag()
-    default = fields.String(allow_none=True)
+    default = bounded(1024, allow_none=True)
 
 
 class JobTemplateCreate(Strict):

@@ -1,9 +1,11 @@
 """The WSGI application for a server such as gunicorn (``sahara_es.api.wsgi:application``),
 configured from the environment:
 
-``SAHARA_ES_STORE`` (store URL), ``SAHARA_ES_AUTH`` (token | keystone | noauth),
-``SAHARA_ES_PLUGINS`` (comma-separated), ``SAHARA_ES_PROJECTOR`` (0 to leave read models to
-another process).
+``SAHARA_ES_STORE`` (store URL; default: SQLite in the state folder),
+``SAHARA_ES_DATA_DIR`` (the state folder; default ``$XDG_DATA_HOME/sahara-es``),
+``SAHARA_ES_AUTH`` (token | keystone | noauth), ``SAHARA_ES_PLUGINS`` (comma-separated),
+``SAHARA_ES_PROJECTOR`` (0 to leave read models to another process),
+``SAHARA_ES_MAX_BODY_BYTES`` and ``SAHARA_ES_MAX_CONFIG_BYTES`` (request limits).
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import os
 
 from flask import Flask
 
-from sahara_es.api.app import ApiConfig, create_app
+from sahara_es.api.app import ApiConfig, create_app, default_data_dir
+from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES
 
 
 def config_from_env() -> ApiConfig:
-    from sahara_es.store import DEFAULT_STORE_URL
-
     plugins = os.environ.get("SAHARA_ES_PLUGINS")
+    data_dir = os.environ.get("SAHARA_ES_DATA_DIR") or str(default_data_dir())
     return ApiConfig(
-        store_url=os.environ.get("SAHARA_ES_STORE", DEFAULT_STORE_URL),
+        store_url=os.environ.get("SAHARA_ES_STORE", f"sqlite:///{data_dir}/store.db"),
+        data_dir=data_dir,
+        max_body_bytes=int(os.environ.get("SAHARA_ES_MAX_BODY_BYTES", MAX_BODY_BYTES)),
+        max_config_bytes=int(os.environ.get("SAHARA_ES_MAX_CONFIG_BYTES", MAX_CONFIG_BYTES)),
         auth=os.environ.get("SAHARA_ES_AUTH", "token"),
         plugins=[p.strip() for p in plugins.split(",")] if plugins else None,
         run_projector=os.environ.get("SAHARA_ES_PROJECTOR", "1") != "0",

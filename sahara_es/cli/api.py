@@ -11,7 +11,7 @@ import click
 from werkzeug.serving import make_server
 
 from sahara_es.api.app import DEFAULT_PORT, ApiConfig, create_app, stop_app
-from sahara_es.cli.context import Context, console
+from sahara_es.cli.context import Context, console, default_data_dir
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
 from sahara_es.infra.quotas import Quotas
@@ -33,24 +33,30 @@ auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "no
 @click.option("--plugins", default=None, envvar="SAHARA_ES_PLUGINS",
               help="Comma-separated plugins to enable (default: every installed one but"
                    " fake, which must be named to be enabled).")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
+              help="The state folder: file:// job binaries are served from its job-binaries/"
+                   " (default: $XDG_DATA_HOME/sahara-es).")
 @click.pass_obj
 def api(obj: Context, host: str, port: int, workers: int, auth: str,
-        plugins: str | None) -> None:
+        plugins: str | None, data_dir: str | None) -> None:
     """Serve the Sahara v2 API on the store."""
     obj.store(upgrade=True)
+    state = str(data_dir or default_data_dir())
     if workers > 1:
-        env = {**os.environ, "SAHARA_ES_STORE": obj.url, "SAHARA_ES_AUTH": auth}
+        env = {**os.environ, "SAHARA_ES_STORE": obj.url, "SAHARA_ES_AUTH": auth,
+               "SAHARA_ES_DATA_DIR": state}
         if plugins:
             env["SAHARA_ES_PLUGINS"] = plugins
         os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
                                     "--threads", "4", "--bind", f"{host}:{port}",
                                     "--log-level", "warning",
                                     "sahara_es.api.wsgi:application"], env)
-    serve(obj, host, port, auth, plugins)
+    serve(obj, host, port, auth, plugins, state)
 
 
-def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None) -> None:
-    config = ApiConfig(store_url=obj.url, auth=auth,
+def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None,
+          data_dir: str) -> None:
+    config = ApiConfig(store_url=obj.url, auth=auth, data_dir=data_dir,
                        plugins=plugins.split(",") if plugins else None)
     store = obj.store()
     app = create_app(config, store=store, provisioner=WorkflowProvisioner(store),

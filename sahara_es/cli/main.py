@@ -93,7 +93,8 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     load_workflow_types(())
     services = build_services(store, root=data_dir or default_data_dir())
     engine = Engine(store, EngineConfig(), services=services).start()
-    app = create_app(ApiConfig(store_url=obj.url), store=store,
+    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(data_dir or default_data_dir())),
+                     store=store,
                      provisioner=WorkflowProvisioner(store), quota=services["quota"])
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"

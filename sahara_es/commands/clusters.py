@@ -7,13 +7,14 @@ asked when: a cluster scales and verifies only when Active, and Deleting is fina
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog, NoQuota, Quota, needs
-from sahara_es.commands.errors import Conflict, Invalid, Protected
+from sahara_es.commands.errors import Conflict, Invalid, Protected, QuotaExceeded
 from sahara_es.commands.templates import CT, expand_node_groups
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, Doc, Kind
@@ -33,8 +34,8 @@ FROM_TEMPLATE = ("node_groups", "cluster_configs", "anti_affinity", "default_ima
 def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
                     quota: Quota | None = None) -> list[Doc]:
     """One cluster, or ``count`` of them named ``<name>-1``… (as Sahara v2 does); each claims
-    its instances, cores and RAM from the project's quota first (403 and nothing created
-    when over)."""
+    its instances, cores and RAM from the project's quota first. All or nothing: when any of
+    them is refused (quota, a name in use...), none is left behind, nor its quota."""
     quota = quota or NoQuota()
     count = fields.pop("count", None) or 1
     template_id = fields.get("cluster_template_id")
@@ -63,16 +64,32 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     names = [fields["name"]] if count == 1 else [f"{fields['name']}-{i}"
                                                  for i in range(1, count + 1)]
     asked = needs(catalog, groups)
+    ids = [resources.new_id() for _ in names]
+    claimed: list[str] = []
     created: list[Doc] = []
-    for name in names:
-        cluster_id = resources.new_id()
-        quota.claim(caller.project_id, cluster_id, **asked)
-        try:
+    try:
+        # the whole count is admitted before any cluster exists, or none of it is
+        for cluster_id in ids:
+            try:
+                quota.claim(caller.project_id, cluster_id, **asked)
+            except QuotaExceeded as exceeded:
+                if count == 1:
+                    raise
+                raise QuotaExceeded(f"{count} clusters were asked for and not all fit, so"
+                                    f" none was created: {exceeded.message}") from None
+            claimed.append(cluster_id)
+        for name, cluster_id in zip(names, ids, strict=True):
             created.append(resources.create(store, CLUSTER, caller, {**fields, "name": name},
                                             uses=sorted(set(uses)), resource_id=cluster_id))
-        except BaseException:
-            quota.release(caller.project_id, cluster_id)
-            raise
+    except BaseException:
+        for doc in reversed(created):  # e.g. a later name was taken: undo the earlier ones
+            with contextlib.suppress(Exception):
+                resources.finish_delete(store, resources.load(store, CLUSTER, doc["id"]),
+                                        caller)
+        for cluster_id in claimed:
+            with contextlib.suppress(Exception):
+                quota.release(caller.project_id, cluster_id)
+        raise
     return created
 
 
@@ -100,9 +117,10 @@ def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: st
         if item.get("instances"):
             removals[name] = list(item["instances"])
     plugin, version = doc["plugin_name"], doc["plugin_version"]
-    clash = sorted({g["name"] for g in add} & set(existing))
+    clash = sorted(g["name"] for g in add if g["name"].lower() in {n.lower() for n in existing})
     if clash:
-        raise Invalid(f"node groups {', '.join(clash)} already exist in cluster {cluster_id}")
+        raise Invalid(f"node groups {', '.join(clash)} already exist in cluster {cluster_id}"
+                      " (node group names are unique regardless of case)")
     added, uses = expand_node_groups(store, caller, catalog, plugin, version, add)
     catalog.check_scaling(plugin, version, doc["node_groups"], sizes, added,
                           doc.get("cluster_configs"))

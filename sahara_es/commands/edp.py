@@ -81,7 +81,7 @@ def delete_job(store: Store, caller: Caller, job_id: str) -> None:
     doc = aggregate.doc
     assert doc is not None
     if doc.get("is_protected"):
-        resources.check_changeable(store, aggregate)
+        resources.check_changeable(store, aggregate, caller=caller)
     if doc["info"]["status"] not in JOB_FINAL | {"TOBEKILLED"}:
         resources.append(store, aggregate, [ev.JobCancelRequested(doc["info"]["status"])],
                          caller)

@@ -144,17 +144,34 @@ def release_name(store: Store, kind: Kind, project_id: str, name: str, owner: st
 
 # -- references ---------------------------------------------------------------------------
 
-def live_users(store: Store, doc: Doc) -> list[str]:
-    """The streams of the resources that use this one and still exist (or may be about to)."""
-    users = []
+def live_users(store: Store, doc: Doc) -> list[tuple[str, Doc | None]]:
+    """The streams of the resources that use this one and still exist (or may be about to),
+    each with its representation (None while it is being created)."""
+    users: list[tuple[str, Doc | None]] = []
     now = datetime.now(UTC)
     for stream, since in doc[META]["used_by"].items():
         kind_value, resource_id = stream.split("-", 1)
         user = load(store, Kind(kind_value), resource_id)
         age = (now - datetime.fromisoformat(since)).total_seconds()
         if user.exists or (user.doc is None and age < REFERENCE_GRACE):
-            users.append(stream)
+            users.append((stream, user.doc))
     return users
+
+
+def in_use(kind: Kind, doc: Doc, users: list[tuple[str, Doc | None]],
+           caller: Caller | None) -> InUse:
+    """The refusal naming the users the caller may see, and only counting the others (another
+    project's private ids are not the caller's to learn)."""
+    named = sorted(stream for stream, user in users
+                   if user is not None and caller is not None and caller.can_see(user))
+    pending = sum(1 for _, user in users if user is None)
+    hidden = len(users) - len(named) - pending
+    parts = [", ".join(named)] if named else []
+    if hidden:
+        parts.append(f"{hidden} resource{'s' if hidden > 1 else ''} of other projects")
+    if pending:
+        parts.append(f"{pending} resource{'s' if pending > 1 else ''} being created")
+    return InUse(f"{kind.label} {doc['id']} is used by {' and '.join(parts)}")
 
 
 def reference(store: Store, targets: Iterable[tuple[Kind, str]], by: str,
@@ -193,8 +210,10 @@ def unreference(store: Store, targets: Iterable[tuple[Kind, str]], by: str,
                 continue
 
 
-def check_changeable(store: Store, aggregate: Resource, changes: Doc | None = None) -> None:
-    """Guards of an update (``changes``) or a delete (``None``) shared by every kind."""
+def check_changeable(store: Store, aggregate: Resource, changes: Doc | None = None,
+                     caller: Caller | None = None) -> None:
+    """Guards of an update (``changes``) or a delete (``None``) shared by every kind; the
+    refusal names only the users ``caller`` may see."""
     doc = aggregate.doc
     assert doc is not None
     kind = Kind(doc[META]["kind"])
@@ -205,7 +224,7 @@ def check_changeable(store: Store, aggregate: Resource, changes: Doc | None = No
                         " first")
     users = live_users(store, doc)
     if users and not only_unprotecting:
-        raise InUse(f"{kind.label} {doc['id']} is used by {', '.join(sorted(users))}")
+        raise in_use(kind, doc, users, caller)
 
 
 # -- the commands -------------------------------------------------------------------------
@@ -256,7 +275,7 @@ def update(store: Store, kind: Kind, resource_id: str, caller: Caller, changes: 
     changes = {k: v for k, v in changes.items() if doc.get(k) != v}
     if not changes and uses is None:
         return doc
-    check_changeable(store, aggregate, changes)
+    check_changeable(store, aggregate, changes, caller)
     project = doc["project_id"]
     new_name = changes.get("name")
     if new_name is not None:
@@ -289,7 +308,7 @@ def update(store: Store, kind: Kind, resource_id: str, caller: Caller, changes: 
 
 def delete(store: Store, kind: Kind, resource_id: str, caller: Caller) -> None:
     aggregate = owned(store, kind, resource_id, caller)
-    check_changeable(store, aggregate)
+    check_changeable(store, aggregate, caller=caller)
     finish_delete(store, aggregate, caller)
 
 

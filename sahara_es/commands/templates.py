@@ -3,6 +3,7 @@ cluster template pins the node group templates its node groups are made from."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sahara_es.commands import resources
@@ -24,6 +25,29 @@ NODE_GROUP_TEMPLATE_FIELDS = (
     "boot_volume_local_to_instance",
 )
 """What a node group takes from its template unless the request sets it."""
+
+
+NODE_GROUP_NAME = re.compile(r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$")
+NODE_GROUP_NAME_MAX = 40
+"""Node group names become host and instance names (``c<cluster>-<group>-<n>``, lowercased,
+at most 63 characters): letters, digits and hyphens, starting with a letter and not ending
+with a hyphen, and unique in a cluster regardless of case."""
+
+
+def check_node_group_names(names: list[str]) -> None:
+    """``Invalid`` naming the first group whose name can never provision."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if not 1 <= len(name) <= NODE_GROUP_NAME_MAX:
+            raise Invalid(f"node group {name[:60]!r}: names are 1-{NODE_GROUP_NAME_MAX}"
+                          " characters")
+        if not NODE_GROUP_NAME.match(name):
+            raise Invalid(f"node group {name!r}: names are letters, digits and hyphens,"
+                          " starting with a letter and not ending with a hyphen")
+        first = seen.setdefault(name.lower(), index)
+        if first != index:
+            raise Invalid(f"node group {name!r}: another group is named {names[first]!r};"
+                          " node group names must be unique regardless of case")
 
 
 def check_node_group_template(catalog: Catalog, fields: Doc) -> None:
@@ -54,10 +78,7 @@ def expand_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: s
     checked against the plugin; and the templates it uses."""
     expanded: list[Doc] = []
     uses: list[tuple[Kind, str]] = []
-    names = [group["name"] for group in groups]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise Invalid(f"node group names must be unique: {', '.join(duplicated)} repeated")
+    check_node_group_names([group["name"] for group in groups])
     for group in groups:
         full: dict[str, Any] = {}
         template_id = group.get("node_group_template_id")

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from marshmallow import Schema
 
-from sahara_es.api.errors import bad_request
+from sahara_es.api.limits import Limits, check_config_sizes, check_strings, malformed, parse
 from sahara_es.api.pagination import check_params
 
 
 def body(schema: type[Schema]) -> dict[str, Any]:
-    """The request body loaded by ``schema``: a 400 for anything it does not accept."""
-    payload = request.get_json(silent=True)
-    if payload is None:
-        if request.get_data():
-            raise bad_request("the body is not valid JSON", code="malformed-body",
-                              name="MALFORMED_REQUEST_BODY")
-        payload = {}
+    """The request body loaded by ``schema``: a 400 for anything it does not accept, a 413
+    for a body over the size limit (see ``api.limits``)."""
+    limits: Limits = current_app.extensions["sahara_es.limits"]
+    raw = request.get_data(cache=True)  # a 413 past MAX_CONTENT_LENGTH, unread
+    if not raw.strip():
+        payload: Any = {}
+    elif not request.is_json:
+        raise malformed("the body is not valid JSON (send it as application/json)")
+    else:
+        payload = parse(raw, limits)
     if not isinstance(payload, dict):
-        raise bad_request("the body must be a JSON object", code="malformed-body",
-                          name="MALFORMED_REQUEST_BODY")
+        raise malformed("the body must be a JSON object")
+    check_strings(payload)
+    check_config_sizes(payload, limits)
     loaded: dict[str, Any] = schema().load(payload)
     return loaded
 

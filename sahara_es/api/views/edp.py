@@ -97,10 +97,15 @@ def job_binary_data(resource_id: str) -> Response:
         raise Invalid(f"job binary {resource_id} is at {url.split('://')[0]}://; this"
                       " deployment serves the data of file:// binaries only")
     root = Path(current_app.config["JOB_BINARY_ROOT"]).resolve()
-    path = Path(url[len("file://"):]).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise NotVisible(f"job binary {resource_id}: no file {path} under {root}")
-    return Response(path.read_bytes(), 200, mimetype="application/octet-stream")
+    try:
+        path = Path(url[len("file://"):]).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            return Response(path.read_bytes(), 200, mimetype="application/octet-stream")
+    except (OSError, ValueError):  # a name no file can have (NUL, too long): as missing
+        pass
+    # the server's folders are nobody's business: say what is missing, not where
+    raise NotVisible(f"job binary {resource_id}: its data is missing from the job binary"
+                     " folder")
 
 
 @blueprint.patch("/job-binaries/<resource_id>")
