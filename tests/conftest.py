@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from sahara_es.cli.context import NODES_ENV
+from sahara_es.infra.local import stop_processes
 from sahara_es.store import Store, open_store
 from tests.factories import (
     CASSANDRA_TEST_URL,
@@ -13,6 +15,7 @@ from tests.factories import (
     drop_cassandra_test_keyspace,
     store_url,
 )
+from tests.nodes import node_root, remove_node_root
 
 BACKENDS = ["sqlite", "cassandra"]
 
@@ -51,6 +54,23 @@ def store(url: str) -> Store:
             drop_cassandra_test_keyspace()
         _open[url] = open_store(url, upgrade=True)
     return _open[url]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nodes_dir() -> Iterator[Path]:
+    """Engines and CLI runs of the session (child processes too) put their local nodes in a
+    folder their users can traverse, removed at the end with whatever a failed test left."""
+    folder = node_root()
+    previous = os.environ.get(NODES_ENV)
+    os.environ[NODES_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(NODES_ENV, None)
+    else:
+        os.environ[NODES_ENV] = previous
+    for instance in sorted((folder / "instances").glob("*/sshd_config")):
+        stop_processes(instance.parent.name, instance, grace=2.0)
+    remove_node_root(folder)
 
 
 @pytest.fixture(scope="session", autouse=True)

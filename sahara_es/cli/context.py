@@ -15,13 +15,31 @@ console = Console(soft_wrap=True)
 
 
 def default_data_dir() -> Path:
-    """Where the embedded defaults keep their files (the store, local instances)."""
+    """Where the service keeps its state (the embedded store): its user's alone (0700)."""
     data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
     return data_home / "sahara-es"
 
 
+def private_folder(folder: Path) -> Path:
+    """Make ``folder`` (if missing) and close it to other users: the service's state lives
+    there, and tenants' nodes run as other users on the same machine."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_uid == os.geteuid():
+        folder.chmod(0o700)
+    return folder
+
+
+NODES_ENV = "SAHARA_ES_NODES_DIR"
+
+
+def default_nodes_dir() -> Path:
+    """Where local instances live: outside the state folder, which nodes' users must not
+    traverse (``doc/security.rst``). Their folder is made 0711 by the local provider."""
+    return Path(os.environ.get(NODES_ENV) or "/var/lib/sahara-es/nodes")
+
+
 def default_store_url() -> str:
-    return f"sqlite:///{default_data_dir() / 'store.db'}"
+    return f"sqlite:///{private_folder(default_data_dir()) / 'store.db'}"
 
 
 class Context:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from stevedore import ExtensionManager
 
-from sahara_es.cli.context import Context, console, default_data_dir, run_until_signalled
+from sahara_es.cli.context import Context, console, default_nodes_dir, run_until_signalled
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -70,7 +70,10 @@ load_option = click.option(
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running tasks finish before handing back.")
 @click.option("--data-dir", type=click.Path(), default=None,
-              help="Where local instances live (default: beside the embedded store).")
+              help="The service's state folder (default: beside the embedded store).")
+@click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
+              help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
+                   " folder above it must be traversable by other users.")
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
 @click.option("--nice", type=int, default=10, show_default=True,
@@ -81,7 +84,8 @@ load_option = click.option(
 @click.pass_obj
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
-           data_dir: str | None, provider: str, nice: int, hosts: list[HostInventory] | None,
+           data_dir: str | None, nodes_dir: str | None, provider: str, nice: int,
+           hosts: list[HostInventory] | None,
            modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
     if nice:
@@ -92,7 +96,7 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                           max_workflows=max_workflows, lease_ttl=lease_ttl,
                           sweep_interval=sweep_interval)
     store = obj.store(upgrade=True)
-    services = build_services(store, root=data_dir or default_data_dir(), provider=provider,
+    services = build_services(store, root=nodes_dir or default_nodes_dir(), provider=provider,
                               hosts=hosts)
     running = Engine(store, config, services=services).start()
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")

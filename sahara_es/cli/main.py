@@ -69,9 +69,13 @@ def db_info(obj: Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8386, show_default=True, type=int)
 @click.option("--data-dir", type=click.Path(), default=None,
-              help="Where local instances live (default: beside the embedded store).")
+              help="The service's state folder (default: beside the embedded store).")
+@click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
+              help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
+                   " folder above it must be traversable by other users.")
 @click.pass_obj
-def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None) -> None:
+def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None,
+               nodes_dir: str | None) -> None:
     """API, engine and projector in one process, on the embedded defaults (or --store)."""
     import logging
     import threading
@@ -79,7 +83,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from werkzeug.serving import make_server
 
     from sahara_es.api.app import ApiConfig, create_app, stop_app
-    from sahara_es.cli.context import default_data_dir
+    from sahara_es.cli.context import default_data_dir, default_nodes_dir
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
@@ -91,7 +95,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     if demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
     load_workflow_types(())
-    services = build_services(store, root=data_dir or default_data_dir())
+    services = build_services(store, root=nodes_dir or default_nodes_dir())
     engine = Engine(store, EngineConfig(), services=services).start()
     app = create_app(ApiConfig(store_url=obj.url, data_dir=str(data_dir or default_data_dir())),
                      store=store,

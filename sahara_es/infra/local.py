@@ -183,6 +183,35 @@ def uid_processes(uid: int) -> list[int]:
     return found
 
 
+USERS_LOCK = Path("/run/lock/sahara-es-users.lock")
+
+
+@contextlib.contextmanager
+def _user_database_locked() -> Iterator[None]:
+    """One useradd or userdel at a time on this machine, among sahara-es processes.
+
+    useradd checks that a name is free before it locks the user database, so two at once
+    may both add the same name (two uids, one name); the lock closes that window. Tools run
+    by others are waited for by the retries in ``_run_user_tool``.
+    """
+    USERS_LOCK.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "r+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _user_exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
+
+
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` with exactly ``mode`` (no umask, no window where it is open)."""
     temporary = path.with_name(path.name + ".tmp")
@@ -400,27 +429,25 @@ class LocalProvider(InfraProvider):
 
     def _ensure_user(self, user: str, spec: InstanceSpec) -> pwd.struct_passwd:
         """Create the node user unless it exists (another engine may be creating it now)."""
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            made = False
-        else:
-            made = True
-        if not made:
-            owner = spec.metadata.get("cluster") or spec.name
-            done = _run_user_tool([
-                "useradd", "--system", "--user-group", "--no-create-home",
-                # Never the home of a session (each instance's is its own folder), but
-                # sshd changes into it first: "/" always exists.
-                "--home-dir", "/", "--shell", NODE_SHELL,
-                # "*": no password logs in, yet the account is not locked ("!"), which
-                # sshd would refuse even with a key.
-                "--password", "*",
-                "--comment", f"sahara-es nodes of {owner}"[:60], user,
-            ])
-            if done.returncode not in (0, 9):  # 9: made by a racing creation meanwhile
-                raise InfraError(f"useradd {user} failed: {done.stderr.strip()}")
+        with _user_database_locked():
+            if not _user_exists(user):
+                self._useradd(user, spec)
         return check_unprivileged(user)
+
+    def _useradd(self, user: str, spec: InstanceSpec) -> None:
+        owner = spec.metadata.get("cluster") or spec.name
+        done = _run_user_tool([
+            "useradd", "--system", "--user-group", "--no-create-home",
+            # Never the home of a session (each instance's is its own folder), but
+            # sshd changes into it first: "/" always exists.
+            "--home-dir", "/", "--shell", NODE_SHELL,
+            # "*": no password logs in, yet the account is not locked ("!"), which
+            # sshd would refuse even with a key.
+            "--password", "*",
+            "--comment", f"sahara-es nodes of {owner}"[:60], user,
+        ])
+        if done.returncode not in (0, 9):  # 9: made by another engine meanwhile
+            raise InfraError(f"useradd {user} failed: {done.stderr.strip()}")
 
     def _release_user(self, user: str) -> None:
         """Remove the node user once no instance under this root is its: its last process
@@ -443,7 +470,8 @@ class LocalProvider(InfraProvider):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.1)
-            done = _run_user_tool(["userdel", user])
+            with _user_database_locked():
+                done = _run_user_tool(["userdel", user])
             if done.returncode not in (0, 6):  # 6: already gone
                 raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
 
