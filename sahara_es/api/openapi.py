@@ -98,6 +98,7 @@ OPERATIONS: dict[str, tuple[type[Schema] | None, Envelope | None, int, tuple[str
 
 ERRORS = {400: "Bad request", 401: "No valid token", 403: "Forbidden", 404: "Not found",
           406: "API version not supported", 409: "Conflict with the resource's state",
+          413: "The request body is larger than the service's limit (1 MiB by default)",
           503: "The store could not complete the request; retry after Retry-After seconds"}
 
 PAGED = {endpoint for endpoint, (_, _, _, query) in OPERATIONS.items() if "limit" in query}
