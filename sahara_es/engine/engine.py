@@ -3,6 +3,11 @@
 Three kinds of thread: a heartbeat that renews the engine's and its workflows' leases, a
 sweep that takes over workflows whose lease expired (or was never taken) and claims offered
 tasks, and one runner per owned workflow; tasks run on a bounded pool shared by all.
+
+The pool is shared fairly between projects (``engine/slots.py``): one project holds at most
+``project_share`` of the slots and of ``max_workflows``; the sweep admits workflows and
+claims offered tasks round-robin by project. A workflow that reclaims capacity (a delete) is
+admitted beyond its project's part, and its tasks, like a rollback's, run beyond its share.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sahara_es.engine.attempts import Outcome, TaskRun
-from sahara_es.engine.flow import build_task
-from sahara_es.engine.runner import ClaimRecorder, WorkflowRunner, claim_stream, task_contexts
+from sahara_es.engine.flow import build_task, reclaims
+from sahara_es.engine.runner import (
+    ClaimRecorder,
+    WorkflowRunner,
+    cancel_stream,
+    claim_stream,
+    task_contexts,
+)
+from sahara_es.engine.slots import UNLIMITED, Share, Slots, round_robin
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
@@ -30,7 +42,6 @@ log = logging.getLogger(__name__)
 
 WORKFLOW_PREFIX = "workflow-"
 ENGINE_PREFIX = "engine-"
-
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -44,6 +55,20 @@ class EngineConfig:
     lease_margin: float = 0.2
     """Fraction of the TTL this engine gives up early, on its own clock, to stay clear of
     the moment another engine may take the lease."""
+    project_share: float = 0.5
+    """The part of the slots, and of ``max_workflows``, one project may hold (at least one):
+    a project whose tasks hang cannot stall the others' work."""
+    reclaim_slots: int = 2
+    """Slots beyond ``concurrency`` only reclaiming work (deletes, rollbacks) uses, when the
+    others are all taken."""
+
+    @property
+    def project_slots(self) -> int:
+        return max(1, int(self.concurrency * self.project_share))
+
+    @property
+    def project_workflows(self) -> int:
+        return max(1, int(self.max_workflows * self.project_share))
 
 
 class Engine:
@@ -56,20 +81,22 @@ class Engine:
         self.region = self.config.region
         self.stopping = threading.Event()
         self._stopped = threading.Event()
-        self._pool = ThreadPoolExecutor(self.config.concurrency,
+        self._pool = ThreadPoolExecutor(self.config.concurrency + self.config.reclaim_slots,
                                         thread_name_prefix=f"{self.engine_id} task")
-        self._slots = self.config.concurrency
-        self._slots_lock = threading.Lock()
+        self.slots = Slots(self.config.concurrency, self.config.project_slots,
+                           self.config.reclaim_slots)
         self._valid_until: dict[str, tuple[int, float]] = {}  # resource -> (epoch, until)
         self.engine_lease: Lease | None = None
         self._runners: dict[str, tuple[WorkflowRunner, threading.Thread]] = {}
         self._runners_lock = threading.Lock()
         self._taking: set[str] = set()
         self._finished: set[str] = set()
-        self._workflows: set[str] = set()
+        self._workflows: dict[str, Share] = {}  # workflow id -> its project, reclaiming
         self._not_workflows: set[str] = set()
         self._views: dict[str, WorkflowState] = {}
         self._claiming: set[str] = set()
+        self._claim_cancels: dict[str, tuple[threading.Event, int]] = {}  # per workflow
+        self._claims_lock = threading.Lock()
         self._live_engines: set[str] = set()
         self._threads: list[threading.Thread] = []
 
@@ -106,20 +133,18 @@ class Engine:
 
     # -- slots and the pool ---------------------------------------------------------------
 
-    def reserve_slots(self, wanted: int) -> int:
-        with self._slots_lock:
-            taken = min(wanted, self._slots)
-            self._slots -= taken
-            return taken
+    def reserve_slots(self, wanted: int, share: Share = UNLIMITED) -> int:
+        return self.slots.reserve(wanted, share)
 
-    def release_slots(self, count: int) -> None:
-        with self._slots_lock:
-            self._slots += count
+    def release_slots(self, count: int, share: Share = UNLIMITED) -> None:
+        self.slots.release(count, share)
 
-    def submit(self, job: Callable[[], Outcome], done: Callable[[Outcome], None]) -> None:
-        """Run ``job`` on a slot reserved by the caller; the slot is free again before ``done``."""
+    def submit(self, job: Callable[[], Outcome], done: Callable[[Outcome], None],
+               share: Share = UNLIMITED) -> None:
+        """Run ``job`` on a slot reserved by the caller for ``share``; the slot is free again
+        before ``done``."""
         def finished(future: Future[Outcome]) -> None:
-            self.release_slots(1)
+            self.release_slots(1, share)
             error = future.exception()
             if error is not None:  # a bug, not a task failure (those are outcomes)
                 log.error("task job failed", exc_info=error)
@@ -210,10 +235,12 @@ class Engine:
         listed = {lease.resource[len(WORKFLOW_PREFIX):] for lease in leases
                   if lease.resource.startswith(WORKFLOW_PREFIX)}
         self._finished &= listed
-        self._workflows &= listed
+        self._workflows = {k: v for k, v in self._workflows.items() if k in listed}
         self._not_workflows &= listed
         for gone in self._views.keys() - listed:
             del self._views[gone]
+        to_take: list[Lease] = []
+        to_claim: list[str] = []
         for lease in leases:
             if not lease.resource.startswith(WORKFLOW_PREFIX) or self.stopping.is_set():
                 continue
@@ -224,22 +251,47 @@ class Engine:
             if not self._is_workflow(workflow_id):
                 continue
             if lease.expired(now):
-                if len(self._runners) + len(self._taking) < self.config.max_workflows:
-                    with self._runners_lock:
-                        self._taking.add(workflow_id)
-                    threading.Thread(target=self._take_and_run, args=(lease,),
-                                     name=f"{self.engine_id} {workflow_id}", daemon=True).start()
+                to_take.append(lease)
             elif lease.owner != self.engine_id:
-                self._claim_offered(workflow_id)
+                to_claim.append(workflow_id)
+        for lease in round_robin(to_take, lambda lease: self._share_of(lease.resource).project):
+            if self._admits(self._share_of(lease.resource)):
+                workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
+                with self._runners_lock:
+                    self._taking.add(workflow_id)
+                threading.Thread(target=self._take_and_run, args=(lease,),
+                                 name=f"{self.engine_id} {workflow_id}", daemon=True).start()
+        for workflow_id in round_robin(to_claim, lambda w: self._workflows[w].project):
+            self._claim_offered(workflow_id)
+        self._check_claimed_cancels()
+
+    def _share_of(self, resource: str) -> Share:
+        return self._workflows[resource.removeprefix(WORKFLOW_PREFIX)]
+
+    def _admits(self, share: Share) -> bool:
+        """Room for one more workflow of ``share``: within ``max_workflows`` and the project's
+        part of it; a reclaiming one is admitted up to as many again, whatever its project."""
+        with self._runners_lock:
+            owned = list(self._runners) + list(self._taking)
+        if share.reclaims:
+            return len(owned) < 2 * self.config.max_workflows
+        if len(owned) >= self.config.max_workflows:
+            return False
+        if share.project is None:
+            return True
+        same = sum(1 for w in owned if self._workflows.get(w) == share)
+        return same < self.config.project_workflows
 
     def _is_workflow(self, workflow_id: str) -> bool:
         """Whether ``workflow-<id>`` begins with WorkflowStarted: a lease of that name on any
-        other stream is someone else's business, never to be taken or fenced."""
+        other stream is someone else's business, never to be taken or fenced. Its project and
+        type are remembered with it (they decide its share)."""
         if workflow_id in self._workflows:
             return True
         first = list(self.store.read(f"{WORKFLOW_PREFIX}{workflow_id}", 1, to_version=1))
         if first and first[0].type == ev.WorkflowStarted.event_type:
-            self._workflows.add(workflow_id)
+            self._workflows[workflow_id] = Share(
+                first[0].metadata.project_id, reclaims(str(first[0].data["workflow_type"])))
             return True
         if first:
             log.warning("workflow-%s is not a workflow: ignored", workflow_id)
@@ -317,14 +369,16 @@ class Engine:
         return view
 
     def _claim_offered(self, workflow_id: str) -> None:
-        if self._slots <= 0:
+        share = self._workflows[workflow_id]
+        if self.slots.free <= 0 and not share.reclaims:
             return
         view = self._view(workflow_id)
+        share = Share(view.project, share.reclaims)
         offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
         random.shuffle(offered)  # engines claiming at once mostly try different tasks
         for task in offered:
             stream = claim_stream(workflow_id, task.spec.id, task.attempt)
-            if stream in self._claiming or not self.reserve_slots(1):
+            if stream in self._claiming or not self.reserve_slots(1, share):
                 continue
             recorder = ClaimRecorder(self.store, stream, Metadata(
                 engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
@@ -332,17 +386,37 @@ class Engine:
             self._claiming.add(stream)  # before the claim: an owner must never see it orphaned
             if not recorder.claim(self.engine_id, start):
                 self._claiming.discard(stream)
-                self.release_slots(1)
+                self.release_slots(1, share)
                 continue
             job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
                           start_recorded=True,
                           context=task_contexts(view, task.spec.id, self.engine_id,
-                                                self._holds_engine_lease, self.services))
-            self.submit(job, functools.partial(self._claimed_done, stream))
+                                                self._holds_engine_lease, self.services,
+                                                self._claim_cancel(workflow_id)))
+            self.submit(job, functools.partial(self._claimed_done, workflow_id, stream), share)
 
-    def _claimed_done(self, stream: str, outcome: Outcome) -> None:
+    def _claim_cancel(self, workflow_id: str) -> threading.Event:
+        """The event a claimed task of ``workflow_id`` sees set once the workflow is
+        cancelled (the sweep looks, as the owner does, while any such task runs here)."""
+        with self._claims_lock:
+            cancelled, count = self._claim_cancels.get(workflow_id, (threading.Event(), 0))
+            self._claim_cancels[workflow_id] = (cancelled, count + 1)
+            return cancelled
+
+    def _claimed_done(self, workflow_id: str, stream: str, outcome: Outcome) -> None:
         self._claiming.discard(stream)
+        with self._claims_lock:
+            cancelled, count = self._claim_cancels.pop(workflow_id, (threading.Event(), 1))
+            if count > 1:
+                self._claim_cancels[workflow_id] = (cancelled, count - 1)
+
+    def _check_claimed_cancels(self) -> None:
+        with self._claims_lock:
+            watched = [(w, e) for w, (e, _) in self._claim_cancels.items() if not e.is_set()]
+        for workflow_id, cancelled in watched:
+            if list(self.store.read(cancel_stream(workflow_id), 1, to_version=1)):
+                cancelled.set()
 
     def _holds_engine_lease(self) -> bool:
         return self.engine_lease is not None and self.lease_valid(self.engine_lease)

@@ -32,6 +32,7 @@ returning ``Spawn(result, flow)``: one subtask per node, say.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -67,7 +68,8 @@ class TaskContext:
     def __init__(self, *, workflow_id: str, task_id: str, attempt: int, engine_id: str,
                  params: dict[str, Any], results: dict[str, Any],
                  lease_valid: Callable[[], bool],
-                 services: Mapping[str, Any] | None = None) -> None:
+                 services: Mapping[str, Any] | None = None,
+                 cancelled: threading.Event | None = None) -> None:
         self.services: Mapping[str, Any] = services or {}
         """What the engine's process was given for tasks to use (the store, an infrastructure
         provider...): the composition root decides, tasks look up by name."""
@@ -78,6 +80,9 @@ class TaskContext:
         self.params = params
         self.results = results
         self._lease_valid = lease_valid
+        self.cancelled = cancelled or threading.Event()
+        """Set once the workflow is cancelled while this attempt runs: work that can stop
+        (a remote command) stops, and the attempt fails. Never set for a revert."""
 
     def service(self, name: str) -> Any:
         try:
@@ -109,6 +114,10 @@ class Task:
     engine starts it without waiting for its start to be recorded."""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     revert_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=3)
+    timeout: ClassVar[float | None] = None
+    """How long one run of the task may take, in seconds, if its author knows better than
+    the default of whatever runs it. The engine cannot stop a thread: a wrapper that can stop
+    the work enforces it (a plugin's node step stops its remote commands)."""
 
     def __init__(self, args: dict[str, Any] | None = None) -> None:
         self.args: dict[str, Any] = dict(args or {})
@@ -182,6 +191,7 @@ class Flow:
 
 _task_types: dict[str, type[Task]] = {}
 _workflow_types: dict[str, Callable[[dict[str, Any]], Flow]] = {}
+_reclaiming: set[str] = set()
 
 
 def task_type(name: str) -> Callable[[T], T]:
@@ -195,12 +205,23 @@ def task_type(name: str) -> Callable[[T], T]:
     return register
 
 
-def workflow_type(name: str) -> Callable[[W], W]:
+def workflow_type(name: str, *, reclaims: bool = False) -> Callable[[W], W]:
+    """Register a workflow function by name. A workflow that ``reclaims`` gives capacity back
+    (a deletion): engines admit it and run its tasks beyond its project's share, so that a
+    project whose share is held by hung work can still delete that work."""
     def register(fn: W) -> W:
         _workflow_types[name] = fn
+        if reclaims:
+            _reclaiming.add(name)
+        else:
+            _reclaiming.discard(name)
         return fn
 
     return register
+
+
+def reclaims(workflow: str) -> bool:
+    return workflow in _reclaiming
 
 
 class UnknownType(LookupError):

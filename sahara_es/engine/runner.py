@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sahara_es.engine import attempts
 from sahara_es.engine.attempts import Outcome, Recorder, TaskRun
-from sahara_es.engine.flow import TaskContext, build_task
+from sahara_es.engine.flow import TaskContext, build_task, reclaims
+from sahara_es.engine.slots import Share
 from sahara_es.engine.state import TaskState, TaskStatus, WorkflowState, WorkflowStatus
 from sahara_es.engine.writer import FencedWriter
 from sahara_es.events import DomainEvent, Metadata, registry
@@ -39,12 +40,15 @@ def cancel_stream(workflow_id: str) -> str:
 
 def task_contexts(state: WorkflowState, task_id: str, engine_id: str,
                   lease_valid: Callable[[], bool],
-                  services: Mapping[str, Any] | None = None) -> Callable[[int], TaskContext]:
-    """A task's context at each attempt: the workflow's parameters and the results so far."""
+                  services: Mapping[str, Any] | None = None,
+                  cancelled: threading.Event | None = None) -> Callable[[int], TaskContext]:
+    """A task's context at each attempt: the workflow's parameters and the results so far,
+    and the event set when the workflow is cancelled."""
     results = state.results()
     return lambda attempt: TaskContext(
         workflow_id=state.workflow_id, task_id=task_id, attempt=attempt, engine_id=engine_id,
         params=state.params, results=results, lease_valid=lease_valid, services=services,
+        cancelled=cancelled,
     )
 
 
@@ -103,6 +107,8 @@ class WorkflowRunner:
         self.state = state
         self.workflow_id = state.workflow_id
         self.lost = threading.Event()
+        self.cancelled = threading.Event()
+        """Set once the workflow's cancel is recorded: its running tasks stop what can stop."""
         self._lock = threading.RLock()
         self._done: queue.Queue[tuple[str, Outcome]] = queue.Queue()
         self._active: dict[str, str] = {}  # task id -> "run" | "claim" | "revert"
@@ -139,6 +145,13 @@ class WorkflowRunner:
                 return None
             events, self._unwritten = self._unwritten, []
             return self._writer.write(events)
+
+    def share(self) -> Share:
+        """Whose slots this workflow's next task takes: its project's, or beyond them when it
+        reclaims capacity (a delete) or rolls back."""
+        return Share(self.state.project,
+                     reclaims(self.state.workflow_type)
+                     or self.state.status is WorkflowStatus.REVERTING)
 
     def metadata(self) -> Metadata:
         return Metadata(engine_id=self.engine.engine_id, region=self.engine.region,
@@ -189,6 +202,8 @@ class WorkflowRunner:
 
     def _recover(self) -> None:
         """Pick up what the previous owner left in flight."""
+        if self.state.cancel_requested:
+            self.cancelled.set()
         for task in self.state.tasks.values():
             if task.status is TaskStatus.OFFERED:
                 self._offers[task.spec.id] = Offer(
@@ -209,6 +224,7 @@ class WorkflowRunner:
         requests = list(self.store.read(cancel_stream(self.workflow_id), 1, to_version=1))
         if requests:
             self.record([ev.CancelRequested(str(requests[0].data.get("reason", "")))])
+            self.cancelled.set()
 
     def _advance(self) -> None:
         if self.state.cancel_requested:
@@ -238,7 +254,8 @@ class WorkflowRunner:
             self.record([ev.WorkflowSucceeded(self.state.results())])
 
     def _start_locally(self, ready: list[TaskState]) -> int:
-        taken = ready[:self.engine.reserve_slots(len(ready))]
+        share = self.share()
+        taken = ready[:self.engine.reserve_slots(len(ready), share)]
         if not taken:
             return 0
         written = self._write([
@@ -246,24 +263,26 @@ class WorkflowRunner:
             for t in taken
         ])
         for task in taken:
-            self._submit(task, "run", self, start_recorded=True, after=written)
+            self._submit(task, "run", self, share, start_recorded=True, after=written)
         return len(taken)
 
     def _resume_recoveries(self) -> None:
         """Tasks started by an engine that is gone: reconcile them, or re-run the idempotent."""
+        share = self.share()
         for task_id, intent in list(self._to_recover.items()):
-            if not self.engine.reserve_slots(1):
+            if not self.engine.reserve_slots(1, share):
                 return
             del self._to_recover[task_id]
-            self._submit(self.state.tasks[task_id], "run", self, intent=intent)
+            self._submit(self.state.tasks[task_id], "run", self, share, intent=intent)
 
-    def _submit(self, task: TaskState, kind: str, recorder: Recorder, *, run: str | None = None,
+    def _submit(self, task: TaskState, kind: str, recorder: Recorder, share: Share, *,
+                run: str | None = None,
                 start_recorded: bool = False, intent: dict[str, Any] | None = None,
                 after: Future[int] | None = None) -> None:
         job = TaskRun(
             spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
             engine=self.engine.engine_id, epoch=self.lease.epoch,
-            context=self.context_for(task.spec.id, self._holds_lease),
+            context=self.context_for(task.spec.id, self._holds_lease, self.cancelled),
             recorder=recorder, run=run, start_recorded=start_recorded, intent=intent,
         )
         self._active[task.spec.id] = kind
@@ -277,22 +296,23 @@ class WorkflowRunner:
                                    abandoned=True)
             return job()
 
-        self.engine.submit(execute, lambda outcome: self._done.put((kind, outcome)))
+        self.engine.submit(execute, lambda outcome: self._done.put((kind, outcome)), share)
 
-    def context_for(self, task_id: str, lease_valid: Callable[[], bool]) -> Callable[[int],
-                                                                                      TaskContext]:
+    def context_for(self, task_id: str, lease_valid: Callable[[], bool],
+                    cancelled: threading.Event | None = None) -> Callable[[int], TaskContext]:
         with self._lock:
             return task_contexts(self.state, task_id, self.engine.engine_id, lease_valid,
-                                 self.engine.services)
+                                 self.engine.services, cancelled)
 
     # -- offers ---------------------------------------------------------------------------
 
     def _claim_offers(self) -> None:
         """The owner is an engine too: it claims offers for its own free slots."""
+        share = self.share()
         for task_id, offer in list(self._offers.items()):
             if offer.claimer is not None or task_id in self._active:
                 continue
-            if not self.engine.reserve_slots(1):
+            if not self.engine.reserve_slots(1, share):
                 return
             recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
             start = ev.TaskStarted(task_id, offer.attempt, self.engine.engine_id,
@@ -302,10 +322,10 @@ class WorkflowRunner:
                     self.engine.engine_id, True, start.to_data())
                 offer.cursor = recorder.version
                 self.record([start])
-                self._submit(self.state.tasks[task_id], "claim", recorder, run=offer.stream_id,
-                             start_recorded=True)
+                self._submit(self.state.tasks[task_id], "claim", recorder, share,
+                             run=offer.stream_id, start_recorded=True)
             else:
-                self.engine.release_slots(1)
+                self.engine.release_slots(1, share)
 
     def _poll_offers(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -404,7 +424,8 @@ class WorkflowRunner:
         pending = self.state.to_revert()
         if pending:
             task = pending[0]
-            if not self.engine.reserve_slots(1):
+            share = self.share()
+            if not self.engine.reserve_slots(1, share):
                 return
             self._active[task.spec.id] = "revert"
             context = self.context_for(task.spec.id, self._holds_lease)(task.attempt)
@@ -412,6 +433,7 @@ class WorkflowRunner:
                 lambda: attempts.revert(task.spec, build_task(task.spec), task.result,
                                         task.attempt, self.engine.engine_id, context, self),
                 lambda outcome: self._done.put(("revert", outcome)),
+                share,
             )
         elif self.state.cancel_requested and self.state.failure is None:
             self.record([ev.WorkflowCancelled(rolled_back=True)])

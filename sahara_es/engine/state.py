@@ -66,6 +66,9 @@ class WorkflowState(Aggregate):
     def __init__(self, stream_id: str) -> None:
         super().__init__(stream_id)
         self.workflow_type = ""
+        self.project: str | None = None
+        """The project the workflow works for (its WorkflowStarted's metadata): engines share
+        their slots fairly between projects."""
         self.params: dict[str, Any] = {}
         self.rollback_on_cancel = True
         self.status = WorkflowStatus.RUNNING
@@ -88,6 +91,8 @@ class WorkflowState(Aggregate):
     def fold(self, event: RecordedEvent) -> None:
         if event.version != self.version + 1:
             raise ValueError(f"{self.stream_id}: v{event.version} does not follow v{self.version}")
+        if event.version == 1:
+            self.project = event.metadata.project_id
         self.apply_event(registry.decode(event))
         self.version = event.version
 

@@ -5,6 +5,13 @@ per node and opens a channel per command on it, so that a hundred commands on a 
 handshake. The number of channels open at once is bounded for the whole pool and per node
 (an OpenSSH server refuses more than ``MaxSessions``, 10 by default, on one connection).
 
+A command can be bounded from outside the call that runs it: within ``command_limits(timeout,
+stop)`` every command the thread runs (those of a ``run_many`` too) ends by the deadline, and
+stops as soon as ``stop`` is set. A command that runs past its timeout or is stopped does not
+keep running on the node: each command reports its process group first (the remote shell
+leads a session of its own), and the pool kills that group (TERM, then KILL) over another
+channel before it raises.
+
 What a command prints may end up in events (a failure's stderr), so every text that leaves
 this module -- log lines and exception messages -- has the caller's ``secrets`` replaced by
 ``***``. Host keys are never learned on first use: each ``Node`` carries the key its provider
@@ -16,7 +23,8 @@ recorded when it created the instance, and a server presenting another key is re
     ├── ConnectFailed           no SSH session after the retries (retryable)
     ├── HostKeyMismatch         the server is not the instance the provider created
     ├── RemoteCommandFailed     the command exited non-zero (exit code, output tails)
-    ├── RemoteCommandTimeout    the command ran past its timeout (retryable)
+    ├── RemoteCommandTimeout    the command ran past its timeout (retryable); it was killed
+    ├── CommandStopped          its ``command_limits`` stop was set; it was killed
     └── CommandsFailed          ``run_many``: some nodes failed (per-node errors and results)
 """
 
@@ -24,13 +32,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import io
 import logging
+import re
 import select
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -51,6 +62,16 @@ REDACTED = "***"
 
 EOF_GRACE = 2.0
 """Seconds to wait, after a command's exit status, for the end of its output."""
+
+KILL_GRACE = 2.0
+"""Seconds a stopped command's processes get between TERM and KILL."""
+
+GROUP_MARK = "sahara-es-pgid"
+_REPORT_GROUP = f'echo "{GROUP_MARK} $$" >&2; '
+"""Prefixed to every command: sshd starts each command's shell as a session leader, so its
+pid is the process group of everything the command starts (daemons that make a session of
+their own excepted), and the first line on stderr says which group to kill."""
+_GROUP_LINE = re.compile(rb"^" + GROUP_MARK.encode() + rb" (\d+)\n", re.MULTILINE)
 
 
 # -- nodes and results ----------------------------------------------------------------------
@@ -139,6 +160,15 @@ class RemoteCommandTimeout(SSHError):
         self.stderr_tail = stderr_tail
 
 
+class CommandStopped(SSHError):
+    """Not retryable: the work the command was part of was cancelled."""
+
+    def __init__(self, node: Node, command: str) -> None:
+        super().__init__(f"{command!r} on {node} was stopped: its work was cancelled")
+        self.node = node
+        self.command = command
+
+
 class CommandsFailed(SSHError):
     """Some nodes of a ``run_many`` failed; the others' results are kept for the caller."""
 
@@ -150,6 +180,47 @@ class CommandsFailed(SSHError):
         self.failures = dict(failures)
         self.results = dict(results)
         self.retryable = all(failure.retryable for failure in failures.values())
+
+
+# -- limits set from outside ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Limits:
+    deadline: float | None = None  # time.monotonic()
+    stops: tuple[threading.Event, ...] = ()
+
+    def stopped(self) -> bool:
+        return any(stop.is_set() for stop in self.stops)
+
+    def bound(self, timeout: float) -> float:
+        if self.deadline is None:
+            return timeout
+        return max(0.0, min(timeout, self.deadline - time.monotonic()))
+
+
+NO_LIMITS = _Limits()
+_limits: contextvars.ContextVar[_Limits | None] = contextvars.ContextVar("ssh_limits",
+                                                                         default=None)
+
+
+@contextlib.contextmanager
+def command_limits(*, timeout: float | None = None,
+                   stop: threading.Event | None = None) -> Iterator[None]:
+    """Bound every command run in the block (in this thread and a ``run_many``'s): it ends
+    within ``timeout`` seconds from now (``RemoteCommandTimeout``), or as soon as ``stop`` is
+    set (``CommandStopped``), its remote processes killed either way. Nested limits add up:
+    the earliest deadline and every stop count."""
+    outer = _limits.get() or NO_LIMITS
+    deadline = outer.deadline
+    if timeout is not None:
+        ends = time.monotonic() + timeout
+        deadline = ends if deadline is None else min(deadline, ends)
+    token = _limits.set(_Limits(deadline, outer.stops + ((stop,) if stop else ())))
+    try:
+        yield
+    finally:
+        _limits.reset(token)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -340,37 +411,84 @@ class SSHPool:
     def run(self, node: Node, command: str, *, timeout: float = 300.0,
             env: Mapping[str, str] | None = None, secrets: Sequence[str] = (),
             check: bool = True, stdin: bytes | str | None = None) -> CommandResult:
-        """Run ``command`` through the login shell of ``node``; wait at most ``timeout``.
+        """Run ``command`` through the login shell of ``node``; wait at most ``timeout`` (and
+        no longer than the ``command_limits`` around the call allow).
 
-        Raises ``RemoteCommandFailed`` on a non-zero exit unless ``check`` is false, and
-        ``RemoteCommandTimeout`` once ``timeout`` has passed (the channel is closed; a command
-        that ignores the hang-up keeps running until its instance is deleted).
+        Raises ``RemoteCommandFailed`` on a non-zero exit unless ``check`` is false,
+        ``RemoteCommandTimeout`` once the timeout has passed and ``CommandStopped`` once the
+        limits' stop is set; in both cases the command's processes on the node are killed.
         """
         # The exports are never shown: only the caller's command line is logged.
         shown = redact(command, secrets)
-        line = shell_exports(env) + command if env else command
+        line = _REPORT_GROUP + (shell_exports(env) + command if env else command)
+        limits = _limits.get() or NO_LIMITS
+        timeout = limits.bound(timeout)
+        self._check_limits(limits, node, shown, timeout)
         LOG.debug("ssh %s: %s", node, shown)
         connection = self._connection(node)
+        started = time.monotonic()
         # The node's slot first: a thread waiting for a busy node holds none of the pool's.
-        with connection.slots, self._sessions:
-            started = time.monotonic()
+        with self._slot(connection.slots, limits, node, shown, timeout), \
+                self._slot(self._sessions, limits, node, shown, timeout):
             try:
                 channel = self._open_channel(node, connection)
-                exit_code, out, err = self._exec(channel, line, timeout, stdin)
-            except _Timeout as timed_out:
-                raise RemoteCommandTimeout(node, shown, timeout, tail(timed_out.out, secrets),
-                                           tail(timed_out.err, secrets)) from None
+                remaining = max(0.0, timeout - (time.monotonic() - started))
+                exit_code, out, err = self._exec(channel, line, remaining, stdin,
+                                                 limits.stopped)
+            except _Interrupted as cut:
+                self._kill(node, cut.err)
+                if cut.stopped:
+                    raise CommandStopped(node, shown) from None
+                raise RemoteCommandTimeout(node, shown, timeout, tail(cut.out, secrets),
+                                           tail(_without_group(cut.err), secrets)) from None
             except (OSError, paramiko.SSHException, EOFError) as error:
                 # The connection broke under the command: the next call reconnects.
                 self.forget(node)
                 raise ConnectFailed(f"{node} dropped the connection during {shown!r}: "
                                     f"{redact(str(error), secrets)}") from None
+        err = _without_group(err)
         LOG.debug("ssh %s: exit %d after %.2f s", node, exit_code, time.monotonic() - started)
         if check and exit_code != 0:
             raise RemoteCommandFailed(node, shown, exit_code, tail(out, secrets),
                                       tail(err, secrets))
         return CommandResult(exit_code, out.decode("utf-8", "replace"),
                              err.decode("utf-8", "replace"))
+
+    @staticmethod
+    def _check_limits(limits: _Limits, node: Node, shown: str, timeout: float) -> None:
+        if limits.stopped():
+            raise CommandStopped(node, shown)
+        if timeout <= 0:
+            raise RemoteCommandTimeout(node, shown, 0, "", "")
+
+    @contextlib.contextmanager
+    def _slot(self, semaphore: threading.BoundedSemaphore, limits: _Limits, node: Node,
+              shown: str, timeout: float) -> Iterator[None]:
+        """Hold ``semaphore``, waiting no longer than the command may run, nor once stopped."""
+        deadline = time.monotonic() + timeout
+        while not semaphore.acquire(timeout=0.2):
+            self._check_limits(limits, node, shown, deadline - time.monotonic())
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+    def _kill(self, node: Node, err: bytes) -> None:
+        """Kill the process group a cut-off command reported (TERM, then KILL), over a channel
+        of its own; a node that cannot be reached any more has nothing left to kill."""
+        found = _GROUP_LINE.search(err[:TAIL_BYTES])
+        if found is None:
+            return  # cut off before its shell started: nothing runs
+        group = int(found.group(1))
+        rounds = int(KILL_GRACE / 0.1)
+        script = (f"kill -TERM -{group} 2>/dev/null || exit 0; i=0; "
+                  f"while [ $i -lt {rounds} ] && kill -0 -{group} 2>/dev/null; "
+                  f"do sleep 0.1; i=$((i+1)); done; kill -KILL -{group} 2>/dev/null; exit 0")
+        try:
+            channel = self._open_channel(node, self._connection(node))
+            self._exec(channel, script, KILL_GRACE + 10, None, lambda: False)
+        except (SSHError, _Interrupted, OSError, paramiko.SSHException, EOFError) as error:
+            LOG.warning("could not kill process group %d on %s: %s", group, node, error)
 
     def _open_channel(self, node: Node, connection: _Connection) -> paramiko.Channel:
         """A channel for one command, reconnecting once if the kept connection went stale.
@@ -385,15 +503,16 @@ class SSHPool:
         return self._connection(node).transport.open_session(timeout=self._connect_timeout)
 
     def _exec(self, channel: paramiko.Channel, line: str, timeout: float,
-              stdin: bytes | str | None) -> tuple[int, bytes, bytes]:
+              stdin: bytes | str | None,
+              stopped: Callable[[], bool]) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray()
         try:
-            channel.settimeout(timeout)
+            channel.settimeout(max(timeout, 0.1))
             channel.exec_command(line)
             if stdin is not None:
                 channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
             channel.shutdown_write()
-            out, err = bytearray(), bytearray()
             exited: float | None = None
             while True:
                 drained = False
@@ -411,12 +530,16 @@ class SSHPool:
                     exited = exited or time.monotonic()
                     if channel.eof_received or time.monotonic() - exited > EOF_GRACE:
                         break
+                elif stopped():
+                    raise _Interrupted(bytes(out), bytes(err), stopped=True)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _Timeout(bytes(out), bytes(err))
+                    raise _Interrupted(bytes(out), bytes(err), stopped=False)
                 if not drained:
                     select.select([channel], [], [], min(remaining, 0.2))
             return int(channel.recv_exit_status()), bytes(out), bytes(err)
+        except TimeoutError:  # the channel's own timeout, while sending stdin
+            raise _Interrupted(bytes(out), bytes(err), stopped=False) from None
         finally:
             channel.close()
 
@@ -454,7 +577,9 @@ class SSHPool:
         failures: dict[Node, SSHError] = {}
         workers = min(len(targets), self._max_sessions)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ssh") as executor:
-            futures = {node: executor.submit(one, node) for node in targets}
+            # Each node's command runs in a copy of the caller's context: its limits hold.
+            futures = {node: executor.submit(contextvars.copy_context().run, one, node)
+                       for node in targets}
             for node, future in futures.items():
                 try:
                     results[node] = future.result()
@@ -465,8 +590,16 @@ class SSHPool:
         return results
 
 
-class _Timeout(Exception):
-    def __init__(self, out: bytes, err: bytes) -> None:
-        super().__init__("timeout")
+def _without_group(err: bytes) -> bytes:
+    """stderr without the line reporting the command's process group."""
+    return _GROUP_LINE.sub(b"", err, count=1) if GROUP_MARK.encode() in err else err
+
+
+class _Interrupted(Exception):
+    """A command cut off by its timeout, or ``stopped``; what it printed so far."""
+
+    def __init__(self, out: bytes, err: bytes, *, stopped: bool) -> None:
+        super().__init__("stopped" if stopped else "timeout")
         self.out = out
         self.err = err
+        self.stopped = stopped

@@ -4,8 +4,9 @@ workflows; what Sahara's own ``fake`` plugin was for.
 
 Cluster configs make it fail on purpose (``{"Fake": {"fail_configure": "<node name, its
 <group>-<n> end, or a process>", "fail_start": "…"}}``), so tests can see a rollback and a
-partially active cluster; ``configure_seconds`` makes each node's configuration take that
-long.
+partially active cluster; ``configure_seconds`` makes each node's configuration (or only the
+nodes ``slow_configure`` names, the same way) take that long: one remote ``sleep``, which the
+service's step timeout cuts off however long the tenant asked for.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from sahara_es.plugins.base import ClusterInfo, Health, HealthCheck, NodeInfo, P
 MARK = "fake-service"
 
 
-def _fails(cluster: dict[str, Any], step: str, node: dict[str, Any]) -> bool:
-    wanted = str(cluster.get("configs", {}).get("Fake", {}).get(f"fail_{step}", ""))
+def _named(cluster: dict[str, Any], config: str, node: dict[str, Any]) -> bool:
+    wanted = str(cluster.get("configs", {}).get("Fake", {}).get(config, ""))
     return bool(wanted) and (node["name"] == wanted or node["name"].endswith(f"-{wanted}")
                              or wanted in node["processes"])
+
+
+def _fails(cluster: dict[str, Any], step: str, node: dict[str, Any]) -> bool:
+    return _named(cluster, f"fail_{step}", node)
 
 
 @task_type("fake.configure-node")
@@ -36,7 +41,10 @@ class ConfigureNode(Task):
         pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
         target = NodeInfo.from_dict(node).ssh_node()
         pool.put_file(target, "fake.conf", f"processes={','.join(node['processes'])}\n")
-        seconds = float(cluster.get("configs", {}).get("Fake", {}).get("configure_seconds", 0))
+        fake = cluster.get("configs", {}).get("Fake", {})
+        seconds = float(fake.get("configure_seconds", 0))
+        if fake.get("slow_configure") and not _named(cluster, "slow_configure", node):
+            seconds = 0
         if seconds:  # a configuration that takes a while, for tests that act meanwhile
             pool.run(target, f"sleep {seconds}", timeout=seconds + 60)
         return "configured"

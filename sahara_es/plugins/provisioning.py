@@ -12,13 +12,23 @@ the node's event in the step; a worker node whose step fails is left out (the cl
 *partially active*, health YELLOW) when the plugin says the cluster can run without it.
 
 Workflow ids follow the cluster: ``create-<id>``, ``scale<version>-<id>``, ``delete-<id>``,
-``verify-<verification id>``, so a request repeated after a crash starts nothing twice.
+``verify-<verification id>``, so a request repeated after a crash starts nothing twice; each
+carries the cluster's project, by which engines share their slots.
+
+Bounds: every node step runs under the ``step_limits`` service's timeout for its task type
+and stops when its workflow is cancelled; either way its remote commands are killed and the
+step fails saying so. A delete cancels what provisions the cluster, waits for it at most
+``cancel_grace``, then deletes every instance. Deleting is final: nothing creates an
+instance or claims a host for a cluster being deleted (a task that was already doing it
+undoes its own work when it sees the deletion), reverts leave its status alone, and nothing
+is appended to a deleted cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from sahara_es.commands import resources
@@ -41,11 +51,12 @@ from sahara_es.engine import (
 from sahara_es.engine.flow import TaskSpec, build_task
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import resources as ev
-from sahara_es.events.resources import Doc, Kind
+from sahara_es.events.resources import CLUSTER_FINAL, META, Doc, Kind
 from sahara_es.infra.base import InfraError, InfraProvider, InstanceSpec
 from sahara_es.infra.placement import NodeRequest, NoValidHost, Placement, Scheduler
+from sahara_es.infra.ssh import command_limits
 from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
-from sahara_es.plugins.runtime import ensure_cluster_key
+from sahara_es.plugins.runtime import StepLimits, ensure_cluster_key
 from sahara_es.store import ConcurrencyConflict, Store
 
 log = logging.getLogger(__name__)
@@ -65,14 +76,30 @@ def cluster_doc(store: Store, cluster_id: str) -> Doc:
     return aggregate.doc
 
 
+class ClusterGone(PermanentFailure):
+    """The cluster was deleted: nothing more is recorded about it."""
+
+
+def being_deleted(doc: Doc) -> bool:
+    return doc.get("status") == CLUSTER_FINAL or bool(doc[META].get("deleted"))
+
+
+def step_limits(ctx: TaskContext) -> StepLimits:
+    limits = ctx.services.get("step_limits")
+    return limits if isinstance(limits, StepLimits) else StepLimits()
+
+
 def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
-    """Append to the cluster's stream after whatever the API appended meanwhile."""
+    """Append to the cluster's stream after whatever the API appended meanwhile; never to a
+    deleted cluster (``ClusterGone``): a late task cannot bring it back."""
     store: Store = ctx.service("store")
     metadata = Metadata(actor="sahara-es", correlation_id=ctx.workflow_id,
                         causation_id=f"{ctx.workflow_id}/{ctx.task_id}",
                         engine_id=ctx.engine_id)
     for _ in range(20):
         aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
+        if aggregate.doc is not None and aggregate.doc[META].get("deleted"):
+            raise ClusterGone(f"cluster {cluster_id} was deleted")
         try:
             resources.append_records(store, aggregate, [
                 registry.new_event(e, metadata) for e in events])
@@ -84,7 +111,11 @@ def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
 
 
 def set_status(ctx: TaskContext, cluster_id: str, status: str, description: str = "") -> None:
+    """Change the cluster's status, unless it is being deleted (Deleting is final: a create
+    or scale rolled back by the deletion leaves it so)."""
     doc = cluster_doc(ctx.service("store"), cluster_id)
+    if being_deleted(doc) and status != CLUSTER_FINAL:
+        return
     if (doc.get("status"), doc.get("status_description", "")) != (status, description):
         record(ctx, cluster_id, ev.ClusterStatusChanged(status, description))
 
@@ -199,7 +230,12 @@ class PlaceNodes(Task):
                 if instance.get("host"):
                     avoid.setdefault(f"{doc['id']}:{process}", set()).add(instance["host"])
         try:
+            if being_deleted(doc):
+                raise PermanentFailure(f"cluster {doc['id']} is being deleted")
             placed = scheduler.place(node_requests(ctx, doc, nodes), avoid=avoid)
+            # A deletion that looked before these claims existed cannot give them back.
+            if being_deleted(cluster_doc(ctx.service("store"), doc["id"])):
+                raise PermanentFailure(f"cluster {doc['id']} is being deleted")
         except BaseException as error:
             # A failed task is not reverted: give back whatever this attempt may hold.
             for node in nodes:
@@ -248,6 +284,9 @@ class CreateInstance(Task):
         node, cluster_id = self.args["node"], self.args["cluster_id"]
         placement = _placement(self.args["placement"])
         errors: list[str] = []
+        store: Store = ctx.service("store")
+        if being_deleted(cluster_doc(store, cluster_id)):
+            raise PermanentFailure(f"cluster {cluster_id} is being deleted")
         while True:
             ctx.check_lease()
             try:
@@ -269,6 +308,11 @@ class CreateInstance(Task):
                         node["node_group"]))
                     raise PermanentFailure(f"instance {node['name']} could not be created:"
                                            f" {'; '.join(errors)}") from None
+        if being_deleted(cluster_doc(store, cluster_id)):
+            # The deletion may have looked for instances before this one existed: undo it.
+            provider.delete_instance(node["name"])
+            release_everywhere(scheduler, node["name"])
+            raise PermanentFailure(f"cluster {cluster_id} is being deleted")
         record(ctx, cluster_id,
                ev.InstanceAdded(node["node_group"], node["name"], instance.address,
                                 instance.host, list(placement.alternates), instance.ssh_port,
@@ -302,14 +346,20 @@ def delete_node(ctx: TaskContext, cluster_id: str, node_group: str, name: str) -
     provider.delete_instance(name)
     release_everywhere(scheduler, name)
     doc = cluster_doc(ctx.service("store"), cluster_id)
-    if any(i["instance_name"] == name for _, i in instances_of(doc)):
-        record(ctx, cluster_id, ev.InstanceRemoved(node_group, name))
+    if not doc[META].get("deleted") and any(i["instance_name"] == name
+                                            for _, i in instances_of(doc)):
+        with contextlib.suppress(ClusterGone):  # deleted meanwhile: nothing to record
+            record(ctx, cluster_id, ev.InstanceRemoved(node_group, name))
 
 
 @task_type("cluster.node-step")
 class NodeStep(Task):
     """A plugin's per-node task, with its outcome recorded as the node's event in a step. A
-    node that may be left out (``optional``) fails softly: the task succeeds, saying so."""
+    node that may be left out (``optional``) fails softly: the task succeeds, saying so.
+
+    The inner task runs under its step timeout (``step_limits``), its retries included, and
+    stops when the workflow is cancelled: its remote commands are killed either way, and the
+    step fails with "step <title> on node <name> timed out after <n> s" (or "was stopped")."""
 
     idempotent = True
 
@@ -318,12 +368,18 @@ class NodeStep(Task):
         inner = build_task(inner_spec)
         node = self.args.get("node") or {}
         cluster_id = self.args["cluster_id"]
+        seconds = step_limits(ctx).timeout(inner_spec.type, inner.timeout)
+        deadline = time.monotonic() + seconds
+        where = (f"step {self.args.get('title') or inner_spec.type} on node"
+                 f" {node.get('name', '?')}")
         attempts = max(1, inner.retry.attempts)
         error: Exception | None = None
+        cut: str | None = None  # why the step was cut off, if it was
         result: Any = None
         for _ in range(attempts):
             try:
-                result = inner.execute(ctx)
+                with command_limits(timeout=deadline - time.monotonic(), stop=ctx.cancelled):
+                    result = inner.execute(ctx)
                 error = None
                 break
             except PermanentFailure as failure:
@@ -331,6 +387,15 @@ class NodeStep(Task):
                 break
             except Exception as failure:  # a node's failure is its outcome
                 error = failure
+            finally:
+                if ctx.cancelled.is_set():
+                    cut = f"{where} was stopped: the cluster's work was cancelled"
+                elif time.monotonic() >= deadline:
+                    cut = f"{where} timed out after {seconds:g} s"
+            if cut:
+                break
+        if cut and error is not None:
+            error = PermanentFailure(cut)
         if node:
             record(ctx, cluster_id, ev.ProvisioningStepProgressed(
                 self.args["step"], node["name"], error is None,
@@ -339,6 +404,8 @@ class NodeStep(Task):
             return {"node": node.get("name"), "result": result}
         if self.args.get("optional") and node:
             return {"node": node["name"], "failed": str(error)[-2000:]}
+        if cut:
+            raise PermanentFailure(cut)
         raise PermanentFailure(f"{inner_spec.type} on {node.get('name', '?')}: {error}")
 
 
@@ -354,7 +421,7 @@ def plugin_steps(ctx: TaskContext, cluster_id: str, flow: Flow, *, prefix: str, 
             info, [NodeInfo.from_dict(node)]))
         wrapped.add(f"{prefix}-{spec.id}", NodeStep({
             "cluster_id": cluster_id, "inner": spec.to_data(), "node": _node_ref(node),
-            "step": step, "optional": optional}),
+            "step": step, "title": name, "optional": optional}),
             requires=[f"{prefix}-{r}" for r in spec.requires])
     return wrapped
 
@@ -417,7 +484,8 @@ class Activate(Task):
         failed = failed_nodes(ctx.results)
         healthy = ClusterInfo(info.cluster_id, info.name, info.plugin_version, info.configs,
                               [n for n in info.nodes if n.name not in failed])
-        health = plugin.health(healthy, ctx.service("ssh").pool(cluster_id))
+        with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
+            health = plugin.health(healthy, ctx.service("ssh").pool(cluster_id))
         lost = sorted(set(failed) | set(health.failed_nodes))
         lost_nodes = [n for n in info.nodes if n.name in lost]
         if health.status == "RED" or (lost and not plugin.can_run_without(info, lost_nodes)):
@@ -658,22 +726,34 @@ def rebuild_cluster(params: dict[str, Any]) -> Flow:
 
 @task_type("cluster.stop-provisioning")
 class StopProvisioning(Task):
-    """A cluster deleted while it is being created or scaled: cancel that first, and let it
-    roll back, so that no instance is created after the deletion looked."""
+    """A cluster deleted while it is being created or scaled: cancel that first (its running
+    node steps stop, their remote commands killed) and let it roll back, for at most
+    ``cancel_grace``; then the deletion goes on whatever is left running, and deleting the
+    instances ends it (the late tasks of a cancelled workflow see the deletion and undo
+    their own work; see ``being_deleted``)."""
 
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
         store: Store = ctx.service("store")
         cluster_id = self.args["cluster_id"]
-        stopped = []
+        cancelled = []
         for workflow_id in provisioning_workflows(store, cluster_id):
             state = load_workflow(store, workflow_id)
             if state.version and not state.status.finished:
                 request_cancel(store, workflow_id, "the cluster is being deleted")
-                wait_for(store, workflow_id, timeout=600)
+                cancelled.append(workflow_id)
+        deadline = time.monotonic() + step_limits(ctx).cancel_grace
+        stopped, left = [], []
+        for workflow_id in cancelled:
+            try:
+                wait_for(store, workflow_id, timeout=max(0.0, deadline - time.monotonic()))
                 stopped.append(workflow_id)
-        return {"stopped": stopped}
+            except TimeoutError:
+                log.warning("%s did not stop within the grace: deleting %s anyway",
+                            workflow_id, cluster_id)
+                left.append(workflow_id)
+        return {"stopped": stopped, "left_running": left}
 
 
 def provisioning_workflows(store: Store, cluster_id: str) -> list[str]:
@@ -728,7 +808,7 @@ class FinishDelete(Task):
         return {"deleted": names}
 
 
-@workflow_type(DELETE)
+@workflow_type(DELETE, reclaims=True)
 def delete_cluster(params: dict[str, Any]) -> Flow:
     flow = Flow(rollback_on_cancel=False)
     args = {"cluster_id": params["cluster_id"]}
@@ -749,7 +829,9 @@ class CheckHealth(Task):
         cluster_id = self.args["cluster_id"]
         doc = cluster_doc(ctx.service("store"), cluster_id)
         plugin = plugin_of(ctx, doc)
-        health = plugin.health(cluster_info(ctx, doc), ctx.service("ssh").pool(cluster_id))
+        with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
+            health = plugin.health(cluster_info(ctx, doc),
+                                   ctx.service("ssh").pool(cluster_id))
         record(ctx, cluster_id, ev.ClusterHealthChecked(
             self.args["verification_id"], health.status,
             [{"name": c.name, "status": c.status, "description": c.description}
@@ -766,9 +848,12 @@ def verify_cluster(params: dict[str, Any]) -> Flow:
 
 # -- starting them -------------------------------------------------------------------------
 
-def start_once(store: Store, workflow: str, params: dict[str, Any], workflow_id: str) -> str:
-    """Start the workflow unless it was started already (a repeated request)."""
+def start_once(store: Store, workflow: str, params: dict[str, Any], workflow_id: str, *,
+               project: str | None = None) -> str:
+    """Start the workflow for ``project`` (engines share their slots between projects)
+    unless it was started already (a repeated request)."""
     with contextlib.suppress(ConcurrencyConflict):
         start_workflow(store, workflow, params, workflow_id=workflow_id,
-                       metadata=Metadata(actor="sahara-es", correlation_id=workflow_id))
+                       metadata=Metadata(actor="sahara-es", project_id=project,
+                                         correlation_id=workflow_id))
     return workflow_id

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,26 @@ from sahara_es.plugins.catalog import load_plugins
 from sahara_es.store import ConcurrencyConflict, Store
 
 KEY_CATEGORY = "clusterkey"
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """The ``step_limits`` service: how long provisioning work may run, set by the service,
+    never by a tenant (a cluster config that makes a step long is cut off all the same).
+
+    A node step may run ``per_step[<task type>]`` seconds, else what its task class declares
+    (``Task.timeout``), else ``default``; never more than ``maximum``. A delete waits at
+    most ``cancel_grace`` for the create or scale it cancels to roll back, then deletes the
+    instances anyway (which ends whatever still ran on them).
+    """
+
+    default: float = 600.0
+    maximum: float = 3600.0
+    per_step: Mapping[str, float] = field(default_factory=dict)
+    cancel_grace: float = 30.0
+
+    def timeout(self, task_type: str, declared: float | None = None) -> float:
+        return min(self.per_step.get(task_type) or declared or self.default, self.maximum)
 
 
 def ensure_cluster_key(store: Store, cluster_id: str) -> tuple[str, str]:
@@ -90,7 +112,8 @@ class QuotaGate:
 def build_services(store: Store, *, root: Path | str, provider: str = "local",
                    hosts: list[HostInventory] | None = None,
                    quota_defaults: QuotaLimits | None = None,
-                   provider_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   provider_options: dict[str, Any] | None = None,
+                   step_limits: StepLimits | None = None) -> dict[str, Any]:
     """The services provisioning tasks use, for one process."""
     options = dict(provider_options or {})
     if provider == "local":
@@ -106,4 +129,5 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
         "quota": QuotaGate(quotas),
         "ssh": NodeAccess(store),
         "plugins": load_plugins(all_installed=True),
+        "step_limits": step_limits or StepLimits(),
     }
