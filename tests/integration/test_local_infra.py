@@ -8,6 +8,7 @@ deletes every instance under its root).
 from __future__ import annotations
 
 import json
+import pwd
 import socket
 import time
 from pathlib import Path
@@ -249,3 +250,45 @@ def test_unknown_flavors_hosts_and_unsafe_names_are_refused(
         provider.create_instance(InstanceSpec("x", "local.small", keypair[1], host="elsewhere"))
     with pytest.raises(InfraError, match="invalid instance name"):
         provider.create_instance(spec("../escape", keypair[1]))
+
+
+def test_a_service_that_is_not_root_cannot_sandbox_nodes_and_says_why(
+    provider: LocalProvider, keypair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sahara_es.infra.local.os.geteuid", lambda: 1000)
+    with pytest.raises(InfraError, match="only root can create") as refused:
+        provider.create_instance(spec("unprivileged", keypair[1]))
+    assert "uid 1000" in str(refused.value)
+    assert provider.get_instance("unprivileged") is None
+
+
+def test_a_root_behind_a_closed_folder_is_refused_naming_the_folder(
+    sqlite_store: Store, keypair: tuple[str, str], nodes_root: Path
+) -> None:
+    closed = nodes_root / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    provider = LocalProvider(sqlite_store, root=closed / "deeper" / "infra")
+    with pytest.raises(InfraError, match=f"{closed} is not traversable") as refused:
+        provider.create_instance(spec("unreachable", keypair[1]))
+    assert f"chmod o+x {closed}" in str(refused.value)
+    assert closed.stat().st_mode & 0o777 == 0o700  # checked, never changed
+    assert not (closed / "deeper").exists()
+
+
+def test_instance_files_are_root_s_but_the_home_and_the_keys_sshd_reads_as_the_user(
+    provider: LocalProvider, keypair: tuple[str, str]
+) -> None:
+    instance = provider.create_instance(spec("modes", keypair[1]))
+    folder = Path(instance.extra["folder"])
+    user = pwd.getpwnam(instance.username)
+    modes = {path.name: (path.stat().st_uid, path.stat().st_mode & 0o777)
+             for path in (folder, *folder.iterdir())}
+    assert modes.pop("home") == (user.pw_uid, 0o700)
+    assert modes.pop("authorized_keys") == (0, 0o644)
+    assert modes.pop("modes") == (0, 0o711)
+    assert modes.pop("ssh_host_ed25519_key.pub") == (0, 0o644)
+    modes.pop("sshd.pid")  # sshd's own: holds a pid, nothing more
+    assert modes and all(mode == (0, 0o600) for mode in modes.values()), modes
+    for path in (provider.root, provider.root / "instances"):
+        assert path.stat().st_mode & 0o777 == 0o711
