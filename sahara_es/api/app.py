@@ -4,6 +4,7 @@ provisioner are chosen."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
 from sahara_es.store import Store, open_store
 
 DEFAULT_PORT = 8386
+_REQUEST_ID = re.compile(r"^req-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                         r"[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +101,9 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
 
     @app.before_request
     def request_id() -> None:
-        g.request_id = request.headers.get("X-Openstack-Request-Id") or f"req-{uuid.uuid4()}"
+        # a caller's own request id is kept only in oslo's form: it goes into logs and events
+        given = request.headers.get("X-Openstack-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else f"req-{uuid.uuid4()}"
 
     errors.init_app(app)
     versions.init_app(app)

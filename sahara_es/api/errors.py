@@ -77,7 +77,8 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
     if isinstance(messages, dict):
         out: list[str] = []
         for key, value in messages.items():
-            where = f"{path}.{key}" if path else str(key)
+            shown = str(key) if len(str(key)) <= 60 else f"{str(key)[:57]}..."
+            where = f"{path}.{shown}" if path else shown
             if key == "_schema":
                 where = path or "body"
             out += _flatten(value, where)

@@ -383,3 +383,18 @@ def test_error_documents_carry_no_server_paths(client: FlaskClient) -> None:
         text = json.dumps(answer.get_json())
         assert answer.status_code < 500
         assert "/tmp" not in text and "/root" not in text and "sahara-es/" not in text
+
+
+def test_a_crafted_request_id_is_replaced_and_long_keys_are_shortened(
+        client: FlaskClient) -> None:
+    kept = f"req-{uuid.uuid4()}"
+    answer = client.get("/v2/clusters", headers={**project(), "X-Openstack-Request-Id": kept})
+    assert answer.headers["X-Openstack-Request-Id"] == kept
+    for crafted in ("req-\x01injected", "x" * 5000):
+        answer = client.get("/v2/clusters", headers={**project(),
+                                                     "X-Openstack-Request-Id": crafted})
+        assert answer.headers["X-Openstack-Request-Id"].startswith("req-")
+        assert answer.headers["X-Openstack-Request-Id"] != crafted
+    detail = refused(client.post("/v2/data-sources", headers=project(), json={
+        "name": unique("ds"), "type": "swift", "url": "swift://c/o", "k" * 100_000: 1}), 400)
+    assert len(detail) < 200
