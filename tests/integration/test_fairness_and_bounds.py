@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +24,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.engine import Engine, EngineConfig
-from sahara_es.infra.base import HostInventory, InfraProvider
+from sahara_es.engine import Engine, EngineConfig, load_workflow
+from sahara_es.infra.base import HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
@@ -54,17 +54,22 @@ class Service:
 
 @contextmanager
 def running_service(store: Store, *, step_limits: StepLimits | None = None,
-                    concurrency: int = 8) -> Iterator[Service]:
+                    concurrency: int = 8,
+                    wrap: Callable[[InfraProvider], InfraProvider] | None = None
+                    ) -> Iterator[Service]:
     """The API (fake plugin enabled) and one engine of ``concurrency`` slots, with the
-    service's ``step_limits``, on 3 hosts of 8 vCPUs of their own."""
+    service's ``step_limits``, on 3 hosts of 8 vCPUs of their own; ``wrap`` gives the engine
+    another provider around the real one."""
     tag = uuid.uuid4().hex[:6]
     hosts = [HostInventory(f"h{tag}-{i}", vcpus=8, ram_mb=16384) for i in range(1, 4)]
     nodes = node_root()
     services = build_services(store, root=nodes, hosts=hosts,
                               quota_defaults=QuotaLimits(instances=10, cores=20, ram_mb=20480),
                               step_limits=step_limits)
+    real = services["provider"]
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
-                                        sweep_interval=0.1), services=services).start()
+                                        sweep_interval=0.1),
+                    services={**services, "provider": wrap(real) if wrap else real}).start()
     app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
                      provisioner=WorkflowProvisioner(store), quota=services["quota"])
     try:
@@ -281,3 +286,72 @@ def test_a_cut_off_command_leaves_no_process_on_the_node(store: Store,
         assert pool.run(node, "echo still usable").stdout == "still usable\n"
         service.client.delete(f"/v2/clusters/{cluster_id}", headers={"X-Project-Id": project})
         wait_gone(service, project, [cluster_id])
+
+
+class SlowCreate(InfraProvider):
+    """The local provider, except that creating an instance first waits, deaf to any
+    cancel, until ``go`` is set: a create still in flight when the deletion goes on."""
+
+    name = "slow-create"
+
+    def __init__(self, real: InfraProvider) -> None:
+        self.real = real
+        self.waiting = threading.Event()
+        self.go = threading.Event()
+        self.created: list[str] = []
+
+    def flavors(self) -> Any:
+        return self.real.flavors()
+
+    def hosts(self) -> Any:
+        return self.real.hosts()
+
+    def create_instance(self, spec: InstanceSpec) -> Instance:
+        self.waiting.set()
+        self.go.wait(WAIT)
+        instance = self.real.create_instance(spec)
+        self.created.append(spec.name)
+        return instance
+
+    def wait_reachable(self, instance: Instance, timeout: float) -> None:
+        self.real.wait_reachable(instance, timeout)
+
+    def get_instance(self, name: str) -> Instance | None:
+        return self.real.get_instance(name)
+
+    def delete_instance(self, name: str) -> None:
+        self.real.delete_instance(name)
+
+
+def test_a_late_task_of_the_cancelled_create_brings_nothing_back(store: Store) -> None:
+    """The delete waits for the cancelled create only ``cancel_grace``; the create's
+    instance task, deaf to the cancel, creates its instance after the cluster is gone: it
+    sees the deletion, deletes the instance and gives its host back; the create rolls back
+    and leaves the cluster deleted."""
+    project = f"l{uuid.uuid4().hex[:6]}"
+    slow: list[SlowCreate] = []
+
+    def wrap(real: InfraProvider) -> InfraProvider:
+        slow.append(SlowCreate(real))
+        return slow[0]
+
+    with running_service(store, step_limits=StepLimits(cancel_grace=1.0), wrap=wrap) as service:
+        cluster_id = create(service, project)
+        wait_until(slow[0].waiting.is_set, 60, "the instance's creation")
+        answer = service.client.delete(f"/v2/clusters/{cluster_id}",
+                                       headers={"X-Project-Id": project})
+        assert answer.status_code == 204
+        wait_gone(service, project, [cluster_id], timeout=60)
+        name = f"c{cluster_id[:8]}-manager-1"
+        slow[0].go.set()  # the late task creates its instance now
+        state = load_workflow(store, f"create-{cluster_id}")
+        deadline = time.monotonic() + WAIT
+        while not state.status.finished:
+            assert time.monotonic() < deadline, state.summary()
+            time.sleep(0.2)
+            state = load_workflow(store, f"create-{cluster_id}")
+        assert str(state.status) == "cancelled", state.summary()  # and rolled back
+        assert not [t for t in state.tasks.values() if t.status == "revert_failed"]
+        assert show(service, project, cluster_id) is None
+        assert slow[0].created == [name]  # made after the deletion, and deleted again
+        nothing_left(service, project, [name])
