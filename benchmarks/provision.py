@@ -69,6 +69,7 @@ from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store, open_store
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
+from tests.nodes import node_root, remove_node_root
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,8 +137,7 @@ def fresh_store(backend: str, folder: Path, tag: str) -> Iterator[tuple[str, Sto
 @contextlib.contextmanager
 def service(backend: str, folder: Path, tag: str, engines: int,
             settings: Settings) -> Iterator[Service]:
-    data_dir = folder / tag
-    data_dir.mkdir()
+    data_dir = node_root()  # the nodes' users traverse it: not under the 0700 temporary folder
     hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, HOSTS + 1)]
     with fresh_store(backend, folder, tag) as (url, store), \
             contextlib.ExitStack() as leftovers:  # killed at the end if a stop timed out
@@ -151,7 +151,8 @@ def service(backend: str, folder: Path, tag: str, engines: int,
                 running.append(leftovers.enter_context(EngineProcess(
                     url, f"prov-{tag}-{i}", data_dir, lease_ttl=settings.lease_ttl,
                     concurrency=settings.concurrency, sweep_interval=settings.sweep_interval,
-                    extra=("--data-dir", str(data_dir), "--hosts", str(HOSTS)))))
+                    extra=("--data-dir", str(data_dir), "--nodes-dir", str(data_dir),
+                           "--hosts", str(HOSTS)))))
             names = [e.engine_id for e in running]
             wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=120,
                        poll=0.1)
@@ -174,6 +175,7 @@ def service(backend: str, folder: Path, tag: str, engines: int,
             for instance in provider.list_instances():  # after a failure: leave no sshd
                 provider.delete_instance(instance.name)
             services["ssh"].close()
+            remove_node_root(data_dir)
 
 
 # -- clusters ---------------------------------------------------------------------------------
