@@ -103,7 +103,7 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
     def request_id() -> None:
         # a caller's own request id is kept only in oslo's form: it goes into logs and events
         given = request.headers.get("X-Openstack-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else f"req-{uuid.uuid4()}"
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else f"req-{uuid.uuid4()}"
 
     errors.init_app(app)
     versions.init_app(app)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from sahara_es.commands.caller import Caller
 from sahara_es.store import Store
 
 MODES = ("token", "keystone", "noauth")
+_PROJECT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 TOKEN_CACHE_SECONDS = 5.0
 PUBLIC_PATHS = ("/", "/healthz", "/v2/openapi.json")
 
@@ -88,6 +90,9 @@ def init_app(app: Flask, store: Store, mode: str, keystone: dict[str, Any] | Non
                             roles=_roles(request.headers.get("X-Roles")))
         else:
             project = request.headers.get("X-Project-Id") or url_project or "default"
+            if not _PROJECT.fullmatch(project):
+                raise ApiError(400, "invalid-project", "Bad request", "X-Project-Id: a project"
+                               " id is 1-255 printable characters", name="INVALID_PARAMS")
             caller = Caller(project_id=project, user=request.headers.get("X-User-Id"),
                             roles=_roles(request.headers.get("X-Roles")))
         if url_project and url_project != caller.project_id and not caller.is_admin:

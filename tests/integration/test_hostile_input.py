@@ -77,8 +77,10 @@ def refused(response: TestResponse, status: int) -> str:
 
 def names_listed(client: FlaskClient, headers: dict[str, str], collection: str,
                  envelope: str) -> list[str]:
+    """The names of the project's own resources (other tests' public ones are listed too)."""
     body = client.get(f"/v2/{collection}", headers=headers).get_json()
-    return [item["name"] for item in body[envelope]]
+    return [item["name"] for item in body[envelope]
+            if item["project_id"] == headers["X-Project-Id"]]
 
 
 # -- 3. a count create is all or nothing -------------------------------------------------------
@@ -398,3 +400,10 @@ def test_a_crafted_request_id_is_replaced_and_long_keys_are_shortened(
     detail = refused(client.post("/v2/data-sources", headers=project(), json={
         "name": unique("ds"), "type": "swift", "url": "swift://c/o", "k" * 100_000: 1}), 400)
     assert len(detail) < 200
+
+
+@pytest.mark.parametrize("project_id", ["a\x00b", "a\x01", "p" * 256])
+def test_a_crafted_development_project_id_is_a_400(client: FlaskClient,
+                                                   project_id: str) -> None:
+    """``noauth`` takes the project from a header: not one no project could have."""
+    refused(client.get("/v2/clusters", headers={"X-Project-Id": project_id}), 400)
