@@ -355,3 +355,40 @@ def test_a_late_task_of_the_cancelled_create_brings_nothing_back(store: Store) -
         assert show(service, project, cluster_id) is None
         assert slow[0].created == [name]  # made after the deletion, and deleted again
         nothing_left(service, project, [name])
+
+
+def test_a_cancel_stops_a_hung_step_that_another_engine_claimed(store: Store) -> None:
+    """Engine one (2 slots: 1 a project) owns two hung creates; the second's tasks, beyond
+    the project's slot there, are offered and engine two claims them. Deleting both is quick
+    although the delete would wait 120 s for the creates: engine two's sweep sees the
+    cancel, and its claimed step's remote command is killed."""
+    project = f"m{uuid.uuid4().hex[:6]}"
+    with running_service(store, concurrency=2,
+                         step_limits=StepLimits(cancel_grace=120.0)) as service:
+        first = service.engine.engine_id
+        hung = [create(service, project, configure_seconds=HANG) for _ in range(2)]
+        wait_until(lambda: all(load_workflow(store, f"create-{c}").owner == first
+                               for c in hung), 60, "engine one owning both creates")
+        other = Engine(store, EngineConfig(concurrency=8, lease_ttl=10.0, sweep_interval=0.1),
+                       services=service.services).start()
+        try:
+            def claimed_step_runs() -> bool:
+                for cluster_id in hung:
+                    for task in load_workflow(store, f"create-{cluster_id}").tasks.values():
+                        if (task.spec.type == "cluster.node-step" and task.status == "running"
+                                and task.engine == other.engine_id):
+                            return True
+                return False
+
+            wait_until(claimed_step_runs, 60, "engine two running a claimed configure step")
+            shown = [show(service, project, c) or {} for c in hung]
+            wait_until(lambda: all(any(sleepers(service, n) for n in names(c)) for c in shown),
+                       60, "both remote sleeps")
+            for cluster_id in hung:
+                assert service.client.delete(f"/v2/clusters/{cluster_id}",
+                                             headers={"X-Project-Id": project}
+                                             ).status_code == 204
+            wait_gone(service, project, hung, timeout=60)
+            nothing_left(service, project, [n for c in shown for n in names(c)])
+        finally:
+            other.stop(5)
