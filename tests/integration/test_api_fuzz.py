@@ -33,7 +33,7 @@ from schemathesis.checks import not_a_server_error
 from werkzeug.test import TestResponse
 
 from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from sahara_es.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, nesting_depth_exceeds
 from sahara_es.api.openapi import OPERATIONS
 from sahara_es.store import Store, open_store
 
@@ -272,7 +272,32 @@ def test_odd_ids_and_query_strings_are_never_a_server_error(
 
     string = "&".join(f"{k}={escaped(v)}" for k, v in query.items())
     answered(client, "GET", f"/v2/{collection}?{string}")
+    answered(client, "GET", f"/v2/{escaped(segment)}/{collection}?{string}")  # as a project
     answered(client, "GET", f"/v2/{collection}/{escaped(segment)}")
     answered(client, "DELETE", f"/v2/{collection}/{escaped(segment)}")
     answered(client, "PATCH", f"/v2/{collection}/{escaped(segment)}",
              json={"description": "x"})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(st.sampled_from('ab"\\[]{}:,\u00e9 ')),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(st.sampled_from('k"\\[]{}'), max_size=4), inner, max_size=3),
+    max_leaves=40)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+@given(value=json_values, limit=st.integers(0, 6), indent=st.sampled_from([None, 1]))
+@settings(SETTINGS, max_examples=300)
+def test_the_nesting_scan_counts_as_json_nests(value: Any, limit: int,
+                                               indent: int | None) -> None:
+    """Brackets and quotes inside strings (escaped or not) do not fool the scan."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False)
+    assert nesting_depth_exceeds(text, limit) == (depth_of(value) > limit)
