@@ -52,12 +52,17 @@ class Instance:
     """Where the engine reaches it (management IP)."""
     ssh_port: int
     username: str
+    """Who sessions log in as: never the service's own user (``local``: the cluster's
+    unprivileged node user, see ``doc/security.rst``)."""
     host: str | None
     flavor: str
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class InfraError(Exception):
+    """The provider could not do it; also raised when it would not be safe (a node under a
+    privileged user, a service that cannot sandbox nodes)."""
+
     retryable: bool = False
 
 
