@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -28,6 +29,7 @@ from sahara_es.events.resources import Kind
 from sahara_es.infra.quotas import QuotaLimits, Quotas
 from sahara_es.plugins.runtime import QuotaGate
 from sahara_es.store import Store
+from tests.apiserver import running_api
 
 FAKE = {"plugin_name": "fake", "plugin_version": "0.1"}
 MANAGER = {"name": "manager", "count": 1, "flavor_id": "local.small",
@@ -142,6 +144,25 @@ def test_a_body_over_the_limit_is_a_413(client: FlaskClient) -> None:
             "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "y" * 10_000_000}}}
     detail = refused(client.post("/v2/node-group-templates", headers=project(), json=huge), 413)
     assert str(1024 * 1024) in detail
+
+
+def test_over_http_a_huge_body_is_a_413_whether_its_length_is_given_or_chunked(
+        store: Store) -> None:
+    def chunks(count: int) -> Iterator[bytes]:
+        yield b'{"name": "ngt", "plugin_name": "fake", "plugin_version": "0.1",'
+        yield b' "node_configs": {"HDFS": {"x": "'
+        for _ in range(count):
+            yield b"y" * 65536
+        yield b'"}}}'
+
+    with running_api(store, auth="noauth") as api:
+        url, headers = f"{api.url}/node-group-templates", {
+            **project(), "Content-Type": "application/json"}
+        sized = requests.post(url, data=b"".join(chunks(160)), headers=headers, timeout=60)
+        chunked = requests.post(url, data=chunks(160), headers=headers, timeout=60)
+    for answer in (sized, chunked):
+        assert answer.status_code == 413, answer.text[:300]
+        assert answer.json()["errors"][0]["code"] == "sahara-es.body-too-large"
 
 
 def test_the_body_limit_is_configurable(store: Store, tmp_path: Path) -> None:

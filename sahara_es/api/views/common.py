@@ -16,6 +16,9 @@ def body(schema: type[Schema]) -> dict[str, Any]:
     for a body over the size limit (see ``api.limits``)."""
     limits: Limits = current_app.extensions["sahara_es.limits"]
     raw = request.get_data(cache=True)  # a 413 past MAX_CONTENT_LENGTH, unread
+    if len(raw) >= limits.max_body_bytes:
+        # a chunked body is cut at the limit, silently: reading on raises the 413 if it was
+        request.stream.read(1)
     if not raw.strip():
         payload: Any = {}
     elif not request.is_json:
