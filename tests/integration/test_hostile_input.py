@@ -428,3 +428,22 @@ def test_a_crafted_development_project_id_is_a_400(client: FlaskClient,
                                                    project_id: str) -> None:
     """``noauth`` takes the project from a header: not one no project could have."""
     refused(client.get("/v2/clusters", headers={"X-Project-Id": project_id}), 400)
+
+
+def test_a_public_job_template_shows_others_only_the_ids_of_its_private_binaries(
+        client: FlaskClient) -> None:
+    alpha, beta = project(), project()
+    binary = client.post("/v2/job-binaries", headers=alpha, json={
+        "name": unique("jb"), "url": "file:///srv/alpha/secret-main.py"})
+    assert binary.status_code == 202, binary.get_json()
+    binary_id = binary.get_json()["job_binary"]["id"]
+    template = client.post("/v2/job-templates", headers=alpha, json={
+        "name": unique("jt"), "type": "Spark", "mains": [binary_id], "is_public": True})
+    assert template.status_code == 202, template.get_json()
+    template_id = template.get_json()["job_template"]["id"]
+    theirs = client.get(f"/v2/job-templates/{template_id}", headers=beta).get_json()
+    assert theirs["job_template"]["mains"] == [{"id": binary_id}]
+    listed = client.get("/v2/job-templates", headers=beta).get_json()["job_templates"]
+    assert "secret-main" not in json.dumps(listed)
+    mine = client.get(f"/v2/job-templates/{template_id}", headers=alpha).get_json()
+    assert mine["job_template"]["mains"][0]["url"] == "file:///srv/alpha/secret-main.py"

@@ -136,8 +136,12 @@ def template_view(doc: Doc) -> Doc:
 
 
 def _binary(binary_id: str) -> Doc:
+    """The binary, if the caller may see it (a public job template may use its owner's
+    private binaries: others see only their ids)."""
     found = service().reads[JB].get(binary_id)
-    return without_secrets(found) if found is not None else {"id": binary_id}
+    if found is None or not caller().can_see(found):
+        return {"id": binary_id}
+    return without_secrets(found)
 
 
 @blueprint.post("/job-templates")
