@@ -3,6 +3,7 @@ provisioner are chosen."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -25,6 +26,7 @@ from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
 from sahara_es.store import Store, open_store
 
 DEFAULT_PORT = 8386
+log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^req-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                          r"[0-9a-fA-F]{12}$")
 
@@ -92,8 +94,13 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
         provisioner=provisioner or RecordOnly(store), quota=quota or NoQuota(),
         projector=projector)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
-    app.config["JOB_BINARY_ROOT"] = str(private_folder(
-        Path(config.job_binary_root) if config.job_binary_root else data_dir / "job-binaries"))
+    binaries = Path(config.job_binary_root) if config.job_binary_root \
+        else data_dir / "job-binaries"
+    try:
+        private_folder(binaries)
+    except OSError as error:  # the API still serves all else; binaries' data is then a 404
+        log.warning("the job binary folder %s cannot be made: %s", binaries, error)
+    app.config["JOB_BINARY_ROOT"] = str(binaries)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["sahara_es.limits"] = Limits(max_body_bytes=config.max_body_bytes,
                                                 max_json_depth=config.max_json_depth,

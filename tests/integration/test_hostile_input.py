@@ -447,3 +447,15 @@ def test_a_public_job_template_shows_others_only_the_ids_of_its_private_binaries
     assert "secret-main" not in json.dumps(listed)
     mine = client.get(f"/v2/job-templates/{template_id}", headers=alpha).get_json()
     assert mine["job_template"]["mains"][0]["url"] == "file:///srv/alpha/secret-main.py"
+
+
+def test_an_unusable_state_folder_does_not_stop_the_api(store: Store, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    app = create_app(ApiConfig(auth="noauth", data_dir=str(blocker / "state")), store=store)
+    try:
+        client = app.test_client()
+        assert client.get("/v2/clusters", headers=project()).status_code == 200
+        refused(client.get(f"/v2/job-binaries/{uuid.uuid4()}/data", headers=project()), 404)
+    finally:
+        stop_app(app)
