@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from sahara_es.cli.context import NODES_ENV
-from sahara_es.infra.local import stop_processes
 from sahara_es.store import Store, open_store
 from tests.factories import (
     CASSANDRA_TEST_URL,
@@ -15,7 +14,7 @@ from tests.factories import (
     drop_cassandra_test_keyspace,
     store_url,
 )
-from tests.nodes import node_root, remove_node_root
+from tests.nodes import node_root, remove_node_root, sweep_node_roots
 
 BACKENDS = ["sqlite", "cassandra"]
 
@@ -68,9 +67,8 @@ def _nodes_dir() -> Iterator[Path]:
         os.environ.pop(NODES_ENV, None)
     else:
         os.environ[NODES_ENV] = previous
-    for instance in sorted((folder / "instances").glob("*/sshd_config")):
-        stop_processes(instance.parent.name, instance, grace=2.0)
     remove_node_root(folder)
+    sweep_node_roots()
 
 
 @pytest.fixture(scope="session", autouse=True)

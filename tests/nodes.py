@@ -3,21 +3,51 @@
 Nodes run as their clusters' own unprivileged users, which must reach their homes under the
 provider's root; pytest's temporary folders (``/tmp/pytest-of-root``) are 0700, so the
 provider would rightly refuse them. Each root is a fresh ``/tmp/sahara-es-nodes-*`` (0711:
-traversable, not listable), removed afterwards.
+traversable, not listable), removed afterwards; whatever a failed test left in one (an sshd,
+a node user) is swept at the end of the session.
 """
 
 from __future__ import annotations
 
+import contextlib
+import pwd
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
+
+from sahara_es.infra.local import USER_PREFIX, stop_processes, uid_processes
+
+_made: list[Path] = []
 
 
 def node_root() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="sahara-es-nodes-"))
     folder.chmod(0o711)
+    _made.append(folder)
     return folder
 
 
 def remove_node_root(folder: Path) -> None:
+    """Remove the root, first stopping what its instances still run."""
+    users = set()
+    for config in folder.glob("**/instances/*/sshd_config"):
+        with contextlib.suppress(OSError):
+            users.add((config.parent / "user").read_text().strip())
+        stop_processes(config.parent.name, config, grace=2.0)
     shutil.rmtree(folder, ignore_errors=True)
+    for user in users:
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            continue
+        if user.startswith(USER_PREFIX) and not uid_processes(uid):
+            subprocess.run(["userdel", user], capture_output=True, check=False)
+
+
+def sweep_node_roots() -> None:
+    """Remove every root this process made that a failed test left behind."""
+    while _made:
+        folder = _made.pop()
+        if folder.exists():
+            remove_node_root(folder)
