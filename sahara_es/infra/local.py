@@ -41,6 +41,7 @@ import grp
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import pwd
 import re
@@ -66,6 +67,8 @@ from sahara_es.infra.base import (
     InstanceSpec,
 )
 from sahara_es.store import NameTaken, Store
+
+_log = logging.getLogger(__name__)
 
 MARKER = "SAHARA_ES_INSTANCE"
 """The environment variable that marks every process of an instance with its name."""
@@ -328,6 +331,12 @@ class LocalProvider(InfraProvider):
         self._ssh_keygen = ssh_keygen
         self._stop_grace = stop_grace
         self._start_timeout = start_timeout
+        try:
+            self.check_sandbox()
+        except InfraError as unusable:
+            # Said at start, raised at each creation: a process that only reads or deletes
+            # instances (or uses another provider) may run so.
+            _log.warning("the local provider will refuse to create instances: %s", unusable)
 
     # -- inventory ------------------------------------------------------------------------
 
