@@ -186,6 +186,37 @@ def uid_processes(uid: int) -> list[int]:
     return found
 
 
+SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+"""World-writable folders where a node user leaves files its uid would hand to the next user."""
+
+
+def remove_files_of(uid: int, folders: Sequence[str] = SHARED_FOLDERS) -> int:
+    """Remove what ``uid`` owns at the top of the shared folders; how many entries went.
+
+    Run once the uid's processes are gone (nothing races it). Entries are judged without
+    following symlinks, and folders removed by ``shutil.rmtree``, which resists symlink
+    swaps; a folder of the uid goes whole, as its owner could have emptied it.
+    """
+    removed = 0
+    for shared in folders:
+        try:
+            entries = list(os.scandir(shared))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
 USERS_LOCK = Path("/run/lock/sahara-es-users.lock")
 
 
@@ -479,6 +510,8 @@ class LocalProvider(InfraProvider):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.1)
+            # Its uid goes back to the pool: what it left in /tmp must not go to the next user.
+            remove_files_of(uid)
             with _user_database_locked():
                 done = _run_user_tool(["userdel", user])
             if done.returncode not in (0, 6):  # 6: already gone

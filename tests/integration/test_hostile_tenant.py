@@ -214,15 +214,22 @@ for credentials in (None, ("cassandra", "cassandra")):
         result.stdout, result.stderr[-2000:])
 
 
-def test_the_last_node_of_a_cluster_takes_its_user_along(world: World) -> None:
+def test_the_last_node_of_a_cluster_takes_its_user_and_its_files_in_tmp_along(
+        world: World) -> None:
     a = world.a
     user = a.nodes[0].username
+    left = Path(tempfile.gettempdir()) / f"sahara-es-left-{uuid.uuid4().hex}"
+    started = a.run(f"mkdir {left} && touch {left}/data {left}.file &&"
+                    " nohup setsid sleep 300 > /dev/null 2>&1 < /dev/null &")
+    assert started.exit_code == 0 and left.is_dir()
     world.provider.delete_instance(a.nodes[0].name)
     assert pwd.getpwnam(user)  # the cluster's other node still runs as it
     assert a.run("id -un", node=1).stdout.strip() == user
     world.provider.delete_instance(a.nodes[1].name)
     with pytest.raises(KeyError):
         pwd.getpwnam(user)
+    # Its uid may be the next cluster's: nothing of it is left to inherit.
+    assert not left.exists() and not Path(f"{left}.file").exists()
 
 
 def test_a_privileged_or_service_user_is_refused_as_a_node_user() -> None:
