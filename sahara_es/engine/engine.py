@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 WORKFLOW_PREFIX = "workflow-"
 ENGINE_PREFIX = "engine-"
 
+
 @dataclass(frozen=True)
 class EngineConfig:
     engine_id: str = ""
