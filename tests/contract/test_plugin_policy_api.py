@@ -56,9 +56,10 @@ def spark(name: str, **fields: Any) -> dict[str, Any]:
 
 
 def clusters_of(client: FlaskClient, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """The clusters the project of ``headers`` owns (not the public ones other tests made)."""
     listed: list[dict[str, Any]] = client.get("/v2/clusters", headers=headers
                                               ).get_json()["clusters"]
-    return listed
+    return [c for c in listed if c["project_id"] == headers["X-Project-Id"]]
 
 
 @pytest.mark.parametrize(("options", "token"), EXPLOITS)
