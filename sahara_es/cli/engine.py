@@ -64,6 +64,12 @@ load_option = click.option(
 @click.option("--concurrency", type=int, default=8, show_default=True,
               help="Tasks run at once, over all workflows.")
 @click.option("--max-workflows", type=int, default=64, show_default=True)
+@click.option("--project-share", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5,
+              show_default=True,
+              help="The part of the slots and workflows one project may hold (1.0 for an"
+                   " engine that serves one project).")
+@click.option("--reclaim-slots", type=click.IntRange(0), default=2, show_default=True,
+              help="Slots beyond --concurrency that only deletes and rollbacks use.")
 @click.option("--lease-ttl", type=float, default=10.0, show_default=True,
               help="Seconds before another engine may take this one's workflows.")
 @click.option("--sweep-interval", type=float, default=0.2, show_default=True)
@@ -83,7 +89,8 @@ load_option = click.option(
 @load_option
 @click.pass_obj
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
-           max_workflows: int, lease_ttl: float, sweep_interval: float, grace: float,
+           max_workflows: int, project_share: float, reclaim_slots: int, lease_ttl: float,
+           sweep_interval: float, grace: float,
            data_dir: str | None, nodes_dir: str | None, provider: str, nice: int,
            hosts: list[HostInventory] | None,
            modules: tuple[str, ...]) -> None:
@@ -93,7 +100,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load_workflow_types(modules)
     config = EngineConfig(engine_id=engine_id, region=region, concurrency=concurrency,
-                          max_workflows=max_workflows, lease_ttl=lease_ttl,
+                          max_workflows=max_workflows, project_share=project_share,
+                          reclaim_slots=reclaim_slots, lease_ttl=lease_ttl,
                           sweep_interval=sweep_interval)
     store = obj.store(upgrade=True)
     services = build_services(store, root=nodes_dir or default_nodes_dir(), provider=provider,
