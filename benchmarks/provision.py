@@ -90,6 +90,7 @@ class Settings:
     cluster_nodes: int
     configure_seconds: float
     concurrency: int
+    project_share: float
     lease_ttl: float
     sweep_interval: float
 
@@ -100,7 +101,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     clusters=args.clusters or (3 if args.quick else 10),
                     cluster_nodes=3 if args.quick else 5,
                     configure_seconds=args.configure_seconds, concurrency=args.concurrency,
-                    lease_ttl=10.0, sweep_interval=0.1)
+                    project_share=args.project_share, lease_ttl=10.0, sweep_interval=0.1)
 
 
 # -- the processes ----------------------------------------------------------------------------
@@ -152,7 +153,8 @@ def service(backend: str, folder: Path, tag: str, engines: int,
                     url, f"prov-{tag}-{i}", data_dir, lease_ttl=settings.lease_ttl,
                     concurrency=settings.concurrency, sweep_interval=settings.sweep_interval,
                     extra=("--data-dir", str(data_dir), "--nodes-dir", str(data_dir),
-                           "--hosts", str(HOSTS)))))
+                           "--hosts", str(HOSTS),
+                           "--project-share", str(settings.project_share)))))
             names = [e.engine_id for e in running]
             wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=120,
                        poll=0.1)
@@ -395,6 +397,10 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--configure-seconds", type=float, default=0.2,
                         help="each node's configuration: ssh sleep this long")
     parser.add_argument("--concurrency", type=int, default=4, help="each engine's --concurrency")
+    parser.add_argument("--project-share", type=float, default=1.0,
+                        help="each engine's --project-share: the benchmark is one project,"
+                             " measuring the orchestration alone (1.0); 0.5 is the engines'"
+                             " default, which holds one project to half the slots")
     return parser.parse_args()
 
 
@@ -406,7 +412,8 @@ def main() -> None:
         "nodes": settings.nodes, "clusters": settings.clusters,
         "cluster_nodes": settings.cluster_nodes,
         "configure_seconds": settings.configure_seconds,
-        "engine_concurrency": settings.concurrency, "hosts": HOSTS, "cpus": os.cpu_count()}
+        "engine_concurrency": settings.concurrency,
+        "engine_project_share": settings.project_share, "hosts": HOSTS, "cpus": os.cpu_count()}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="provbench-") as folder_name:
         folder = Path(folder_name)
@@ -419,7 +426,8 @@ def main() -> None:
                                   if k != "path") for b in backends]
     notes += [
         f"engines: sahara-es engine --hosts {HOSTS} --concurrency {settings.concurrency} "
-        f"--lease-ttl {settings.lease_ttl:g} --sweep-interval {settings.sweep_interval:g}, one "
+        f"--project-share {settings.project_share:g} --lease-ttl {settings.lease_ttl:g} "
+        f"--sweep-interval {settings.sweep_interval:g}, one "
         f"--data-dir per scenario; fake plugin, cluster_configs "
         f"{{\"Fake\": {{\"configure_seconds\": {settings.configure_seconds:g}}}}}",
         "configure+start: the 'Configuring nodes' step's start to the 'Starting services' "
