@@ -271,12 +271,11 @@ class Engine:
 
     def _admits(self, share: Share) -> bool:
         """Room for one more workflow of ``share``: within ``max_workflows`` and the project's
-        part of it; a reclaiming one is admitted up to as many again, whatever its project."""
+        part of it; reclaiming ones are admitted up to as many again, each project within its
+        part of those."""
         with self._runners_lock:
             owned = list(self._runners) + list(self._taking)
-        if share.reclaims:
-            return len(owned) < 2 * self.config.max_workflows
-        if len(owned) >= self.config.max_workflows:
+        if len(owned) >= (2 if share.reclaims else 1) * self.config.max_workflows:
             return False
         if share.project is None:
             return True

@@ -4,9 +4,10 @@ A workflow's project is its WorkflowStarted's metadata. One project holds at mos
 of the slots; while another project waits below its fair part (the slots over the projects
 waiting), a project above that part takes no more, so the next slot to free goes to the
 one waiting. Work without a project (an operator's) is not limited. Reclaiming work (a
-delete, a rollback) goes beyond its project's share and, once every other slot is taken,
-uses a few slots of its own, so that a project whose share is held by hung tasks can still
-delete them.
+delete, a rollback) has the same share of the slots and, beyond it, a few slots of its own
+(half of them at most per project, at least one), so that a project whose share is held by
+hung tasks can still delete them, and a project deleting many clusters at once still leaves
+the others their share and a reclaim slot.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ UNLIMITED = Share()
 class Slots:
     def __init__(self, total: int, per_project: int, reclaim: int) -> None:
         self.total, self.per_project = total, per_project
+        self.reclaim_per_project = max(1, reclaim // 2)
         self._free, self._reclaim_free = total, reclaim
         self._held: Counter[str | None] = Counter()  # project -> ordinary slots held
         self._reclaim_held: Counter[str | None] = Counter()  # project -> reclaim slots held
@@ -51,20 +53,24 @@ class Slots:
 
     def reserve(self, wanted: int, share: Share = UNLIMITED) -> int:
         """Up to ``wanted`` slots for work of ``share``: as many as are free, within the
-        project's share and its fair part; reclaiming work takes reclaim slots too."""
+        project's share and its fair part; reclaiming work then takes reclaim slots, within
+        its project's part of them."""
         if wanted <= 0:
             return 0
         project = share.project
         with self._lock:
             now = time.monotonic()
             room = self._free
-            if project is not None and not share.reclaims:
+            if project is not None:
                 room = min(room, self._project_room(project, now))
             taken = max(0, min(wanted, room))
             self._free -= taken
             self._held[project] += taken
             if share.reclaims and taken < wanted:
-                extra = min(wanted - taken, self._reclaim_free)
+                extra = self._reclaim_free
+                if project is not None:
+                    extra = min(extra, self.reclaim_per_project - self._reclaim_held[project])
+                extra = max(0, min(wanted - taken, extra))
                 self._reclaim_free -= extra
                 self._reclaim_held[project] += extra
                 taken += extra

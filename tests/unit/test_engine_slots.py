@@ -38,16 +38,24 @@ def test_a_project_above_its_fair_part_waits_while_another_is_below_its_own() ->
     assert slots.reserve(1, c) == 1
 
 
-def test_reclaiming_work_goes_beyond_the_share_and_has_slots_of_its_own() -> None:
+def test_reclaiming_work_has_slots_of_its_own_beyond_a_full_share() -> None:
     slots = Slots(total=4, per_project=2, reclaim=2)
     a, b = Share("a"), Share("b")
     assert slots.reserve(2, a) + slots.reserve(2, b) == 4  # every slot is taken
-    delete = Share("a", reclaims=True)
-    assert slots.reserve(3, delete) == 2  # the reclaim slots, beyond a's share
-    assert slots.held() == {"a": 4, "b": 2}
-    slots.release(2, delete)
-    assert slots.reserve(1, delete) == 1
+    delete_a, delete_b = Share("a", reclaims=True), Share("b", reclaims=True)
+    assert slots.reserve(3, delete_a) == 1  # one reclaim slot: half of them, per project
+    assert slots.reserve(3, delete_b) == 1  # and b's delete still has its own
+    assert slots.held() == {"a": 3, "b": 3}
+    slots.release(1, delete_a)
+    assert slots.reserve(1, delete_a) == 1
     assert slots.free == 0
+
+
+def test_a_project_deleting_many_clusters_leaves_the_others_their_share() -> None:
+    slots = Slots(total=8, per_project=4, reclaim=2)
+    assert slots.reserve(10, Share("a", reclaims=True)) == 5  # its share and one reclaim slot
+    assert slots.reserve(8, Share("b")) == 4  # b still gets its whole share
+    assert slots.reserve(2, Share("b", reclaims=True)) == 1
 
 
 def test_round_robin_interleaves_projects_in_their_order() -> None:
