@@ -4,7 +4,7 @@ Nodes run as their clusters' own unprivileged users, which must reach their home
 provider's root; pytest's temporary folders (``/tmp/pytest-of-root``) are 0700, so the
 provider would rightly refuse them. Each root is a fresh ``/tmp/sahara-es-nodes-*`` (0711:
 traversable, not listable), removed afterwards; whatever a failed test left in one (an sshd,
-a node user) is swept at the end of the session.
+a node user and its firewall rules) is swept at the end of the session.
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from __future__ import annotations
 import contextlib
 import pwd
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from sahara_es.infra.local import USER_PREFIX, stop_processes, uid_processes
+from sahara_es.infra.firewall import NodeFirewall, find_iptables
+from sahara_es.infra.local import (
+    DEFAULT_ADDRESS_RANGE,
+    USER_PREFIX,
+    delete_node_user,
+    stop_processes,
+    uid_processes,
+)
 
 _made: list[Path] = []
 
@@ -42,7 +48,10 @@ def remove_node_root(folder: Path) -> None:
         except KeyError:
             continue
         if user.startswith(USER_PREFIX) and not uid_processes(uid):
-            subprocess.run(["userdel", user], capture_output=True, check=False)
+            # Its rules go with it, as the provider's removal does: the uid is reused.
+            firewall = NodeFirewall(DEFAULT_ADDRESS_RANGE) if find_iptables() else None
+            with contextlib.suppress(Exception):
+                delete_node_user(user, firewall)
 
 
 def sweep_node_roots() -> None:

@@ -6,7 +6,9 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
+import click
 from rich.console import Console
 
 from sahara_es.store import Store, open_store
@@ -36,6 +38,19 @@ def default_nodes_dir() -> Path:
     """Where local instances live: outside the state folder, which nodes' users must not
     traverse (``doc/security.rst``). Their folder is made 0711 by the local provider."""
     return Path(os.environ.get(NODES_ENV) or "/var/lib/sahara-es/nodes")
+
+
+node_network_isolation_option = click.option(
+    "--node-network-isolation/--no-node-network-isolation",
+    envvar="SAHARA_ES_NODE_NETWORK_ISOLATION", default=True, show_default=True,
+    help="Firewall each cluster's local nodes off from other clusters' nodes (iptables; the"
+         " local provider refuses to create nodes without it). Off only where tenants trust"
+         " each other ($SAHARA_ES_NODE_NETWORK_ISOLATION=off).")
+
+
+def local_provider_options(provider: str, node_network_isolation: bool) -> dict[str, Any]:
+    """The local provider's options from the command line (none for other providers)."""
+    return {"network_isolation": node_network_isolation} if provider == "local" else {}
 
 
 def default_store_url() -> str:

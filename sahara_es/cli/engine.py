@@ -11,7 +11,14 @@ from typing import Any
 import click
 from stevedore import ExtensionManager
 
-from sahara_es.cli.context import Context, console, default_nodes_dir, run_until_signalled
+from sahara_es.cli.context import (
+    Context,
+    console,
+    default_nodes_dir,
+    local_provider_options,
+    node_network_isolation_option,
+    run_until_signalled,
+)
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -82,6 +89,7 @@ load_option = click.option(
                    " folder above it must be traversable by other users.")
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
+@node_network_isolation_option
 @click.option("--nice", type=int, default=10, show_default=True,
               help="Scheduling niceness: engines do batch work and yield the CPU to API"
                    " processes on the same machine (0 to compete equally).")
@@ -91,8 +99,8 @@ load_option = click.option(
 def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, project_share: float, reclaim_slots: int, lease_ttl: float,
            sweep_interval: float, grace: float,
-           data_dir: str | None, nodes_dir: str | None, provider: str, nice: int,
-           hosts: list[HostInventory] | None,
+           data_dir: str | None, nodes_dir: str | None, provider: str,
+           node_network_isolation: bool, nice: int, hosts: list[HostInventory] | None,
            modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
     if nice:
@@ -105,7 +113,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                           sweep_interval=sweep_interval)
     store = obj.store(upgrade=True)
     services = build_services(store, root=nodes_dir or default_nodes_dir(), provider=provider,
-                              hosts=hosts)
+                              hosts=hosts, provider_options=local_provider_options(
+                                  provider, node_network_isolation))
     running = Engine(store, config, services=services).start()
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
     run_until_signalled()

@@ -6,7 +6,12 @@ import click
 
 from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
-from sahara_es.cli.context import Context, console, default_store_url
+from sahara_es.cli.context import (
+    Context,
+    console,
+    default_store_url,
+    node_network_isolation_option,
+)
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
 from sahara_es.cli.projections import projections, projector
@@ -73,9 +78,10 @@ def db_info(obj: Context) -> None:
 @click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
               help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
                    " folder above it must be traversable by other users.")
+@node_network_isolation_option
 @click.pass_obj
 def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None,
-               nodes_dir: str | None) -> None:
+               nodes_dir: str | None, node_network_isolation: bool) -> None:
     """API, engine and projector in one process, on the embedded defaults (or --store)."""
     import logging
     import threading
@@ -83,7 +89,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from werkzeug.serving import make_server
 
     from sahara_es.api.app import ApiConfig, create_app, stop_app
-    from sahara_es.cli.context import default_data_dir, default_nodes_dir
+    from sahara_es.cli.context import default_data_dir, default_nodes_dir, local_provider_options
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
@@ -95,7 +101,9 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     if demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
     load_workflow_types(())
-    services = build_services(store, root=nodes_dir or default_nodes_dir())
+    services = build_services(store, root=nodes_dir or default_nodes_dir(),
+                              provider_options=local_provider_options(
+                                  "local", node_network_isolation))
     engine = Engine(store, EngineConfig(), services=services).start()
     app = create_app(ApiConfig(store_url=obj.url, data_dir=str(data_dir or default_data_dir())),
                      store=store,

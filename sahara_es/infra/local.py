@@ -31,6 +31,13 @@ as root, and refuses to when it is not; and it refuses a node user that is privi
 the service's own uid, group 0, or a member of sudo, wheel, adm or root). Nodes reach their
 folders only if every folder above the provider's root is traversable by other users: that is
 checked, never changed, and a blocking folder is named.
+
+Nodes reach only their own cluster's nodes: per-uid firewall rules (``infra/firewall.py``) let
+a node user send within the provider's address range only between its cluster's addresses,
+and not to the service's Cassandra ports. The user's rejections are added with the user, each
+address's opening with its instance; they go with the instance and the user. Without a
+working ``iptables`` the provider refuses to create instances, unless network isolation is
+turned off (``network_isolation=False``).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from sahara_es.infra.base import (
     Instance,
     InstanceSpec,
 )
+from sahara_es.infra.firewall import NodeFirewall
 from sahara_es.store import NameTaken, Store
 
 _log = logging.getLogger(__name__)
@@ -88,6 +96,8 @@ FLAVORS = {
 DEFAULT_HOSTS = tuple(HostInventory(f"local-host-{i}", vcpus=8, ram_mb=16384) for i in (1, 2, 3))
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+DEFAULT_ADDRESS_RANGE = "127.10.0.0/16"
 
 USER_PREFIX = "sahara-c-"
 """Node users are ``sahara-c-`` and 16 hex digits of the cluster id's SHA-256 (25 chars)."""
@@ -238,6 +248,34 @@ def _user_database_locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _is_node_uid(uid: int) -> bool:
+    try:
+        return pwd.getpwuid(uid).pw_name.startswith(USER_PREFIX)
+    except KeyError:
+        return False
+
+
+def _uid_of(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def delete_node_user(user: str, firewall: NodeFirewall | None) -> None:
+    """``userdel`` a node user, its firewall rules first, under the user database's lock:
+    its uid is the next useradd's, which must find no rule of it."""
+    with _user_database_locked():
+        uid = _uid_of(user)
+        if uid is None:
+            return
+        if firewall is not None:
+            firewall.forget(uid)
+        done = _run_user_tool(["userdel", user])
+    if done.returncode not in (0, 6):  # 6: already gone
+        raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
+
+
 def _user_exists(user: str) -> bool:
     try:
         pwd.getpwnam(user)
@@ -348,9 +386,10 @@ class LocalProvider(InfraProvider):
 
     def __init__(self, store: Store, *, root: Path | str,
                  hosts: Sequence[HostInventory] | None = None,
-                 address_range: str = "127.10.0.0/16", ssh_port: int = 2222,
+                 address_range: str = DEFAULT_ADDRESS_RANGE, ssh_port: int = 2222,
                  sshd: str = "/usr/sbin/sshd", ssh_keygen: str = "ssh-keygen",
-                 stop_grace: float = 5.0, start_timeout: float = 10.0) -> None:
+                 stop_grace: float = 5.0, start_timeout: float = 10.0,
+                 network_isolation: bool = True) -> None:
         self._store = store
         self.root = Path(root)
         self._hosts = list(DEFAULT_HOSTS if hosts is None else hosts)
@@ -362,8 +401,15 @@ class LocalProvider(InfraProvider):
         self._ssh_keygen = ssh_keygen
         self._stop_grace = stop_grace
         self._start_timeout = start_timeout
+        # None: the operator turned network isolation off; every node reaches every node.
+        self._firewall = NodeFirewall(self._network) if network_isolation else None
         try:
             self.check_sandbox()
+            if self._firewall is not None:
+                self._firewall.ensure_chains()
+                # Rules of uids a crashed process left behind go before any is reused.
+                with _user_database_locked():
+                    self._firewall.sweep(_is_node_uid)
         except InfraError as unusable:
             # Said at start, raised at each creation: a process that only reads or deletes
             # instances (or uses another provider) may run so.
@@ -420,15 +466,20 @@ class LocalProvider(InfraProvider):
         if spec.host is not None and spec.host not in {host.name for host in self._hosts}:
             raise InfraError(f"unknown host {spec.host!r}")
         self.check_sandbox()
+        if self._firewall is not None:
+            self._firewall.ensure_chains()
         with self._locked(spec.name):
             state = self._read_state(folder)
             user = state["username"] if state else node_user(spec)
             # Shared: instances of a cluster are made in parallel; the deletion of its last
             # instance takes it exclusively to remove the user, so never under a creation.
             with self._user_locked(user, fcntl.LOCK_SH):
-                self._ensure_user(user, spec)
+                entry = self._ensure_user(user, spec)
                 if state is None:
                     state = self._prepare(folder, spec, user)
+                if self._firewall is not None:
+                    # Before sshd starts: no session runs without the cluster's rules.
+                    self._firewall.open_address(entry.pw_uid, state["address"])
             if self._sshd_pid(folder, state) is None:
                 state["pid"] = self._start_sshd(folder, spec.name)
                 self._write_state(folder, state)
@@ -456,9 +507,16 @@ class LocalProvider(InfraProvider):
             stop_processes(name, folder / "sshd_config", self._stop_grace)
             state = self._read_state(folder) or {}
             user = state.get("username") or _read_text(folder / "user")
-            for address in {state.get("address"), _read_text(folder / "address.candidate")}:
-                if address:
-                    self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
+            addresses = {address for address in (state.get("address"),
+                                                 _read_text(folder / "address.candidate"))
+                         if address}
+            uid = _uid_of(user) if user and user.startswith(USER_PREFIX) else None
+            if self._firewall is not None and uid is not None:
+                # Closed before the address is free for another cluster's instance.
+                for address in addresses:
+                    self._firewall.close_address(uid, address)
+            for address in addresses:
+                self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
             # The address is free before the folder goes: a delete that dies in between is
             # retried, finds the folder and completes.
             shutil.rmtree(folder, ignore_errors=True)
@@ -468,11 +526,20 @@ class LocalProvider(InfraProvider):
     # -- node users -----------------------------------------------------------------------
 
     def _ensure_user(self, user: str, spec: InstanceSpec) -> pwd.struct_passwd:
-        """Create the node user unless it exists (another engine may be creating it now)."""
+        """Create the node user unless it exists (another engine may be creating it now),
+        and its firewall rejections unless they are there."""
         with _user_database_locked():
-            if not _user_exists(user):
+            fresh = not _user_exists(user)
+            if fresh:
                 self._useradd(user, spec)
-        return check_unprivileged(user)
+            entry = check_unprivileged(user)
+            if self._firewall is not None:
+                if fresh:
+                    # A reused uid: whatever a crashed process left of it is not this user's.
+                    self._firewall.forget(entry.pw_uid)
+                    self._firewall.sweep(_is_node_uid)
+                self._firewall.close_user(entry.pw_uid)
+        return entry
 
     def _useradd(self, user: str, spec: InstanceSpec) -> None:
         owner = spec.metadata.get("cluster") or spec.name
@@ -510,12 +577,10 @@ class LocalProvider(InfraProvider):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.1)
-            # Its uid goes back to the pool: what it left in /tmp must not go to the next user.
+            # Its uid goes back to the pool: what it left in /tmp, and its firewall rules,
+            # must not go to the next user.
             remove_files_of(uid)
-            with _user_database_locked():
-                done = _run_user_tool(["userdel", user])
-            if done.returncode not in (0, 6):  # 6: already gone
-                raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
+            delete_node_user(user, self._firewall)
 
     def _instance_folders(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         folder = self.root / "instances"

@@ -66,7 +66,7 @@ def test_a_dask_cluster_starts_computes_scales_drains_and_terminates(
     def create(role: str, i: int) -> NodeInfo:
         instance = provider.create_instance(InstanceSpec(
             name=f"dask-{suffix}-{role}-{i}", flavor="local.small", public_key=keypair[1],
-            host="local-host-1"))
+            host="local-host-1", metadata={"cluster": f"dask-{suffix}"}))
         provider.wait_reachable(instance, timeout=10)
         return node_of(instance, [role])
 

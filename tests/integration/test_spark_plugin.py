@@ -37,11 +37,15 @@ CONFIGS: dict[str, Any] = {"Spark": {"Worker memory": "512m", "Daemon memory": "
                                      "Decommission timeout": 40}}
 
 
+CLUSTER = f"spark-test-{uuid.uuid4().hex[:6]}"
+"""The nodes' cluster, as provisioning names it: one node user, whose nodes reach each other."""
+
+
 def make_node(provider: LocalProvider, public_key: str, name: str, group: str,
               processes: list[str]) -> NodeInfo:
     instance = provider.create_instance(
         InstanceSpec(name=name, flavor="local.small", public_key=public_key,
-                     host="local-host-1"))
+                     host="local-host-1", metadata={"cluster": CLUSTER}))
     provider.wait_reachable(instance, timeout=10)
     return NodeInfo(name=instance.name, node_group=group, processes=processes,
                     address=instance.address, ssh_port=instance.ssh_port,
