@@ -501,6 +501,14 @@ class LocalProvider(InfraProvider):
                 f" SSH within {timeout:g} s: {error}"
             ) from error
 
+    def tenant_view(self, text: str) -> str:
+        """An instance's home reads as ``~`` (what its sessions call it), the rest of the
+        provider's folder as ``<nodes>``: a cluster's owner learns no path of this machine."""
+        for root in dict.fromkeys((str(self.root), os.path.realpath(self.root))):
+            text = re.sub(re.escape(root) + r"/instances/[^/\s]+/home(?=/|\b|$)", "~", text)
+            text = text.replace(root, "<nodes>")
+        return text
+
     def delete_instance(self, name: str) -> None:
         folder = self.folder(name)
         with self._locked(name):

@@ -27,6 +27,7 @@ is appended to a deleted cluster.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -89,10 +90,22 @@ def step_limits(ctx: TaskContext) -> StepLimits:
     return limits if isinstance(limits, StepLimits) else StepLimits()
 
 
+def tenant_view(ctx: TaskContext, event: DomainEvent) -> DomainEvent:
+    """``event`` as the cluster's owner may read it: its texts (a status description, a
+    node's failure) name none of the service's own folders."""
+    provider: InfraProvider | None = ctx.services.get("provider")
+    if provider is None or not dataclasses.is_dataclass(event):
+        return event
+    texts = {f.name: provider.tenant_view(value) for f in dataclasses.fields(event)
+             if isinstance(value := getattr(event, f.name), str)}
+    return dataclasses.replace(event, **texts)
+
+
 def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
     """Append to the cluster's stream after whatever the API appended meanwhile; never to a
     deleted cluster (``ClusterGone``): a late task cannot bring it back."""
     store: Store = ctx.service("store")
+    events = tuple(tenant_view(ctx, event) for event in events)
     metadata = Metadata(actor="sahara-es", correlation_id=ctx.workflow_id,
                         causation_id=f"{ctx.workflow_id}/{ctx.task_id}",
                         engine_id=ctx.engine_id)
