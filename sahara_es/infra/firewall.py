@@ -53,8 +53,8 @@ TO_CHAIN = "SAHARA-ES-NODES-TO"
 SERVICE_ADDRESSES = "127.0.0.0/24"
 """Where ``tools/cassandra`` runs its nodes (127.0.0.1, then 127.0.0.2...)."""
 SERVICE_PORTS = (7000, 7001, 7199, 9042)
-"""The service's ports there that no node needs: Cassandra's storage, TLS storage, JMX (which
-``tools/cassandra`` opens locally without a password) and native protocol."""
+"""The service's ports there that no node needs: Cassandra's storage (no password), TLS
+storage, JMX's usual port (``tools/cassandra`` starts no JMX server) and native protocol."""
 
 LOCK = Path("/run/lock/sahara-es-firewall.lock")
 
