@@ -198,7 +198,26 @@ class _Limits:
             return timeout
         return max(0.0, min(timeout, self.deadline - time.monotonic()))
 
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (0 once past it); None without a deadline."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` (no later than the deadline), waking as soon as a stop is set;
+        whether one is."""
+        ends = time.monotonic() + self.bound(max(0.0, seconds))
+        while not self.stopped():
+            left = ends - time.monotonic()
+            if left <= 0:
+                return False
+            if len(self.stops) == 1:
+                self.stops[0].wait(left)
+            else:
+                time.sleep(min(left, 0.1))
+        return True
+
+
+CommandLimits = _Limits
 NO_LIMITS = _Limits()
 _limits: contextvars.ContextVar[_Limits | None] = contextvars.ContextVar("ssh_limits",
                                                                          default=None)
@@ -221,6 +240,13 @@ def command_limits(*, timeout: float | None = None,
         yield
     finally:
         _limits.reset(token)
+
+
+def current_limits() -> CommandLimits:
+    """The limits of the ``command_limits`` block the caller runs in (``NO_LIMITS`` outside
+    any): what bounds work other than SSH commands too -- a plugin's polling loop or HTTP read
+    -- through ``remaining()``, ``stopped()`` and ``wait()`` (``sahara_es.plugins.waits``)."""
+    return _limits.get() or NO_LIMITS
 
 
 # -- helpers --------------------------------------------------------------------------------

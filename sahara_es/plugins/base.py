@@ -18,7 +18,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from sahara_es.engine import Flow
+from sahara_es.engine import Flow, PermanentFailure
 from sahara_es.infra.ssh import Node, SSHPool
 
 
@@ -172,8 +172,10 @@ class Plugin(abc.ABC):
                          node_groups: list[dict[str, Any]] | None = None) -> None:
         """Raise ``PluginInvalid`` unless every config value given is one the plugin may
         hand to the programs it starts: the cluster's ``configs`` (``{target: {name:
-        value}}``) and each node group's ``node_configs``. Values must be scalars; each goes
-        through ``check_config``, and the error names where it was and which config."""
+        value}}``) and each node group's ``node_configs``. Targets must be the plugin's
+        (``config_targets``), values scalars; each goes through ``check_config``, and the
+        error names where it was and which config."""
+        targets = self.config_targets(version)
         places: list[tuple[str, Any]] = [("cluster_configs", configs or {})]
         places += [(f"node group {g.get('name', '?')!r} node_configs", g.get("node_configs"))
                    for g in node_groups or [] if g.get("node_configs")]
@@ -181,6 +183,10 @@ class Plugin(abc.ABC):
             if not isinstance(given, dict):
                 raise PluginInvalid(f"{where} must map targets to {{name: value}} objects")
             for target, values in given.items():
+                if targets is not None and target not in targets:
+                    raise PluginInvalid(f"{where}: {self.name} has no config target"
+                                        f" {str(target)[:100]!r}; it has"
+                                        f" {', '.join(sorted(targets))}")
                 if not isinstance(values, dict):
                     raise PluginInvalid(f"{where} {target!r} must be a {{name: value}} object")
                 for name, value in values.items():
@@ -191,6 +197,21 @@ class Plugin(abc.ABC):
                         self.check_config(version, str(target), str(name), value)
                     except PluginInvalid as error:
                         raise PluginInvalid(f"{where} {target}/{name!r}: {error}") from None
+
+    def config_targets(self, version: str) -> set[str] | None:
+        """The targets (services) a cluster's configs may name: those of the plugin's
+        ``configs``; None (any) for a plugin that declares no configs."""
+        return {option.applicable_target for option in self.configs(version)} or None
+
+    def recheck_configs(self, cluster: ClusterInfo) -> None:
+        """``PermanentFailure`` unless the stored cluster's configs pass ``validate_configs``
+        as it is now: for clusters stored before a check existed, when their configure,
+        start or scale flow is planned (a decommission or a delete goes on regardless)."""
+        try:
+            self.validate_configs(cluster.plugin_version, cluster.configs)
+        except PluginInvalid as invalid:
+            raise PermanentFailure(f"the configs of cluster {cluster.name} are refused:"
+                                   f" {invalid}") from None
 
     def check_config(self, version: str, target: str, name: str, value: Any) -> None:
         """Raise ``PluginInvalid`` unless ``value`` is safe and right for config ``name`` of

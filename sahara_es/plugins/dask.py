@@ -24,7 +24,6 @@ import re
 import shlex
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -41,6 +40,7 @@ from sahara_es.plugins.base import (
     PluginInvalid,
     Topology,
 )
+from sahara_es.plugins.waits import Wait, pause, read_status_page
 
 LOG = logging.getLogger(__name__)
 
@@ -300,22 +300,26 @@ def _log_tail(pool: SSHPool, node: NodeInfo, role: str, lines: int = 8) -> str:
     return "\n".join(line[:300] for line in picked)
 
 
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""Straight to the scheduler: a proxy from the environment would not reach cluster nodes."""
-
-
 def dashboard_url(cluster: ClusterInfo) -> str:
     s = _settings(cluster)
     return f"http://{_hostport(s['scheduler'].address, s['dashboard'])}"
+
+
+def _dashboard_json(cluster: ClusterInfo, path: str, timeout: float) -> Any:
+    """A JSON document of the scheduler's dashboard, read as untrusted input (the node is
+    the tenant's): the whole answer within ``timeout`` (and what the step has left), at most
+    ``waits.STATUS_PAGE_LIMIT`` bytes, no redirect or proxy; ``waits.WaitStopped`` on a
+    cancel."""
+    s = _settings(cluster)
+    return json.loads(read_status_page(s["scheduler"].address, s["dashboard"], path,
+                                       timeout=timeout))
 
 
 def scheduler_workers(cluster: ClusterInfo, timeout: float = 3.0
                       ) -> dict[str, str] | None:
     """The workers the scheduler lists, address by name; None if it does not answer."""
     try:
-        with _HTTP.open(f"{dashboard_url(cluster)}/api/v1/get_workers",
-                        timeout=timeout) as response:
-            listed = json.load(response)
+        listed = _dashboard_json(cluster, "/api/v1/get_workers", timeout)
         return {str(w["name"]): str(w["address"]) for w in listed["workers"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         LOG.debug("Dask scheduler of %s: %r", cluster.name, error)
@@ -330,10 +334,8 @@ def scheduler_listening(cluster: ClusterInfo, timeout: float = 3.0) -> bool:
     settings = _settings(cluster)
     expected = f"tcp://{_hostport(settings['scheduler'].address, settings['port'])}"
     try:
-        with _HTTP.open(f"{dashboard_url(cluster)}/json/identity.json",
-                        timeout=timeout) as response:
-            if json.load(response).get("address") == expected:
-                return True
+        if _dashboard_json(cluster, "/json/identity.json", timeout).get("address") == expected:
+            return True
     except (OSError, ValueError, AttributeError) as error:
         LOG.debug("Dask scheduler of %s: %r", cluster.name, error)
     return bool(scheduler_workers(cluster, timeout))
@@ -371,17 +373,23 @@ class _NodeTask(Task):
 
     def _wait(self, ctx: TaskContext, role: str,
               ready: Callable[[], dict[str, Any] | None], what: str) -> dict[str, Any]:
-        """Poll ``ready()`` until it answers; fail early, with the log, if the process died."""
+        """Poll ``ready()`` until it answers; fail early, with the log, if the process died.
+        Never past the step's time (``waits.WaitTimedOut``), nor once its work is cancelled
+        (``waits.WaitStopped``)."""
         pool = _pool(ctx, self.cluster)
         timeout = float(self.args.get("timeout", START_TIMEOUT))
-        deadline = time.monotonic() + timeout
+        wait = Wait(timeout, f"{what} on {self.node.name}")
         next_check = time.monotonic() + 2.0
         while True:
+            wait.check()
             answer = ready()
             if answer is not None:
                 return dict(answer)
             now = time.monotonic()
-            if now >= deadline:
+            if wait.over():
+                cut = wait.timed_out()
+                if cut is not None:
+                    raise cut
                 raise DaskFailed(f"{what} on {self.node.name}: not ready after {timeout:g} s;"
                                  f" {role}.log ends:\n{_log_tail(pool, self.node, role)}")
             if now >= next_check:
@@ -389,7 +397,7 @@ class _NodeTask(Task):
                 if not _ctl(pool, self.node, self.python, "status")[role]:
                     raise DaskFailed(f"{what} on {self.node.name}: the process exited;"
                                      f" {role}.log ends:\n{_log_tail(pool, self.node, role)}")
-            time.sleep(0.25)
+            wait.sleep(0.25)
 
 
 @task_type("dask.configure-node")
@@ -482,6 +490,7 @@ class RetireWorkers(Task):
         nodes = [NodeInfo.from_dict(n) for n in self.args["nodes"]]
         settings = _settings(cluster)
         timeout = float(self.args.get("timeout", RETIRE_TIMEOUT))
+        what = f"retiring Dask workers of {cluster.name}"
         listed = scheduler_workers(cluster)
         if listed is None:
             # Nothing to drain to: the data is lost with the scheduler anyway.
@@ -493,18 +502,24 @@ class RetireWorkers(Task):
         if names:
             pool = _pool(ctx, cluster)
             ctx.check_lease()
+            # The remote client's own timeout too is cut to what the step has left (the
+            # command itself is killed at the step's end anyway).
+            retiring = max(1.0, Wait(timeout, what).seconds)
             retired = _ctl(pool, settings["scheduler"], settings["python"], "retire",
-                           str(timeout), *names, timeout=timeout + 30)["retired"]
-        deadline = time.monotonic() + timeout
+                           f"{retiring:g}", *names, timeout=retiring + 30)["retired"]
+        wait = Wait(timeout, what)
         while True:
+            wait.check()
             listed = scheduler_workers(cluster)
             left = [n.name for n in nodes if _worker_of(listed, n) is not None]
             if listed is not None and not left:
                 return {"retired": retired, "drained": True}
-            if time.monotonic() >= deadline:
-                raise DaskFailed(f"workers {left} of {cluster.name} are still connected"
-                                 f" {timeout:g} s after being retired")
-            time.sleep(0.25)
+            if wait.over():
+                detail = f"workers {left} are still connected"
+                raise wait.timed_out(detail) or DaskFailed(
+                    f"workers {left} of {cluster.name} are still connected"
+                    f" {timeout:g} s after being retired")
+            wait.sleep(0.25)
 
 
 @task_type("dask.stop-node")
@@ -586,12 +601,15 @@ class DaskPlugin(Plugin):
     # -- provisioning -------------------------------------------------------------------------
 
     def configure(self, cluster: ClusterInfo) -> Flow:
+        # Checked again here, for clusters whose configs were accepted before the API did.
+        self.recheck_configs(cluster)
         flow = Flow()
         for node in cluster.nodes:
             flow.add(_task_id("configure", node), ConfigureNode(_args(cluster, node)))
         return flow
 
     def start(self, cluster: ClusterInfo) -> Flow:
+        self.recheck_configs(cluster)
         flow = Flow()
         scheduler = _settings(cluster)["scheduler"]
         first = flow.add("start-scheduler", StartScheduler(_args(cluster, scheduler)))
@@ -601,6 +619,7 @@ class DaskPlugin(Plugin):
         return flow
 
     def scale(self, cluster: ClusterInfo, added: list[NodeInfo]) -> Flow:
+        self.recheck_configs(cluster)
         flow = Flow()
         for node in added:
             configured = flow.add(_task_id("configure", node),
@@ -630,7 +649,7 @@ class DaskPlugin(Plugin):
         workers = cluster.with_process(WORKER)
         listed = scheduler_workers(cluster)
         if listed is None:  # once more: one slow answer does not make a cluster RED
-            time.sleep(0.5)
+            pause(0.5, f"checking the Dask scheduler of {cluster.name}")
             listed = scheduler_workers(cluster)
         if listed is None:
             tail = _log_tail(ssh, scheduler, SCHEDULER, lines=3)

@@ -35,17 +35,13 @@ import os
 import re
 import shlex
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tenacity
-
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
-from sahara_es.infra.ssh import SSHError, SSHPool
+from sahara_es.infra.ssh import SSHError, SSHPool, current_limits
 from sahara_es.plugins import jvm
 from sahara_es.plugins.base import (
     ClusterInfo,
@@ -57,6 +53,7 @@ from sahara_es.plugins.base import (
     PluginInvalid,
     Topology,
 )
+from sahara_es.plugins.waits import Wait, read_status_page
 
 SERVICE = "Spark"
 MASTER = "master"
@@ -85,6 +82,8 @@ DEFAULTS: dict[str, Any] = {
 _JSON_TIMEOUT = 5.0
 _STOP_GRACE = 10
 """Seconds a daemon has to exit on SIGTERM before it is killed."""
+_STOP_RESERVE = 3 * _STOP_GRACE
+"""Seconds of a decommission step kept for stopping the worker after its drain."""
 
 
 def spark_version() -> str:
@@ -125,20 +124,20 @@ class MasterUnreachable(SparkError):
 
 # -- the master's JSON status ---------------------------------------------------------------
 
-# Local addresses must not go through an HTTP proxy the engine's environment may name.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def master_status(address: str, webui_port: int, timeout: float = _JSON_TIMEOUT
                   ) -> dict[str, Any]:
-    """The master's ``/json/`` document; ``MasterUnreachable`` if it does not answer."""
+    """The master's ``/json/`` document; ``MasterUnreachable`` if it does not answer, within
+    ``timeout`` seconds for the whole answer (and what the step has left), with a JSON object
+    of at most ``waits.STATUS_PAGE_LIMIT`` bytes (no redirect followed). The master's node is
+    the tenant's: what answers there is not trusted to be Spark."""
     url = f"http://{address}:{webui_port}/json/"
     try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            status: dict[str, Any] = json.loads(response.read())
+        status = json.loads(read_status_page(address, webui_port, "/json/", timeout=timeout))
     except (OSError, ValueError) as error:
         raise MasterUnreachable(f"the Spark master at {url} does not answer: {error}"
                                 ) from error
+    if not isinstance(status, dict):
+        raise MasterUnreachable(f"the Spark master at {url} answers no JSON object")
     return status
 
 
@@ -160,17 +159,23 @@ R = TypeVar("R")
 
 def wait_until(check: Callable[[], R], timeout: float, what: str) -> R:
     """``check()``'s value once it stops raising ``DaemonNotReady``/``MasterUnreachable``;
-    the last such error, prefixed with ``what``, after ``timeout`` seconds."""
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_delay(timeout),
-        wait=tenacity.wait_exponential(multiplier=0.25, max=2.0),
-        retry=tenacity.retry_if_exception_type((DaemonNotReady, MasterUnreachable)),
-        reraise=True,
-    )
-    try:
-        return retrying(check)
-    except (DaemonNotReady, MasterUnreachable) as error:
-        raise DaemonNotReady(f"{what} within {timeout:g} s: {error}") from error
+    the last such error, prefixed with ``what``, after ``timeout`` seconds.
+
+    Within a node step, never past the step's time (``waits.WaitTimedOut``, however long the
+    tenant's timeout) and never once its work is cancelled (``waits.WaitStopped``)."""
+    wait = Wait(timeout, what)
+    pause = 0.25
+    while True:
+        wait.check()
+        try:
+            return check()
+        except (DaemonNotReady, MasterUnreachable) as error:
+            last = error
+        if wait.over():
+            raise wait.timed_out(str(last)) or DaemonNotReady(
+                f"{what} within {timeout:g} s: {last}") from last
+        wait.sleep(pause)
+        pause = min(2 * pause, 2.0)
 
 
 # -- commands run on a node -----------------------------------------------------------------
@@ -472,6 +477,10 @@ class DecommissionWorker(_NodeTask):
         master = _master(cluster)
         webui = int(settings["Master webui port"])
         timeout = float(self.args.get("timeout", settings["Decommission timeout"]))
+        # Draining ends early enough for the stop to fit in what the step has left.
+        step_left = current_limits().remaining()
+        if step_left is not None:
+            timeout = min(timeout, max(0.0, step_left - _STOP_RESERVE))
 
         def state() -> str | None:
             return worker_states(master_status(master.address, webui)).get(node.address)
@@ -569,10 +578,12 @@ class SparkPlugin(Plugin):
                                      " launcher"),
             ConfigOption("Start timeout", "Spark", DEFAULTS["Start timeout"], "int",
                          description="Seconds a daemon has to show up in the master's"
-                                     " status"),
+                                     " status; never more than the service's step time"
+                                     " limit (the step fails when that runs out)"),
             ConfigOption("Decommission timeout", "Spark", DEFAULTS["Decommission timeout"],
                          "int", description="Seconds a worker has to drain before it is"
-                                            " stopped anyway"),
+                                            " stopped anyway; never more than the"
+                                            " service's step time limit allows"),
             ConfigOption("Spark home", "Spark", "", description="The Spark distribution on"
                          " the nodes (default: the engine's pyspark package folder)"),
         ]
@@ -592,13 +603,7 @@ class SparkPlugin(Plugin):
 
     def _configure(self, flow: Flow, cluster: ClusterInfo, nodes: list[NodeInfo]) -> None:
         # Checked again here, for clusters whose configs were accepted before the API did.
-        options = str(cluster.config(SERVICE, "Daemon Java options",
-                                     DEFAULTS["Daemon Java options"]))
-        try:
-            jvm.check_options(options)
-        except jvm.UnsafeJvmOption as unsafe:
-            raise PermanentFailure(f"Spark 'Daemon Java options' of {cluster.name}: {unsafe}"
-                                   ) from None
+        self.recheck_configs(cluster)
         home = str(cluster.config(SERVICE, "Spark home", "") or local_spark_home())
         if not home:
             raise PermanentFailure("no Spark distribution: install pyspark or set the"
@@ -613,6 +618,7 @@ class SparkPlugin(Plugin):
         return flow
 
     def start(self, cluster: ClusterInfo) -> Flow:
+        self.recheck_configs(cluster)
         flow = Flow()
         master = flow.add("start-master", StartMaster(self._node_args(cluster, _master(cluster))))
         for node in cluster.with_process(WORKER):

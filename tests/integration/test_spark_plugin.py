@@ -23,6 +23,7 @@ from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, NodeInfo
 from sahara_es.plugins.spark import (
     MASTER_CLASS,
+    SPARK_HOMES_VARIABLE,
     WORKER_CLASS,
     DaemonDied,
     SparkPlugin,
@@ -169,19 +170,23 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
 
 def test_missing_spark_and_a_daemon_that_dies_fail_for_good_and_say_why(
     provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str], tmp_path: Path,
-    nodes_root: Path,
+    nodes_root: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     plugin = SparkPlugin()
     services = {"ssh": FixedAccess(pool)}
     suffix = uuid.uuid4().hex[:8]
     master = make_node(provider, keypair[1], f"sp-broken-{suffix}", "master", ["master"])
+    broken = nodes_root / "broken-spark"  # where the node's user can reach it
 
     nowhere = cluster_of([master], {"Spark": {"Spark home": str(tmp_path / "no-spark")}})
+    # A Spark home the operator does not offer is refused before any node is touched.
+    with pytest.raises(PermanentFailure, match=r"not a Spark distribution this service"):
+        plugin.configure(nowhere)
+    monkeypatch.setenv(SPARK_HOMES_VARIABLE, f"{tmp_path / 'no-spark'}:{broken}")
     with pytest.raises(PermanentFailure, match=r"no Spark on .*no-spark/bin/spark-class"):
         run_flow(plugin.configure(nowhere), services)
 
     # A distribution whose spark-class fails at once, as a daemon whose port is taken does.
-    broken = nodes_root / "broken-spark"  # where the node's user can reach it
     (broken / "bin").mkdir(parents=True)
     (broken / "bin" / "spark-class").write_text(
         "#!/bin/sh\necho \"starting $1\"; echo 'BindException: Address already in use' >&2\n"
