@@ -4,6 +4,8 @@ gets a 4xx naming what is wrong rather than a 500 or a giant event.
 - its size: ``MAX_CONTENT_LENGTH`` (413 beyond it, before anything is parsed);
 - its nesting: ``[`` and ``{`` at most ``max_json_depth`` deep, counted on the raw text
   before ``json.loads`` (whose recursion would otherwise end in a ``RecursionError``);
+- its numbers: finite (``NaN``, ``Infinity`` and numbers too large for a float are not JSON
+  that could be answered back);
 - its strings: no NUL character and no lone surrogate anywhere, keys included (neither can be
   stored nor used as a file name);
 - its free-form configs (``node_configs``, ``cluster_configs``, ``job_configs``...): at
@@ -13,6 +15,7 @@ gets a 4xx naming what is wrong rather than a 500 or a giant event.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -69,12 +72,30 @@ def parse(raw: bytes, limits: Limits) -> Any:
         raise malformed(f"the body nests arrays and objects deeper than"
                         f" {limits.max_json_depth} levels")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except NotFinite as error:
+        raise malformed(f"the body holds {error.args[0]}: only finite numbers are JSON"
+                        " (NaN and Infinity are not)") from None
     except RecursionError:
         raise malformed(f"the body nests arrays and objects deeper than"
                         f" {limits.max_json_depth} levels") from None
     except ValueError:
         raise malformed("the body is not valid JSON") from None
+
+
+class NotFinite(ValueError):
+    """A number JSON has no room for (Python's parser takes it by default)."""
+
+
+def _not_a_number(constant: str) -> Any:
+    raise NotFinite(constant)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotFinite(f"{text[:20]}{'...' if len(text) > 20 else ''} (out of range)")
+    return value
 
 
 def check_strings(value: Any, path: str = "body") -> None:

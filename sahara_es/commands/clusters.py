@@ -15,7 +15,7 @@ from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog, NoQuota, Quota, needs
 from sahara_es.commands.errors import Conflict, Invalid, Protected, QuotaExceeded
-from sahara_es.commands.templates import CT, expand_node_groups
+from sahara_es.commands.templates import CT, expand_node_groups, template_node_groups
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, Doc, Kind
 from sahara_es.store import Store
@@ -42,20 +42,25 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     plugin, version = fields["plugin_name"], fields["plugin_version"]
     catalog.check_plugin(plugin, version)
     uses: list[tuple[Kind, str]] = []
+    groups_from_template = False
     if template_id:
         template = resources.visible(store, CT, template_id, caller).doc
         assert template is not None
         if (template["plugin_name"], template["plugin_version"]) != (plugin, version):
             raise Invalid(f"cluster template {template_id} is for {template['plugin_name']}"
                           f" {template['plugin_version']}, not {plugin} {version}")
+        groups_from_template = fields.get("node_groups") in (None, []) and bool(
+            template.get("node_groups"))
         for key in FROM_TEMPLATE:
             if fields.get(key) in (None, [], {}) and template.get(key) not in (None, [], {}):
                 fields[key] = template[key]
         uses.append((CT, template_id))
     if not fields.get("node_groups"):
         raise Invalid("a cluster needs node_groups, given or from its cluster_template_id")
-    groups, template_uses = expand_node_groups(store, caller, catalog, plugin, version,
-                                               fields["node_groups"])
+    # a template's node groups were completed when it was saved, with its owner's eyes
+    expand = template_node_groups if groups_from_template else expand_node_groups
+    groups, template_uses = expand(store, caller, catalog, plugin, version,
+                                   fields["node_groups"])
     catalog.check_cluster(plugin, version, groups, fields.get("cluster_configs"))
     fields.update(node_groups=[{**g, "instances": []} for g in groups],
                   status=INITIAL_STATUS, status_description="", info={},

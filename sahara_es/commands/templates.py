@@ -93,14 +93,52 @@ def expand_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: s
             full.update({k: template[k] for k in NODE_GROUP_TEMPLATE_FIELDS if k in template})
             uses.append((NGT, template_id))
         full.update(group)
-        for required in ("flavor_id", "node_processes"):
-            if not full.get(required):
-                raise Invalid(f"node group {group['name']!r} needs {required} or a"
-                              " node_group_template_id")
-        catalog.check_node_processes(plugin, version, full["node_processes"])
-        catalog.check_flavor(full["flavor_id"])
+        _check_node_group(catalog, plugin, version, full)
         expanded.append(full)
     return expanded, uses
+
+
+def template_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: str,
+                         version: str, groups: list[Doc]
+                         ) -> tuple[list[Doc], list[tuple[Kind, str]]]:
+    """A cluster template's node groups as the template stored them, completed from their
+    node group templates when it was saved: not looked up again with the caller's eyes (a
+    public cluster template may use its owner's private node group templates, which the
+    template pins). Checked against the plugin as it is now; the node group templates the
+    caller may see are used, the ids of the others are left out (not the caller's to learn).
+    """
+    kept: list[Doc] = []
+    uses: list[tuple[Kind, str]] = []
+    check_node_group_names([group["name"] for group in groups])
+    for group in groups:
+        full = dict(group)
+        template_id = full.get("node_group_template_id")
+        if template_id:
+            template = resources.load(store, NGT, template_id)
+            if template.doc is not None and not all(full.get(k) for k in COMPLETE):
+                # stored before templates were saved complete: complete it now
+                full = {**{k: template.doc[k] for k in NODE_GROUP_TEMPLATE_FIELDS
+                           if k in template.doc}, **full}
+            if template.exists and caller.can_see(template.doc or {}):
+                uses.append((NGT, template_id))
+            else:
+                del full["node_group_template_id"]
+        _check_node_group(catalog, plugin, version, full)
+        kept.append(full)
+    return kept, uses
+
+
+COMPLETE = ("flavor_id", "node_processes")
+"""What a node group must have, given or from its node group template."""
+
+
+def _check_node_group(catalog: Catalog, plugin: str, version: str, group: Doc) -> None:
+    for required in COMPLETE:
+        if not group.get(required):
+            raise Invalid(f"node group {group['name']!r} needs {required} or a"
+                          " node_group_template_id")
+    catalog.check_node_processes(plugin, version, group["node_processes"])
+    catalog.check_flavor(group["flavor_id"])
 
 
 def create_cluster_template(store: Store, caller: Caller, catalog: Catalog,

@@ -144,7 +144,8 @@ def furnish(world: World, binary_root: Path) -> None:
             **shared, "name": f"input-{visibility}", "type": "swift",
             "url": "swift://c/in"})
         ids["data-sources"] = source["id"]
-        main = binary_root / f"main-{visibility}.py"
+        main = binary_root / world.project_a / f"main-{visibility}.py"  # A's own folder
+        main.parent.mkdir(exist_ok=True)
         main.write_text("print('hello')\n")
         binary = created(world, "job-binaries", {
             **shared, "name": f"main-{visibility}", "url": f"file://{main}"})

@@ -459,3 +459,156 @@ def test_an_unusable_state_folder_does_not_stop_the_api(store: Store, tmp_path: 
         refused(client.get(f"/v2/job-binaries/{uuid.uuid4()}/data", headers=project()), 404)
     finally:
         stop_app(app)
+
+
+def test_a_public_cluster_template_shows_others_no_private_node_group_template_ids(
+        client: FlaskClient) -> None:
+    """Project A's public cluster template uses A's private node group template: B sees the
+    node groups the template stored, without the private id, and makes clusters from it."""
+    alpha, beta = project(), project()
+    private = client.post("/v2/node-group-templates", headers=alpha, json={
+        "name": unique("ngt"), **FAKE, "flavor_id": "local.small",
+        "node_processes": ["manager"]})
+    assert private.status_code == 202, private.get_json()
+    ngt_id = private.get_json()["node_group_template"]["id"]
+    made = client.post("/v2/cluster-templates", headers=alpha, json={
+        "name": unique("ct"), **FAKE, "is_public": True, "node_groups": [
+            {"name": "manager", "count": 1, "node_group_template_id": ngt_id}]})
+    assert made.status_code == 202, made.get_json()
+    template_id = made.get_json()["cluster_template"]["id"]
+
+    theirs = client.get(f"/v2/cluster-templates/{template_id}", headers=beta).get_json()
+    (group,) = theirs["cluster_template"]["node_groups"]
+    assert "node_group_template_id" not in group
+    assert group["flavor_id"] == "local.small" and group["node_processes"] == ["manager"]
+    listed = client.get("/v2/cluster-templates", headers=beta).get_json()
+    assert ngt_id not in json.dumps(listed)
+    mine = client.get(f"/v2/cluster-templates/{template_id}", headers=alpha).get_json()
+    assert mine["cluster_template"]["node_groups"][0]["node_group_template_id"] == ngt_id
+
+    cluster = client.post("/v2/clusters", headers=beta, json={
+        "name": unique("c"), **FAKE, "cluster_template_id": template_id})
+    assert cluster.status_code == 202, cluster.get_json()
+    assert ngt_id not in json.dumps(cluster.get_json())
+    cluster_id = cluster.get_json()["cluster"]["id"]
+    shown = client.get(f"/v2/clusters/{cluster_id}", headers=beta).get_json()
+    assert shown["cluster"]["node_groups"][0]["node_processes"] == ["manager"]
+    assert ngt_id not in json.dumps(shown)
+    # A's own cluster from the template keeps (and pins) the node group template
+    own = client.post("/v2/clusters", headers=alpha, json={
+        "name": unique("c"), **FAKE, "cluster_template_id": template_id})
+    assert own.status_code == 202, own.get_json()
+    assert own.get_json()["cluster"]["node_groups"][0]["node_group_template_id"] == ngt_id
+    detail = refused(client.delete(f"/v2/node-group-templates/{ngt_id}", headers=alpha), 409)
+    assert own.get_json()["cluster"]["id"] in detail and cluster_id not in detail
+    # naming A's private node group template itself is still B's 404
+    refused(client.post("/v2/cluster-templates", headers=beta, json={
+        "name": unique("ct"), **FAKE, "node_groups": [
+            {"name": "manager", "count": 1, "node_group_template_id": ngt_id}]}), 404)
+
+
+def test_a_public_cluster_shows_others_no_private_node_group_template_ids(
+        client: FlaskClient) -> None:
+    alpha, beta = project(), project()
+    private = client.post("/v2/node-group-templates", headers=alpha, json={
+        "name": unique("ngt"), **FAKE, "flavor_id": "local.small",
+        "node_processes": ["manager"]})
+    ngt_id = private.get_json()["node_group_template"]["id"]
+    cluster = client.post("/v2/clusters", headers=alpha, json={
+        "name": unique("c"), **FAKE, "is_public": True, "node_groups": [
+            {"name": "manager", "count": 1, "node_group_template_id": ngt_id}]})
+    assert cluster.status_code == 202, cluster.get_json()
+    cluster_id = cluster.get_json()["cluster"]["id"]
+    theirs = client.get(f"/v2/clusters/{cluster_id}", headers=beta)
+    assert theirs.status_code == 200 and ngt_id not in theirs.get_data(as_text=True)
+    mine = client.get(f"/v2/clusters/{cluster_id}", headers=alpha).get_json()
+    assert mine["cluster"]["node_groups"][0]["node_group_template_id"] == ngt_id
+
+
+# -- job binaries: each project reads only its own folder ---------------------------------------
+
+def binary_data(client: FlaskClient, headers: dict[str, str], url: str,
+                **extra: Any) -> TestResponse:
+    made = client.post("/v2/job-binaries", headers=headers, json={
+        "name": unique("jb"), "url": url, **extra})
+    assert made.status_code == 202, made.get_json()
+    return client.get(f"/v2/job-binaries/{made.get_json()['job_binary']['id']}/data",
+                      headers=headers)
+
+
+def test_a_project_reads_only_the_job_binaries_of_its_own_folder(client: FlaskClient,
+                                                                 app: Flask) -> None:
+    alpha, beta = project(), project()
+    root = Path(app.config["JOB_BINARY_ROOT"])
+    alpha_folder = root / alpha["X-Project-Id"]
+    alpha_folder.mkdir()
+    secret = alpha_folder / "secret.py"
+    secret.write_text("alpha's secret\n")
+    (root / "shared.py").write_text("in no project's folder\n")
+
+    assert binary_data(client, alpha, f"file://{secret}").data == b"alpha's secret\n"
+    # B naming A's file, directly or through its own folder, reads nothing
+    beta_folder = root / beta["X-Project-Id"]
+    beta_folder.mkdir()
+    for url in (f"file://{secret}", f"file://{beta_folder}/../{alpha['X-Project-Id']}/secret.py",
+                f"file://{root}/shared.py", f"file://{beta_folder}"):
+        detail = refused(binary_data(client, beta, url), 404)
+        assert str(root) not in detail and "secret" not in detail
+    # nor through a link in its folder to A's file or anywhere else
+    (beta_folder / "link.py").symlink_to(secret)
+    (beta_folder / "elsewhere").symlink_to(root)
+    for url in (f"file://{beta_folder}/link.py", f"file://{beta_folder}/elsewhere/shared.py"):
+        refused(binary_data(client, beta, url), 404)
+    # A's public binary is B's to read: it is read from A's folder
+    public = client.post("/v2/job-binaries", headers=alpha, json={
+        "name": unique("jb"), "url": f"file://{secret}", "is_public": True})
+    public_id = public.get_json()["job_binary"]["id"]
+    read = client.get(f"/v2/job-binaries/{public_id}/data", headers=beta)
+    assert read.status_code == 200 and read.data == b"alpha's secret\n"
+
+
+def test_a_project_id_unfit_for_a_folder_name_gets_a_hashed_folder(client: FlaskClient,
+                                                                   app: Flask) -> None:
+    import hashlib
+
+    from sahara_es.api.views.edp import project_folder_name
+
+    odd = {"X-Project-Id": f"team.{uuid.uuid4().hex[:6]} ../x"}
+    folder = f"sha256.{hashlib.sha256(odd['X-Project-Id'].encode()).hexdigest()}"
+    assert project_folder_name(odd["X-Project-Id"]) == folder
+    assert project_folder_name("abc_DEF-123") == "abc_DEF-123"
+    root = Path(app.config["JOB_BINARY_ROOT"])
+    (root / folder).mkdir()
+    (root / folder / "main.py").write_text("odd\n")
+    assert binary_data(client, odd, f"file://{root}/{folder}/main.py").data == b"odd\n"
+
+
+# -- numbers JSON has no room for ----------------------------------------------------------------
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
+@pytest.mark.parametrize("path", ["/v2/node-group-templates", "/v2/jobs"])
+def test_nan_and_infinity_are_a_400(client: FlaskClient, number: str, path: str) -> None:
+    headers = project()
+    if path == "/v2/jobs":
+        body: dict[str, Any] = {
+            "cluster_id": str(uuid.uuid4()), "job_template_id": str(uuid.uuid4()),
+            "job_configs": {"configs": {"x": "NUMBER"}}}
+    else:
+        body = {"name": unique("ngt"), **FAKE, "flavor_id": "local.small",
+                "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
+    text = json.dumps(body).replace('"NUMBER"', number)
+    detail = refused(client.post(path, headers=headers, data=text,
+                                 content_type="application/json"), 400)
+    assert "finite" in detail
+    assert names_listed(client, headers, "node-group-templates", "node_group_templates") == []
+
+
+def test_large_finite_numbers_are_taken(client: FlaskClient) -> None:
+    body = {"name": unique("ngt"), **FAKE, "flavor_id": "local.small",
+            "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
+    text = json.dumps(body).replace(
+        '"NUMBER"', "1e308, \"y\": -0.0, \"z\": 123456789012345678901234567890")
+    made = client.post("/v2/node-group-templates", headers=project(), data=text,
+                       content_type="application/json")
+    assert made.status_code == 202, made.get_json()
+    assert made.get_json()["node_group_template"]["node_configs"]["HDFS"]["x"] == 1e308

@@ -8,8 +8,9 @@ from flask import Blueprint, Response, request
 from sahara_es.api import schemas
 from sahara_es.api.errors import bad_request
 from sahara_es.api.pagination import page
-from sahara_es.api.service import caller, service, shown
+from sahara_es.api.service import caller, service
 from sahara_es.api.views.common import answer, body, location, no_content, no_params
+from sahara_es.api.views.templates import with_visible_templates
 from sahara_es.commands import clusters
 from sahara_es.events.resources import Doc, Kind
 
@@ -19,7 +20,7 @@ CLUSTER = Kind.CLUSTER
 
 
 def cluster_view(doc: Doc, show_progress: bool = False) -> Doc:
-    view = shown(doc)
+    view = with_visible_templates(doc)
     steps = view.get("provision_progress", [])
     if not show_progress:
         view["provision_progress"] = [{k: v for k, v in s.items() if k != "events"}

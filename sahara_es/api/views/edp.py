@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app
@@ -89,23 +91,51 @@ def show_job_binary(resource_id: str) -> Response:
 
 @blueprint.get("/job-binaries/<resource_id>/data")
 def job_binary_data(resource_id: str) -> Response:
-    """The binary's bytes, for ``file://`` binaries under the configured job binary folder."""
+    """The binary's bytes, for ``file://`` binaries in their project's job binary folder."""
     no_params()
     doc = service().get(JB, resource_id, caller())
     url: str = doc["url"]
     if not url.startswith("file://"):
         raise Invalid(f"job binary {resource_id} is at {url.split('://')[0]}://; this"
                       " deployment serves the data of file:// binaries only")
-    root = Path(current_app.config["JOB_BINARY_ROOT"]).resolve()
+    path = binary_file(Path(current_app.config["JOB_BINARY_ROOT"]), doc["project_id"],
+                       url[len("file://"):])
     try:
-        path = Path(url[len("file://"):]).resolve()
-        if path.is_relative_to(root) and path.is_file():
+        if path is not None:
             return Response(path.read_bytes(), 200, mimetype="application/octet-stream")
-    except (OSError, ValueError):  # a name no file can have (NUL, too long): as missing
+    except (OSError, ValueError):  # gone meanwhile, unreadable: as missing
         pass
     # the server's folders are nobody's business: say what is missing, not where
-    raise NotVisible(f"job binary {resource_id}: its data is missing from the job binary"
-                     " folder")
+    raise NotVisible(f"job binary {resource_id}: its data is missing from its project's job"
+                     " binary folder")
+
+
+SAFE_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def project_folder_name(project_id: str) -> str:
+    """The project's job binary folder's name: its id, or ``sha256.<hex digest of the id>``
+    when the id is not 1-64 letters, digits, ``_`` and ``-`` (the dot keeps the two apart)."""
+    if SAFE_FOLDER_NAME.fullmatch(project_id):
+        return project_id
+    return f"sha256.{hashlib.sha256(project_id.encode('utf-8', 'replace')).hexdigest()}"
+
+
+def binary_file(root: Path, project_id: str, path: str) -> Path | None:
+    """The file ``path`` names, if it is one inside the project's own job binary folder
+    ``<root>/<project folder>/`` once symlinks are followed (another project's files, ``..``
+    and links out of the folder are not the project's to read); else None."""
+    try:
+        folder = (root / project_folder_name(project_id)).resolve()
+        named = Path(path)
+        if not named.is_absolute() or ".." in named.parts:
+            return None
+        found = named.resolve()
+        if found.is_relative_to(folder) and found != folder and found.is_file():
+            return found
+    except (OSError, ValueError, RuntimeError):  # NUL, too long, a symlink loop: no file
+        pass
+    return None
 
 
 @blueprint.patch("/job-binaries/<resource_id>")

@@ -19,6 +19,27 @@ TEMPLATE_FILTERS = ("plugin_name", "plugin_version", "name")
 TEMPLATE_SORT = ("id", "name", "plugin_name", "plugin_version", "created_at", "updated_at")
 
 
+def with_visible_templates(doc: Doc) -> Doc:
+    """A cluster template or cluster as shown to the caller: its node groups name only the
+    node group templates the caller may see (a public cluster template may use its owner's
+    private ones, whose ids are not other projects' to learn)."""
+    view = shown(doc)
+    if caller().owns(doc) or not view.get("node_groups"):
+        return view
+    view["node_groups"] = [_group(g) for g in view["node_groups"]]
+    return view
+
+
+def _group(group: Doc) -> Doc:
+    template_id = group.get("node_group_template_id")
+    if not template_id:
+        return group
+    found = service().reads[NGT].get(template_id)
+    if found is not None and caller().can_see(found):
+        return group
+    return {k: v for k, v in group.items() if k != "node_group_template_id"}
+
+
 @blueprint.post("/node-group-templates")
 def create_node_group_template() -> Response:
     no_params()
@@ -72,12 +93,12 @@ def create_cluster_template() -> Response:
     no_params()
     doc = templates.create_cluster_template(
         service().store, caller(), service().catalog, body(schemas.ClusterTemplateCreate))
-    return answer("cluster_template", shown(service().written(doc)), 202)
+    return answer("cluster_template", with_visible_templates(service().written(doc)), 202)
 
 
 @blueprint.get("/cluster-templates")
 def list_cluster_templates() -> Response:
-    docs = (shown(d) for d in service().visible(CT, caller()))
+    docs = (with_visible_templates(d) for d in service().visible(CT, caller()))
     return answer(None, page(docs, envelope="cluster_templates", filters=TEMPLATE_FILTERS,
                              sort_fields=TEMPLATE_SORT))
 
@@ -85,7 +106,8 @@ def list_cluster_templates() -> Response:
 @blueprint.get("/cluster-templates/<template_id>")
 def show_cluster_template(template_id: str) -> Response:
     no_params()
-    return answer("cluster_template", shown(service().get(CT, template_id, caller())))
+    return answer("cluster_template",
+                  with_visible_templates(service().get(CT, template_id, caller())))
 
 
 @blueprint.patch("/cluster-templates/<template_id>")
@@ -95,7 +117,7 @@ def update_cluster_template(template_id: str) -> Response:
     doc = templates.update_cluster_template(
         service().store, caller(), service().catalog, template_id,
         body(schemas.ClusterTemplateUpdate))
-    return answer("cluster_template", shown(service().written(doc)), 202)
+    return answer("cluster_template", with_visible_templates(service().written(doc)), 202)
 
 
 @blueprint.delete("/cluster-templates/<template_id>")
