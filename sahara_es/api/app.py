@@ -59,8 +59,12 @@ class ApiConfig:
 
 
 def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/sahara-es``, as the CLI's embedded defaults use."""
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    """The service's default state folder, ``$XDG_DATA_HOME/sahara-es``, for the API and
+    the CLI alike. An empty or relative ``XDG_DATA_HOME`` is ignored, as the XDG base
+    directory specification says: ``~/.local/share`` then."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or "")
+    if not data_home.is_absolute():
+        data_home = Path.home() / ".local" / "share"
     return data_home / "sahara-es"
 
 

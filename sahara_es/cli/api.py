@@ -11,7 +11,7 @@ import click
 from werkzeug.serving import make_server
 
 from sahara_es.api.app import DEFAULT_PORT, ApiConfig, create_app, stop_app
-from sahara_es.cli.context import Context, console, default_data_dir
+from sahara_es.cli.context import Context, console
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
 from sahara_es.infra.quotas import Quotas
@@ -34,14 +34,15 @@ auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "no
               help="Comma-separated plugins to enable (default: every installed one but"
                    " fake, which must be named to be enabled).")
 @click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
-              help="The state folder: file:// job binaries are served from its job-binaries/"
+              help="The state folder: the default store (without --store) is its store.db,"
+                   " and file:// job binaries are served from its job-binaries/<project>/"
                    " (default: $XDG_DATA_HOME/sahara-es).")
 @click.pass_obj
 def api(obj: Context, host: str, port: int, workers: int, auth: str,
         plugins: str | None, data_dir: str | None) -> None:
     """Serve the Sahara v2 API on the store."""
+    state = str(obj.use_data_dir(data_dir))
     obj.store(upgrade=True)
-    state = str(data_dir or default_data_dir())
     if workers > 1:
         env = {**os.environ, "SAHARA_ES_STORE": obj.url, "SAHARA_ES_AUTH": auth,
                "SAHARA_ES_DATA_DIR": state}

@@ -11,15 +11,11 @@ from typing import Any
 import click
 from rich.console import Console
 
+# the state folder's default is the API's: one rule for both
+from sahara_es.api.app import default_data_dir as default_data_dir
 from sahara_es.store import Store, open_store
 
 console = Console(soft_wrap=True)
-
-
-def default_data_dir() -> Path:
-    """Where the service keeps its state (the embedded store): its user's alone (0700)."""
-    data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return data_home / "sahara-es"
 
 
 def private_folder(folder: Path) -> Path:
@@ -53,14 +49,29 @@ def local_provider_options(provider: str, node_network_isolation: bool) -> dict[
     return {"network_isolation": node_network_isolation} if provider == "local" else {}
 
 
-def default_store_url() -> str:
-    return f"sqlite:///{private_folder(default_data_dir()) / 'store.db'}"
+def default_store_url(data_dir: Path | None = None) -> str:
+    """The embedded store: ``store.db`` in the state folder (made 0700)."""
+    return f"sqlite:///{private_folder(data_dir or default_data_dir()) / 'store.db'}"
 
 
 class Context:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str | None) -> None:
+        self._url = url
+        self.data_dir: Path | None = None
         self._store: Store | None = None
+
+    def use_data_dir(self, data_dir: str | None) -> Path:
+        """The state folder a command was given, else the default: without ``--store``, the
+        store is the embedded one in it. Called before the store is used."""
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        return self.data_dir
+
+    @property
+    def url(self) -> str:
+        """``--store``, else the embedded store in the state folder."""
+        if self._url is None:
+            self._url = default_store_url(self.data_dir)
+        return self._url
 
     def store(self, *, upgrade: bool = False) -> Store:
         if self._store is None:

@@ -82,8 +82,9 @@ load_option = click.option(
 @click.option("--sweep-interval", type=float, default=0.2, show_default=True)
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="On SIGTERM, seconds to let running tasks finish before handing back.")
-@click.option("--data-dir", type=click.Path(), default=None,
-              help="The service's state folder (default: beside the embedded store).")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
+              help="The service's state folder: the default store (without --store) is its"
+                   " store.db (default: $XDG_DATA_HOME/sahara-es).")
 @click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
               help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
                    " folder above it must be traversable by other users.")
@@ -111,6 +112,7 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                           max_workflows=max_workflows, project_share=project_share,
                           reclaim_slots=reclaim_slots, lease_ttl=lease_ttl,
                           sweep_interval=sweep_interval)
+    obj.use_data_dir(data_dir)
     store = obj.store(upgrade=True)
     services = build_services(store, root=nodes_dir or default_nodes_dir(), provider=provider,
                               hosts=hosts, provider_options=local_provider_options(

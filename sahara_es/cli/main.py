@@ -6,12 +6,7 @@ import click
 
 from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
-from sahara_es.cli.context import (
-    Context,
-    console,
-    default_store_url,
-    node_network_isolation_option,
-)
+from sahara_es.cli.context import Context, console, node_network_isolation_option
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
 from sahara_es.cli.projections import projections, projector
@@ -20,11 +15,12 @@ from sahara_es.cli.store_check import store_group
 
 
 @click.group()
-@click.option("--store", "url", envvar="SAHARA_ES_STORE", default=default_store_url,
-              show_default="sqlite in $XDG_DATA_HOME/sahara-es",
+@click.option("--store", "url", envvar="SAHARA_ES_STORE", default=None,
+              show_default="sqlite store.db in the state folder: the command's --data-dir,"
+                           " else $XDG_DATA_HOME/sahara-es",
               help="Store URL: sqlite:///PATH or cassandra://HOST[,HOST]:PORT/KEYSPACE?...")
 @click.pass_context
-def main(ctx: click.Context, url: str) -> None:
+def main(ctx: click.Context, url: str | None) -> None:
     """sahara-es: event-sourced data-processing clusters."""
     ctx.obj = Context(url)
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
@@ -73,8 +69,9 @@ def db_info(obj: Context) -> None:
               help="Run the demo against the running service, then stop.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8386, show_default=True, type=int)
-@click.option("--data-dir", type=click.Path(), default=None,
-              help="The service's state folder (default: beside the embedded store).")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
+              help="The service's state folder: the default store (without --store) and the"
+                   " job binaries live in it (default: $XDG_DATA_HOME/sahara-es).")
 @click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
               help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
                    " folder above it must be traversable by other users.")
@@ -89,13 +86,14 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from werkzeug.serving import make_server
 
     from sahara_es.api.app import ApiConfig, create_app, stop_app
-    from sahara_es.cli.context import default_data_dir, default_nodes_dir, local_provider_options
+    from sahara_es.cli.context import default_nodes_dir, local_provider_options
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
     from sahara_es.plugins.provisioner import WorkflowProvisioner
     from sahara_es.plugins.runtime import build_services
 
+    state = obj.use_data_dir(data_dir)
     store = obj.store(upgrade=True)
     console.print(f"store ready: {store.describe()['backend']} at {obj.url}")
     if demo:
@@ -105,7 +103,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
                               provider_options=local_provider_options(
                                   "local", node_network_isolation))
     engine = Engine(store, EngineConfig(), services=services).start()
-    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(data_dir or default_data_dir())),
+    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(state)),
                      store=store,
                      provisioner=WorkflowProvisioner(store), quota=services["quota"])
     server = make_server(host, 0 if demo else port, app, threaded=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from sahara_es.cli.main import main
@@ -65,3 +67,50 @@ def test_tokens_are_made_and_revoked_from_the_command_line(tmp_path: Path) -> No
     revoked = CliRunner().invoke(main, ["--store", url, "token", "revoke", token])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     assert tokens.authenticate(store, token) is None
+
+
+class _Started(Exception):
+    """Raised where a long-running command would start serving: its store is open by then."""
+
+
+@pytest.mark.parametrize("command", [["api", "--auth", "noauth"], ["engine", "--nice", "0"],
+                                     ["all-in-one"]])
+def test_a_data_dir_holds_the_default_store(command: list[str], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --store, a command given --data-dir keeps its store in it, not in
+    $XDG_DATA_HOME (issue 12: every state lives under the configured state folder)."""
+    from sahara_es.api import app as api_app
+    from sahara_es.cli import api as cli_api
+    from sahara_es.cli import engine as cli_engine
+    from sahara_es.plugins import runtime
+
+    def started(*_: Any, **__: Any) -> Any:
+        raise _Started
+
+    monkeypatch.setattr(cli_api, "create_app", started)
+    monkeypatch.setattr(cli_engine, "build_services", started)
+    monkeypatch.setattr(runtime, "build_services", started)  # all-in-one imports it late
+    monkeypatch.setattr(api_app, "create_app", started)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SAHARA_ES_STORE", raising=False)
+    monkeypatch.delenv("SAHARA_ES_DATA_DIR", raising=False)
+    state = tmp_path / "state"
+
+    result = CliRunner().invoke(main, [*command, "--data-dir", str(state)])
+
+    assert isinstance(result.exception, _Started), result.output
+    assert (state / "store.db").is_file()
+    assert not (tmp_path / "xdg").exists()
+
+
+@pytest.mark.parametrize("xdg", ["", "relative/share"])
+def test_an_empty_or_relative_xdg_data_home_is_ignored(xdg: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from sahara_es.api.app import default_data_dir as api_default
+    from sahara_es.cli.context import Context, default_data_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", xdg)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = tmp_path / ".local" / "share" / "sahara-es"
+    assert default_data_dir() == api_default() == expected
+    assert Context(None).url == f"sqlite:///{expected / 'store.db'}"
