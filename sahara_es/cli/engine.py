@@ -28,7 +28,7 @@ from sahara_es.engine import (
     wait_for,
 )
 from sahara_es.infra.base import HostInventory
-from sahara_es.plugins.runtime import build_services
+from sahara_es.plugins.runtime import StepLimits, build_services
 
 
 def load_workflow_types(modules: tuple[str, ...]) -> None:
@@ -64,6 +64,21 @@ load_option = click.option(
     help="Also import MODULE, which registers task and workflow types (repeatable).")
 
 
+def parse_step_timeouts(values: tuple[str, ...]) -> dict[str, float]:
+    """``TYPE=SECONDS`` pairs as a mapping; a clear usage error for anything else."""
+    timeouts: dict[str, float] = {}
+    for value in values:
+        task_type, _, seconds = value.partition("=")
+        try:
+            timeouts[task_type.strip()] = float(seconds)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not TYPE=SECONDS") from None
+        if not task_type.strip() or not timeouts[task_type.strip()] > 0:
+            raise click.BadParameter(f"{value!r}: a task type and a positive number of"
+                                     " seconds") from None
+    return timeouts
+
+
 @click.command("engine")
 @click.option("--id", "engine_id", envvar="SAHARA_ES_ENGINE_ID", default="",
               help="This engine's id (default: a fresh one).")
@@ -91,6 +106,18 @@ load_option = click.option(
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
 @node_network_isolation_option
+@click.option("--step-timeout", type=click.FloatRange(0.0, min_open=True), default=600.0,
+              show_default=True,
+              help="Seconds a node step may run when neither --step-timeout-for nor its task"
+                   " type says otherwise; a cluster's configs never lengthen it.")
+@click.option("--step-timeout-for", "step_timeouts", multiple=True, metavar="TYPE=SECONDS",
+              callback=lambda _ctx, _param, value: parse_step_timeouts(value),
+              help="A node step type's own timeout, e.g. spark.start-worker=300 (repeatable).")
+@click.option("--step-timeout-max", type=click.FloatRange(0.0, min_open=True), default=3600.0,
+              show_default=True, help="No node step runs longer, whatever else says so.")
+@click.option("--cancel-grace", type=click.FloatRange(0.0), default=30.0, show_default=True,
+              help="Seconds a delete waits for the create or scale it cancels to roll back"
+                   " before it deletes the instances anyway.")
 @click.option("--nice", type=int, default=10, show_default=True,
               help="Scheduling niceness: engines do batch work and yield the CPU to API"
                    " processes on the same machine (0 to compete equally).")
@@ -101,8 +128,9 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            max_workflows: int, project_share: float, reclaim_slots: int, lease_ttl: float,
            sweep_interval: float, grace: float,
            data_dir: str | None, nodes_dir: str | None, provider: str,
-           node_network_isolation: bool, nice: int, hosts: list[HostInventory] | None,
-           modules: tuple[str, ...]) -> None:
+           node_network_isolation: bool, step_timeout: float,
+           step_timeouts: dict[str, float], step_timeout_max: float, cancel_grace: float,
+           nice: int, hosts: list[HostInventory] | None, modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
     if nice:
         os.nice(nice)
@@ -116,7 +144,11 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
     store = obj.store(upgrade=True)
     services = build_services(store, root=nodes_dir or default_nodes_dir(), provider=provider,
                               hosts=hosts, provider_options=local_provider_options(
-                                  provider, node_network_isolation))
+                                  provider, node_network_isolation),
+                              step_limits=StepLimits(default=step_timeout,
+                                                     maximum=step_timeout_max,
+                                                     per_step=step_timeouts,
+                                                     cancel_grace=cancel_grace))
     running = Engine(store, config, services=services).start()
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
     run_until_signalled()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -114,3 +115,13 @@ def test_an_empty_or_relative_xdg_data_home_is_ignored(xdg: str, tmp_path: Path,
     expected = tmp_path / ".local" / "share" / "sahara-es"
     assert default_data_dir() == api_default() == expected
     assert Context(None).url == f"sqlite:///{expected / 'store.db'}"
+
+
+def test_an_operator_sets_each_node_step_types_timeout_and_nothing_else_passes() -> None:
+    from sahara_es.cli.engine import parse_step_timeouts
+
+    assert parse_step_timeouts(("spark.start-worker=300", "fake.configure-node = 5")) == {
+        "spark.start-worker": 300.0, "fake.configure-node": 5.0}
+    for bad in ("spark.start-worker", "=300", "spark.start-worker=0", "x=soon", "x=nan"):
+        with pytest.raises(click.BadParameter):
+            parse_step_timeouts((bad,))
