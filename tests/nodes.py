@@ -4,13 +4,13 @@ Nodes run as their clusters' own unprivileged users, which must reach their home
 provider's root; pytest's temporary folders (``/tmp/pytest-of-root``) are 0700, so the
 provider would rightly refuse them. Each root is a fresh ``/tmp/sahara-es-nodes-*`` (0711:
 traversable, not listable), removed afterwards; whatever a failed test left in one (an sshd,
-a node user and its firewall rules) is swept at the end of the session.
+a node user with its processes, its files in /tmp and its firewall rules) is swept at the end
+of the session.
 """
 
 from __future__ import annotations
 
 import contextlib
-import pwd
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +21,6 @@ from sahara_es.infra.local import (
     USER_PREFIX,
     delete_node_user,
     stop_processes,
-    uid_processes,
 )
 
 _made: list[Path] = []
@@ -43,12 +42,10 @@ def remove_node_root(folder: Path) -> None:
         stop_processes(config.parent.name, config, grace=2.0)
     shutil.rmtree(folder, ignore_errors=True)
     for user in users:
-        try:
-            uid = pwd.getpwnam(user).pw_uid
-        except KeyError:
-            continue
-        if user.startswith(USER_PREFIX) and not uid_processes(uid):
-            # Its rules go with it, as the provider's removal does: the uid is reused.
+        if user.startswith(USER_PREFIX):
+            # As the provider's removal does: every process of its uid ends (those that left
+            # their instance too), then its files in /tmp, the user and its rules: the uid is
+            # reused.
             firewall = NodeFirewall(DEFAULT_ADDRESS_RANGE) if find_iptables() else None
             with contextlib.suppress(Exception):
                 delete_node_user(user, firewall)

@@ -18,7 +18,8 @@ itself writes its process title over that memory, so its processes are known by 
 (which names the instance's sshd_config) and by descent from one another. A process that
 both clears its environment (``env -i``) and leaves the process tree escapes the deletion of
 its instance; the deletion of the cluster's last instance ends it too, with every process of
-the cluster's user.
+the cluster's user (a ``kill(-1)`` made as that user, which no re-forking process outruns:
+``kill_uid_processes``), before the user goes.
 
 Nodes are a sandbox (``doc/security.rst``). Each cluster gets an unprivileged system user of
 its own (``sahara-c-<hash of the cluster id>``), made on its first instance (``useradd
@@ -179,7 +180,8 @@ def _run_user_tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def uid_processes(uid: int) -> list[int]:
-    """Every live process whose real or effective uid is ``uid``."""
+    """Every live process whose real, effective or saved uid is ``uid`` (what ``userdel``
+    looks for). Zombies are left out: they run nothing, and init reaps them."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -187,13 +189,79 @@ def uid_processes(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status") as status:
                 for line in status:
+                    if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+                        break
                     if line.startswith("Uid:"):
-                        if uid in {int(field) for field in line.split()[1:3]}:
+                        if uid in {int(field) for field in line.split()[1:4]}:
                             found.append(int(entry.name))
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def _kill_all_as(uid: int, gid: int) -> bool:
+    """``kill(-1, SIGKILL)`` from a child that is ``uid`` and nothing else; whether it was made.
+
+    As an unprivileged user, kill(-1) signals every process of that user but the caller, in
+    one pass of the kernel over the process table: a process that forks meanwhile is either
+    in the table (and killed) or its fork fails on the signal, so nothing escapes by changing
+    pid. The child never returns into the caller's code. A process of the uid may kill the
+    child before it signals (it is theirs to signal): then it reports False, to be tried again.
+    """
+    try:
+        pid = os.fork()
+    except OSError:  # no pid left (a fork bomb): the caller's kills by pid free some
+        return False
+    if pid == 0:
+        code = 1
+        try:
+            # Nothing of the service's (store, locks, sockets) goes to the uid, even for this.
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)  # real, effective and saved: root's privileges are gone
+            with contextlib.suppress(ProcessLookupError):  # nothing left to kill
+                os.kill(-1, signal.SIGKILL)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def kill_uid_processes(uid: int, gid: int, *, rounds: int = 20, settle: float = 1.0) -> int:
+    """End every process of ``uid`` (SIGKILL); ``InfraError`` if some survive ``rounds``.
+
+    A scan of ``/proc`` proves nothing on its own: a process that re-forks under a new pid
+    is gone from each pid by the time the scan reads it. So each round kills what a scan
+    finds (by pid, as root: this also reaches a root process acting as the uid, and frees
+    pids under a fork bomb), then everything of the uid at once (``_kill_all_as``), and waits
+    up to ``settle`` seconds for the killed to die. Done after a round whose kill(-1) was
+    made and after which a scan finds no live process of the uid: nothing of the uid is left
+    to start another (only root could). Returns how many rounds it took.
+    """
+    if uid <= 0 or uid in (os.getuid(), os.geteuid()):
+        raise InfraError(f"refusing to kill the processes of uid {uid}: root's or the service's")
+    if os.geteuid() != 0:
+        if not uid_processes(uid):
+            return 0
+        raise InfraError(f"processes of uid {uid} run, and only root may end them (this"
+                         f" service runs as uid {os.geteuid()})")
+    for round_ in range(1, rounds + 1):
+        for pid in uid_processes(uid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        made = _kill_all_as(uid, gid)
+        deadline = time.monotonic() + settle
+        while (left := uid_processes(uid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if made and not left:
+            return round_
+    survivors = uid_processes(uid)
+    raise InfraError(f"processes of uid {uid} survive {rounds} rounds of SIGKILL"
+                     f" (pids {', '.join(map(str, survivors[:10])) or 'none seen'}); its user"
+                     " is kept until they end")
 
 
 SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
@@ -262,18 +330,67 @@ def _uid_of(user: str) -> int | None:
         return None
 
 
-def delete_node_user(user: str, firewall: NodeFirewall | None) -> None:
-    """``userdel`` a node user, its firewall rules first, under the user database's lock:
-    its uid is the next useradd's, which must find no rule of it."""
+class _UserInUse(Exception):
+    """userdel found a process of the user (one started since the last kill)."""
+
+
+def delete_node_user(user: str, firewall: NodeFirewall | None, *,
+                     attempts: int = 5) -> None:
+    """Remove a node user, and nothing keyed by its uid before its last process has ended.
+
+    Its uid is the next useradd's, perhaps another project's cluster: first every process of
+    it is killed (``kill_uid_processes``), then what it owns at the top of the shared folders
+    is removed, then the user (``userdel``, under the user database's lock; should userdel
+    still find it in use, its processes are killed again and userdel retried, ``attempts``
+    times in all, then ``InfraError``), and only then its firewall rules, before any other
+    useradd. Refuses users that are not node users, and privileged ones.
+    """
+    entry = _node_user_entry(user)
+    if entry is None:
+        return
+    kill_uid_processes(entry.pw_uid, entry.pw_gid)
+    remove_files_of(entry.pw_uid)
     with _user_database_locked():
-        uid = _uid_of(user)
-        if uid is None:
+        entry = _node_user_entry(user)
+        if entry is None:
             return
+        uid, gid = entry.pw_uid, entry.pw_gid
+
+        def attempt() -> subprocess.CompletedProcess[str]:
+            kill_uid_processes(uid, gid)
+            done = _run_user_tool(["userdel", user])
+            if done.returncode == 8:  # "user ... is currently used by process N"
+                raise _UserInUse(done.stderr.strip())
+            return done
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_fixed(0.2),
+            retry=tenacity.retry_if_exception_type(_UserInUse),
+            reraise=True,
+        )
+        try:
+            done = retrying(attempt)
+        except _UserInUse as busy:
+            raise InfraError(f"userdel {user} failed {attempts} times, its processes killed"
+                             f" before each: {busy}; the user and its rules are kept") from None
+        if done.returncode not in (0, 6):  # 6: already gone
+            raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
         if firewall is not None:
             firewall.forget(uid)
-        done = _run_user_tool(["userdel", user])
-    if done.returncode not in (0, 6):  # 6: already gone
-        raise InfraError(f"userdel {user} failed: {done.stderr.strip()}")
+
+
+def _node_user_entry(user: str) -> pwd.struct_passwd | None:
+    """The node user's entry (None if it is gone); ``InfraError`` if it is not a node user."""
+    if not user.startswith(USER_PREFIX):
+        raise InfraError(f"refusing to remove {user}: not a node user ({USER_PREFIX}*)")
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    if entry.pw_uid == 0 or entry.pw_uid in (os.getuid(), os.geteuid()):
+        raise InfraError(f"refusing to remove privileged user {user}")
+    return entry
 
 
 def _user_exists(user: str) -> bool:
@@ -525,11 +642,13 @@ class LocalProvider(InfraProvider):
                     self._firewall.close_address(uid, address)
             for address in addresses:
                 self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
-            # The address is free before the folder goes: a delete that dies in between is
-            # retried, finds the folder and completes.
+            # The address is free before the folder goes, and so is the user if this was its
+            # last instance (the folder names it): a delete that fails or dies in between (a
+            # process of the user survived every kill) is retried, finds the folder and
+            # completes.
+            if user and user.startswith(USER_PREFIX):
+                self._release_user(user, leaving=name)
             shutil.rmtree(folder, ignore_errors=True)
-        if user and user.startswith(USER_PREFIX):
-            self._release_user(user)
 
     # -- node users -----------------------------------------------------------------------
 
@@ -564,30 +683,16 @@ class LocalProvider(InfraProvider):
         if done.returncode not in (0, 9):  # 9: made by another engine meanwhile
             raise InfraError(f"useradd {user} failed: {done.stderr.strip()}")
 
-    def _release_user(self, user: str) -> None:
-        """Remove the node user once no instance under this root is its: its last process
-        ends first (also those that escaped their instance's marks)."""
+    def _release_user(self, user: str, leaving: str) -> None:
+        """Remove the node user unless an instance under this root other than ``leaving``
+        (being deleted) is its: its last process ends first (also those that escaped their
+        instance's marks), then what its uid owns in the shared folders, the user and its
+        firewall rules (``delete_node_user``)."""
         with self._user_locked(user, fcntl.LOCK_EX):
-            if any(state.get("username") == user or _read_text(folder / "user") == user
+            if any(folder.name != leaving
+                   and (state.get("username") == user or _read_text(folder / "user") == user)
                    for folder, state in self._instance_folders()):
                 return
-            try:
-                uid = pwd.getpwnam(user).pw_uid
-            except KeyError:
-                return
-            if uid == 0 or uid == os.geteuid():
-                raise InfraError(f"refusing to remove privileged user {user}")
-            for _ in range(5):
-                pids = uid_processes(uid)
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.1)
-            # Its uid goes back to the pool: what it left in /tmp, and its firewall rules,
-            # must not go to the next user.
-            remove_files_of(uid)
             delete_node_user(user, self._firewall)
 
     def _instance_folders(self) -> Iterator[tuple[Path, dict[str, Any]]]:

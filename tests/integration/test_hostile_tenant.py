@@ -8,23 +8,43 @@ log in; every attempt must fail, and the test asserts how.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import re
 import shlex
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sahara_es.cli.context import private_folder
 from sahara_es.events import NewEvent
-from sahara_es.infra import Instance, InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
+from sahara_es.infra import (
+    Instance,
+    InstanceSpec,
+    LocalProvider,
+    Node,
+    SSHPool,
+    generate_keypair,
+    local,
+)
 from sahara_es.infra.base import InfraError
-from sahara_es.infra.local import USER_PREFIX, check_unprivileged
+from sahara_es.infra.firewall import find_iptables
+from sahara_es.infra.local import (
+    USER_PREFIX,
+    _user_database_locked,
+    check_unprivileged,
+    uid_processes,
+)
 from sahara_es.infra.ssh import CommandResult
 from sahara_es.store import open_store
 from tests.factories import CASSANDRA_CREDENTIALS, CASSANDRA_HOST, cassandra_up
@@ -240,3 +260,172 @@ def test_a_privileged_or_service_user_is_refused_as_a_node_user() -> None:
     for user in ("root", pwd.getpwuid(os.geteuid()).pw_name):
         with pytest.raises(InfraError, match="privileged"):
             check_unprivileged(user)
+
+
+# Re-forks under a new pid every PAUSE seconds, with no environment (no instance mark) and in
+# a session of its own: by the time a scan of /proc has listed its pid, it has moved on. It
+# records itself in /tmp/<tag> twice a second, and ends by itself after two minutes should
+# the provider fail to end it.
+HOPPER = """import os, time
+end = time.time() + 120
+last = 0
+while time.time() < end:
+    time.sleep(PAUSE)
+    if time.time() - last > 0.5:
+        last = time.time()
+        with open("/tmp/TAG", "a") as out:
+            out.write("%d\\n" % os.getpid())
+    if os.fork():
+        os._exit(0)
+"""
+
+
+def _pids_running(text: str) -> list[int]:
+    """Live processes whose command line holds ``text``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if text.encode() in cmdline.read():
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_process_that_keeps_changing_pid_does_not_outlive_its_cluster(world: World) -> None:
+    """The review's reproduction (issue 12), as a specification: a node process that re-forks
+    continuously, out of its instance's marks (``env -i setsid``); the deletion of the
+    cluster's last instance completes, and nothing of its uid survives it: no process, no
+    user, no firewall rule (the uid is the next node user's). Another cluster's processes
+    are not touched."""
+    a, b = world.a, world.b
+    node = b.nodes[0]  # cluster B's only instance
+    uid = pwd.getpwnam(node.username).pw_uid
+    iptables = find_iptables()
+    if iptables is not None:
+        assert re.search(rf"--uid-owner {uid}\b", _iptables_rules(iptables))
+    tag = f"sahara-es-hop-{uuid.uuid4().hex[:12]}"
+    hopping = Path(tempfile.gettempdir()) / tag
+    # The review's two: re-forking every 10 ms, and as fast as it can.
+    hoppers = [HOPPER.replace("TAG", tag).replace("PAUSE", pause) for pause in ("0.01", "0")]
+    started = b.run(" ".join(f"env -i setsid {shlex.quote(sys.executable)} -c"
+                             f" {shlex.quote(code)} < /dev/null > /dev/null 2>&1 &"
+                             for code in hoppers) + " sleep 1.5; echo started")
+    assert started.stdout.strip() == "started", started.stderr
+    a_sleeper = int(a.run("nohup setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo $!")
+                    .stdout.strip())
+    try:
+        pids = {int(pid) for pid in hopping.read_text().split()}
+        assert len(pids) >= 4 and hopping.stat().st_uid == uid  # hopping, as the node's user
+
+        world.provider.delete_instance(node.name)
+
+        with pytest.raises(KeyError):
+            pwd.getpwnam(node.username)
+        assert world.provider.get_instance(node.name) is None
+        assert _pids_running(tag) == []
+        hopping.unlink(missing_ok=True)  # the provider removed it; a survivor would write it
+        with _user_database_locked():  # no node user is made meanwhile (it might take the uid)
+            if not _uid_reused(uid):  # a parallel test's new node user may have it already
+                assert uid_processes(uid) == []
+                if iptables is not None:
+                    rules = _iptables_rules(iptables)
+                    assert not re.search(rf"--uid-owner {uid}\b", rules), rules
+        time.sleep(1.5)
+        assert not hopping.exists() and _pids_running(tag) == []
+        os.kill(a_sleeper, 0)  # cluster A's process lives on, as its user
+        assert a.run("id -un").stdout.strip() == a.nodes[0].username
+    finally:
+        for _ in range(200):  # a failed run leaves no hopper behind (it ends by itself too)
+            for pid in _pids_running(tag):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        hopping.unlink(missing_ok=True)
+
+
+def _iptables_rules(iptables: str) -> str:
+    return subprocess.run([iptables, "-w", "-S"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _uid_reused(uid: int) -> bool:
+    """Whether another user holds ``uid`` (a parallel test's node user may take it at once)."""
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+
+class _Firewall:
+    """Records which uids' rules were dropped."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[int] = []
+
+    def forget(self, uid: int) -> int:
+        self.forgotten.append(uid)
+        return 0
+
+
+@pytest.fixture
+def spare_node_user() -> Iterator[str]:
+    """A node user of no cluster (removed afterwards if the test left it)."""
+    user = f"{USER_PREFIX}{uuid.uuid4().hex[:16]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", user],
+                   check=True, capture_output=True)
+    try:
+        yield user
+    finally:
+        subprocess.run(["userdel", user], capture_output=True)
+
+
+@pytest.mark.parametrize("busy_times", [2, 99])
+def test_a_user_still_in_use_is_killed_again_and_never_left_half_removed(
+        spare_node_user: str, busy_times: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """userdel finding the user in use (a process of it appeared after the kill) does not wedge
+    the removal: the processes are killed again and userdel retried; if it never succeeds, a
+    clear InfraError, and the user and its firewall rules are kept (a process still runs)."""
+    uid = pwd.getpwnam(spare_node_user).pw_uid
+    calls: list[str] = []
+    real_kill, real_tool = local.kill_uid_processes, local._run_user_tool
+
+    def kill(*args: Any, **kwargs: Any) -> int:
+        calls.append("kill")
+        return real_kill(*args, **kwargs)
+
+    def tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        calls.append(argv[0])
+        if argv[0] == "userdel" and calls.count("userdel") <= busy_times:
+            return subprocess.CompletedProcess(
+                argv, 8, "", f"userdel: user {argv[-1]} is currently used by process 4242\n")
+        return real_tool(argv)
+
+    monkeypatch.setattr(local, "kill_uid_processes", kill)
+    monkeypatch.setattr(local, "_run_user_tool", tool)
+    firewall = _Firewall()
+    if busy_times < 5:
+        local.delete_node_user(spare_node_user, firewall)  # type: ignore[arg-type]
+        with pytest.raises(KeyError):
+            pwd.getpwnam(spare_node_user)
+        # Each userdel comes after a kill; the rules go after the userdel that succeeded.
+        assert calls == ["kill"] + ["kill", "userdel"] * (busy_times + 1)
+        assert firewall.forgotten == [uid]
+    else:
+        with pytest.raises(InfraError, match=r"failed 5 times.*currently used by process 4242"):
+            local.delete_node_user(spare_node_user, firewall)  # type: ignore[arg-type]
+        assert pwd.getpwnam(spare_node_user).pw_uid == uid
+        assert calls == ["kill"] + ["kill", "userdel"] * 5 and firewall.forgotten == []
+
+
+def test_only_node_users_processes_are_killed_and_only_node_users_removed() -> None:
+    for uid in (0, os.getuid(), os.geteuid()):
+        with pytest.raises(InfraError, match="refusing"):
+            local.kill_uid_processes(uid, 0)
+    for user in ("root", pwd.getpwuid(os.geteuid()).pw_name, "nobody"):
+        with pytest.raises(InfraError, match="refusing"):
+            local.delete_node_user(user, None)
