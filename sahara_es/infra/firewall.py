@@ -34,17 +34,17 @@ checked first (``-C``) and serialised on the machine by a lock: adding twice add
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sahara_es.infra.base import InfraError
+from sahara_es.infra.locks import file_lock
 
 CHAIN = "SAHARA-ES-NODES"
 FROM_CHAIN = "SAHARA-ES-NODES-FROM"
@@ -201,14 +201,6 @@ class NodeFirewall:
             f" iptables {shlex.join(args)} failed ({done.returncode}):"
             f" {done.stderr.strip()[-500:]}; {OFF_HINT}")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """One change of the rules at a time among sahara-es processes (check, then add)."""
-        LOCK.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return file_lock(LOCK)

@@ -75,6 +75,7 @@ from sahara_es.infra.base import (
     InstanceSpec,
 )
 from sahara_es.infra.firewall import NodeFirewall
+from sahara_es.infra.locks import file_lock
 from sahara_es.store import NameTaken, Store
 
 _log = logging.getLogger(__name__)
@@ -298,22 +299,14 @@ def remove_files_of(uid: int, folders: Sequence[str] = SHARED_FOLDERS) -> int:
 USERS_LOCK = Path("/run/lock/sahara-es-users.lock")
 
 
-@contextlib.contextmanager
-def _user_database_locked() -> Iterator[None]:
+def _user_database_locked() -> contextlib.AbstractContextManager[None]:
     """One useradd or userdel at a time on this machine, among sahara-es processes.
 
     useradd checks that a name is free before it locks the user database, so two at once
     may both add the same name (two uids, one name); the lock closes that window. Tools run
     by others are waited for by the retries in ``_run_user_tool``.
     """
-    USERS_LOCK.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "r+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return file_lock(USERS_LOCK)
 
 
 def _is_node_uid(uid: int) -> bool:
@@ -870,17 +863,8 @@ class LocalProvider(InfraProvider):
         """Creations share a node user's lock; removing the user takes it alone."""
         return self._lock_file(f"user-{user}.lock", mode)
 
-    @contextlib.contextmanager
-    def _lock_file(self, name: str, mode: int) -> Iterator[None]:
-        locks = self.root / "locks"
-        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+") as lock:
-            fcntl.flock(lock, mode)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _lock_file(self, name: str, mode: int) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / "locks" / name, mode, folder_mode=0o700)
 
     @staticmethod
     def _read_state(folder: Path) -> dict[str, Any] | None:
