@@ -51,15 +51,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import report
+from benchmarks import common
+from benchmarks.common import output, print_notes, scenario_parser, wide_console
 from sahara_es.engine import start_workflow
 from sahara_es.engine.engine import WORKFLOW_PREFIX
-from sahara_es.store import Store, open_store
+from sahara_es.store import Store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST, cassandra_cluster, drop_cassandra_keyspace
+from tests.factories import CASSANDRA_HOST, cassandra_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,16 +343,9 @@ def api_server(url: str, workers: int, log_folder: Path) -> Iterator[ApiServer]:
 @contextlib.contextmanager
 def fresh_store(backend: str, folder: Path, tag: str) -> Iterator[tuple[str, Store]]:
     """A store nobody wrote to, its schema made before the workers race to make it."""
-    if backend == "cassandra":
-        drop_cassandra_keyspace(API_KEYSPACE)
-        url = API_CASSANDRA_URL
-    else:
-        url = f"sqlite:///{folder / f'api-{tag}-{uuid.uuid4().hex[:6]}.db'}"
-    store = open_store(url, upgrade=True)
-    try:
-        yield url, store
-    finally:
-        store.close()
+    with common.fresh_store(backend, API_KEYSPACE, API_CASSANDRA_URL,
+                            folder / f"api-{tag}-{uuid.uuid4().hex[:6]}.db") as made:
+        yield made
 
 
 # -- the measurements -------------------------------------------------------------------------
@@ -579,7 +572,7 @@ def run_backend(backend: str, folder: Path, settings: Settings) -> tuple[dict[st
 
 def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings,
                 notes: list[str]) -> None:
-    console = Console(soft_wrap=True, width=max(Console().width, 110))
+    console = wide_console()
     table = Table(title=f"v2 API under gunicorn (--threads 4), {settings.clients} client threads,"
                         f" {settings.duration:g} s per operation")
     for column in ("store", "workers", "operation", "req/s", "p50 ms", "p99 ms", "requests",
@@ -623,15 +616,11 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                         phase, "-", f"{figures[p + '_read_p50_ms']:.2f}",
                         f"{figures[p + '_read_p99_ms']:.2f}", "-", "-", f"{ratio:.2f}", "-")
     console.print(sat)
-    for note in notes:
-        console.print(note, highlight=False)
+    print_notes(console, notes)
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
-    parser.add_argument("--sqlite-only", action="store_true", help="skip Cassandra")
+    parser = scenario_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds per operation (default 6, 1 with --quick)")
@@ -673,10 +662,7 @@ def main() -> None:
                  f" = {max(ratios):.2f}, goal <= {GOAL_SATURATED_OVER_IDLE:g}: "
                  f"{'met' if figures['saturated_get_p99_meets_goal'] else 'NOT met'};"
                  f" whole run {figures['seconds']:.0f} s on {os.cpu_count()} CPUs")
-    if args.json:
-        report("", [], figures, True, [])
-    else:
-        show_tables(figures, backends, settings, notes)
+    output(figures, args.json, lambda: show_tables(figures, backends, settings, notes))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+from flask import Flask
 from rich.console import Console
 from rich.table import Table
+
+from sahara_es.api.app import ApiConfig, create_app
+from sahara_es.infra.base import HostInventory
+from sahara_es.infra.quotas import QuotaLimits
+from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.runtime import build_services
+from sahara_es.store import Store, open_store
+from tests.factories import drop_cassandra_keyspace
 
 
 def arguments(description: str) -> argparse.Namespace:
@@ -50,3 +61,66 @@ def report(title: str, rows: list[tuple[str, str, float]], figures: dict[str, An
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+# -- the end-to-end benchmarks (api, fairness, provision) ------------------------------------
+
+def scenario_parser(description: str, *, sqlite_only: bool = True) -> argparse.ArgumentParser:
+    """A parser with the benchmark's docstring as its help and ``--json``; ``--sqlite-only``
+    too unless the benchmark opts into Cassandra its own way."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    if sqlite_only:
+        parser.add_argument("--sqlite-only", action="store_true", help="skip Cassandra")
+    return parser
+
+
+@contextlib.contextmanager
+def fresh_store(backend: str, keyspace: str, cassandra_url: str,
+                sqlite_path: Path) -> Iterator[tuple[str, Store]]:
+    """A store nobody wrote to (the keyspace dropped first), its schema made; its URL."""
+    if backend == "cassandra":
+        drop_cassandra_keyspace(keyspace)
+        url = cassandra_url
+    else:
+        url = f"sqlite:///{sqlite_path}"
+    store = open_store(url, upgrade=True)
+    try:
+        yield url, store
+    finally:
+        store.close()
+
+
+def api_with_services(store: Store, data_dir: Path, host_count: int,
+                      quota: QuotaLimits) -> tuple[dict[str, Any], Flask]:
+    """Local nodes on ``host_count`` hosts of 8 vCPUs and 16 GB, and the v2 API in this
+    process (noauth, the ``fake`` plugin) provisioning through them."""
+    hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, host_count + 1)]
+    services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=quota)
+    app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
+                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+    return services, app
+
+
+def wide_console() -> Console:
+    return Console(soft_wrap=True, width=max(Console().width, 110))
+
+
+def print_notes(console: Console, notes: list[str]) -> None:
+    for note in notes:
+        console.print(note, highlight=False)
+
+
+def store_notes(figures: dict[str, Any], backends: list[str]) -> list[str]:
+    """One line a backend: how its store was set up (``figures[backend_store]``, no path)."""
+    return [f"{b}: " + ", ".join(f"{k}={v}" for k, v in figures[f"{b}_store"].items()
+                                 if k != "path") for b in backends]
+
+
+def output(figures: dict[str, Any], as_json: bool, show_tables: Callable[[], None]) -> None:
+    """The figures as one JSON object, or ``show_tables()``."""
+    if as_json:
+        report("", [], figures, True, [])
+    else:
+        show_tables()

@@ -45,19 +45,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask.testing import FlaskClient
-from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import report
-from sahara_es.api.app import ApiConfig, create_app, stop_app
-from sahara_es.infra.base import HostInventory
+from benchmarks.common import (
+    api_with_services,
+    fresh_store,
+    output,
+    print_notes,
+    scenario_parser,
+    store_notes,
+    wide_console,
+)
+from sahara_es.api.app import stop_app
 from sahara_es.infra.local import LocalProvider, instance_processes
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
-from sahara_es.plugins.runtime import build_services
-from sahara_es.store import Store, open_store
+from sahara_es.store import Store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
+from tests.factories import CASSANDRA_HOST
 from tests.nodes import node_root, remove_node_root
 
 KEYSPACE = "sahara_es_bench_fairness"
@@ -78,18 +82,14 @@ class Service:
 
 @contextlib.contextmanager
 def service(backend: str, folder: Path, concurrency: int) -> Iterator[Service]:
-    if backend == "cassandra":
-        drop_cassandra_keyspace(KEYSPACE)
-        url = CASSANDRA_URL
-    else:
-        url = f"sqlite:///{folder / 'fairness.db'}"
-    store = open_store(url, upgrade=True)
+    with fresh_store(backend, KEYSPACE, CASSANDRA_URL, folder / "fairness.db") as (url, store):
+        yield from _service(backend, url, store, concurrency)
+
+
+def _service(backend: str, url: str, store: Store, concurrency: int) -> Iterator[Service]:
     data_dir = node_root()
-    hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, HOSTS + 1)]
-    services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=QUOTA)
+    services, app = api_with_services(store, data_dir, HOSTS, QUOTA)
     provider: LocalProvider = services["provider"]
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
     engine = None
     try:
         engine = EngineProcess(url, f"fair-{backend}-{uuid.uuid4().hex[:4]}", data_dir,
@@ -111,7 +111,6 @@ def service(backend: str, folder: Path, concurrency: int) -> Iterator[Service]:
         for instance in provider.list_instances():  # after a failure: leave no sshd
             provider.delete_instance(instance.name)
         services["ssh"].close()
-        store.close()
         remove_node_root(data_dir)
 
 
@@ -231,7 +230,7 @@ def scenario(backend: str, folder: Path, args: argparse.Namespace) -> dict[str, 
 
 def show_table(figures: dict[str, Any], backends: list[str], args: argparse.Namespace,
                notes: list[str]) -> None:
-    console = Console(soft_wrap=True, width=max(Console().width, 110))
+    console = wide_console()
     table = Table(title=f"project B's 1-node fake cluster, idle and while project A has "
                         f"{args.hanging} hung clusters (engine --concurrency "
                         f"{args.concurrency}); deleting A's hung clusters")
@@ -250,15 +249,11 @@ def show_table(figures: dict[str, Any], backends: list[str], args: argparse.Name
                       f("delete_hung_running_median_s"), f("delete_hung_running_max_s"),
                       f("delete_hung_waiting_median_s"))
     console.print(table)
-    for note in notes:
-        console.print(note, highlight=False)
+    print_notes(console, notes)
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
-    parser.add_argument("--sqlite-only", action="store_true", help="skip Cassandra")
+    parser = scenario_parser(__doc__)
     parser.add_argument("--hanging", type=int, default=8,
                         help="project A's clusters whose configure step hangs")
     parser.add_argument("--runs", type=int, default=3,
@@ -278,8 +273,7 @@ def main() -> None:
         for backend in backends:
             figures.update(scenario(backend, Path(folder_name), args))
     figures["seconds"] = time.monotonic() - started
-    notes = [f"{b}: " + ", ".join(f"{k}={v}" for k, v in figures[f"{b}_store"].items()
-                                  if k != "path") for b in backends]
+    notes = store_notes(figures, backends)
     notes += [
         f"one sahara-es engine --concurrency {args.concurrency} (a project holds at most "
         f"{max(1, args.concurrency // 2)} slots); B's times are medians of {args.runs} "
@@ -288,10 +282,7 @@ def main() -> None:
         "delete hung: DELETE to 404 for each of A's hung clusters in turn (running: its "
         "remote sleep was running; waiting: it waited for a slot); no instance or quota left",
         f"whole run {figures['seconds']:.0f} s on {os.cpu_count()} CPUs"]
-    if args.json:
-        report("", [], figures, True, [])
-    else:
-        show_table(figures, backends, args, notes)
+    output(figures, args.json, lambda: show_table(figures, backends, args, notes))
 
 
 if __name__ == "__main__":

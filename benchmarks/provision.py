@@ -53,22 +53,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask.testing import FlaskClient
-from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import report
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from benchmarks.common import (
+    api_with_services,
+    fresh_store,
+    output,
+    print_notes,
+    scenario_parser,
+    store_notes,
+    wide_console,
+)
+from sahara_es.api.app import stop_app
 from sahara_es.commands import resources
 from sahara_es.engine import load_workflow
 from sahara_es.events.resources import Kind
-from sahara_es.infra.base import HostInventory
 from sahara_es.infra.local import LocalProvider
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
-from sahara_es.plugins.runtime import build_services
-from sahara_es.store import Store, open_store
+from sahara_es.store import Store
 from tests.engines import EngineProcess, engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
+from tests.factories import CASSANDRA_HOST
 from tests.nodes import node_root, remove_node_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,30 +126,14 @@ class Service:
 
 
 @contextlib.contextmanager
-def fresh_store(backend: str, folder: Path, tag: str) -> Iterator[tuple[str, Store]]:
-    if backend == "cassandra":
-        drop_cassandra_keyspace(PROVISION_KEYSPACE)
-        url = PROVISION_CASSANDRA_URL
-    else:
-        url = f"sqlite:///{folder / f'provision-{tag}.db'}"
-    store = open_store(url, upgrade=True)
-    try:
-        yield url, store
-    finally:
-        store.close()
-
-
-@contextlib.contextmanager
 def service(backend: str, folder: Path, tag: str, engines: int,
             settings: Settings) -> Iterator[Service]:
     data_dir = node_root()  # the nodes' users traverse it: not under the 0700 temporary folder
-    hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, HOSTS + 1)]
-    with fresh_store(backend, folder, tag) as (url, store), \
+    with fresh_store(backend, PROVISION_KEYSPACE, PROVISION_CASSANDRA_URL,
+                     folder / f"provision-{tag}.db") as (url, store), \
             contextlib.ExitStack() as leftovers:  # killed at the end if a stop timed out
-        services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=QUOTA)
+        services, app = api_with_services(store, data_dir, HOSTS, QUOTA)
         provider: LocalProvider = services["provider"]
-        app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
-                         provisioner=WorkflowProvisioner(store), quota=services["quota"])
         running: list[EngineProcess] = []
         try:
             for i in range(engines):
@@ -342,7 +330,7 @@ def many_clusters(backend: str, folder: Path, settings: Settings) -> dict[str, A
 
 def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings,
                 notes: list[str]) -> None:
-    console = Console(soft_wrap=True, width=max(Console().width, 110))
+    console = wide_console()
     big = Table(title=f"one {settings.nodes}-node fake cluster (configure: ssh sleep "
                       f"{settings.configure_seconds:g} s per node), engines of concurrency "
                       f"{settings.concurrency}")
@@ -376,14 +364,11 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                      f"{figures[f'{backend}_sequential_mean_total_s']:.2f}")
     if backends:
         console.print(many)
-    for note in notes:
-        console.print(note, highlight=False)
+    print_notes(console, notes)
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    parser = scenario_parser(__doc__, sqlite_only=False)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 12 nodes, 3 clusters of 3")
     parser.add_argument("--cassandra", action="store_true",
@@ -422,8 +407,7 @@ def main() -> None:
             if not args.skip_many:
                 figures.update(many_clusters(backend, folder, settings))
     figures["seconds"] = time.monotonic() - started
-    notes = [f"{b}: " + ", ".join(f"{k}={v}" for k, v in figures[f"{b}_store"].items()
-                                  if k != "path") for b in backends]
+    notes = store_notes(figures, backends)
     notes += [
         f"engines: sahara-es engine --hosts {HOSTS} --concurrency {settings.concurrency} "
         f"--project-share {settings.project_share:g} --lease-ttl {settings.lease_ttl:g} "
@@ -434,10 +418,7 @@ def main() -> None:
         "step's last node event (excludes boot, the headline); boot: the 'Spawning "
         "instances' step; total: created to Active; speed-up: 1 engine's time over N's",
         f"whole run {figures['seconds']:.0f} s on {os.cpu_count()} CPUs"]
-    if args.json:
-        report("", [], figures, True, [])
-    else:
-        show_tables(figures, backends, settings, notes)
+    output(figures, args.json, lambda: show_tables(figures, backends, settings, notes))
 
 
 if __name__ == "__main__":
