@@ -33,6 +33,7 @@ from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, comm
 from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import StepLimits, build_services
 from sahara_es.store import Store
+from tests.clouds import ProviderWrapper
 from tests.nodes import node_root, remove_node_root
 
 WAIT = 180.0
@@ -288,23 +289,17 @@ def test_a_cut_off_command_leaves_no_process_on_the_node(store: Store,
         wait_gone(service, project, [cluster_id])
 
 
-class SlowCreate(InfraProvider):
+class SlowCreate(ProviderWrapper):
     """The local provider, except that creating an instance first waits, deaf to any
     cancel, until ``go`` is set: a create still in flight when the deletion goes on."""
 
     name = "slow-create"
 
     def __init__(self, real: InfraProvider) -> None:
-        self.real = real
+        super().__init__(real)
         self.waiting = threading.Event()
         self.go = threading.Event()
         self.created: list[str] = []
-
-    def flavors(self) -> Any:
-        return self.real.flavors()
-
-    def hosts(self) -> Any:
-        return self.real.hosts()
 
     def create_instance(self, spec: InstanceSpec) -> Instance:
         self.waiting.set()
@@ -312,15 +307,6 @@ class SlowCreate(InfraProvider):
         instance = self.real.create_instance(spec)
         self.created.append(spec.name)
         return instance
-
-    def wait_reachable(self, instance: Instance, timeout: float) -> None:
-        self.real.wait_reachable(instance, timeout)
-
-    def get_instance(self, name: str) -> Instance | None:
-        return self.real.get_instance(name)
-
-    def delete_instance(self, name: str) -> None:
-        self.real.delete_instance(name)
 
 
 def test_a_late_task_of_the_cancelled_create_brings_nothing_back(store: Store) -> None:

@@ -19,7 +19,7 @@ from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.store import Store
-from tests.clouds import Cloud, running_cloud
+from tests.clouds import Cloud, ProviderWrapper, running_cloud
 
 TIMEOUT = 120.0
 
@@ -225,33 +225,19 @@ def test_a_failed_scale_returns_to_the_previous_size(service: Cloud) -> None:
     assert usage.used == 3
 
 
-class BrokenHost(InfraProvider):
+class BrokenHost(ProviderWrapper):
     """The local provider, except that one host fails every instance built on it."""
 
     name = "broken-host"
 
     def __init__(self, real: InfraProvider, broken: str) -> None:
-        self.real, self.broken = real, broken
-
-    def flavors(self) -> Any:
-        return self.real.flavors()
-
-    def hosts(self) -> Any:
-        return self.real.hosts()
+        super().__init__(real)
+        self.broken = broken
 
     def create_instance(self, spec: InstanceSpec) -> Instance:
         if spec.host == self.broken:
             raise InfraError(f"hypervisor {self.broken} is out of order")
         return self.real.create_instance(spec)
-
-    def wait_reachable(self, instance: Instance, timeout: float) -> None:
-        self.real.wait_reachable(instance, timeout)
-
-    def get_instance(self, name: str) -> Instance | None:
-        return self.real.get_instance(name)
-
-    def delete_instance(self, name: str) -> None:
-        self.real.delete_instance(name)
 
 
 def test_a_node_whose_host_fails_is_built_on_an_alternate(store: Store,
