@@ -13,8 +13,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from sahara_es.infra import Instance, InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
 from sahara_es.infra.firewall import NodeFirewall, find_iptables
 from sahara_es.infra.local import (
     DEFAULT_ADDRESS_RANGE,
@@ -22,6 +27,7 @@ from sahara_es.infra.local import (
     delete_node_user,
     stop_processes,
 )
+from sahara_es.infra.ssh import CommandResult
 
 _made: list[Path] = []
 
@@ -57,3 +63,40 @@ def sweep_node_roots() -> None:
         folder = _made.pop()
         if folder.exists():
             remove_node_root(folder)
+
+
+@dataclass
+class Tenant:
+    """One cluster's local nodes and an SSH pool that logs in to them as its user."""
+
+    pool: SSHPool
+    nodes: list[Instance]
+
+    def run(self, command: str, node: int = 0) -> CommandResult:
+        return self.pool.run(Node.of(self.nodes[node]), command, check=False, timeout=60)
+
+
+T = TypeVar("T", bound=Tenant)
+
+
+@contextlib.contextmanager
+def two_tenants(provider: LocalProvider, prefix: str,
+                tenant: type[T]) -> Iterator[tuple[T, T]]:
+    """Two clusters on ``provider``'s ``local-host-1``, reachable: ``{prefix}-a-<tag>`` of 2
+    nodes and ``{prefix}-b-<tag>`` of 1, each a ``tenant`` of its own key; the pools closed
+    afterwards (the nodes are the provider's to remove)."""
+    tag = uuid.uuid4().hex[:6]
+    tenants = []
+    for cluster, count in ((f"{prefix}-a-{tag}", 2), (f"{prefix}-b-{tag}", 1)):
+        private, public = generate_keypair(cluster)
+        nodes = [provider.create_instance(InstanceSpec(
+            name=f"{cluster}-{i}", flavor="local.small", public_key=public,
+            host="local-host-1", metadata={"cluster": cluster})) for i in range(count)]
+        for node in nodes:
+            provider.wait_reachable(node, timeout=10)
+        tenants.append(tenant(SSHPool(private, connect_attempts=3), nodes))
+    try:
+        yield tenants[0], tenants[1]
+    finally:
+        for made in tenants:
+            made.pool.close()

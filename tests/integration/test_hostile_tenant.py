@@ -29,12 +29,8 @@ import pytest
 from sahara_es.cli.context import private_folder
 from sahara_es.events import NewEvent
 from sahara_es.infra import (
-    Instance,
-    InstanceSpec,
     LocalProvider,
     Node,
-    SSHPool,
-    generate_keypair,
     local,
 )
 from sahara_es.infra.base import InfraError
@@ -45,24 +41,17 @@ from sahara_es.infra.local import (
     check_unprivileged,
     uid_processes,
 )
-from sahara_es.infra.ssh import CommandResult
 from sahara_es.store import open_store
 from tests.factories import CASSANDRA_CREDENTIALS, CASSANDRA_HOST, cassandra_up
-from tests.nodes import node_root, remove_node_root
+from tests.nodes import Tenant as SSHTenant
+from tests.nodes import node_root, remove_node_root, two_tenants
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
 DENIED = ("Permission denied", "Operation not permitted")
 
 
-@dataclass
-class Tenant:
-    pool: SSHPool
-    nodes: list[Instance]
-
-    def run(self, command: str, node: int = 0) -> CommandResult:
-        return self.pool.run(Node.of(self.nodes[node]), command, check=False, timeout=60)
-
+class Tenant(SSHTenant):
     def refused(self, command: str, node: int = 0) -> str:
         """Run ``command``, which must fail for lack of permission; its stderr."""
         result = self.run(command, node)
@@ -80,29 +69,14 @@ class World:
     """A folder every user can traverse, where the test keeps what must stay the service's."""
 
 
-def _spec(name: str, public_key: str, cluster: str) -> InstanceSpec:
-    return InstanceSpec(name=name, flavor="local.small", public_key=public_key,
-                        host="local-host-1", metadata={"cluster": cluster})
-
-
 @pytest.fixture
 def world(provider: LocalProvider) -> Iterator[World]:
-    tag = uuid.uuid4().hex[:6]
-    tenants = []
-    for cluster, count in ((f"cluster-a-{tag}", 2), (f"cluster-b-{tag}", 1)):
-        private, public = generate_keypair(cluster)
-        nodes = [provider.create_instance(_spec(f"{cluster}-{i}", public, cluster))
-                 for i in range(count)]
-        for node in nodes:
-            provider.wait_reachable(node, timeout=10)
-        tenants.append(Tenant(SSHPool(private, connect_attempts=3), nodes))
-    outside = node_root()
-    try:
-        yield World(provider, tenants[0], tenants[1], outside)
-    finally:
-        for tenant in tenants:
-            tenant.pool.close()
-        remove_node_root(outside)
+    with two_tenants(provider, "cluster", Tenant) as (a, b):
+        outside = node_root()
+        try:
+            yield World(provider, a, b, outside)
+        finally:
+            remove_node_root(outside)
 
 
 def test_each_cluster_logs_in_as_an_unprivileged_user_of_its_own(world: World) -> None:

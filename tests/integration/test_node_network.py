@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from sahara_es.infra import Instance, InstanceSpec, LocalProvider, Node, SSHPool, generate_keypair
+from sahara_es.infra import InstanceSpec, LocalProvider, generate_keypair
 from sahara_es.infra.base import InfraError
 from sahara_es.infra.firewall import CHAIN, FROM_CHAIN, TO_CHAIN, NodeFirewall
 from sahara_es.infra.local import DEFAULT_ADDRESS_RANGE
-from sahara_es.infra.ssh import CommandResult
 from sahara_es.store import Store
+from tests.nodes import Tenant as SSHTenant
+from tests.nodes import two_tenants
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
@@ -54,14 +55,7 @@ while True:
 """
 
 
-@dataclass
-class Tenant:
-    pool: SSHPool
-    nodes: list[Instance]
-
-    def run(self, command: str, node: int = 0) -> CommandResult:
-        return self.pool.run(Node.of(self.nodes[node]), command, check=False, timeout=60)
-
+class Tenant(SSHTenant):
     @property
     def uid(self) -> int:
         return pwd.getpwnam(self.nodes[0].username).pw_uid
@@ -90,21 +84,8 @@ class World:
 
 @pytest.fixture
 def world(provider: LocalProvider) -> Iterator[World]:
-    tag = uuid.uuid4().hex[:6]
-    tenants = []
-    for cluster, count in ((f"net-a-{tag}", 2), (f"net-b-{tag}", 1)):
-        private, public = generate_keypair(cluster)
-        nodes = [provider.create_instance(InstanceSpec(
-            name=f"{cluster}-{i}", flavor="local.small", public_key=public,
-            host="local-host-1", metadata={"cluster": cluster})) for i in range(count)]
-        for node in nodes:
-            provider.wait_reachable(node, timeout=10)
-        tenants.append(Tenant(SSHPool(private, connect_attempts=3), nodes))
-    try:
-        yield World(provider, tenants[0], tenants[1])
-    finally:
-        for tenant in tenants:
-            tenant.pool.close()
+    with two_tenants(provider, "net", Tenant) as (a, b):
+        yield World(provider, a, b)
 
 
 def iptables_rules() -> str:
