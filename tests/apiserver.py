@@ -43,3 +43,24 @@ def running_api(store: Store, *, auth: str = "token",
         server.shutdown()
         server.server_close()
         stop_app(app)
+
+
+def known_parameters(endpoint: str, existing: dict[str, str]) -> dict[str, str] | None:
+    """Path parameters naming things that exist, for the v2 endpoint (``area.operation``,
+    as in ``sahara_es.api.openapi``); ``existing`` holds a made id of each kind
+    (node_group_template, cluster_template, cluster, data_source, job_binary, job_template).
+    None if it has none or would remove them (deletes are tried with generated ids only)."""
+    area, name = endpoint.split(".")
+    if name.startswith(("delete_", "list_", "create_")):
+        return None
+    if area == "plugins":
+        return {"name": "fake", "version": "0.1"} if "plugin" in name else None
+    if endpoint == "edp.job_config_hints":
+        return {"job_type": "Shell"}
+    for kind, parameter in (("node_group_template", "template_id"),
+                            ("cluster_template", "template_id"), ("cluster", "cluster_id"),
+                            ("data_source", "resource_id"), ("job_binary", "resource_id"),
+                            ("job_template", "resource_id")):
+        if name.endswith(kind) or name.startswith(f"{kind}_") or f"_{kind}_" in name:
+            return {parameter: existing[kind]}
+    return None

@@ -36,6 +36,7 @@ from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, nesting_depth_exceeds
 from sahara_es.api.openapi import OPERATIONS
 from sahara_es.store import Store, open_store
+from tests.apiserver import known_parameters
 
 PROJECT = "fuzz"
 HEADERS = {"X-Project-Id": PROJECT}
@@ -102,23 +103,6 @@ def existing(client: FlaskClient) -> dict[str, str]:
                                                      "mains": [binary]})["id"]
     return {"node_group_template": ngt, "cluster_template": ct, "cluster": cluster,
             "data_source": data_source, "job_binary": binary, "job_template": job_template}
-
-
-def known_parameters(endpoint: str, existing: dict[str, str]) -> dict[str, str] | None:
-    area, name = endpoint.split(".")
-    if name.startswith(("delete_", "list_", "create_")):
-        return None
-    if area == "plugins":
-        return {"name": "fake", "version": "0.1"} if "plugin" in name else None
-    if endpoint == "edp.job_config_hints":
-        return {"job_type": "Shell"}
-    for kind, parameter in (("node_group_template", "template_id"),
-                            ("cluster_template", "template_id"), ("cluster", "cluster_id"),
-                            ("data_source", "resource_id"), ("job_binary", "resource_id"),
-                            ("job_template", "resource_id")):
-        if name.endswith(kind) or name.startswith(f"{kind}_") or f"_{kind}_" in name:
-            return {parameter: existing[kind]}
-    return None
 
 
 def server_error(answer: Any) -> str:

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from sahara_es.api.openapi import OPERATIONS
 from sahara_es.store import open_store
-from tests.apiserver import RunningApi, running_api
+from tests.apiserver import RunningApi, known_parameters, running_api
 
 PROJECT = "schemathesis"
 HEADERS = {"X-Project-Id": PROJECT}
@@ -88,25 +88,6 @@ def existing(api: RunningApi) -> dict[str, str]:
         "name": "st-job", "type": "Shell", "mains": [binary]})
     return {"node_group_template": ngt, "cluster_template": ct, "cluster": cluster,
             "data_source": data_source, "job_binary": binary, "job_template": job_template}
-
-
-def known_parameters(endpoint: str, existing: dict[str, str]) -> dict[str, str] | None:
-    """Path parameters naming things that exist, for the endpoint; None if it has none or
-    would remove them (deletes are tried with generated ids only)."""
-    area, name = endpoint.split(".")
-    if name.startswith("delete_") or name.startswith(("list_", "create_")):
-        return None
-    if area == "plugins":
-        return {"name": "fake", "version": "0.1"} if "plugin" in name else None
-    if endpoint == "edp.job_config_hints":
-        return {"job_type": "Shell"}
-    for kind, parameter in (("node_group_template", "template_id"),
-                            ("cluster_template", "template_id"), ("cluster", "cluster_id"),
-                            ("data_source", "resource_id"), ("job_binary", "resource_id"),
-                            ("job_template", "resource_id")):
-        if name.endswith(kind) or name.startswith(f"{kind}_") or f"_{kind}_" in name:
-            return {parameter: existing[kind]}
-    return None
 
 
 def chosen_cases(endpoint: str, existing: dict[str, str]) -> list[dict[str, Any]]:
