@@ -60,6 +60,7 @@ from sahara_es.api.app import stop_app
 from sahara_es.infra.local import LocalProvider, instance_processes
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.store import Store
+from tests.clouds import create_fake_cluster, show_cluster
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST
 from tests.nodes import node_root, remove_node_root
@@ -117,23 +118,12 @@ def _service(backend: str, url: str, store: Store, concurrency: int) -> Iterator
 # -- clusters -----------------------------------------------------------------------------
 
 def create(svc: Service, project: str, **fake: Any) -> str:
-    answer = svc.client.post("/v2/clusters", headers={"X-Project-Id": project}, json={
-        "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
-        "cluster_configs": {"Fake": fake} if fake else {},
-        "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                         "node_processes": ["manager"], "count": 1}]})
-    assert answer.status_code == 202, answer.get_json()
-    cluster_id: str = answer.get_json()["cluster"]["id"]
-    return cluster_id
+    return create_fake_cluster(svc.client, project, configs=fake)
 
 
 def show(svc: Service, project: str, cluster_id: str) -> dict[str, Any] | None:
-    answer = svc.client.get(f"/v2/clusters/{cluster_id}?show_progress=true",
-                            headers={"X-Project-Id": project})
-    if answer.status_code == 404:
-        return None
-    cluster: dict[str, Any] = answer.get_json()["cluster"]
-    if cluster["status"] == "Error":
+    cluster = show_cluster(svc.client, project, cluster_id)
+    if cluster is not None and cluster["status"] == "Error":
         raise AssertionError(f"cluster {cluster_id} failed: {cluster['status_description']}")
     return cluster
 

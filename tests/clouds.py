@@ -95,3 +95,30 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
             real.delete_instance(instance.name)
         services["ssh"].close()
         remove_node_root(nodes)
+
+
+def create_fake_cluster(client: FlaskClient, project: str, *, workers: int = 0,
+                        configs: dict[str, Any] | None = None) -> str:
+    """POST a ``fake`` cluster for ``project``: a ``local.small`` manager and ``workers``
+    workers, ``configs`` its ``Fake`` cluster configs; its id (the answer must be a 202)."""
+    groups = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+               "count": 1}]
+    if workers:
+        groups.append({"name": "workers", "flavor_id": "local.small",
+                       "node_processes": ["worker"], "count": workers})
+    answer = client.post("/v2/clusters", headers={"X-Project-Id": project}, json={
+        "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
+        "node_groups": groups, "cluster_configs": {"Fake": configs} if configs else {}})
+    assert answer.status_code == 202, answer.get_json()
+    cluster_id: str = answer.get_json()["cluster"]["id"]
+    return cluster_id
+
+
+def show_cluster(client: FlaskClient, project: str, cluster_id: str) -> dict[str, Any] | None:
+    """The cluster as ``project`` sees it, with its progress; None once it is gone (404)."""
+    answer = client.get(f"/v2/clusters/{cluster_id}?show_progress=true",
+                        headers={"X-Project-Id": project})
+    if answer.status_code == 404:
+        return None
+    cluster: dict[str, Any] = answer.get_json()["cluster"]
+    return cluster

@@ -33,7 +33,7 @@ from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, comm
 from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import StepLimits, build_services
 from sahara_es.store import Store
-from tests.clouds import ProviderWrapper
+from tests.clouds import ProviderWrapper, create_fake_cluster, show_cluster
 from tests.nodes import node_root, remove_node_root
 
 WAIT = 180.0
@@ -85,26 +85,11 @@ def running_service(store: Store, *, step_limits: StepLimits | None = None,
 
 
 def create(service: Service, project: str, *, workers: int = 0, **configs: Any) -> str:
-    groups = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
-               "count": 1}]
-    if workers:
-        groups.append({"name": "workers", "flavor_id": "local.small",
-                       "node_processes": ["worker"], "count": workers})
-    answer = service.client.post("/v2/clusters", headers={"X-Project-Id": project}, json={
-        "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
-        "node_groups": groups, "cluster_configs": {"Fake": configs} if configs else {}})
-    assert answer.status_code == 202, answer.get_json()
-    cluster_id: str = answer.get_json()["cluster"]["id"]
-    return cluster_id
+    return create_fake_cluster(service.client, project, workers=workers, configs=configs)
 
 
 def show(service: Service, project: str, cluster_id: str) -> dict[str, Any] | None:
-    answer = service.client.get(f"/v2/clusters/{cluster_id}?show_progress=true",
-                                headers={"X-Project-Id": project})
-    if answer.status_code == 404:
-        return None
-    cluster: dict[str, Any] = answer.get_json()["cluster"]
-    return cluster
+    return show_cluster(service.client, project, cluster_id)
 
 
 def wait_status(service: Service, project: str, cluster_id: str, *statuses: str,
