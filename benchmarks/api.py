@@ -283,8 +283,8 @@ class ApiServer:
                  "SAHARA_ES_AUTH": "noauth", "SAHARA_ES_PROJECTOR": "0"},
             start_new_session=True,  # its own process group: the workers go with the master
         )
-        # The read models are kept by their own process beside the workers, as the README
-        # recommends for multi-worker deployments.
+        # The read models are kept by their own process beside the workers, as doc/api.rst
+        # ("Commands and read models") recommends for multi-worker deployments.
         self.projector = subprocess.Popen(
             [sys.executable, "-m", "sahara_es.cli", "--store", url, "projector"],
             cwd=ROOT, stdout=self._log_file, stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""The README's commands, run as a newcomer would (the documentation cannot rot)."""
+"""The commands of the README and the docs (doc/*.rst), run as a newcomer would (the
+documentation cannot rot)."""
 
 from __future__ import annotations
 
