@@ -138,6 +138,7 @@ def check_config_sizes(value: Any, limits: Limits, path: str = "body") -> None:
                     raise bad_request(f"{where}: {size} bytes serialized, more than the limit"
                                       f" of {limits.max_config_bytes}", code="config-too-large",
                                       name="INVALID_DATA")
+                continue  # what it nests is part of the text just measured
             check_config_sizes(item, limits, where)
     elif isinstance(value, list):
         for index, item in enumerate(value):

@@ -122,7 +122,8 @@ def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: st
         if item.get("instances"):
             removals[name] = list(item["instances"])
     plugin, version = doc["plugin_name"], doc["plugin_version"]
-    clash = sorted(g["name"] for g in add if g["name"].lower() in {n.lower() for n in existing})
+    taken = {n.lower() for n in existing}
+    clash = sorted(g["name"] for g in add if g["name"].lower() in taken)
     if clash:
         raise Invalid(f"node groups {', '.join(clash)} already exist in cluster {cluster_id}"
                       " (node group names are unique regardless of case)")

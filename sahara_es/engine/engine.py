@@ -373,7 +373,6 @@ class Engine:
         if self.slots.free <= 0 and not share.reclaims:
             return
         view = self._view(workflow_id)
-        share = Share(view.project, share.reclaims)
         offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
         random.shuffle(offered)  # engines claiming at once mostly try different tasks
         for task in offered:

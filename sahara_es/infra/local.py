@@ -386,14 +386,6 @@ def _node_user_entry(user: str) -> pwd.struct_passwd | None:
     return entry
 
 
-def _user_exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return False
-    return True
-
-
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` with exactly ``mode`` (no umask, no window where it is open)."""
     temporary = path.with_name(path.name + ".tmp")
@@ -649,7 +641,7 @@ class LocalProvider(InfraProvider):
         """Create the node user unless it exists (another engine may be creating it now),
         and its firewall rejections unless they are there."""
         with _user_database_locked():
-            fresh = not _user_exists(user)
+            fresh = _uid_of(user) is None
             if fresh:
                 self._useradd(user, spec)
             entry = check_unprivileged(user)

@@ -26,6 +26,14 @@ class PluginInvalid(Exception):
     """The request does not fit the plugin (topology, processes, versions)."""
 
 
+def check_int_range(value: Any, low: int, high: int, message: str) -> None:
+    """``PluginInvalid(message)`` unless ``value`` is a whole number (or its digits) within
+    ``low``..``high`` (a bool is not a number here)."""
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not low <= int(text) <= high:
+        raise PluginInvalid(message)
+
+
 @dataclass(frozen=True)
 class ConfigOption:
     """A plugin setting a user may give (Sahara's config item)."""

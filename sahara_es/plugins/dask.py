@@ -39,6 +39,7 @@ from sahara_es.plugins.base import (
     Plugin,
     PluginInvalid,
     Topology,
+    check_int_range,
 )
 from sahara_es.plugins.waits import Wait, pause, read_status_page
 
@@ -97,11 +98,9 @@ def check_setting(name: str, value: Any) -> None:
         return
     text = str(value)
     if name in ("Scheduler port", "Dashboard port"):
-        if isinstance(value, bool) or not text.isdigit() or not 1024 <= int(text) <= 65535:
-            raise PluginInvalid(f"{text!r} is not a port number from 1024 to 65535")
+        check_int_range(value, 1024, 65535, f"{text!r} is not a port number from 1024 to 65535")
     elif name == "Worker threads":
-        if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 1024:
-            raise PluginInvalid(f"{text!r} is not a number of threads from 1 to 1024")
+        check_int_range(value, 1, 1024, f"{text!r} is not a number of threads from 1 to 1024")
     elif name == "Worker memory":
         if not MEMORY.fullmatch(text):
             raise PluginInvalid(f"{text!r} is not a memory limit such as 512MB, 2GiB or auto")

@@ -103,7 +103,7 @@ def _property_denied(name: str) -> str | None:
     if name in ALLOWED_PROPERTIES:
         return None
     lowered = name.lower()
-    if lowered.startswith(tuple(p.lower() for p in DENIED_PROPERTY_PREFIXES)):
+    if lowered.startswith(DENIED_PROPERTY_PREFIXES):  # all lower case
         return "a JVM, logging or JMX property (they load code or read files at start)"
     for segment in re.split(r"[._\-]", lowered):
         if segment.endswith(DENIED_NAME_ENDINGS):

@@ -52,6 +52,7 @@ from sahara_es.plugins.base import (
     Plugin,
     PluginInvalid,
     Topology,
+    check_int_range,
 )
 from sahara_es.plugins.waits import Wait, read_status_page
 
@@ -247,11 +248,9 @@ def check_setting(name: str, value: Any) -> None:
         if not SIZE.fullmatch(text):
             raise PluginInvalid(f"{text!r} is not a memory size such as 512m or 2g")
     elif name in ("Master port", "Master webui port", "Worker port", "Worker webui port"):
-        if isinstance(value, bool) or not text.isdigit() or not 1024 <= int(text) <= 65535:
-            raise PluginInvalid(f"{text!r} is not a port number from 1024 to 65535")
+        check_int_range(value, 1024, 65535, f"{text!r} is not a port number from 1024 to 65535")
     elif name in ("Worker cores", "Start timeout", "Decommission timeout"):
-        if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 100_000:
-            raise PluginInvalid(f"{text!r} is not a positive integer")
+        check_int_range(value, 1, 100_000, f"{text!r} is not a positive integer")
     elif name == "Spark home":
         if text and text not in allowed_spark_homes():
             raise PluginInvalid(f"{text!r} is not a Spark distribution this service offers;"

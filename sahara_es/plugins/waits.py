@@ -56,17 +56,6 @@ class StatusPageError(ValueError):
     """A status page that is not a plain, small enough 200 answer."""
 
 
-def bounded(timeout: float) -> float:
-    """``timeout`` cut to what the current step has left."""
-    return current_limits().bound(timeout)
-
-
-def check_stop(what: str) -> None:
-    """``WaitStopped`` if the current step's work is cancelled."""
-    if current_limits().stopped():
-        raise WaitStopped(what)
-
-
 def pause(seconds: float, what: str) -> None:
     """Sleep ``seconds`` at most (no longer than the step has left); ``WaitStopped`` as soon
     as the work is cancelled."""
