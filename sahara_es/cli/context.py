@@ -36,6 +36,11 @@ def default_nodes_dir() -> Path:
     return Path(os.environ.get(NODES_ENV) or "/var/lib/sahara-es/nodes")
 
 
+nodes_dir_option = click.option(
+    "--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
+    help="Where local instances live (default: /var/lib/sahara-es/nodes); every folder above"
+         " it must be traversable by other users.")
+
 node_network_isolation_option = click.option(
     "--node-network-isolation/--no-node-network-isolation",
     envvar="SAHARA_ES_NODE_NETWORK_ISOLATION", default=True, show_default=True,

@@ -17,6 +17,7 @@ from sahara_es.cli.context import (
     default_nodes_dir,
     local_provider_options,
     node_network_isolation_option,
+    nodes_dir_option,
     run_until_signalled,
 )
 from sahara_es.engine import (
@@ -100,9 +101,7 @@ def parse_step_timeouts(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
               help="The service's state folder: the default store (without --store) is its"
                    " store.db (default: $XDG_DATA_HOME/sahara-es).")
-@click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
-              help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
-                   " folder above it must be traversable by other users.")
+@nodes_dir_option
 @click.option("--provider", default="local", show_default=True,
               help="The infrastructure provider clusters are built on.")
 @node_network_isolation_option

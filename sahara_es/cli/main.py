@@ -6,7 +6,12 @@ import click
 
 from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
-from sahara_es.cli.context import Context, console, node_network_isolation_option
+from sahara_es.cli.context import (
+    Context,
+    console,
+    node_network_isolation_option,
+    nodes_dir_option,
+)
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
 from sahara_es.cli.projections import projections, projector
@@ -72,9 +77,7 @@ def db_info(obj: Context) -> None:
 @click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
               help="The service's state folder: the default store (without --store) and the"
                    " job binaries live in it (default: $XDG_DATA_HOME/sahara-es).")
-@click.option("--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
-              help="Where local instances live (default: /var/lib/sahara-es/nodes); every"
-                   " folder above it must be traversable by other users.")
+@nodes_dir_option
 @node_network_isolation_option
 @click.pass_obj
 def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None,
