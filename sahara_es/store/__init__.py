@@ -13,6 +13,7 @@ from sahara_es.store.errors import (
     LeaseLost,
     NameTaken,
     NotFound,
+    OutcomeUnknown,
     StoreError,
     Unavailable,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "LeaseState",
     "NameTaken",
     "NotFound",
+    "OutcomeUnknown",
     "Snapshot",
     "Store",
     "StoreError",

@@ -113,6 +113,13 @@ class Store(abc.ABC):
         Raises ``ConcurrencyConflict`` (nothing written) when the stream is not at
         ``expected_version``. With ``lease``, the append succeeds only while that lease's epoch
         is the newest that fenced the stream (``LeaseLost`` otherwise), and fences it.
+
+        The outcome reported is what happened: before reporting a conflict or a failure the
+        store looks for its own event ids at the versions it asked for, so an append that
+        applied is never reported as failed, and the same append retried (same event ids,
+        same ``expected_version``) returns the version it reached the first time.
+        ``OutcomeUnknown`` only when the backend stopped answering before that could be found
+        out; retrying is then safe.
         """
 
     @abc.abstractmethod
@@ -133,9 +140,11 @@ class Store(abc.ABC):
     def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
         """Events of every stream after the feed position ``after``, in a stable order.
 
-        Repeated calls, each with the last ``position`` returned, deliver every event; an event
-        may (rarely, after a writer stalled) be delivered twice, never skipped, so consumers
-        apply events idempotently by ``(stream_id, version)``.
+        Repeated calls, each with the last ``position`` returned, deliver every committed
+        event, never skipping one, each stream's events in version order. An event may be
+        delivered twice (after a crash of whatever numbers the feed), so consumers apply
+        events idempotently by ``(stream_id, version)``. How each backend keeps this promise
+        is argued in ``doc/store.rst`` ("The feed").
         """
 
     @abc.abstractmethod

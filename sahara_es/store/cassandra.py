@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cassandra import (
@@ -80,8 +80,8 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
-    rows_by_key_range,
 )
+from sahara_es.store.cassandra_rows import ProjectionRows
 from sahara_es.store.config import CassandraConfig, read_credentials
 from sahara_es.store.errors import (
     ConcurrencyConflict,
@@ -125,10 +125,9 @@ def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
     return int(bucket), uuid.UUID(entry), int(version)
 
 
-ROWS_PAGE = 1000
+class CassandraStore(ProjectionRows, Store):
+    _NOT_ATTEMPTED = _NOT_ATTEMPTED
 
-
-class CassandraStore(Store):
     def __init__(self, config: CassandraConfig | None = None, **overrides: Any) -> None:
         self.config = config or CassandraConfig(**overrides)
         cfg = self.config
@@ -833,65 +832,3 @@ class CassandraStore(Store):
         if not rows:
             return None
         return Snapshot(stream_id, rows[0]["version"], serialization.loads(rows[0]["state"]))
-
-    # -- projection rows ------------------------------------------------------------------
-
-    def put_rows(self, projection: str, generation: int,
-                 rows: Mapping[str, dict[str, Any] | None]) -> None:
-        upsert = self._prepare("INSERT INTO projection_rows (projection, generation, key, doc)"
-                               " VALUES (?, ?, ?, ?)")
-        delete = self._prepare("DELETE FROM projection_rows"
-                               " WHERE projection = ? AND generation = ? AND key = ?")
-        items = list(rows.items())
-        for start in range(0, len(items), MAX_APPEND_BATCH):
-            # One partition per generation: an unlogged batch is one mutation, not a fan-out.
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for key, doc in items[start:start + MAX_APPEND_BATCH]:
-                if doc is None:
-                    batch.add(delete, (projection, generation, key))
-                else:
-                    batch.add(upsert, (projection, generation, key, serialization.dumps(doc)))
-            try:
-                self._session.execute(batch)
-            except (*_NOT_ATTEMPTED, OperationTimedOut, WriteTimeout) as error:
-                raise Unavailable(str(error)) from error
-
-    def get_row(self, projection: str, generation: int, key: str) -> dict[str, Any] | None:
-        rows = self._run("SELECT doc FROM projection_rows"
-                         " WHERE projection = ? AND generation = ? AND key = ?",
-                         (projection, generation, key))
-        return serialization.loads(rows[0]["doc"]) if rows else None
-
-    def scan_rows(self, projection: str, generation: int, *,
-                  prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-        def fetch(condition: str, params: tuple[str, ...], limit: int) -> list[tuple[str, str]]:
-            return [(row["key"], row["doc"]) for row in self._run(
-                "SELECT key, doc FROM projection_rows WHERE projection = ? AND generation = ?"
-                f" AND {condition} LIMIT ?", (projection, generation, *params, limit))]
-
-        for key, doc in rows_by_key_range(fetch, prefix, ROWS_PAGE):
-            yield key, serialization.loads(doc)
-
-    def drop_rows(self, projection: str, generation: int) -> None:
-        self._run("DELETE FROM projection_rows WHERE projection = ? AND generation = ?",
-                  (projection, generation))
-        self._run("DELETE FROM projection_checkpoints WHERE projection = ? AND generation = ?",
-                  (projection, generation))
-
-    def save_checkpoint(self, projection: str, generation: int, position: str) -> None:
-        self._run("INSERT INTO projection_checkpoints (projection, generation, position)"
-                  " VALUES (?, ?, ?)", (projection, generation, position))
-
-    def checkpoint(self, projection: str, generation: int) -> str | None:
-        rows = self._run("SELECT position FROM projection_checkpoints"
-                         " WHERE projection = ? AND generation = ?", (projection, generation))
-        return str(rows[0]["position"]) if rows else None
-
-    def set_live_generation(self, projection: str, generation: int) -> None:
-        self._run("INSERT INTO projection_live (projection, generation) VALUES (?, ?)",
-                  (projection, generation))
-
-    def live_generation(self, projection: str) -> int | None:
-        rows = self._run("SELECT generation FROM projection_live WHERE projection = ?",
-                         (projection,))
-        return int(rows[0]["generation"]) if rows else None

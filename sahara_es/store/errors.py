@@ -10,6 +10,9 @@
     ├── NameTaken                 a unique name is reserved by another owner
     ├── NotFound                  no such lease, claim or name
     └── Unavailable               the backend could not be reached in time (retryable)
+        └── OutcomeUnknown        an append was sent, and whether it applied could not be
+                                  found out before the backend stopped answering (retryable:
+                                  an append retried with the same events is recognised)
 
 ``retryable`` says whether trying the same operation again, after re-reading, may succeed.
 """
@@ -56,3 +59,9 @@ class NotFound(StoreError):
 
 class Unavailable(StoreError):
     retryable = True
+
+
+class OutcomeUnknown(Unavailable):
+    """An append went out and the backend stopped answering before the store could find out
+    whether it applied. Retrying the same append (the same event ids, the same expected
+    version) is safe: a store that finds its own events at those versions reports success."""
