@@ -128,8 +128,16 @@ def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
 class CassandraStore(ProjectionRows, Store):
     _NOT_ATTEMPTED = _NOT_ATTEMPTED
 
-    def __init__(self, config: CassandraConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: CassandraConfig | None = None, *,
+                 clock: Callable[[], float] = time.time,
+                 on_step: Callable[[str], None] | None = None, **overrides: Any) -> None:
         self.config = config or CassandraConfig(**overrides)
+        self.clock = clock
+        """Seconds since the epoch, for lease times: injected by tests to shift a writer's
+        clock (nothing in the feed or in an append's outcome depends on it)."""
+        self.on_step = on_step
+        """Called with the name of each internal step (``STEPS``) as it is reached: tests
+        pause or kill a writer or the relay there."""
         cfg = self.config
         policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=cfg.local_dc))
         profile = ExecutionProfile(
@@ -141,12 +149,11 @@ class CassandraStore(ProjectionRows, Store):
         )
         credentials = read_credentials(cfg)
         self._cluster = Cluster(
-            contact_points=list(cfg.contact_points),
-            port=cfg.port,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             protocol_version=5,
             # Read from the password file just now, held only by the driver's connections.
             auth_provider=PlainTextAuthProvider(*credentials) if credentials else None,
+            **self._cluster_options(),
         )
         del credentials
         try:
@@ -169,6 +176,14 @@ class CassandraStore(ProjectionRows, Store):
             self._session.set_keyspace(cfg.keyspace)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _cluster_options(self) -> dict[str, Any]:
+        """Where the driver connects (a test subclass routes it through a TCP proxy)."""
+        return {"contact_points": list(self.config.contact_points), "port": self.config.port}
+
+    def _step(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
 
     def _keyspace_ready(self) -> bool:
         meta = self._cluster.metadata.keyspaces.get(self.config.keyspace)
@@ -367,7 +382,7 @@ class CassandraStore(ProjectionRows, Store):
             raise ValueError("expected_version cannot be negative")
         n, k = expected_version, len(events)
         partition = n // self.config.partition_size
-        started = time.time()
+        started = self.clock()
         # The feed entry goes on the wire before the LWT and is confirmed after it: written
         # before the commit, with overlapping round trips.
         entry = self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)
@@ -394,12 +409,12 @@ class CassandraStore(ProjectionRows, Store):
             raise self._refusal(stream_id, n, result, lease)
         try:
             entry.result()
-            finished = time.time()  # the LWT and the feed entry both landed by now
+            finished = self.clock()  # the LWT and the feed entry both landed by now
         except Exception:  # any failure: write it again below, synchronously
             finished = float("inf")
         if finished - started > self.config.feed_settle_seconds / 2:
             # Committed late: index again so that no consumer passed this append already.
-            self._index(stream_id, n + 1, len(events), events[0].event_id, time.time())
+            self._index(stream_id, n + 1, len(events), events[0].event_id, self.clock())
         self._last_partition[stream_id] = max(partition, self._last_partition.get(stream_id, 0))
         return n + k
 
@@ -570,7 +585,7 @@ class CassandraStore(ProjectionRows, Store):
         ))
 
     def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
-        horizon = time.time() - self.config.feed_settle_seconds
+        horizon = self.clock() - self.config.feed_settle_seconds
         if after:
             start_bucket, start_entry, last_version = _parse_position(after)
         else:
@@ -627,7 +642,7 @@ class CassandraStore(ProjectionRows, Store):
         serial = self.config.ownership_serial
         for _ in range(10):
             row = self._lease_row(resource)
-            now = time.time()
+            now = self.clock()
             if row is None:
                 lease = Lease(resource, owner, 1, now + ttl)
                 statement = self._prepare(
@@ -659,7 +674,7 @@ class CassandraStore(ProjectionRows, Store):
 
     @_retry_transient
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        renewed = Lease(lease.resource, lease.owner, lease.epoch, time.time() + ttl)
+        renewed = Lease(lease.resource, lease.owner, lease.epoch, self.clock() + ttl)
         statement = self._prepare(
             "UPDATE leases SET expires_at = ? WHERE resource = ?"
             " IF owner = ? AND epoch = ? AND state = 'held'"
@@ -678,7 +693,7 @@ class CassandraStore(ProjectionRows, Store):
         statement = self._prepare(
             "UPDATE leases SET state = 'released', expires_at = ? WHERE resource = ?"
             " IF owner = ? AND epoch = ?"
-        ).bind((time.time(), lease.resource, lease.owner, lease.epoch))
+        ).bind((self.clock(), lease.resource, lease.owner, lease.epoch))
         self._lwt_resolved(statement, self.config.ownership_serial, lambda: True)
 
     def delete_lease(self, lease: Lease) -> None:
