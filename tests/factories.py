@@ -25,11 +25,9 @@ if CASSANDRA_CREDENTIALS.exists():
     os.environ.setdefault(CREDENTIALS_ENV, str(CASSANDRA_CREDENTIALS))
 # Two checkouts may share one node: each names its own keyspace.
 CASSANDRA_TEST_KEYSPACE = os.environ.get("SAHARA_ES_TEST_KEYSPACE", "sahara_es_test")
-# Small partitions and a short settle window so that tests cross partitions and read the feed
-# quickly; production defaults are 5000 events and 2 s.
+# Small partitions so that tests cross partitions (the production default is 5000 events).
 CASSANDRA_TEST_URL = (
-    f"cassandra://{CASSANDRA_HOST}:9042/{CASSANDRA_TEST_KEYSPACE}"
-    "?partition_size=100&feed_settle_seconds=0.5"
+    f"cassandra://{CASSANDRA_HOST}:9042/{CASSANDRA_TEST_KEYSPACE}?partition_size=100"
 )
 
 

@@ -16,20 +16,20 @@ inserts head(t) with the events ``IF NOT EXISTS``. A sealed head never changes a
 writer may finish a crossing that another started and died in.
 
 A stream's first head row also carries its category, found through a storage-attached index
-(``list_streams``), so a new stream costs no request beyond its LWT and its feed entry.
+(``list_streams``), so a new stream costs no request beyond its LWT.
 
-The global feed. Before its LWT, an append writes an index entry ``(bucket, timeuuid)`` naming
-the stream, its first version and first event id. Consumers read entries older than a settle
-window, then read the events from the stream and keep an entry only if the stream holds that
-event id (an entry whose LWT lost is ignored). An append whose LWT or entry is confirmed later
-than half the settle window after the entry's time writes a fresh entry, so a stalled writer
-cannot commit behind a consumer's back; the rare duplicate delivery this causes is why
-consumers are idempotent. The entries of concurrent appends share requests through a group
-commit (``grouped.py``).
+The global feed (``cassandra_feed.py``; the argument is in doc/store.rst, "The feed"). An
+append's LWT also marks the head it updates (``unrelayed = 1``), in the same mutation as its
+events: whatever commits is marked, with no clock and no second write. A relay, one at a time by
+lease and fenced, copies marked heads' new events into one internal stream, ``$feed``, whose
+versions are the feed's positions, then clears each mark at the mark's own write timestamp.
+Consumers read ``$feed`` in version order and stop at a missing version.
 
-Unknown outcomes. A ``WriteTimeout`` of type CAS (or a client timeout) on an LWT means it may or
-may not have applied: the store re-reads at SERIAL consistency, which completes any in-flight
-Paxos round, and reports what is true. Errors that mean "not attempted" retry with tenacity.
+Outcomes. Every failure of an LWT after it was sent is an unknown outcome, found out by a SERIAL
+re-read, which completes any Paxos round in flight; an append whose first event is not there
+yet waits until its request can no longer be executing before reporting "not applied". The
+driver never re-sends a conditional statement by itself (``NoResend``). Errors that mean "not
+attempted" retry with tenacity.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ from cassandra import (
     ConsistencyLevel,
     OperationTimedOut,
     ReadTimeout,
-    WriteTimeout,
-    WriteType,
 )
 from cassandra import Unavailable as DriverUnavailable
 from cassandra.auth import PlainTextAuthProvider
@@ -56,7 +54,7 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import (
     UNSET_VALUE,
     BatchStatement,
@@ -65,7 +63,6 @@ from cassandra.query import (
     PreparedStatement,
     dict_factory,
 )
-from cassandra.util import max_uuid_from_time, uuid_from_time
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from sahara_es.events import NewEvent, RecordedEvent, category_of
@@ -81,6 +78,13 @@ from sahara_es.store.base import (
     check_claim,
     check_release,
 )
+from sahara_es.store.cassandra_feed import (
+    FEED_STREAM,
+    RELAYED_FEED_MIGRATION,
+    FeedRelay,
+    StoredEvent,
+    feed_version,
+)
 from sahara_es.store.cassandra_rows import ProjectionRows
 from sahara_es.store.config import CassandraConfig, read_credentials
 from sahara_es.store.errors import (
@@ -89,16 +93,38 @@ from sahara_es.store.errors import (
     LeaseLost,
     NameTaken,
     NotFound,
+    OutcomeUnknown,
     StoreError,
     Unavailable,
 )
-from sahara_es.store.grouped import Batch, GroupCommit
 
 Row = dict[str, Any]
 
 
 class _OutcomeUnknown(Exception):
-    """An LWT timed out after it may have reached replicas."""
+    """An LWT failed after it was sent: it may or may not have applied."""
+
+
+class NoResend(RetryPolicy):  # type: ignore[misc]  # the driver is untyped
+    """The driver's retries, minus any re-sending of a statement that is not idempotent.
+
+    The default policy sends a statement again on the next host when a connection drops or a
+    server errs after it was sent: for an LWT that may have applied, the second copy would
+    conflict with the first, and an append that applied would be reported as a conflict. Here
+    such failures reach the store, which finds out what happened. Reads (marked idempotent)
+    still move on to another host once.
+    """
+
+    def on_request_error(self, query: Any, consistency: Any, error: Any,
+                         retry_num: int) -> tuple[int, Any]:
+        if query is not None and query.is_idempotent and retry_num == 0:
+            return self.RETRY_NEXT_HOST, None
+        return self.RETHROW, None
+
+    def on_write_timeout(self, query: Any, consistency: Any, write_type: Any,
+                         required_responses: int, received_responses: int,
+                         retry_num: int) -> tuple[int, Any]:
+        return self.RETHROW, None
 
 
 _NOT_ATTEMPTED = (DriverUnavailable, NoHostAvailable, ReadTimeout)
@@ -114,15 +140,6 @@ _retry_transient = retry(
 def _consistency(name: str) -> int:
     value: int = getattr(ConsistencyLevel, name)
     return value
-
-
-def _position(bucket: int, entry: uuid.UUID, version: int) -> str:
-    return f"{bucket}:{entry}:{version}"
-
-
-def _parse_position(token: str) -> tuple[int, uuid.UUID, int]:
-    bucket, entry, version = token.split(":")
-    return int(bucket), uuid.UUID(entry), int(version)
 
 
 class CassandraStore(ProjectionRows, Store):
@@ -146,6 +163,7 @@ class CassandraStore(ProjectionRows, Store):
             serial_consistency_level=_consistency(cfg.ownership_serial),
             request_timeout=cfg.request_timeout,
             row_factory=dict_factory,
+            retry_policy=NoResend(),
         )
         credentials = read_credentials(cfg)
         self._cluster = Cluster(
@@ -169,9 +187,8 @@ class CassandraStore(ProjectionRows, Store):
                                  " set $SAHARA_ES_CASSANDRA_CREDENTIALS") from None
             raise Unavailable(f"no Cassandra node answers at {cfg.contact_points}") from error
         self._prepared: dict[str, PreparedStatement] = {}
-        self._marked_buckets: set[int] = set()
         self._last_partition: dict[str, int] = {}
-        self._grouped = GroupCommit(self._session)
+        self._feed_relay: FeedRelay | None = None
         if self._keyspace_ready():
             self._session.set_keyspace(cfg.keyspace)
 
@@ -192,10 +209,13 @@ class CassandraStore(ProjectionRows, Store):
     def upgrade(self) -> list[int]:
         applied = upgrade_cassandra(self._session, self.config.keyspace, self.config.replication)
         self._prepared.clear()
+        if RELAYED_FEED_MIGRATION in applied:
+            self._mark_every_head()
         return applied
 
     def close(self) -> None:
-        self._grouped.close()
+        if self._feed_relay is not None:
+            self._feed_relay.stop()
         self._cluster.shutdown()
 
     def describe(self) -> dict[str, Any]:
@@ -217,7 +237,9 @@ class CassandraStore(ProjectionRows, Store):
             "ownership_serial": cfg.ownership_serial,
             "claims_serial": cfg.claims_serial,
             "partition_size": cfg.partition_size,
-            "feed_settle_seconds": cfg.feed_settle_seconds,
+            "feed": "relayed",
+            "feed_relay": "on" if cfg.feed_relay else "off",
+            "request_timeout": cfg.request_timeout,
         }
 
     def _prepare(self, cql: str) -> PreparedStatement:
@@ -238,25 +260,28 @@ class CassandraStore(ProjectionRows, Store):
             bound.consistency_level = _consistency(consistency)
         if serial:
             bound.serial_consistency_level = _consistency(serial)
+        if cql.startswith("SELECT"):
+            bound.is_idempotent = True
         try:
             return list(self._session.execute(bound))
         except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
             raise Unavailable(str(error)) from error
 
     def _lwt(self, statement: Any, serial: str) -> Row:
-        """Execute a conditional statement; the row holds ``[applied]`` and current values."""
+        """Execute a conditional statement; the row holds ``[applied]`` and current values.
+
+        Only a refusal before anything was sent (no replica alive, no connection) means "not
+        attempted"; every other failure, a dropped connection included, is an unknown outcome
+        (the driver re-sends nothing: ``NoResend``).
+        """
         statement.serial_consistency_level = _consistency(serial)
         try:
             row: Row = self._session.execute(statement).one()
             return row
-        except WriteTimeout as error:
-            if error.write_type in (WriteType.CAS, WriteType.SIMPLE, WriteType.BATCH):
-                raise _OutcomeUnknown(str(error)) from error
+        except (DriverUnavailable, NoHostAvailable) as error:
             raise Unavailable(str(error)) from error
-        except OperationTimedOut as error:
-            raise _OutcomeUnknown(str(error)) from error
-        except _NOT_ATTEMPTED as error:
-            raise Unavailable(str(error)) from error
+        except Exception as error:
+            raise _OutcomeUnknown(f"{type(error).__name__}: {error}") from error
 
     def _lwt_resolved(self, statement: Any, serial: str, applied: Callable[[], bool]) -> Row:
         """Run an LWT; on an unknown outcome ask ``applied`` (a SERIAL re-read) for the truth."""
@@ -275,16 +300,18 @@ class CassandraStore(ProjectionRows, Store):
 
     _HEAD_INSERT = (
         "INSERT INTO events (stream_id, partition_nr, version, head_version, fence_epoch,"
-        " sealed, category) VALUES (?, ?, 0, ?, ?, false, ?) IF NOT EXISTS"
+        " sealed, category{mark}) VALUES (?, ?, 0, ?, ?, false, ?{one}) IF NOT EXISTS"
     )
 
-    def _head_insert(self, stream_id: str, partition: int, version: int,
-                     fence: int) -> BoundStatement:
+    def _head_insert(self, stream_id: str, partition: int, version: int, fence: int, *,
+                     marked: bool = False) -> BoundStatement:
         """A partition's head row; the first one names the stream's category (the others
-        leave the column unset: no tombstone, no index entry)."""
+        leave the column unset: no tombstone, no index entry). ``marked``: it comes with
+        events the relay has to copy into the feed."""
         category = category_of(stream_id) if partition == 0 else UNSET_VALUE
-        return self._prepare(self._HEAD_INSERT).bind(
-            (stream_id, partition, version, fence, category))
+        cql = self._HEAD_INSERT.format(mark=", unrelayed" if marked else "",
+                                       one=", 1" if marked else "")
+        return self._prepare(cql).bind((stream_id, partition, version, fence, category))
 
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
@@ -317,47 +344,53 @@ class CassandraStore(ProjectionRows, Store):
         self._last_partition[stream_id] = low
         return low
 
-    def _event_statement(self) -> PreparedStatement:
-        return self._prepare(
-            "INSERT INTO events (stream_id, partition_nr, version, event_id, event_type,"
-            " schema_version, data, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        )
+    _EVENT_INSERT = (
+        "INSERT INTO events (stream_id, partition_nr, version, event_id, event_type,"
+        " schema_version, data, metadata, origin_stream, origin_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
 
-    def _batch_with_events(
-        self, stream_id: str, partition: int, first_version: int, events: Sequence[NewEvent]
-    ) -> BatchStatement:
+    def _batch_with_events(self, stream_id: str, partition: int, first_version: int,
+                           rows: Sequence[StoredEvent]) -> BatchStatement:
         batch = BatchStatement(batch_type=BatchType.LOGGED)
-        insert = self._event_statement()
-        for offset, event in enumerate(events):
-            data, metadata = serialization.encode(event)
-            batch.add(insert, (stream_id, partition, first_version + offset, event.event_id,
-                               event.type, event.schema_version, data, metadata))
+        insert = self._prepare(self._EVENT_INSERT)
+        for offset, row in enumerate(rows):
+            batch.add(insert, (
+                stream_id, partition, first_version + offset, row.event_id, row.event_type,
+                row.schema_version, row.data, row.metadata,
+                UNSET_VALUE if row.origin_stream is None else row.origin_stream,
+                UNSET_VALUE if row.origin_version is None else row.origin_version,
+            ))
         return batch
 
-    def _event_at(self, stream_id: str, version: int) -> Row | None:
-        """The event row with ``version``, looked up at SERIAL to settle in-flight rounds."""
+    def _event_ids_at(self, stream_id: str, first: int, last: int) -> list[uuid.UUID]:
+        """The ids of the events the stream holds from version ``first`` on (up to ``last``),
+        read at SERIAL: any Paxos round in flight on those partitions is finished first."""
         size = self.config.partition_size
-        for partition in {(version - 1) // size, max(0, (version - 1) // size - 1)}:
-            rows = self._run(
+        ids: list[uuid.UUID] = []
+        for partition in sorted({max(0, (first - 1) // size - 1), (first - 1) // size}):
+            ids += [row["event_id"] for row in self._run(
                 "SELECT event_id FROM events WHERE stream_id = ? AND partition_nr = ?"
-                " AND version = ?",
-                (stream_id, partition, version),
+                " AND version >= ? AND version <= ?",
+                (stream_id, partition, first, last),
                 consistency=self.config.ownership_serial,
-            )
-            if rows:
-                return rows[0]
-        return None
+            )]
+        return ids
 
     def _refusal(self, stream_id: str, expected: int, head: Row | None,
                  lease: Lease | None) -> Exception:
-        """The error an append that did not apply must raise, from the head it found."""
+        """The error an append that did not apply must raise, from the head it found (read
+        again when not given)."""
+        if head is None and lease is not None:
+            partition = self._current_partition(stream_id)
+            head = None if partition is None else self._head(stream_id, partition, serial=True)
         if head and lease is not None and (head.get("fence_epoch") or 0) > lease.epoch:
             return LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}"
                              f" > {lease.epoch}")
         actual = self.stream_version(stream_id)
         if actual == expected:
-            # Only an unknown outcome settled as "not applied" gets here: nothing conflicts,
-            # so the append is simply tried again (Unavailable is retried).
+            # Only an outcome found to be "not applied" gets here: nothing conflicts, so the
+            # append is simply tried again (Unavailable is retried).
             return Unavailable(f"append to {stream_id} did not apply; trying again")
         return ConcurrencyConflict(
             f"{stream_id} is at version {actual}, not {expected}", actual_version=actual
@@ -380,62 +413,119 @@ class CassandraStore(ProjectionRows, Store):
             raise ValueError(f"at most {MAX_APPEND_BATCH} events per append")
         if expected_version < 0:
             raise ValueError("expected_version cannot be negative")
-        n, k = expected_version, len(events)
+        if stream_id == FEED_STREAM:
+            raise ValueError(f"{FEED_STREAM} is written by the feed relay only")
+        rows = [StoredEvent(event.event_id, event.type, event.schema_version,
+                            *serialization.encode(event)) for event in events]
+        return self._append_rows(stream_id, rows, expected_version, lease, mark=True)
+
+    def _append_rows(self, stream_id: str, rows: Sequence[StoredEvent], n: int,
+                     lease: Lease | None, *, mark: bool) -> int:
+        """One attempt at appending ``rows`` after version ``n``; returns the new version or
+        raises what happened (``Unavailable`` when it did not apply and may be tried again).
+
+        ``mark``: the head is marked for the relay in the same LWT (every stream but the
+        feed's own)."""
+        k = len(rows)
         partition = n // self.config.partition_size
-        started = self.clock()
-        # The feed entry goes on the wire before the LWT and is confirmed after it: written
-        # before the commit, with overlapping round trips.
-        entry = self._index_async(stream_id, n + 1, len(events), events[0].event_id, started)
-        entry.sent.wait()
-
-        def applied() -> bool:
-            row = self._event_at(stream_id, n + 1)
-            return row is not None and row["event_id"] == events[0].event_id
-
-        plan = self._plan_append(stream_id, partition, n, lease, applied)
+        plan = self._plan_append(stream_id, partition, n, lease)
         if isinstance(plan, dict):
-            raise self._refusal(stream_id, n, plan, lease)
+            return self._refused(stream_id, n, rows, plan, lease)
         if plan is None:
-            result = self._append_on_head(stream_id, partition, n, events, lease, applied)
+            statement = self._batch_on_head(stream_id, partition, n, rows, lease, mark)
         else:  # the partition has no head yet: this append creates it, carrying the fence
-            batch = self._batch_with_events(stream_id, partition, n + 1, events)
+            statement = self._batch_with_events(stream_id, partition, n + 1, rows)
             fence = max(plan, lease.epoch if lease else 0)
-            batch.add(self._head_insert(stream_id, partition, n + k, fence))
-            result = self._lwt_resolved(batch, self.config.ownership_serial, applied)
-            if not result["[applied]"] and n == 0 and result.get("head_version") == 0:
-                # fence() created the empty head first: append through it like any other.
-                result = self._append_on_head(stream_id, partition, n, events, lease, applied)
-        if not result["[applied]"]:
-            raise self._refusal(stream_id, n, result, lease)
-        try:
-            entry.result()
-            finished = self.clock()  # the LWT and the feed entry both landed by now
-        except Exception:  # any failure: write it again below, synchronously
-            finished = float("inf")
-        if finished - started > self.config.feed_settle_seconds / 2:
-            # Committed late: index again so that no consumer passed this append already.
-            self._index(stream_id, n + 1, len(events), events[0].event_id, self.clock())
-        self._last_partition[stream_id] = max(partition, self._last_partition.get(stream_id, 0))
-        return n + k
+            statement.add(self._head_insert(stream_id, partition, n + k, fence, marked=mark))
+        result = self._commit(statement, stream_id, n, rows, lease)
+        if isinstance(result, int):
+            return result
+        if plan is not None and n == 0 and result.get("head_version") == 0:
+            # fence() created the empty head first: append through it like any other.
+            statement = self._batch_on_head(stream_id, partition, n, rows, lease, mark)
+            result = self._commit(statement, stream_id, n, rows, lease)
+            if isinstance(result, int):
+                return result
+        return self._refused(stream_id, n, rows, result, lease)
 
-    def _append_on_head(self, stream_id: str, partition: int, n: int, events: Sequence[NewEvent],
-                        lease: Lease | None, applied: Callable[[], bool]) -> Row:
-        batch = self._batch_with_events(stream_id, partition, n + 1, events)
+    def _commit(self, statement: BatchStatement, stream_id: str, n: int,
+                rows: Sequence[StoredEvent], lease: Lease | None) -> int | Row:
+        """Send an append's LWT: the new version if it applied, else the row that says why.
+        An unknown outcome is found out (``_settle_append``), never guessed."""
+        self._step("append.before_lwt")
+        sent = time.monotonic()
+        try:
+            result = self._lwt(statement, self.config.ownership_serial)
+        except _OutcomeUnknown:
+            self._step("append.after_lwt")
+            return self._settle_append(stream_id, n, rows, lease, sent)
+        self._step("append.after_lwt")
+        if result["[applied]"]:
+            self._last_partition[stream_id] = max(n // self.config.partition_size,
+                                                  self._last_partition.get(stream_id, 0))
+            return n + len(rows)
+        return result
+
+    def _refused(self, stream_id: str, n: int, rows: Sequence[StoredEvent], head: Row,
+                 lease: Lease | None) -> int:
+        """An append the store found not applied: unless the stream holds its very events at
+        its versions (an earlier try of this same append applied), raise why."""
+        if (head.get("head_version") or 0) >= n + len(rows) and self._event_ids_at(
+                stream_id, n + 1, n + 1)[:1] == [rows[0].event_id]:
+            return n + len(rows)
+        raise self._refusal(stream_id, n, head, lease)
+
+    def _settle_append(self, stream_id: str, n: int, rows: Sequence[StoredEvent],
+                       lease: Lease | None, sent: float) -> int:
+        """What became of an append whose reply never came. Its first event at version n+1
+        means it applied; another event there means it lost (conflict, or a newer fence).
+        Nothing there yet: the LWT may still be on its way (queued in a coordinator), so the
+        store asks again until the request can no longer be executing (``request_timeout``
+        after it was sent), and only then reports "not applied"."""
+        deadline = sent + self.config.request_timeout
+        pause = 0.05
+        while True:
+            try:
+                found = self._event_ids_at(stream_id, n + 1, n + 1)
+            except Unavailable as error:
+                if time.monotonic() > deadline + self.config.request_timeout:
+                    raise OutcomeUnknown(
+                        f"append to {stream_id} after version {n}: sent, and whether it"
+                        " applied could not be found out (Cassandra stopped answering);"
+                        " retrying the same append is safe") from error
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if found:
+                if found[0] == rows[0].event_id:
+                    return n + len(rows)
+                raise self._refusal(stream_id, n, None, lease)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable(f"append to {stream_id} did not apply; trying again")
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 1.0)
+
+    def _batch_on_head(self, stream_id: str, partition: int, n: int,
+                       rows: Sequence[StoredEvent], lease: Lease | None,
+                       mark: bool) -> BatchStatement:
+        batch = self._batch_with_events(stream_id, partition, n + 1, rows)
+        marked = ", unrelayed = 1" if mark else ""
         if lease is None:
             batch.add(self._prepare(
-                "UPDATE events SET head_version = ? WHERE stream_id = ? AND partition_nr = ?"
-                " AND version = 0 IF head_version = ? AND sealed = false"
-            ), (n + len(events), stream_id, partition, n))
+                f"UPDATE events SET head_version = ?{marked} WHERE stream_id = ?"
+                " AND partition_nr = ? AND version = 0 IF head_version = ? AND sealed = false"
+            ), (n + len(rows), stream_id, partition, n))
         else:
             batch.add(self._prepare(
-                "UPDATE events SET head_version = ?, fence_epoch = ? WHERE stream_id = ?"
+                f"UPDATE events SET head_version = ?, fence_epoch = ?{marked} WHERE stream_id = ?"
                 " AND partition_nr = ? AND version = 0"
                 " IF head_version = ? AND sealed = false AND fence_epoch <= ?"
-            ), (n + len(events), lease.epoch, stream_id, partition, n, lease.epoch))
-        return self._lwt_resolved(batch, self.config.ownership_serial, applied)
+            ), (n + len(rows), lease.epoch, stream_id, partition, n, lease.epoch))
+        return batch
 
-    def _plan_append(self, stream_id: str, partition: int, n: int, lease: Lease | None,
-                     applied: Callable[[], bool]) -> int | Row | None:
+    def _plan_append(self, stream_id: str, partition: int, n: int,
+                     lease: Lease | None) -> int | Row | None:
         """How an append after version ``n`` reaches partition ``partition``.
 
         ``None``: through the partition's existing head. An int: by creating the head, with
@@ -511,27 +601,42 @@ class CassandraStore(ProjectionRows, Store):
 
     # -- events: reads --------------------------------------------------------------------
 
-    def read(
-        self, stream_id: str, from_version: int = 1, *, to_version: int | None = None
-    ) -> Iterator[RecordedEvent]:
+    _STORED_COLUMNS = ("version, event_id, event_type, schema_version, data, metadata,"
+                       " origin_stream, origin_version")
+
+    def _stored(self, stream_id: str, first: int, last: int, *,
+                partition: int | None = None) -> Iterator[Row]:
+        """The stored rows of versions ``first``..``last`` in version order (of one partition
+        when given), page by page."""
         size = self.config.partition_size
-        upper = to_version if to_version is not None else 2**62
-        wanted = max(from_version, 1)
-        partition = max(0, (wanted - 1) // size - 1)  # an append may overflow its partition
-        while wanted <= upper and partition <= (wanted - 1) // size:
+        wanted = max(first, 1)
+        current = max(0, (wanted - 1) // size - 1) if partition is None else partition
+        while wanted <= last and current <= (
+                (wanted - 1) // size if partition is None else partition):
             statement = self._prepare(
-                "SELECT version, event_id, event_type, schema_version, data, metadata"
-                " FROM events WHERE stream_id = ? AND partition_nr = ?"
-                " AND version >= ? AND version <= ?"
-            ).bind((stream_id, partition, wanted, upper))
+                f"SELECT {self._STORED_COLUMNS} FROM events WHERE stream_id = ?"
+                " AND partition_nr = ? AND version >= ? AND version <= ?"
+            ).bind((stream_id, current, wanted, last))
             statement.fetch_size = 1000
+            statement.is_idempotent = True
             try:
                 for row in self._session.execute(statement):
-                    yield serialization.decode(stream_id=stream_id, position="", **row)
+                    yield row
                     wanted = row["version"] + 1
             except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
                 raise Unavailable(str(error)) from error
-            partition += 1
+            current += 1
+
+    def read(
+        self, stream_id: str, from_version: int = 1, *, to_version: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        upper = to_version if to_version is not None else 2**62
+        for row in self._stored(stream_id, from_version, upper):
+            yield serialization.decode(
+                stream_id=stream_id, position="", version=row["version"],
+                event_id=row["event_id"], event_type=row["event_type"],
+                schema_version=row["schema_version"], data=row["data"],
+                metadata=row["metadata"])
 
     def stream_version(self, stream_id: str) -> int:
         partition = self._current_partition(stream_id)
@@ -548,82 +653,95 @@ class CassandraStore(ProjectionRows, Store):
                     "SELECT stream_id FROM streams WHERE category = ?"):
             statement = self._prepare(cql).bind((category,))
             statement.fetch_size = 1000
+            statement.is_idempotent = True
             try:
-                found.update(row["stream_id"] for row in self._session.execute(statement))
+                found.update(row["stream_id"] for row in self._session.execute(statement)
+                             if row["stream_id"] != FEED_STREAM)
             except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
                 raise Unavailable(str(error)) from error
         yield from sorted(found)
 
     # -- the global feed ------------------------------------------------------------------
 
-    def _bucket(self, at: float) -> int:
-        return int(at // self.config.feed_bucket_seconds)
-
-    _FEED_INSERT = (
-        "INSERT INTO feed (bucket, position, stream_id, first_version, event_count,"
-        " first_event_id) VALUES (?, ?, ?, ?, ?, ?)"
-    )
-
-    def _mark_bucket(self, bucket: int) -> None:
-        if bucket not in self._marked_buckets:
-            self._run("INSERT INTO feed_buckets (shard, bucket) VALUES (0, ?)", (bucket,))
-            self._marked_buckets.add(bucket)
-
-    def _index(self, stream_id: str, first_version: int, count: int, first_event_id: uuid.UUID,
-               at: float) -> None:
-        bucket = self._bucket(at)
-        self._mark_bucket(bucket)
-        self._run(self._FEED_INSERT,
-                  (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id))
-
-    def _index_async(self, stream_id: str, first_version: int, count: int,
-                     first_event_id: uuid.UUID, at: float) -> Batch:
-        bucket = self._bucket(at)
-        self._mark_bucket(bucket)
-        return self._grouped.write(("feed", bucket), self._prepare(self._FEED_INSERT).bind(
-            (bucket, uuid_from_time(at), stream_id, first_version, count, first_event_id)
-        ))
+    @property
+    def feed_relay(self) -> FeedRelay:
+        if self._feed_relay is None:
+            self._feed_relay = FeedRelay(self)
+        return self._feed_relay
 
     def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
-        horizon = self.clock() - self.config.feed_settle_seconds
-        if after:
-            start_bucket, start_entry, last_version = _parse_position(after)
-        else:
-            start_bucket, start_entry, last_version = -1, None, 0
-        buckets = self._run(
-            "SELECT bucket FROM feed_buckets WHERE shard = 0 AND bucket >= ? AND bucket <= ?",
-            (start_bucket, self._bucket(horizon)),
-        )
-        out: list[RecordedEvent] = []
-        for bucket_row in buckets:
-            bucket = bucket_row["bucket"]
-            if bucket == start_bucket and start_entry is not None:
-                entries = self._run(
-                    "SELECT * FROM feed WHERE bucket = ? AND position >= ? AND position <= ?",
-                    (bucket, start_entry, max_uuid_from_time(horizon)),
-                )
-            else:
-                entries = self._run(
-                    "SELECT * FROM feed WHERE bucket = ? AND position <= ?",
-                    (bucket, max_uuid_from_time(horizon)),
-                )
-            for entry in entries:
-                skip_to = last_version if entry["position"] == start_entry else 0
-                last = entry["first_version"] + entry["event_count"] - 1
-                events = list(self.read(entry["stream_id"], entry["first_version"],
-                                        to_version=last))
-                if not events or events[0].event_id != entry["first_event_id"]:
-                    continue  # this append's LWT did not win
-                for event in events:
-                    if event.version <= skip_to:
-                        continue
-                    out.append(RecordedEvent(
-                        **{**event.__dict__,
-                           "position": _position(bucket, entry["position"], event.version)}
-                    ))
-                    if len(out) >= limit:
-                        return out
+        """The feed stream's events after version ``after``, stopping at the first version
+        not readable here yet: feed numbers are dense, so a copy that has not reached this
+        datacenter's replicas is waited for, never passed. A process that reads the feed
+        also relays into it (unless ``feed_relay=off``)."""
+        start = feed_version(after)
+        out = self._read_feed_rows(start, limit)
+        if self.config.feed_relay:
+            relay = self.feed_relay.start()
+            if len(out) < limit and relay.pass_once(only_if_held=True):
+                out += self._read_feed_rows(start + len(out), limit - len(out))
         return out
+
+    def _read_feed_rows(self, start: int, limit: int) -> list[RecordedEvent]:
+        out: list[RecordedEvent] = []
+        if limit <= 0:
+            return out
+        for row in self._stored(FEED_STREAM, start + 1, start + limit):
+            if row["version"] != start + len(out) + 1:
+                break  # a hole: not replicated here yet
+            out.append(serialization.decode(
+                stream_id=row["origin_stream"], version=row["origin_version"],
+                position=str(row["version"]), event_id=row["event_id"],
+                event_type=row["event_type"], schema_version=row["schema_version"],
+                data=row["data"], metadata=row["metadata"]))
+        return out
+
+    def _marked_heads(self, limit: int) -> list[Row]:
+        """Heads whose appends the relay has not copied into the feed yet, with the write
+        timestamp of their mark."""
+        return self._run(
+            "SELECT stream_id, partition_nr, head_version, relayed_version,"
+            " writetime(unrelayed) AS marked FROM events WHERE unrelayed = 1 LIMIT ?",
+            (limit,))
+
+    def _relayed(self, updates: Sequence[tuple[Row, int, bool]]) -> None:
+        """Note how far each head was relayed, clearing its mark where all of it was: written
+        at the mark's own timestamp, so that the mark of a later append (a later Paxos
+        ballot) survives."""
+        clear = self._prepare(
+            "UPDATE events USING TIMESTAMP ? SET unrelayed = null, relayed_version = ?"
+            " WHERE stream_id = ? AND partition_nr = ? AND version = 0")
+        note = self._prepare(
+            "UPDATE events USING TIMESTAMP ? SET relayed_version = ?"
+            " WHERE stream_id = ? AND partition_nr = ? AND version = 0")
+        futures = []
+        for head, version, complete in updates:
+            statement = (clear if complete else note).bind(
+                (head["marked"], version, head["stream_id"], head["partition_nr"]))
+            statement.is_idempotent = True
+            futures.append(self._session.execute_async(statement))
+        for future in futures:
+            try:
+                future.result()
+            except Exception as error:  # the mark stays: those events are relayed again
+                raise Unavailable(str(error)) from error
+
+    def _mark_every_head(self) -> int:
+        """Mark every head with events (once, when the relayed feed is first installed), so
+        that events appended before it reach the feed too."""
+        statement = self._prepare(
+            "SELECT stream_id, partition_nr, head_version FROM events WHERE version = 0"
+            " ALLOW FILTERING").bind(())
+        statement.fetch_size = 1000
+        mark = self._prepare("UPDATE events SET unrelayed = 1 WHERE stream_id = ?"
+                             " AND partition_nr = ? AND version = 0")
+        count = 0
+        for row in self._session.execute(statement):
+            if row["stream_id"] != FEED_STREAM and (row["head_version"] or 0) > 0:
+                self._session.execute(mark, (row["stream_id"], row["partition_nr"]))
+                count += 1
+        return count
+
 
     # -- leases ---------------------------------------------------------------------------
 

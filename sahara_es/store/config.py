@@ -10,7 +10,11 @@ replicas, or ``dc1:3,dc2:3`` for NetworkTopologyStrategy); ``consistency`` for p
 writes (default LOCAL_QUORUM); ``ownership_serial`` for appends, fences, leases and unique names
 (default SERIAL: ownership is global); ``claims_serial`` for resource claims (default SERIAL;
 LOCAL_SERIAL for claims on region-local resources only, and never both on the same key);
-``partition_size``; ``feed_bucket_seconds``; ``feed_settle_seconds``.
+``partition_size``; ``feed_relay`` (``on``, the default: a process that reads the feed
+also relays committed events into it when it holds the relay lease; ``off``: it only reads);
+``request_timeout`` (seconds; also how long an append whose outcome is unknown waits before
+it may conclude that its LWT can no longer apply: keep it at least Cassandra's
+``native_transport_timeout``).
 
 Credentials never travel in the URL: the user name may (``cassandra://USER@HOST/...``), the
 password is read from a file named by ``password_file=PATH``, or, when the URL names none, by
@@ -51,8 +55,7 @@ class CassandraConfig:
     ownership_serial: str = "SERIAL"
     claims_serial: str = "SERIAL"
     partition_size: int = 5000
-    feed_bucket_seconds: int = 60
-    feed_settle_seconds: float = 2.0
+    feed_relay: bool = True
     request_timeout: float = 12.0
     username: str | None = None
     password_file: str | None = None
@@ -131,12 +134,17 @@ def parse_store_url(url: str) -> tuple[str, dict[str, Any]]:
             kwargs["keyspace"] = parts.path.strip("/")
         if "replication" in query:
             kwargs["replication"] = parse_replication(query.pop("replication"))
-        for key in ("partition_size", "feed_bucket_seconds"):
-            if key in query:
-                kwargs[key] = int(query.pop(key))
-        for key in ("feed_settle_seconds", "request_timeout"):
-            if key in query:
-                kwargs[key] = float(query.pop(key))
+        if "partition_size" in query:
+            kwargs["partition_size"] = int(query.pop("partition_size"))
+        if "request_timeout" in query:
+            kwargs["request_timeout"] = float(query.pop("request_timeout"))
+        if "feed_relay" in query:
+            relay = query.pop("feed_relay")
+            if relay not in ("on", "off"):
+                raise ValueError("feed_relay must be on or off")
+            kwargs["feed_relay"] = relay == "on"
+        for key in ("feed_settle_seconds", "feed_bucket_seconds"):
+            query.pop(key, None)  # the feed before relaying read these; they mean nothing now
         for key in ("local_dc", "consistency", "ownership_serial", "claims_serial"):
             if key in query:
                 kwargs[key] = query.pop(key)

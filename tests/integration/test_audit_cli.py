@@ -74,7 +74,7 @@ def history(request: pytest.FixtureRequest,
     if request.param == "cassandra":
         drop_cassandra_keyspace(KEYSPACE)
         url = (f"cassandra://{CASSANDRA_HOST}:9042/{KEYSPACE}"
-               "?partition_size=100&feed_settle_seconds=0.5")
+               "?partition_size=100")
     else:
         url = sqlite_url(folder)
     store = open_store(url, upgrade=True)

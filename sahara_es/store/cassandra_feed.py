@@ -1,0 +1,255 @@
+"""The global feed on Cassandra: committed events relayed, by one fenced relay at a time, into
+a densely numbered stream.
+
+Every append marks the head row it updates in the same LWT as its events (``cassandra.py``), so
+a mark exists exactly when events were committed. The relay:
+
+1. holds the ``feed-relay`` lease and has fenced the feed stream ``$feed`` with it, so a relay
+   that lost the lease (paused, partitioned) can no longer append to the feed;
+2. reads the marked heads (a storage-attached index on the mark) with each mark's write
+   timestamp, and each one's events after the version it relayed last, in version order,
+   stopping a stream at its first missing version;
+3. appends copies of those events to ``$feed`` (fenced LWTs of up to 100 events);
+4. writes, at each mark's own timestamp, how far it relayed, clearing the mark where all of
+   it was: an append that committed meanwhile wrote its mark with a later Paxos ballot, a
+   larger timestamp, so its mark survives the clear.
+
+A relay that dies between 3 and 4 leaves marks that the next relay copies again: delivery is
+at least once, never less. The relay runs in a thread of any process that reads the feed
+(``read_feed`` starts it), and a reader at the end of the feed runs a pass itself when its
+process holds the lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sahara_es.store.base import MAX_APPEND_BATCH, Lease
+from sahara_es.store.errors import ConcurrencyConflict, LeaseHeld, LeaseLost, StoreError
+
+if TYPE_CHECKING:
+    from sahara_es.store.cassandra import CassandraStore
+
+log = logging.getLogger(__name__)
+
+FEED_STREAM = "$feed"
+"""The stream the relay writes: its versions are the feed's positions."""
+RELAY_LEASE = "feed-relay"
+RELAYED_FEED_MIGRATION = 5
+"""The schema migration that brought the relayed feed: events older than it are marked once."""
+
+MARKS_PER_PASS = 1000
+EVENTS_PER_PASS = 2000
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the events table stores it; a copy in the feed names where it comes from."""
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    data: str
+    metadata: str
+    origin_stream: str | None = None
+    origin_version: int | None = None
+
+
+def feed_version(position: str | None) -> int:
+    """The feed version a position names; a position of the feed before it was relayed
+    (``bucket:entry:version``) reads as the start: delivery is at least once."""
+    if not position or not position.isdigit():
+        return 0
+    return int(position)
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """What one pass relays of one head: ``events`` (contiguous), up to ``version``;
+    ``complete`` when that is all the head has."""
+
+    head: Row
+    events: list[StoredEvent]
+    version: int
+    complete: bool
+
+
+class FeedRelay:
+    def __init__(self, store: CassandraStore, *, ttl: float = 10.0, poll: float = 0.05,
+                 owner: str | None = None) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.poll = poll
+        self.owner = owner or f"relay-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+        self._lease: Lease | None = None
+        self._renew_at = 0.0
+        self._next_try = 0.0
+        self._feed_version = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- running --------------------------------------------------------------------------
+
+    def start(self) -> FeedRelay:
+        """Relay in a background thread (once per relay; later calls return at once)."""
+        if self._thread is None and not self._stop.is_set():
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="feed-relay",
+                                                    daemon=True)
+                    self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        with self._lock:
+            if self._lease is not None:
+                with contextlib.suppress(StoreError):
+                    self.store.release_lease(self._lease)
+                self._lease = None
+
+    @property
+    def holding(self) -> bool:
+        return self._lease is not None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                relayed = self.pass_once()
+            except StoreError as error:
+                log.warning("feed relay: %s", error)
+                relayed = 0
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("feed relay failed; trying again")
+                relayed = 0
+            if not relayed:
+                self._stop.wait(self.poll)
+
+    def pass_once(self, *, only_if_held: bool = False) -> int:
+        """Relay what is marked now; the number of events copied into the feed."""
+        if only_if_held and not self.holding:
+            return 0
+        with self._lock:
+            if self._stop.is_set():
+                return 0
+            lease = self._hold()
+            if lease is None:
+                return 0
+            try:
+                return self._relay(lease)
+            except LeaseLost:
+                log.info("feed relay: %s lost the lease", self.owner)
+                self._lease = None
+                return 0
+
+    # -- the lease ------------------------------------------------------------------------
+
+    def _hold(self) -> Lease | None:
+        now = time.monotonic()
+        if self._lease is not None:
+            if now < self._renew_at:
+                return self._lease
+            try:
+                self._lease = self.store.renew_lease(self._lease, self.ttl)
+                self._renew_at = now + self.ttl / 4
+                return self._lease
+            except LeaseLost:
+                self._lease = None
+        if now < self._next_try:
+            return None
+        try:
+            lease = self.store.acquire_lease(RELAY_LEASE, self.owner, self.ttl)
+        except (LeaseHeld, LeaseLost):
+            self._next_try = now + min(1.0, self.ttl / 4)
+            return None
+        # Fenced before anything is read: an older relay can no longer append to the feed.
+        self.store.fence(FEED_STREAM, lease)
+        self._feed_version = self.store.stream_version(FEED_STREAM)
+        self._lease, self._renew_at = lease, now + self.ttl / 4
+        log.info("feed relay: %s relays (epoch %d) from feed version %d", self.owner,
+                 lease.epoch, self._feed_version)
+        return lease
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def _relay(self, lease: Lease) -> int:
+        marks = self.store._marked_heads(MARKS_PER_PASS)
+        if not marks:
+            return 0
+        slices = self._read(marks)
+        self.store._step("relay.after_read")
+        copies = [event for piece in slices for event in piece.events]
+        for start in range(0, len(copies), MAX_APPEND_BATCH):
+            chunk = copies[start:start + MAX_APPEND_BATCH]
+            try:
+                self._feed_version = self.store._append_rows(
+                    FEED_STREAM, chunk, self._feed_version, lease, mark=False)
+            except ConcurrencyConflict as conflict:
+                # Not another relay (that is LeaseLost): this one's own count was behind.
+                self._feed_version = conflict.actual_version or self.store.stream_version(
+                    FEED_STREAM)
+                return 0
+            self.store._step("relay.after_feed_append")
+        self.store._relayed([(piece.head, piece.version, piece.complete) for piece in slices
+                             if piece.events or piece.complete])
+        return len(copies)
+
+    def _read(self, marks: Sequence[Row]) -> list[_Slice]:
+        """The slices to relay, streams in the order of their oldest mark (the feed follows
+        the order of commits, roughly), each stream's heads in partition order."""
+        streams: dict[str, list[Row]] = {}
+        for mark in marks:
+            streams.setdefault(mark["stream_id"], []).append(mark)
+        order = sorted(streams.values(), key=lambda heads: min(h["marked"] for h in heads))
+        slices: list[_Slice] = []
+        budget = EVENTS_PER_PASS
+        for heads in order:
+            heads.sort(key=lambda h: h["partition_nr"])
+            for head in heads:
+                piece = self._slice(head, heads, budget)
+                slices.append(piece)
+                budget -= len(piece.events)
+                if not piece.complete:
+                    break  # the stream's later partitions wait for this one
+            if budget <= 0:
+                break
+        return slices
+
+    def _slice(self, head: Row, heads: Sequence[Row], budget: int) -> _Slice:
+        stream, partition = head["stream_id"], head["partition_nr"]
+        if head["relayed_version"] is not None:
+            first = head["relayed_version"] + 1
+        elif partition == 0:
+            first = 1
+        else:  # a partition starts after the sealed one before it
+            before = next((h for h in heads if h["partition_nr"] == partition - 1), None)
+            if before is None:
+                before = self.store._head(stream, partition - 1)
+            first = (before["head_version"] if before else 0) + 1
+        last = min(head["head_version"], first + max(budget, 0) - 1)
+        events: list[StoredEvent] = []
+        if first <= last:
+            for row in self.store._stored(stream, first, last, partition=partition):
+                if row["version"] != first + len(events):
+                    break  # a hole: not readable here yet
+                events.append(StoredEvent(
+                    row["event_id"], row["event_type"], row["schema_version"], row["data"],
+                    row["metadata"], origin_stream=stream, origin_version=row["version"]))
+        version = first + len(events) - 1
+        return _Slice(head, events, version, version >= head["head_version"])
