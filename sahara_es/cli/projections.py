@@ -1,7 +1,9 @@
 """``sahara-es projections``: rebuild read models from zero, verify them, bring them up to date.
 
 ``rebuild`` and ``update`` write (the projection's rows); ``verify`` writes only a scratch
-generation, dropped when it is done, and exits 1 on any difference.
+generation, dropped when it is done, and exits 1 on any difference. ``update`` writes the live
+generation, which the projector writes too: it takes the projector's lease and fences its
+writes with it, so it refuses to run beside a running projector (doc/projections.rst).
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sahara_es.cli.context import Context, console, run_until_signalled
 from sahara_es.projections import PROJECTIONS, NotBuilt, Projection, rebuild, update, verify
 from sahara_es.projections.base import APPLIED
+from sahara_es.projections.projector import PROJECTOR_LEASE
+from sahara_es.store import LeaseHeld, LeaseLost
+
+UPDATE_LEASE_TTL = 600.0
+"""How long ``projections update`` holds the projector's lease: past it, a projector may take
+over and the update's later writes are refused."""
 
 name_argument = click.argument("names", nargs=-1, type=click.Choice(sorted(PROJECTIONS)))
 
@@ -58,12 +66,28 @@ def projections_rebuild(obj: Context, names: tuple[str, ...]) -> None:
 @name_argument
 @click.pass_obj
 def projections_update(obj: Context, names: tuple[str, ...]) -> None:
-    """Apply the feed's new events to each live projection (building it if needed)."""
+    """Apply the feed's new events to each live projection (building it if needed), holding
+    the projector's lease: not while a projector runs (it keeps them up to date)."""
+    import os
+    import uuid
+
     store = obj.store(upgrade=True)
-    for projection in chosen(names):
-        generation, read = update(store, projection)
-        console.print(f"{projection.name}: generation {generation},"
-                      f" {read} new feed events applied", highlight=False)
+    owner = f"projections-update-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        lease = store.acquire_lease(PROJECTOR_LEASE, owner, UPDATE_LEASE_TTL)
+    except LeaseHeld as held:
+        raise click.ClickException(f"a projector is running ({held.owner}) and keeps the"
+                                   " projections up to date") from None
+    try:
+        for projection in chosen(names):
+            generation, read = update(store, projection, fence=lease)
+            console.print(f"{projection.name}: generation {generation},"
+                          f" {read} new feed events applied", highlight=False)
+    except LeaseLost as error:
+        raise click.ClickException(f"a projector took over, this update stopped: {error}"
+                                   ) from None
+    finally:
+        store.release_lease(lease)
 
 
 @projections.command("verify")

@@ -12,6 +12,12 @@ name ``index`` and in the same generation, written with the rows they follow, so
 reader scans only the part of the index it needs (a project's resources, say). A generation
 whose index was never finished (``INDEX_BUILT`` missing: it was made by an older version) is
 rebuilt before it is updated.
+
+Writes may carry a lease (``fence``): the projector's. The store then refuses them once a
+newer epoch has written the same generation, checkpoint or live generation, so that a runner
+paused past its lease can neither overwrite newer rows nor move a checkpoint back
+(doc/projections.rst). A generation is dropped only once a newer one is live: the live
+generation never moves back, so the dropped one can never be needed again.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sahara_es.events import RecordedEvent
-from sahara_es.store import Store
+from sahara_es.store import ConcurrencyConflict, Lease, LeaseLost, Store
 
 Doc = dict[str, Any]
 APPLIED = "_applied"
@@ -71,12 +77,15 @@ class NotBuilt(LookupError):
 
 
 class ProjectionRunner:
-    """Applies the feed to one generation of a projection's rows, page by page."""
+    """Applies the feed to one generation of a projection's rows, page by page; every write
+    carries ``fence``, the writer's lease, when it has one."""
 
-    def __init__(self, store: Store, projection: Projection, generation: int) -> None:
+    def __init__(self, store: Store, projection: Projection, generation: int, *,
+                 fence: Lease | None = None) -> None:
         self.store = store
         self.projection = projection
         self.generation = generation
+        self.fence = fence
 
     def catch_up(self, *, until: str | None = None, stop_at_until: bool = False,
                  progress: Callable[[int], None] | None = None, page: int = PAGE) -> int:
@@ -97,7 +106,7 @@ class ProjectionRunner:
             self._apply_page(batch)
             if batch:
                 position = batch[-1].position
-                self.store.save_checkpoint(name, generation, position)
+                self.store.save_checkpoint(name, generation, position, fence=self.fence)
             read += len(batch)
             if progress is not None:
                 progress(len(batch))
@@ -123,7 +132,7 @@ class ProjectionRunner:
             changed.update([key] if did else [])
         if changed:
             self.store.put_rows(self.projection.name, self.generation,
-                                {key: docs[key] for key in sorted(changed)})
+                                {key: docs[key] for key in sorted(changed)}, fence=self.fence)
             self._index(changed, before, docs)
 
     def _index(self, changed: set[str], before: dict[str, Doc | None],
@@ -136,11 +145,12 @@ class ProjectionRunner:
             rows.update(dict.fromkeys(self.projection.index_keys(key, before[key]) - keep))
             rows.update(dict.fromkeys(keep, after[key]))
         if rows:
-            self.store.put_rows(self.projection.index, self.generation, rows)
+            self.store.put_rows(self.projection.index, self.generation, rows, fence=self.fence)
 
     def finish_index(self) -> None:
         if self.projection.index is not None:
-            self.store.put_rows(self.projection.index, self.generation, {INDEX_BUILT: {}})
+            self.store.put_rows(self.projection.index, self.generation, {INDEX_BUILT: {}},
+                                fence=self.fence)
 
     def index_ready(self) -> bool:
         return self.projection.index is None or self.store.get_row(
@@ -158,18 +168,38 @@ class ProjectionRunner:
 
 
 def rebuild(store: Store, projection: Projection,
-            progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+            progress: Callable[[int], None] | None = None, *,
+            fence: Lease | None = None) -> tuple[int, int]:
     """Fill a fresh generation from zero, make it live, drop the old one:
-    (the new generation, the feed events read)."""
+    (the new generation, the feed events read).
+
+    ``ConcurrencyConflict`` when another rebuild made a newer generation live first,
+    ``LeaseLost`` when a newer owner of ``fence`` took over: this one's generation is then
+    dropped if a newer one is live, and kept otherwise (it might be live one day only if this
+    is the generation that other rebuild made, which the drop must not touch)."""
     old = store.live_generation(projection.name)
     generation = new_generation(old)
-    runner = ProjectionRunner(store, projection, generation)
-    read = runner.catch_up(progress=progress)
-    runner.finish_index()
-    store.set_live_generation(projection.name, generation)
+    runner = ProjectionRunner(store, projection, generation, fence=fence)
+    try:
+        read = runner.catch_up(progress=progress)
+        runner.finish_index()
+        store.set_live_generation(projection.name, generation, fence=fence)
+    except (ConcurrencyConflict, LeaseLost):
+        drop_superseded(store, projection, generation)
+        raise
     if old is not None:
-        ProjectionRunner(store, projection, old).drop()
+        drop_superseded(store, projection, old)
     return generation, read
+
+
+def drop_superseded(store: Store, projection: Projection, generation: int) -> bool:
+    """Drop ``generation`` if a newer one is live (whether it was dropped): never the live
+    generation, nor one that may still become live."""
+    live = store.live_generation(projection.name)
+    if live is None or live <= generation:
+        return False
+    ProjectionRunner(store, projection, generation).drop()
+    return True
 
 
 def _live(store: Store, projection: Projection) -> int | None:
@@ -181,17 +211,19 @@ def _live(store: Store, projection: Projection) -> int | None:
 
 
 def update(store: Store, projection: Projection,
-           progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+           progress: Callable[[int], None] | None = None, *,
+           fence: Lease | None = None) -> tuple[int, int]:
     """Bring the live generation up to the end of the feed (building it if there is none)."""
     generation = _live(store, projection)
     if generation is None:
-        return rebuild(store, projection, progress)
-    return generation, ProjectionRunner(store, projection, generation).catch_up(
+        return rebuild(store, projection, progress, fence=fence)
+    return generation, ProjectionRunner(store, projection, generation, fence=fence).catch_up(
         progress=progress)
 
 
 def update_together(store: Store, projections: list[Projection], *,
-                    should_stop: Callable[[], bool] = lambda: False) -> int:
+                    should_stop: Callable[[], bool] = lambda: False,
+                    fence: Lease | None = None) -> int:
     """Bring several live projections to the end of the feed, reading each page of the feed
     once for all those at the same checkpoint (one built from zero is built alone first);
     the feed events read. Stops between pages when ``should_stop()``."""
@@ -199,9 +231,10 @@ def update_together(store: Store, projections: list[Projection], *,
     for projection in projections:
         generation = _live(store, projection)
         if generation is None:
-            generation, _ = rebuild(store, projection)
+            generation, _ = rebuild(store, projection, fence=fence)
         position = store.checkpoint(projection.name, generation)
-        groups.setdefault(position, []).append(ProjectionRunner(store, projection, generation))
+        groups.setdefault(position, []).append(
+            ProjectionRunner(store, projection, generation, fence=fence))
     read = 0
     for position, runners in groups.items():
         while not should_stop():
@@ -211,7 +244,8 @@ def update_together(store: Store, projections: list[Projection], *,
             if batch:
                 position = batch[-1].position
                 for runner in runners:
-                    store.save_checkpoint(runner.projection.name, runner.generation, position)
+                    store.save_checkpoint(runner.projection.name, runner.generation, position,
+                                          fence=fence)
             read += len(batch)
             if len(batch) < PAGE:
                 break

@@ -3,7 +3,9 @@
 ``Projector`` applies the feed to the live generation of each projection, on a thread, in
 whichever process holds the ``projector`` lease: every API worker and the all-in-one service
 start one, and exactly one of them writes at a time (a rebuild may run beside it: it writes a
-fresh generation). It stops writing as soon as it cannot be sure it still holds the lease.
+fresh generation). It stops writing as soon as it cannot be sure it still holds the lease,
+and every row, checkpoint and live-generation write carries that lease: one that arrives after
+another projector took over (the process paused past its lease) is refused by the store.
 
 ``ReadModel`` answers the API's reads from the rows, and repairs a row that lags behind its
 stream by folding the stream's newer events in memory: a client that just wrote reads its
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from sahara_es.events.resources import META, Doc
 from sahara_es.projections.base import APPLIED, Projection, update_together
 from sahara_es.projections.resources import PUBLIC, ResourceProjection, owned_by
-from sahara_es.store import LeaseHeld, LeaseLost, Store, StoreError
+from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,18 @@ EVERYONE = "*"
 
 
 class Projector:
+    """``lease``: the resource whose lease this projector takes (one projector writes the
+    projections at a time); its epoch fences every write."""
+
     def __init__(self, store: Store, projections: Sequence[Projection], *, owner: str,
-                 ttl: float = 10.0, poll: float = 0.2) -> None:
+                 ttl: float = 10.0, poll: float = 0.2, lease: str = PROJECTOR_LEASE) -> None:
         self.store = store
         self.projections = list(projections)
         self.owner = owner
         self.ttl = ttl
         self.poll = poll
+        self.resource = lease
+        self._lease: Lease | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,6 +93,10 @@ class Projector:
             try:
                 if self._hold_lease():
                     self.run_once()
+            except LeaseLost as error:
+                self._lease_until = 0.0
+                log.warning("projector %s: another took over, its write was refused: %s",
+                            self.owner, error)
             except StoreError as error:
                 log.warning("projector: %s", error)
             except Exception:
@@ -96,25 +107,27 @@ class Projector:
     def _hold_lease(self) -> bool:
         sent = time.monotonic()
         try:
-            lease = self.store.acquire_lease(PROJECTOR_LEASE, self.owner, self.ttl)
+            lease = self.store.acquire_lease(self.resource, self.owner, self.ttl)
         except LeaseHeld:
             self._lease_until = 0.0
             return False
         except LeaseLost:
             self._lease_until = 0.0
             return False
-        # Trusted for half its TTL from when the request left: a paused process stops writing
-        # well before another can take over.
+        # Trusted for half its TTL from when the request left: a running process stops
+        # writing well before another can take over; one paused mid-write is fenced.
+        self._lease = lease
         self._lease_until = sent + min(self.ttl / 2, lease.expires_at - time.time())
         return True
 
     def run_once(self) -> int:
-        """Apply the feed's new events to every projection: each page read once for all."""
-        return update_together(self.store, self.projections,
+        """Apply the feed's new events to every projection: each page read once for all,
+        every write fenced by the lease last held."""
+        return update_together(self.store, self.projections, fence=self._lease,
                                should_stop=lambda: self._stop.is_set() or not self.active)
 
     def release(self) -> None:
-        lease = self.store.get_lease(PROJECTOR_LEASE)
+        lease = self.store.get_lease(self.resource)
         if lease is not None and lease.owner == self.owner:
             self.store.release_lease(lease)
         self._lease_until = 0.0

@@ -230,10 +230,18 @@ class Store(abc.ABC):
     # -- projection rows ------------------------------------------------------------------
     # Read models keep JSON documents by key, per projection and generation: a rebuild fills
     # a fresh generation from zero and then makes it live. One runner writes a generation.
+    #
+    # Fencing (doc/projections.rst): a write given ``fence`` (the writer's lease) is refused
+    # with ``LeaseLost``, changing nothing, when a newer epoch has already written that
+    # generation's rows (per projection name), its checkpoint, or the projection's live
+    # generation; it makes its own epoch the newest one seen there. Writes without ``fence``
+    # are not checked (tools that own the generation they write). The live generation never
+    # moves back to an older one, fenced or not.
 
     @abc.abstractmethod
     def put_rows(self, projection: str, generation: int,
-                 rows: Mapping[str, dict[str, Any] | None]) -> None:
+                 rows: Mapping[str, dict[str, Any] | None], *,
+                 fence: Lease | None = None) -> None:
         """Write each row's document (``None`` deletes the row)."""
 
     @abc.abstractmethod
@@ -247,18 +255,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def drop_rows(self, projection: str, generation: int) -> None:
-        """Forget the generation: its rows and its checkpoint."""
+        """Forget the generation: its rows, its checkpoint and their fences."""
 
     @abc.abstractmethod
-    def save_checkpoint(self, projection: str, generation: int, position: str) -> None:
+    def save_checkpoint(self, projection: str, generation: int, position: str, *,
+                        fence: Lease | None = None) -> None:
         """The feed position the generation has applied everything up to."""
 
     @abc.abstractmethod
     def checkpoint(self, projection: str, generation: int) -> str | None: ...
 
     @abc.abstractmethod
-    def set_live_generation(self, projection: str, generation: int) -> None:
-        """Make ``generation`` the one readers use."""
+    def set_live_generation(self, projection: str, generation: int, *,
+                            fence: Lease | None = None) -> None:
+        """Make ``generation`` the one readers use. ``ConcurrencyConflict`` (nothing changed)
+        if a newer generation is live already: another rebuild finished first."""
 
     @abc.abstractmethod
     def live_generation(self, projection: str) -> int | None: ...

@@ -440,11 +440,29 @@ class SQLiteStore(Store):
 
 
     # -- projection rows ------------------------------------------------------------------
+    # A fenced write checks and sets its fence in the transaction that writes: the check
+    # and the write are one, as an LWT makes them on Cassandra.
+
+    @staticmethod
+    def _check_fence(what: str, current: int | None, fence: Lease) -> None:
+        if current is not None and current > fence.epoch:
+            raise LeaseLost(f"{what} is fenced by epoch {current} > {fence.epoch}")
 
     @_retry_when_busy
     def put_rows(self, projection: str, generation: int,
-                 rows: Mapping[str, dict[str, Any] | None]) -> None:
+                 rows: Mapping[str, dict[str, Any] | None], *,
+                 fence: Lease | None = None) -> None:
         with self._write() as conn:
+            if fence is not None:
+                row = conn.execute(
+                    "SELECT fence_epoch FROM projection_fences"
+                    " WHERE projection = ? AND generation = ?", (projection, generation),
+                ).fetchone()
+                self._check_fence(f"projection {projection} generation {generation}",
+                                  row["fence_epoch"] if row else None, fence)
+                conn.execute(
+                    "INSERT OR REPLACE INTO projection_fences (projection, generation,"
+                    " fence_epoch) VALUES (?, ?, ?)", (projection, generation, fence.epoch))
             conn.executemany(
                 "INSERT OR REPLACE INTO projection_rows (projection, generation, key, doc)"
                 " VALUES (?, ?, ?, ?)",
@@ -475,16 +493,27 @@ class SQLiteStore(Store):
     @_retry_when_busy
     def drop_rows(self, projection: str, generation: int) -> None:
         with self._write() as conn:
-            for table in ("projection_rows", "projection_checkpoints"):
+            for table in ("projection_rows", "projection_checkpoints", "projection_fences"):
                 conn.execute(f"DELETE FROM {table} WHERE projection = ? AND generation = ?",
                              (projection, generation))
 
     @_retry_when_busy
-    def save_checkpoint(self, projection: str, generation: int, position: str) -> None:
+    def save_checkpoint(self, projection: str, generation: int, position: str, *,
+                        fence: Lease | None = None) -> None:
         with self._write() as conn:
+            row = conn.execute(
+                "SELECT fence_epoch FROM projection_checkpoints"
+                " WHERE projection = ? AND generation = ?", (projection, generation),
+            ).fetchone()
+            epoch = row["fence_epoch"] if row else None
+            if fence is not None:
+                self._check_fence(f"the checkpoint of projection {projection} generation"
+                                  f" {generation}", epoch, fence)
+                epoch = fence.epoch
             conn.execute(
-                "INSERT OR REPLACE INTO projection_checkpoints (projection, generation, position)"
-                " VALUES (?, ?, ?)", (projection, generation, position))
+                "INSERT OR REPLACE INTO projection_checkpoints (projection, generation,"
+                " position, fence_epoch) VALUES (?, ?, ?, ?)",
+                (projection, generation, position, epoch))
 
     def checkpoint(self, projection: str, generation: int) -> str | None:
         row = self._conn().execute(
@@ -494,10 +523,23 @@ class SQLiteStore(Store):
         return str(row["position"]) if row else None
 
     @_retry_when_busy
-    def set_live_generation(self, projection: str, generation: int) -> None:
+    def set_live_generation(self, projection: str, generation: int, *,
+                            fence: Lease | None = None) -> None:
+        what = f"the live generation of projection {projection}"
         with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO projection_live (projection, generation)"
-                         " VALUES (?, ?)", (projection, generation))
+            row = conn.execute(
+                "SELECT generation, fence_epoch FROM projection_live WHERE projection = ?",
+                (projection,),
+            ).fetchone()
+            epoch = row["fence_epoch"] if row else None
+            if fence is not None:
+                self._check_fence(what, epoch, fence)
+                epoch = fence.epoch
+            if row is not None and row["generation"] > generation:
+                raise ConcurrencyConflict(f"{what} is {row['generation']},"
+                                          f" newer than {generation}")
+            conn.execute("INSERT OR REPLACE INTO projection_live (projection, generation,"
+                         " fence_epoch) VALUES (?, ?, ?)", (projection, generation, epoch))
 
     def live_generation(self, projection: str) -> int | None:
         row = self._conn().execute(
