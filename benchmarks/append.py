@@ -5,14 +5,21 @@
 Needs the Cassandra node (``tools/cassandra start``) unless ``--sqlite-only``. Ratios are
 ours / raw, measured side by side in one run (raw and ours in turn, ``ROUNDS`` times, medians).
 
-On Cassandra a new stream's append is the LWT plus the feed entry and the category row (both
-plain inserts, sent beside the LWT). ``best_possible_ratio_with_a_feed.c1`` measures, with the
-bare driver, the LWT plus one plain insert against the LWT alone: the most that any store
-indexing every append in a second partition can reach on this machine at concurrency 1.
+On Cassandra an append is one LWT: it also marks its stream's head for the feed relay, in the
+same mutation, and writes nothing else. ``best_possible_ratio_with_a_feed.c1`` measures, with
+the bare driver, the LWT plus one plain insert against the LWT alone: what a store indexing
+every append in a second partition (as the feed did before the relay) could reach at most.
+
+The relay shares the node: ``*.c16_relay_running`` measures raw and ours at c16 (in turn,
+``ROUNDS`` times, medians) while a consumer process tails the feed and its relay copies every
+append into it; ``*.c16_relay_running_pinned`` the same with this process on CPU 0 and the
+consumer on CPU 1 (``taskset``; the node runs where it likes). ``relay_delivered`` counts the
+events the consumer received meanwhile, to show the relay kept up.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import statistics
 import sys
@@ -28,8 +35,9 @@ from benchmarks.common import arguments, rate, report
 from sahara_es.commands import repository
 from sahara_es.events import NewEvent
 from sahara_es.store import Store, open_store
+from tests import feedchaos
 from tests.contract.test_long_streams import Counter
-from tests.factories import CASSANDRA_HOST, cassandra_cluster, events
+from tests.factories import CASSANDRA_HOST, cassandra_cluster, drop_cassandra_keyspace, events
 
 BENCH_CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/sahara_es_bench"
 
@@ -167,6 +175,46 @@ def measure(store: Store, raw: Any, ops: int, prefix: str,
     return figures
 
 
+def with_relay_running(store: Store, ops: int, *, pinned: bool) -> dict[str, float]:
+    """Raw and ours at c16 while a consumer process tails the feed (its relay copying every
+    append into it); ``pinned``: this process on CPU 0, the consumer on CPU 1."""
+    suffix = "c16_relay_running" + ("_pinned" if pinned else "")
+    before = os.sched_getaffinity(0)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        stop, out = folder / "stop", folder / "consumer.jsonl"
+        spec = feedchaos.ConsumerSpec(BENCH_CASSANDRA_URL, str(out), "bench-",
+                                      feedchaos.feed_end(store), str(stop), limit=500,
+                                      project=False)
+        consumer = feedchaos.spawn("consumer", feedchaos.save_spec(spec, folder / "c.json"),
+                                   cpus="1" if pinned else None)
+        try:
+            feedchaos._wait_for(out, "ready", consumer)
+            if pinned:
+                os.sched_setaffinity(0, {0})
+            rates: dict[str, list[float]] = {"raw": [], "ours": []}
+            for _ in range(ROUNDS):
+                rates["raw"].append(raw_cassandra(ops, 16))
+                rates["ours"].append(rate(
+                    lambda i: store.append(f"bench-{uuid.uuid4().hex}", event(), 0), ops, 16))
+            os.sched_setaffinity(0, before)
+            time.sleep(1.0)
+            stop.touch()
+            consumer.wait(timeout=60)
+        finally:
+            os.sched_setaffinity(0, before)
+            if consumer.poll() is None:
+                consumer.kill()
+        delivered = len(feedchaos.deliveries(out))
+    return {
+        f"cassandra.raw_insert_per_s.{suffix}": statistics.median(rates["raw"]),
+        f"cassandra.append_new_stream_per_s.{suffix}": statistics.median(rates["ours"]),
+        f"cassandra.append_ratio_ours_over_raw.{suffix}": statistics.median(
+            o / r for o, r in zip(rates["ours"], rates["raw"], strict=True)),
+        f"cassandra.relay_delivered.{suffix}": float(delivered),
+    }
+
+
 def long_stream(store: Store, prefix: str, length: int = 50_000) -> dict[str, float]:
     """Read a 50 000-event stream whole, and rebuild it with and without its snapshot."""
     stream = f"cluster-{uuid.uuid4().hex}"
@@ -205,6 +253,7 @@ def main() -> None:
         figures.update(long_stream(sqlite_store, "sqlite"))
         sqlite_store.close()
     if not args.sqlite_only:
+        drop_cassandra_keyspace("sahara_es_bench")  # no backlog of earlier runs to relay
         store = open_store(BENCH_CASSANDRA_URL, upgrade=True)
         described = store.describe()
         figures["cassandra.version"] = described["cassandra_version"]
@@ -214,11 +263,15 @@ def main() -> None:
                      f"{described['ownership_serial']}, claims serial={described['claims_serial']}")
         figures.update(measure(store, raw_cassandra, args.ops, "cassandra",
                                floor=raw_cassandra_with_index_write))
+        for pinned in (False, True):
+            figures.update(with_relay_running(store, args.ops, pinned=pinned))
         figures.update(long_stream(store, "cassandra"))
         store.close()
     def unit(name: str) -> str:
         if "ratio" in name or "speedup" in name:
             return "ratio"
+        if "relay_delivered" in name:
+            return "events"
         return "ms" if name.endswith("_ms") else "per s"
 
     rows = [(name, unit(name), value) for name, value in figures.items()

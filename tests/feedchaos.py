@@ -282,6 +282,8 @@ class ConsumerSpec:
     limit: int = 200
     projection_every: float = 0.5
     idle_sleep: float = 0.01
+    project: bool = True
+    """Apply the projection as it reads (the benchmarks only tail the feed)."""
 
 
 def save_spec(spec: Any, path: Path) -> Path:
@@ -333,8 +335,13 @@ def read_records(path: Path) -> list[Any]:
 def open_cassandra(url: str, *, clock_shift: float = 0.0,
                    on_step: Callable[[str], None] | None = None,
                    through: tuple[str, int] | None = None) -> Any:
+    """A store for ``url``; on Cassandra with the clock shifted, the steps hooked, the
+    driver routed through a proxy (a SQLite store has none of those)."""
+    from sahara_es.store import open_store
     from sahara_es.store.cassandra import CassandraStore
 
+    if url.startswith("sqlite:"):
+        return open_store(url)
     config = parse_store_url(url)[1]["config"]
     kind = proxied_store_class(through) if through else CassandraStore
     shift = clock_shift
@@ -344,9 +351,10 @@ def open_cassandra(url: str, *, clock_shift: float = 0.0,
 
 def writer(spec: WriterSpec) -> None:
     records = Records(spec.out)
-    config = parse_store_url(spec.url)[1]["config"]
-    dropper = (ReplyDropper((config.contact_points[0], config.port)) if spec.proxy
-               else None)
+    dropper = None
+    if spec.proxy:
+        config = parse_store_url(spec.url)[1]["config"]
+        dropper = ReplyDropper((config.contact_points[0], config.port))
     faults = Faults(spec.faults, dropper)
     store = open_cassandra(spec.url, clock_shift=spec.clock_shift, on_step=faults,
                            through=dropper.address if dropper else None)
@@ -365,6 +373,7 @@ def writer(spec: WriterSpec) -> None:
                      for _ in range(local.randint(1, spec.max_events))]
             ids = [str(e.event_id) for e in batch]
             records.write({"sent": stream, "expected": expected, "ids": ids})
+            started = time.monotonic()
             try:
                 version = store.append(stream, batch, expected)
             except StoreError as error:
@@ -379,7 +388,8 @@ def writer(spec: WriterSpec) -> None:
             else:
                 outcome = {"version": version}
                 known[stream] = version
-            records.write({"outcome": ids[0], **outcome})
+            records.write({"outcome": ids[0], "at": time.time(),
+                           "took": time.monotonic() - started, **outcome})
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(spec.threads)]
     for thread in threads:
@@ -418,21 +428,25 @@ def relay(spec: RelaySpec) -> None:
     relayed = 0
     errors: dict[str, int] = {}
     held = False
+    longest, losses = 0.0, 0
     while time.time() < end:
+        started = time.monotonic()
         try:
             moved = store.feed_relay.pass_once()
         except StoreError as error:  # LeaseLost after a pause past the lease, say
             errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
             moved = 0
+        longest = max(longest, time.monotonic() - started)
         if store.feed_relay.holding and not held:
             records.write({"holding": store.feed_relay.owner, "t": time.time()})
+        losses += held and not store.feed_relay.holding
         held = store.feed_relay.holding
         relayed += moved
         if not moved:
             time.sleep(0.02)
     store.feed_relay.stop()
     records.write({"done": "relay", "relayed": relayed, "errors": errors,
-                   "faults": faults.applied})
+                   "faults": faults.applied, "longest_pass": longest, "leases_lost": losses})
     store.close()
 
 
@@ -477,7 +491,7 @@ def consumer(spec: ConsumerSpec) -> None:
         if batch:
             position = batch[-1].position
             records.write({"checkpoint": position})
-        if now - projected > spec.projection_every or stopping:
+        if spec.project and (now - projected > spec.projection_every or stopping):
             runner.catch_up()
             projected = time.time()
         if stopping and not batch:
@@ -630,9 +644,13 @@ def with_params(url: str, **params: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{extra}"
 
 
-def feed_end(store: Any) -> str:
+def feed_end(store: Any) -> str | None:
+    """The position after the newest event of the feed (a new consumer's checkpoint)."""
     from sahara_es.store.cassandra_feed import FEED_STREAM
 
+    if not hasattr(store, "feed_relay"):  # SQLite: its feed is its log
+        page = store.read_feed(None, limit=1_000_000)
+        return page[-1].position if page else None
     return str(store.stream_version(FEED_STREAM))
 
 
@@ -649,7 +667,7 @@ def _wait_for(path: Path, key: str, proc: subprocess.Popen[bytes], timeout: floa
 
 
 def run_chaos(store: Any, url: str, folder: Path, writers: list[WriterPlan], *,
-              streams: int = 300, seconds: float = 10.0, threads: int = 4,
+              streams: int = 300, seconds: float = 8.0, threads: int = 4,
               consumer_params: dict[str, str] | None = None,
               relay_faults: list[Fault] | None = None, relay_ttl: float = 3.0,
               settle: float = 30.0) -> Run:
