@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -18,8 +18,16 @@ import pytest
 from sahara_es.events import RecordedEvent
 from sahara_es.projections import ProjectionRunner, Projector, rebuild, update
 from sahara_es.projections.base import Doc, Projection
-from sahara_es.store import ConcurrencyConflict, Lease, LeaseLost, Store
-from tests.factories import events
+from sahara_es.store import (
+    ConcurrencyConflict,
+    Lease,
+    LeaseLost,
+    Store,
+    Unavailable,
+    parse_store_url,
+)
+from tests.conftest import require_backend
+from tests.factories import CASSANDRA_TEST_URL, events
 
 
 def unique(prefix: str = "fenced") -> str:
@@ -360,3 +368,79 @@ def test_fencing_cost_is_measured(store: Store, backend: str) -> None:
           f" {seconds['read']:.3f} s, unfenced {seconds['unfenced']:.3f} s, fenced"
           f" {seconds['fenced']:.3f} s; the writing costs"
           f" x{writes['fenced'] / max(writes['unfenced'], 1e-6):.2f} fenced")
+
+
+# -- lost replies (Cassandra: SQLite has none) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flaky() -> Iterator[Any]:
+    """The real Cassandra store, except that the replies of its next ``lose`` LWTs go missing
+    after they applied (``apply_then_lose``) or before they were sent."""
+    require_backend("cassandra")
+    from sahara_es.store.cassandra import CassandraStore, _OutcomeUnknown
+
+    class RepliesLost(CassandraStore):
+        lose = 0
+        apply_then_lose = True
+
+        def _lwt(self, statement: Any, serial: str) -> dict[str, Any]:
+            if not self.lose:
+                return super()._lwt(statement, serial)
+            self.lose -= 1
+            if self.apply_then_lose:
+                super()._lwt(statement, serial)
+            raise _OutcomeUnknown("reply lost")
+
+    store = RepliesLost(parse_store_url(CASSANDRA_TEST_URL)[1]["config"])
+    store.upgrade()
+    yield store
+    store.close()
+
+
+WRITES: dict[str, Callable[[Store, str, Lease], None]] = {
+    "put_rows": lambda store, name, fence: store.put_rows(name, 1, {"a": {"by": fence.epoch}},
+                                                         fence=fence),
+    "save_checkpoint": lambda store, name, fence: store.save_checkpoint(
+        name, 1, f"p{fence.epoch}", fence=fence),
+    "set_live_generation": lambda store, name, fence: store.set_live_generation(
+        name, fence.epoch, fence=fence),
+}
+
+
+def written(store: Store, name: str) -> tuple[Any, ...]:
+    return store.get_row(name, 1, "a"), store.checkpoint(name, 1), store.live_generation(name)
+
+
+@pytest.mark.parametrize("method", sorted(WRITES))
+@pytest.mark.parametrize("applied", [True, False])
+def test_a_fenced_write_whose_reply_was_lost_reports_what_happened(
+        flaky: Any, method: str, applied: bool) -> None:
+    name, write = unique(), WRITES[method]
+    write(flaky, name, OLD)
+    before = written(flaky, name)
+
+    flaky.lose, flaky.apply_then_lose = 1, applied  # sent again if it had not applied
+    write(flaky, name, NEW)
+    after = written(flaky, name)
+
+    flaky.lose, flaky.apply_then_lose = 1, applied  # refused, whether or not it was lost
+    with pytest.raises(LeaseLost):
+        write(flaky, name, OLD)
+    assert written(flaky, name) == after != before
+
+
+@pytest.mark.parametrize("method", sorted(WRITES))
+def test_a_fenced_write_that_never_gets_through_is_unavailable_and_changes_nothing(
+        flaky: Any, method: str) -> None:
+    name, write = unique(), WRITES[method]
+    write(flaky, name, OLD)
+    before = written(flaky, name)
+
+    flaky.lose, flaky.apply_then_lose = 100, False
+    try:
+        with pytest.raises(Unavailable):
+            write(flaky, name, NEW)
+    finally:
+        flaky.lose = 0
+    assert written(flaky, name) == before
