@@ -44,6 +44,7 @@ from cassandra import (
     ConsistencyLevel,
     OperationTimedOut,
     ReadTimeout,
+    RequestValidationException,
 )
 from cassandra import Unavailable as DriverUnavailable
 from cassandra.auth import PlainTextAuthProvider
@@ -79,6 +80,8 @@ from sahara_es.store.base import (
     check_release,
 )
 from sahara_es.store.cassandra_feed import (
+    FEED_BATCH_BYTES,
+    FEED_HEAD_PARTITION,
     FEED_STREAM,
     RELAYED_FEED_MIGRATION,
     FeedRelay,
@@ -280,6 +283,8 @@ class CassandraStore(ProjectionRows, Store):
             return row
         except (DriverUnavailable, NoHostAvailable) as error:
             raise Unavailable(str(error)) from error
+        except RequestValidationException as error:  # refused as written: nothing applied
+            raise StoreError(f"Cassandra refused the statement: {error}") from error
         except Exception as error:
             raise _OutcomeUnknown(f"{type(error).__name__}: {error}") from error
 
@@ -627,6 +632,28 @@ class CassandraStore(ProjectionRows, Store):
                 raise Unavailable(str(error)) from error
             current += 1
 
+    def _stored_many(self, ranges: Sequence[tuple[str, int, int, int]],
+                     window: int = 64) -> list[list[Row]]:
+        """For each ``(stream, partition, first, last)``, that partition's stored rows of
+        versions ``first``..``last`` (at most one page each), read concurrently."""
+        statement = self._prepare(
+            f"SELECT {self._STORED_COLUMNS} FROM events WHERE stream_id = ?"
+            " AND partition_nr = ? AND version >= ? AND version <= ?")
+        results: list[list[Row]] = []
+        for start in range(0, len(ranges), window):
+            futures = []
+            for stream_id, partition, first, last in ranges[start:start + window]:
+                bound = statement.bind((stream_id, partition, first, last))
+                bound.is_idempotent = True
+                bound.fetch_size = max(1, last - first + 1)
+                futures.append(self._session.execute_async(bound))
+            for future in futures:
+                try:
+                    results.append(list(future.result().current_rows))
+                except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+                    raise Unavailable(str(error)) from error
+        return results
+
     def read(
         self, stream_id: str, from_version: int = 1, *, to_version: int | None = None
     ) -> Iterator[RecordedEvent]:
@@ -670,10 +697,10 @@ class CassandraStore(ProjectionRows, Store):
         return self._feed_relay
 
     def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
-        """The feed stream's events after version ``after``, stopping at the first version
-        not readable here yet: feed numbers are dense, so a copy that has not reached this
-        datacenter's replicas is waited for, never passed. A process that reads the feed
-        also relays into it (unless ``feed_relay=off``)."""
+        """The feed's events after version ``after``, up to the version the relay committed,
+        stopping at the first one not readable here yet: feed numbers are dense, so a copy
+        that has not reached this datacenter's replicas is waited for, never passed. A process
+        that reads the feed also relays into it (unless ``feed_relay=off``)."""
         start = feed_version(after)
         out = self._read_feed_rows(start, limit)
         if self.config.feed_relay:
@@ -684,9 +711,9 @@ class CassandraStore(ProjectionRows, Store):
 
     def _read_feed_rows(self, start: int, limit: int) -> list[RecordedEvent]:
         out: list[RecordedEvent] = []
-        if limit <= 0:
-            return out
-        for row in self._stored(FEED_STREAM, start + 1, start + limit):
+        head = self._feed_head()
+        last = min(start + limit, int(head["head_version"]) if head else 0)
+        for row in self._stored(FEED_STREAM, start + 1, last):
             if row["version"] != start + len(out) + 1:
                 break  # a hole: not replicated here yet
             out.append(serialization.decode(
@@ -695,6 +722,109 @@ class CassandraStore(ProjectionRows, Store):
                 event_type=row["event_type"], schema_version=row["schema_version"],
                 data=row["data"], metadata=row["metadata"]))
         return out
+
+    # The feed's own head: the version the relay committed, and the epoch that fenced it.
+    # Its rows are written plainly, before the commit that makes them readable.
+
+    def _feed_head(self, *, serial: bool = False) -> Row | None:
+        rows = self._run(
+            "SELECT head_version, fence_epoch FROM events WHERE stream_id = ?"
+            " AND partition_nr = ? AND version = 0", (FEED_STREAM, FEED_HEAD_PARTITION),
+            consistency=self.config.ownership_serial if serial else None)
+        return rows[0] if rows else None
+
+    def _fence_feed(self, lease: Lease) -> int:
+        """Make ``lease`` the feed's only writer; the version committed so far."""
+        serial = self.config.ownership_serial
+        for _ in range(20):
+            head = self._feed_head(serial=True)
+            if head is None:
+                statement = self._prepare(
+                    "INSERT INTO events (stream_id, partition_nr, version, head_version,"
+                    " fence_epoch) VALUES (?, ?, 0, 0, ?) IF NOT EXISTS"
+                ).bind((FEED_STREAM, FEED_HEAD_PARTITION, lease.epoch))
+            elif head["fence_epoch"] > lease.epoch:
+                raise LeaseLost(f"the feed is fenced by epoch {head['fence_epoch']}")
+            else:
+                statement = self._prepare(
+                    "UPDATE events SET fence_epoch = ? WHERE stream_id = ? AND partition_nr = ?"
+                    " AND version = 0 IF fence_epoch <= ?"
+                ).bind((lease.epoch, FEED_STREAM, FEED_HEAD_PARTITION, lease.epoch))
+            try:
+                if self._lwt(statement, serial)["[applied]"]:
+                    head = self._feed_head(serial=True)
+                    assert head is not None
+                    return int(head["head_version"])
+            except _OutcomeUnknown:
+                continue  # read the head again: fencing twice is harmless
+        raise Unavailable("could not fence the feed: its head kept changing")
+
+    def _write_feed_rows(self, first: int, rows: Sequence[StoredEvent], timestamp: int) -> None:
+        """Feed rows ``first``… written plainly, one unlogged batch per partition piece, at
+        ``timestamp``: it grows with the relay's epoch, so a relay that lost the lease never
+        overwrites what a newer one wrote."""
+        size = self.config.partition_size
+        insert = self._prepare(
+            "INSERT INTO events (stream_id, partition_nr, version, event_id, event_type,"
+            " schema_version, data, metadata, origin_stream, origin_version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
+        futures = []
+        batch, batch_partition, batch_bytes = None, -1, 0
+        for offset, row in enumerate(rows):
+            version = first + offset
+            partition = (version - 1) // size
+            weight = len(row.data) + len(row.metadata) + 200
+            if batch is None or partition != batch_partition or (
+                    batch_bytes + weight > FEED_BATCH_BYTES):
+                if batch is not None:
+                    futures.append(self._session.execute_async(batch))
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                batch.is_idempotent = True
+                batch_partition, batch_bytes = partition, 0
+            batch.add(insert, (FEED_STREAM, partition, version, row.event_id, row.event_type,
+                               row.schema_version, row.data, row.metadata, row.origin_stream,
+                               row.origin_version, timestamp))
+            batch_bytes += weight
+        if batch is not None:
+            futures.append(self._session.execute_async(batch))
+        failure: Exception | None = None
+        for future in futures:
+            try:
+                future.result()
+            except Exception as error:  # nothing is readable before the commit anyway
+                failure = error
+        if failure is not None:
+            raise Unavailable(f"feed rows not written: {failure}") from failure
+
+    def _commit_feed(self, committed: int, new: int, lease: Lease) -> None:
+        """Make feed versions up to ``new`` readable, if the feed is still at ``committed``
+        and fenced by ``lease``. ``LeaseLost`` when a newer relay fenced it; ``Unavailable``
+        when it did not apply for another reason (the relay reads the head again)."""
+        statement = self._prepare(
+            "UPDATE events SET head_version = ? WHERE stream_id = ? AND partition_nr = ?"
+            " AND version = 0 IF head_version = ? AND fence_epoch = ?"
+        ).bind((new, FEED_STREAM, FEED_HEAD_PARTITION, committed, lease.epoch))
+        sent = time.monotonic()
+        try:
+            result = self._lwt(statement, self.config.ownership_serial)
+        except _OutcomeUnknown:
+            result = self._settle_feed_commit(new, sent)
+        if result["[applied]"]:
+            return
+        if (result.get("fence_epoch") or 0) > lease.epoch:
+            raise LeaseLost(f"the feed is fenced by epoch {result['fence_epoch']}")
+        raise Unavailable(f"the feed is at version {result.get('head_version')},"
+                          f" not {committed}")
+
+    def _settle_feed_commit(self, new: int, sent: float) -> Row:
+        deadline = sent + self.config.request_timeout
+        while True:
+            head = self._feed_head(serial=True) or {}
+            if head.get("head_version") == new:
+                return {"[applied]": True}
+            if time.monotonic() >= deadline:
+                return {"[applied]": False, **head}
+            time.sleep(0.2)
 
     def _marked_heads(self, limit: int) -> list[Row]:
         """Heads whose appends the relay has not copied into the feed yet, with the write

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sahara_es.store.base import MAX_APPEND_BATCH, Lease
-from sahara_es.store.errors import ConcurrencyConflict, LeaseHeld, LeaseLost, StoreError
+from sahara_es.store.base import Lease
+from sahara_es.store.errors import LeaseHeld, LeaseLost, StoreError, Unavailable
 
 if TYPE_CHECKING:
     from sahara_es.store.cassandra import CassandraStore
@@ -43,12 +43,17 @@ log = logging.getLogger(__name__)
 
 FEED_STREAM = "$feed"
 """The stream the relay writes: its versions are the feed's positions."""
+FEED_HEAD_PARTITION = -1
+"""Where the feed's one head row is: the committed version, and the relay's fencing epoch."""
+FEED_BATCH_BYTES = 32 * 1024
+"""Feed rows per unlogged batch, by size: well below Cassandra's batch size limits."""
 RELAY_LEASE = "feed-relay"
 RELAYED_FEED_MIGRATION = 5
 """The schema migration that brought the relayed feed: events older than it are marked once."""
 
 MARKS_PER_PASS = 1000
 EVENTS_PER_PASS = 2000
+EVENTS_PER_HEAD = 500
 
 Row = dict[str, Any]
 
@@ -74,6 +79,12 @@ def feed_version(position: str | None) -> int:
     return int(position)
 
 
+def _timestamp(epoch: int, attempt: int) -> int:
+    """The write timestamp of a relay's feed rows: every epoch above every earlier one, and
+    every attempt above the epoch's earlier ones (a row is never two writes' cells mixed)."""
+    return (epoch << 40) + attempt
+
+
 @dataclass(frozen=True)
 class _Slice:
     """What one pass relays of one head: ``events`` (contiguous), up to ``version``;
@@ -97,6 +108,7 @@ class FeedRelay:
         self._renew_at = 0.0
         self._next_try = 0.0
         self._feed_version = 0
+        self._attempt = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -178,9 +190,9 @@ class FeedRelay:
         except (LeaseHeld, LeaseLost):
             self._next_try = now + min(1.0, self.ttl / 4)
             return None
-        # Fenced before anything is read: an older relay can no longer append to the feed.
-        self.store.fence(FEED_STREAM, lease)
-        self._feed_version = self.store.stream_version(FEED_STREAM)
+        # Fenced before anything is read: an older relay can no longer commit to the feed.
+        self._feed_version = self.store._fence_feed(lease)
+        self._attempt = 0
         self._lease, self._renew_at = lease, now + self.ttl / 4
         log.info("feed relay: %s relays (epoch %d) from feed version %d", self.owner,
                  lease.epoch, self._feed_version)
@@ -195,16 +207,18 @@ class FeedRelay:
         slices = self._read(marks)
         self.store._step("relay.after_read")
         copies = [event for piece in slices for event in piece.events]
-        for start in range(0, len(copies), MAX_APPEND_BATCH):
-            chunk = copies[start:start + MAX_APPEND_BATCH]
+        if copies:
+            self._attempt += 1
+            first = self._feed_version + 1
+            self.store._write_feed_rows(first, copies, _timestamp(lease.epoch, self._attempt))
             try:
-                self._feed_version = self.store._append_rows(
-                    FEED_STREAM, chunk, self._feed_version, lease, mark=False)
-            except ConcurrencyConflict as conflict:
-                # Not another relay (that is LeaseLost): this one's own count was behind.
-                self._feed_version = conflict.actual_version or self.store.stream_version(
-                    FEED_STREAM)
+                self.store._commit_feed(self._feed_version, self._feed_version + len(copies),
+                                        lease)
+            except Unavailable:
+                # Not another relay (that is LeaseLost): this one's count was behind.
+                self._feed_version = self.store._fence_feed(lease)
                 return 0
+            self._feed_version += len(copies)
             self.store._step("relay.after_feed_append")
         self.store._relayed([(piece.head, piece.version, piece.complete) for piece in slices
                              if piece.events or piece.complete])
@@ -212,44 +226,55 @@ class FeedRelay:
 
     def _read(self, marks: Sequence[Row]) -> list[_Slice]:
         """The slices to relay, streams in the order of their oldest mark (the feed follows
-        the order of commits, roughly), each stream's heads in partition order."""
+        the order of commits, roughly), each stream's heads in partition order; every head's
+        events are read at once, concurrently."""
         streams: dict[str, list[Row]] = {}
         for mark in marks:
             streams.setdefault(mark["stream_id"], []).append(mark)
         order = sorted(streams.values(), key=lambda heads: min(h["marked"] for h in heads))
-        slices: list[_Slice] = []
+        wanted: list[tuple[Row, int, int]] = []
         budget = EVENTS_PER_PASS
         for heads in order:
-            heads.sort(key=lambda h: h["partition_nr"])
-            for head in heads:
-                piece = self._slice(head, heads, budget)
-                slices.append(piece)
-                budget -= len(piece.events)
-                if not piece.complete:
-                    break  # the stream's later partitions wait for this one
             if budget <= 0:
                 break
-        return slices
-
-    def _slice(self, head: Row, heads: Sequence[Row], budget: int) -> _Slice:
-        stream, partition = head["stream_id"], head["partition_nr"]
-        if head["relayed_version"] is not None:
-            first = head["relayed_version"] + 1
-        elif partition == 0:
-            first = 1
-        else:  # a partition starts after the sealed one before it
-            before = next((h for h in heads if h["partition_nr"] == partition - 1), None)
-            if before is None:
-                before = self.store._head(stream, partition - 1)
-            first = (before["head_version"] if before else 0) + 1
-        last = min(head["head_version"], first + max(budget, 0) - 1)
-        events: list[StoredEvent] = []
-        if first <= last:
-            for row in self.store._stored(stream, first, last, partition=partition):
+            heads.sort(key=lambda h: h["partition_nr"])
+            for head in heads:
+                first = self._first_unrelayed(head, heads)
+                last = min(head["head_version"], first + min(budget, EVENTS_PER_HEAD) - 1)
+                wanted.append((head, first, last))
+                budget -= max(0, last - first + 1)
+        found = self.store._stored_many(
+            [(head["stream_id"], head["partition_nr"], first, last)
+             for head, first, last in wanted])
+        slices: list[_Slice] = []
+        stalled: set[str] = set()
+        for (head, first, _), rows in zip(wanted, found, strict=True):
+            stream = head["stream_id"]
+            if stream in stalled:
+                continue  # the stream's later partitions wait for the one before
+            events: list[StoredEvent] = []
+            for row in rows:
                 if row["version"] != first + len(events):
                     break  # a hole: not readable here yet
                 events.append(StoredEvent(
                     row["event_id"], row["event_type"], row["schema_version"], row["data"],
                     row["metadata"], origin_stream=stream, origin_version=row["version"]))
-        version = first + len(events) - 1
-        return _Slice(head, events, version, version >= head["head_version"])
+            version = first + len(events) - 1
+            piece = _Slice(head, events, version, version >= head["head_version"])
+            slices.append(piece)
+            if not piece.complete:
+                stalled.add(stream)
+        return slices
+
+    def _first_unrelayed(self, head: Row, heads: Sequence[Row]) -> int:
+        """The first version of the head's partition not relayed yet."""
+        if head["relayed_version"] is not None:
+            return int(head["relayed_version"]) + 1
+        partition = head["partition_nr"]
+        if partition == 0:
+            return 1
+        # A partition starts after the sealed one before it.
+        before = next((h for h in heads if h["partition_nr"] == partition - 1), None)
+        if before is None:
+            before = self.store._head(head["stream_id"], partition - 1)
+        return (before["head_version"] if before else 0) + 1
