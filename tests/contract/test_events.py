@@ -72,6 +72,19 @@ def test_reads_start_and_stop_at_any_version_across_partitions(store: Store) -> 
     assert store.stream_version(stream) == version
 
 
+def test_an_append_tried_again_after_it_applied_reports_its_version_not_a_conflict(
+    store: Store,
+) -> None:
+    """What a caller does after an unknown outcome: the same append, the same event ids."""
+    stream = new_stream()
+    first = events(3)
+    assert store.append(stream, first, 0) == 3
+    assert store.append(stream, first, 0) == 3
+    assert [e.event_id for e in store.read(stream)] == [e.event_id for e in first]
+    with pytest.raises(ConcurrencyConflict):
+        store.append(stream, events(3), 0)  # other events at those versions: a conflict
+
+
 def test_an_unknown_stream_is_empty(store: Store) -> None:
     assert list(store.read(new_stream())) == []
     assert store.stream_version(new_stream()) == 0

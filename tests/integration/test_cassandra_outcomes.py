@@ -44,7 +44,9 @@ def replies_lost(store: RepliesLost, *, applied: bool) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def flaky() -> RepliesLost:
     require_backend("cassandra")
-    store = RepliesLost(parse_store_url(CASSANDRA_TEST_URL)[1]["config"])
+    # A short request timeout: an append whose reply is lost and whose event is not there waits
+    # that long for its LWT to become impossible before it may say "not applied".
+    store = RepliesLost(parse_store_url(CASSANDRA_TEST_URL + "&request_timeout=2")[1]["config"])
     store.upgrade()
     yield store
     store.close()
