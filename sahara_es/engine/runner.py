@@ -24,10 +24,14 @@ from sahara_es.engine.state import TaskState, TaskStatus, WorkflowState, Workflo
 from sahara_es.engine.writer import FencedWriter
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import ConcurrencyConflict, Lease, Store
+from sahara_es.store import ConcurrencyConflict, Lease, Store, Unavailable
 
 if TYPE_CHECKING:
     from sahara_es.engine.engine import Engine
+
+
+CLAIM_RETRY_SECONDS = 60.0
+"""How long a claim stream's write is tried again while the store cannot be reached."""
 
 
 def claim_stream(workflow_id: str, task_id: str, attempt: int) -> str:
@@ -68,12 +72,20 @@ class ClaimRecorder:
             return False
 
     def record(self, events: list[DomainEvent], *, durable: bool) -> None:
-        try:
-            self.version = self.store.append(
-                self.stream_id, [registry.new_event(e, self.metadata) for e in events],
-                self.version)
-        except ConcurrencyConflict as conflict:
-            raise attempts.Abandoned(f"{self.stream_id} was withdrawn") from conflict
+        # The same events (the same ids) on every try: after an unknown outcome the store
+        # recognises its own events and reports the claim it did win as won.
+        new = [registry.new_event(e, self.metadata) for e in events]
+        deadline = time.monotonic() + CLAIM_RETRY_SECONDS
+        while True:
+            try:
+                self.version = self.store.append(self.stream_id, new, self.version)
+                return
+            except ConcurrencyConflict as conflict:
+                raise attempts.Abandoned(f"{self.stream_id} was withdrawn") from conflict
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 @dataclass
