@@ -245,12 +245,14 @@ def import_events(store: Store, records: Iterable[dict[str, Any]]) -> ImportResu
 def _import_batch(store: Store, batch: list[tuple[str, int, NewEvent]],
                   result: ImportResult) -> None:
     stream_id, first, _ = batch[0]
-    try:
-        store.append(stream_id, [event for _, _, event in batch], first - 1)
-        result.appended += len(batch)
-        return
-    except ConcurrencyConflict:
-        pass
+    # Asked first: an append finding these very events at these versions reports success.
+    if store.stream_version(stream_id) < first:
+        try:
+            store.append(stream_id, [event for _, _, event in batch], first - 1)
+            result.appended += len(batch)
+            return
+        except ConcurrencyConflict:
+            pass
     # Part of it, or all of it, is there already (a second import): one event at a time.
     for _, version, event in batch:
         stored = next(iter(store.read(stream_id, version, to_version=version)), None)
