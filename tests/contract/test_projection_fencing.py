@@ -218,6 +218,7 @@ def test_a_generation_built_before_a_newer_live_one_can_no_longer_be_made_live(
     first, _ = rebuild(store, projection)
     late = ProjectionRunner(store, projection, first + 1)  # began before the next one
     late.catch_up()
+    time.sleep(0.01)  # generations are milliseconds: the next one is then newer than the late
     newer, _ = rebuild(store, projection)
 
     with pytest.raises(ConcurrencyConflict):
