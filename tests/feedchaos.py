@@ -141,7 +141,8 @@ class ReplyDropper:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
         self.accepted = 0
-        self.upstream_open = 0
+        self.upstream_ports: set[int] = set()
+        """Local ports of the proxy's own connections to the node, while open."""
         self.dropped = 0
         self._armed = False
         self._lock = threading.Lock()
@@ -169,7 +170,7 @@ class ReplyDropper:
                 continue
             with self._lock:
                 self.accepted += 1
-                self.upstream_open += 1
+                self.upstream_ports.add(upstream.getsockname()[1])
             state = {"dropping": False}
             threading.Thread(target=self._up, args=(client, upstream, state),
                              daemon=True).start()
@@ -209,20 +210,21 @@ class ReplyDropper:
             self._close_upstream(upstream)
 
     def _close_upstream(self, upstream: socket.socket) -> None:
-        if upstream.fileno() != -1:
-            _close(upstream)
-            with self._lock:
-                self.upstream_open -= 1
+        with self._lock:
+            if upstream.fileno() == -1:
+                return
+            self.upstream_ports.discard(upstream.getsockname()[1])
+        _close(upstream)
 
     def direct_connections(self) -> int:
         """This process's connections to the node that do not come through the proxy."""
         import psutil  # type: ignore[import-untyped]
 
-        to_node = [c for c in psutil.Process().net_connections("tcp")
+        to_node = [c.laddr.port for c in psutil.Process().net_connections("tcp")
                    if c.raddr and (c.raddr.ip, c.raddr.port) == self.node
                    and c.status == psutil.CONN_ESTABLISHED]
         with self._lock:
-            return len(to_node) - self.upstream_open
+            return len(set(to_node) - self.upstream_ports)
 
 
 def _close(sock: socket.socket) -> None:
@@ -405,10 +407,12 @@ def writer(spec: WriterSpec) -> None:
 
 
 def _version(store: Any, stream: str) -> int:
-    for _ in range(20):
+    """The stream's version, asked until the store answers (raw driver errors included:
+    they are the store's findings, recorded with the append that raised them)."""
+    for _ in range(40):
         try:
             return int(store.stream_version(stream))
-        except StoreError:
+        except Exception:
             time.sleep(0.5)
     return 0
 
@@ -651,6 +655,10 @@ def feed_end(store: Any) -> str | None:
     if not hasattr(store, "feed_relay"):  # SQLite: its feed is its log
         page = store.read_feed(None, limit=1_000_000)
         return page[-1].position if page else None
+    head = getattr(store, "_feed_head", None)  # the version the relay committed
+    if head is not None:
+        row = head()
+        return str(row["head_version"] if row else 0)
     return str(store.stream_version(FEED_STREAM))
 
 
