@@ -216,6 +216,8 @@ def test_a_generation_built_before_a_newer_live_one_can_no_longer_be_made_live(
     store.append(f"{category}-1", events(1), 0)
     projection = counting(unique(), category)
     first, _ = rebuild(store, projection)
+    wait_for(lambda: update(store, projection) and store.get_row(
+        projection.name, first, f"{category}-1"), "the feed to deliver the event")
     late = ProjectionRunner(store, projection, first + 1)  # began before the next one
     late.catch_up()
     time.sleep(0.01)  # generations are milliseconds: the next one is then newer than the late
