@@ -55,6 +55,7 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
+from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import (
     UNSET_VALUE,
@@ -263,11 +264,11 @@ class CassandraStore(ProjectionRows, Store):
             bound.consistency_level = _consistency(consistency)
         if serial:
             bound.serial_consistency_level = _consistency(serial)
-        if cql.startswith("SELECT"):
-            bound.is_idempotent = True
+        # Plain reads and writes only (LWTs go through ``_lwt``): sending one twice is harmless.
+        bound.is_idempotent = True
         try:
             return list(self._session.execute(bound))
-        except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+        except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
             raise Unavailable(str(error)) from error
 
     def _lwt(self, statement: Any, serial: str) -> Row:
@@ -628,7 +629,7 @@ class CassandraStore(ProjectionRows, Store):
                 for row in self._session.execute(statement):
                     yield row
                     wanted = row["version"] + 1
-            except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+            except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
                 raise Unavailable(str(error)) from error
             current += 1
 
@@ -962,8 +963,12 @@ class CassandraStore(ProjectionRows, Store):
     def list_leases(self) -> Iterator[Lease]:
         statement = self._prepare("SELECT * FROM leases").bind(())
         statement.fetch_size = 1000
-        for row in self._session.execute(statement):
-            yield self._lease(row)
+        statement.is_idempotent = True
+        try:
+            for row in self._session.execute(statement):
+                yield self._lease(row)
+        except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
+            raise Unavailable(str(error)) from error
 
     # -- claims ---------------------------------------------------------------------------
 
