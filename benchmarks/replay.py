@@ -130,11 +130,9 @@ def measure(store: Store, name: str, streams: int, per_stream: int, threads: int
     time.sleep(settle)
     relay = getattr(store, "feed_relay", None)
     if relay is not None:  # Cassandra: how fast the relay copies them all into the feed
-        from sahara_es.store.cassandra_feed import FEED_STREAM
-
         started = time.perf_counter()
         relay.start()
-        while store.stream_version(FEED_STREAM) < total:
+        while int(feedchaos.feed_end(store) or 0) < total:
             if time.perf_counter() - started > 600:
                 raise AssertionError("the relay did not copy every event within 600 s")
             time.sleep(0.05)
