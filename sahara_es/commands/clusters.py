@@ -8,6 +8,7 @@ asked when: a cluster scales and verifies only when Active, and Deleting is fina
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from typing import Any
 
@@ -18,7 +19,9 @@ from sahara_es.commands.errors import Conflict, Invalid, Protected, QuotaExceede
 from sahara_es.commands.templates import CT, expand_node_groups, template_node_groups
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, Doc, Kind
-from sahara_es.store import Store
+from sahara_es.store import ConcurrencyConflict, Store
+
+log = logging.getLogger(__name__)
 
 CLUSTER = Kind.CLUSTER
 
@@ -88,14 +91,29 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
                                             uses=sorted(set(uses)), resource_id=cluster_id))
     except BaseException:
         for doc in reversed(created):  # e.g. a later name was taken: undo the earlier ones
-            with contextlib.suppress(Exception):
-                resources.finish_delete(store, resources.load(store, CLUSTER, doc["id"]),
-                                        caller)
+            _undo_create(store, doc["id"], caller)
         for cluster_id in claimed:
             with contextlib.suppress(Exception):
                 quota.release(caller.project_id, cluster_id)
         raise
     return created
+
+
+def _undo_create(store: Store, cluster_id: str, caller: Caller) -> None:
+    """Delete a cluster this request created, reading it again while its stream moves on (its
+    creation's workflow may be recording its first steps)."""
+    for _ in range(UNDO_ATTEMPTS):
+        try:
+            resources.finish_delete(store, resources.load(store, CLUSTER, cluster_id), caller)
+            return
+        except ConcurrencyConflict:
+            continue
+        except Exception:  # the request fails anyway; what is left is an ordinary cluster
+            log.warning("could not undo the creation of cluster %s", cluster_id, exc_info=True)
+            return
+
+
+UNDO_ATTEMPTS = 10
 
 
 def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: str,
