@@ -19,7 +19,7 @@ A stream's first head row also carries its category, found through a storage-att
 (``list_streams``), so a new stream costs no request beyond its LWT.
 
 The global feed (``cassandra_feed.py``; the argument is in doc/store.rst, "The feed"). An
-append's LWT also marks the head it updates (``unrelayed = 1``), in the same mutation as its
+append's LWT also marks the head it updates (``unrelayed = <second>``), in the same mutation as its
 events: whatever commits is marked, with no clock and no second write. A relay, one at a time by
 lease and fenced, copies marked heads' new events into one internal stream, ``$feed``, whose
 versions are the feed's positions, then clears each mark at the mark's own write timestamp.
@@ -144,6 +144,11 @@ _retry_transient = retry(
 def _consistency(name: str) -> int:
     value: int = getattr(ConsistencyLevel, name)
     return value
+
+
+IN_STREAMS = 50
+"""Streams one relay read or mark-clearing batch names."""
+READS_IN_FLIGHT = 32
 
 
 class CassandraStore(ProjectionRows, Store):
@@ -316,8 +321,15 @@ class CassandraStore(ProjectionRows, Store):
         events the relay has to copy into the feed."""
         category = category_of(stream_id) if partition == 0 else UNSET_VALUE
         cql = self._HEAD_INSERT.format(mark=", unrelayed" if marked else "",
-                                       one=", 1" if marked else "")
-        return self._prepare(cql).bind((stream_id, partition, version, fence, category))
+                                       one=", ?" if marked else "")
+        mark = (self._mark_value(),) if marked else ()
+        return self._prepare(cql).bind((stream_id, partition, version, fence, category, *mark))
+
+    def _mark_value(self) -> int:
+        """A mark holds the second it was made by the writer's clock: the relay looks for the
+        newest marks by that range first (cheap), and sweeps for every mark now and then, so
+        a clock that is off costs a mark's delivery time, never its delivery."""
+        return int(self.clock())
 
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
@@ -516,18 +528,19 @@ class CassandraStore(ProjectionRows, Store):
                        rows: Sequence[StoredEvent], lease: Lease | None,
                        mark: bool) -> BatchStatement:
         batch = self._batch_with_events(stream_id, partition, n + 1, rows)
-        marked = ", unrelayed = 1" if mark else ""
+        marked = ", unrelayed = ?" if mark else ""
+        value = (self._mark_value(),) if mark else ()
         if lease is None:
             batch.add(self._prepare(
                 f"UPDATE events SET head_version = ?{marked} WHERE stream_id = ?"
                 " AND partition_nr = ? AND version = 0 IF head_version = ? AND sealed = false"
-            ), (n + len(rows), stream_id, partition, n))
+            ), (n + len(rows), *value, stream_id, partition, n))
         else:
             batch.add(self._prepare(
                 f"UPDATE events SET head_version = ?, fence_epoch = ?{marked} WHERE stream_id = ?"
                 " AND partition_nr = ? AND version = 0"
                 " IF head_version = ? AND sealed = false AND fence_epoch <= ?"
-            ), (n + len(rows), lease.epoch, stream_id, partition, n, lease.epoch))
+            ), (n + len(rows), lease.epoch, *value, stream_id, partition, n, lease.epoch))
         return batch
 
     def _plan_append(self, stream_id: str, partition: int, n: int,
@@ -633,26 +646,40 @@ class CassandraStore(ProjectionRows, Store):
                 raise Unavailable(str(error)) from error
             current += 1
 
-    def _stored_many(self, ranges: Sequence[tuple[str, int, int, int]],
-                     window: int = 64) -> list[list[Row]]:
+    def _stored_many(self, ranges: Sequence[tuple[str, int, int, int]]) -> list[list[Row]]:
         """For each ``(stream, partition, first, last)``, that partition's stored rows of
-        versions ``first``..``last`` (at most one page each), read concurrently."""
+        versions ``first``..``last``. Ranges that share a partition number and a first version
+        (new streams, typically) are read together, up to ``IN_STREAMS`` streams a request;
+        the requests go out concurrently."""
         statement = self._prepare(
-            f"SELECT {self._STORED_COLUMNS} FROM events WHERE stream_id = ?"
+            f"SELECT stream_id, {self._STORED_COLUMNS} FROM events WHERE stream_id IN ?"
             " AND partition_nr = ? AND version >= ? AND version <= ?")
-        results: list[list[Row]] = []
-        for start in range(0, len(ranges), window):
-            futures = []
-            for stream_id, partition, first, last in ranges[start:start + window]:
-                bound = statement.bind((stream_id, partition, first, last))
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, (_, partition, first, _) in enumerate(ranges):
+            groups.setdefault((partition, first), []).append(index)
+        requests: list[tuple[list[int], Any]] = []
+        for (partition, first), indexes in groups.items():
+            for start in range(0, len(indexes), IN_STREAMS):
+                chunk = indexes[start:start + IN_STREAMS]
+                last = max(ranges[i][3] for i in chunk)
+                bound = statement.bind(([ranges[i][0] for i in chunk], partition, first, last))
                 bound.is_idempotent = True
-                bound.fetch_size = max(1, last - first + 1)
-                futures.append(self._session.execute_async(bound))
-            for future in futures:
+                bound.fetch_size = None  # a bounded range of a few partitions: one page
+                requests.append((chunk, bound))
+        results: list[list[Row]] = [[] for _ in ranges]
+        for start in range(0, len(requests), READS_IN_FLIGHT):
+            window = requests[start:start + READS_IN_FLIGHT]
+            futures = [self._session.execute_async(bound) for _, bound in window]
+            for (chunk, _), future in zip(window, futures, strict=True):
                 try:
-                    results.append(list(future.result().current_rows))
-                except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
+                    rows = list(future.result())
+                except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
                     raise Unavailable(str(error)) from error
+                wanted = {ranges[i][0]: i for i in chunk}
+                for row in sorted(rows, key=lambda r: (r["stream_id"], r["version"])):
+                    index = wanted[row["stream_id"]]
+                    if row["version"] <= ranges[index][3]:
+                        results[index].append(row)
         return results
 
     def read(
@@ -706,7 +733,7 @@ class CassandraStore(ProjectionRows, Store):
         out = self._read_feed_rows(start, limit)
         if self.config.feed_relay:
             relay = self.feed_relay.start()
-            if len(out) < limit and relay.pass_once(only_if_held=True):
+            if len(out) < limit and relay.pass_once(only_if_held=True, wait=False):
                 out += self._read_feed_rows(start + len(out), limit - len(out))
         return out
 
@@ -827,35 +854,40 @@ class CassandraStore(ProjectionRows, Store):
                 return {"[applied]": False, **head}
             time.sleep(0.2)
 
-    def _marked_heads(self, limit: int) -> list[Row]:
-        """Heads whose appends the relay has not copied into the feed yet, with the write
-        timestamp of their mark."""
+    def _marked_heads(self, limit: int, since: int = 0) -> list[Row]:
+        """Heads whose appends the relay has not copied into the feed yet (those marked from
+        second ``since`` on by their writers' clocks), with the write timestamp of each mark.
+
+        The index keeps an entry for every mark ever set until compaction drops the cleared
+        ones, and the query reads each entry in its range: a range of recent seconds costs
+        what was marked in them, a sweep from 0 what was marked since the last compactions."""
         return self._run(
             "SELECT stream_id, partition_nr, head_version, relayed_version,"
-            " writetime(unrelayed) AS marked FROM events WHERE unrelayed = 1 LIMIT ?",
-            (limit,))
+            " writetime(unrelayed) AS marked FROM events WHERE unrelayed >= ? LIMIT ?",
+            (since, limit))
 
-    def _relayed(self, updates: Sequence[tuple[Row, int, bool]]) -> None:
+    def _relayed(self, updates: Sequence[tuple[Row, int, bool]]) -> list[Any]:
         """Note how far each head was relayed, clearing its mark where all of it was: written
         at the mark's own timestamp, so that the mark of a later append (a later Paxos
-        ballot) survives."""
+        ballot) survives. Returns the requests' futures, in flight: a note that fails leaves
+        its mark, and those events are relayed again."""
         clear = self._prepare(
             "UPDATE events USING TIMESTAMP ? SET unrelayed = null, relayed_version = ?"
             " WHERE stream_id = ? AND partition_nr = ? AND version = 0")
         note = self._prepare(
             "UPDATE events USING TIMESTAMP ? SET relayed_version = ?"
             " WHERE stream_id = ? AND partition_nr = ? AND version = 0")
+        # Unlogged batches across partitions: one request carries many small writes, each
+        # with its own timestamp (the coordinator applies them partition by partition).
         futures = []
-        for head, version, complete in updates:
-            statement = (clear if complete else note).bind(
-                (head["marked"], version, head["stream_id"], head["partition_nr"]))
-            statement.is_idempotent = True
-            futures.append(self._session.execute_async(statement))
-        for future in futures:
-            try:
-                future.result()
-            except Exception as error:  # the mark stays: those events are relayed again
-                raise Unavailable(str(error)) from error
+        for start in range(0, len(updates), IN_STREAMS):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            batch.is_idempotent = True
+            for head, version, complete in updates[start:start + IN_STREAMS]:
+                batch.add(clear if complete else note,
+                          (head["marked"], version, head["stream_id"], head["partition_nr"]))
+            futures.append(self._session.execute_async(batch))
+        return futures
 
     def _mark_every_head(self) -> int:
         """Mark every head with events (once, when the relayed feed is first installed), so
@@ -864,7 +896,7 @@ class CassandraStore(ProjectionRows, Store):
             "SELECT stream_id, partition_nr, head_version FROM events WHERE version = 0"
             " ALLOW FILTERING").bind(())
         statement.fetch_size = 1000
-        mark = self._prepare("UPDATE events SET unrelayed = 1 WHERE stream_id = ?"
+        mark = self._prepare("UPDATE events SET unrelayed = 0 WHERE stream_id = ?"
                              " AND partition_nr = ? AND version = 0")
         count = 0
         for row in self._session.execute(statement):

@@ -52,6 +52,11 @@ RELAYED_FEED_MIGRATION = 5
 """The schema migration that brought the relayed feed: events older than it are marked once."""
 
 MARKS_PER_PASS = 1000
+RECENT_SECONDS = 2
+"""A pass looks for the marks of the last seconds: those of writers whose clocks run more than
+this behind the relay's wait for the next sweep."""
+SWEEP_SECONDS = 5.0
+"""How often a pass looks for every mark (and at once when the relay takes over)."""
 EVENTS_PER_PASS = 2000
 EVENTS_PER_HEAD = 500
 
@@ -109,6 +114,9 @@ class FeedRelay:
         self._next_try = 0.0
         self._feed_version = 0
         self._attempt = 0
+        self._sweep_at = 0.0
+        self._clearing: dict[tuple[str, int], tuple[int, int]] = {}
+        self._clearing_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -141,7 +149,7 @@ class FeedRelay:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                relayed = self.pass_once()
+                relayed = self.pass_once(wait=False)
             except StoreError as error:
                 log.warning("feed relay: %s", error)
                 relayed = 0
@@ -153,8 +161,9 @@ class FeedRelay:
             if not relayed:
                 self._stop.wait(self.poll)
 
-    def pass_once(self, *, only_if_held: bool = False) -> int:
-        """Relay what is marked now; the number of events copied into the feed."""
+    def pass_once(self, *, only_if_held: bool = False, wait: bool = True) -> int:
+        """Relay what is marked now; the number of events copied into the feed. ``wait``:
+        return once the marks are cleared (else the next pass knows they are on the way)."""
         if only_if_held and not self.holding:
             return 0
         with self._lock:
@@ -164,7 +173,7 @@ class FeedRelay:
             if lease is None:
                 return 0
             try:
-                return self._relay(lease)
+                return self._relay(lease, wait)
             except LeaseLost:
                 log.info("feed relay: %s lost the lease", self.owner)
                 self._lease = None
@@ -192,7 +201,7 @@ class FeedRelay:
             return None
         # Fenced before anything is read: an older relay can no longer commit to the feed.
         self._feed_version = self.store._fence_feed(lease)
-        self._attempt = 0
+        self._attempt, self._sweep_at = 0, 0.0
         self._lease, self._renew_at = lease, now + self.ttl / 4
         log.info("feed relay: %s relays (epoch %d) from feed version %d", self.owner,
                  lease.epoch, self._feed_version)
@@ -200,8 +209,16 @@ class FeedRelay:
 
     # -- one pass -------------------------------------------------------------------------
 
-    def _relay(self, lease: Lease) -> int:
-        marks = self.store._marked_heads(MARKS_PER_PASS)
+    def _relay(self, lease: Lease, wait: bool) -> int:
+        now = time.monotonic()
+        if now >= self._sweep_at:  # every mark, however old its second
+            since, self._sweep_at = 0, now + SWEEP_SECONDS
+        else:  # the marks of the last seconds, by this clock
+            since = int(self.store.clock()) - RECENT_SECONDS
+        found = self.store._marked_heads(MARKS_PER_PASS, since)
+        if since and len(found) >= MARKS_PER_PASS:
+            self._sweep_at = now  # a backlog: sweep next, it may hold older marks too
+        marks = self._unnoted(found)
         if not marks:
             return 0
         slices = self._read(marks)
@@ -220,9 +237,50 @@ class FeedRelay:
                 return 0
             self._feed_version += len(copies)
             self.store._step("relay.after_feed_append")
-        self.store._relayed([(piece.head, piece.version, piece.complete) for piece in slices
-                             if piece.events or piece.complete])
+        self._note([piece for piece in slices if piece.events or piece.complete], wait)
         return len(copies)
+
+    def _note(self, slices: Sequence[_Slice], wait: bool) -> None:
+        """Send how far each head was relayed; until that lands, the next pass passes over
+        the marks it clears and starts each head after what was relayed (so the notes of
+        one pass overlap the next pass's reads instead of delaying them)."""
+        keys = [(piece.head["stream_id"], piece.head["partition_nr"]) for piece in slices]
+        with self._clearing_lock:
+            for key, piece in zip(keys, slices, strict=True):
+                self._clearing[key] = (piece.head["marked"], piece.version)
+        futures = self.store._relayed([(piece.head, piece.version, piece.complete)
+                                       for piece in slices])
+        pending = {"count": len(futures)}
+
+        def landed(_: Any) -> None:
+            with self._clearing_lock:
+                pending["count"] -= 1
+                if pending["count"] == 0:
+                    for key, piece in zip(keys, slices, strict=True):
+                        if self._clearing.get(key) == (piece.head["marked"], piece.version):
+                            del self._clearing[key]
+
+        for future in futures:
+            future.add_callbacks(landed, landed)
+        if wait:
+            for future in futures:
+                with contextlib.suppress(Exception):  # the mark stays: relayed again
+                    future.result()
+
+    def _unnoted(self, marks: Sequence[Row]) -> list[Row]:
+        """The marks with the notes still in flight applied: a mark being cleared is left
+        out, and a head starts after what was relayed of it."""
+        with self._clearing_lock:
+            clearing = dict(self._clearing)
+        out = []
+        for mark in marks:
+            noted = clearing.get((mark["stream_id"], mark["partition_nr"]))
+            if noted is None:
+                out.append(mark)
+            elif mark["marked"] != noted[0]:  # marked again since: relay what is new
+                relayed = max(mark["relayed_version"] or 0, noted[1])
+                out.append({**mark, "relayed_version": relayed})
+        return out
 
     def _read(self, marks: Sequence[Row]) -> list[_Slice]:
         """The slices to relay, streams in the order of their oldest mark (the feed follows
