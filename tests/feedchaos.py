@@ -260,6 +260,8 @@ class WriterSpec:
     proxy: bool = False
     max_events: int = 3
     """Events per append: 1 to this many."""
+    rate: float | None = None
+    """Appends per second, all threads together (None: as fast as they go)."""
 
 
 @dataclass
@@ -367,7 +369,12 @@ def writer(spec: WriterSpec) -> None:
 
     def run(thread: int) -> None:
         local = random.Random(rng.random())
+        interval = spec.threads / spec.rate if spec.rate else 0.0
+        due = time.monotonic() + local.random() * interval
         while time.time() < end:
+            if interval:
+                time.sleep(max(0.0, due - time.monotonic()))
+                due += interval
             stream = local.choice(spec.streams)
             expected = known.get(stream, 0)
             batch = [NewEvent(type="ChaosHappened",

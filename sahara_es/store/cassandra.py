@@ -257,7 +257,10 @@ class CassandraStore(ProjectionRows, Store):
             if self._session.keyspace is None:
                 raise StoreError(f"keyspace {self.config.keyspace!r} has no schema yet:"
                                  " run `sahara-es db upgrade`")
-            statement = self._session.prepare(cql)
+            try:
+                statement = self._session.prepare(cql)
+            except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
+                raise Unavailable(f"could not prepare a statement: {error}") from error
             self._prepared[cql] = statement
         return statement
 
