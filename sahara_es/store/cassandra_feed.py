@@ -4,12 +4,15 @@ a densely numbered stream.
 Every append marks the head row it updates in the same LWT as its events (``cassandra.py``), so
 a mark exists exactly when events were committed. The relay:
 
-1. holds the ``feed-relay`` lease and has fenced the feed stream ``$feed`` with it, so a relay
-   that lost the lease (paused, partitioned) can no longer append to the feed;
-2. reads the marked heads (a storage-attached index on the mark) with each mark's write
-   timestamp, and each one's events after the version it relayed last, in version order,
-   stopping a stream at its first missing version;
-3. appends copies of those events to ``$feed`` (fenced LWTs of up to 100 events);
+1. holds the ``feed-relay`` lease and has fenced the feed's head row with its epoch, so a
+   relay that lost the lease (paused, partitioned) can no longer commit to the feed;
+2. reads the marked heads (a storage-attached index on the mark: the last seconds' marks, and
+   every mark at each sweep) with each mark's write timestamp, and each one's events after
+   the version it relayed last, in version order, stopping a stream at its first missing
+   version;
+3. writes copies of those events as feed rows numbered after the committed feed version, at a
+   write timestamp built from its epoch, then commits them with one LWT on the feed's head
+   (``IF head_version = n AND fence_epoch = e``): readers read up to the committed version;
 4. writes, at each mark's own timestamp, how far it relayed, clearing the mark where all of
    it was: an append that committed meanwhile wrote its mark with a later Paxos ballot, a
    larger timestamp, so its mark survives the clear.
@@ -17,7 +20,7 @@ a mark exists exactly when events were committed. The relay:
 A relay that dies between 3 and 4 leaves marks that the next relay copies again: delivery is
 at least once, never less. The relay runs in a thread of any process that reads the feed
 (``read_feed`` starts it), and a reader at the end of the feed runs a pass itself when its
-process holds the lease.
+process holds the lease. doc/store.rst, "The feed", argues it.
 """
 
 from __future__ import annotations
