@@ -81,8 +81,6 @@ from sahara_es.store.base import (
     check_release,
 )
 from sahara_es.store.cassandra_feed import (
-    FEED_BATCH_BYTES,
-    FEED_HEAD_PARTITION,
     FEED_STREAM,
     RELAYED_FEED_MIGRATION,
     FeedRelay,
@@ -492,14 +490,14 @@ class CassandraStore(ProjectionRows, Store):
         """An append the store found not applied: unless the stream holds its very events at
         its versions (an earlier try of this same append applied), raise why."""
         if (head.get("head_version") or 0) >= n + len(rows) and self._event_ids_at(
-                stream_id, n + 1, n + 1)[:1] == [rows[0].event_id]:
+                stream_id, n + 1, n + len(rows)) == [row.event_id for row in rows]:
             return n + len(rows)
         raise self._refusal(stream_id, n, head, lease)
 
     def _settle_append(self, stream_id: str, n: int, rows: Sequence[StoredEvent],
                        lease: Lease | None, sent: float) -> int:
-        """What became of an append whose reply never came. Its first event at version n+1
-        means it applied; another event there means it lost (conflict, or a newer fence).
+        """What became of an append whose reply never came. Its events at versions n+1…
+        mean it applied; other events there mean it lost (conflict, or a newer fence).
         Nothing there yet: the LWT may still be on its way (queued in a coordinator), so the
         store asks again until the request can no longer be executing (``request_timeout``
         after it was sent), and only then reports "not applied"."""
@@ -507,7 +505,7 @@ class CassandraStore(ProjectionRows, Store):
         pause = 0.05
         while True:
             try:
-                found = self._event_ids_at(stream_id, n + 1, n + 1)
+                found = self._event_ids_at(stream_id, n + 1, n + len(rows))
             except Unavailable as error:
                 if time.monotonic() > deadline + self.config.request_timeout:
                     raise OutcomeUnknown(
@@ -518,7 +516,8 @@ class CassandraStore(ProjectionRows, Store):
                 pause = min(pause * 2, 1.0)
                 continue
             if found:
-                if found[0] == rows[0].event_id:
+                # All of them: the feed's copies of one event may sit at two versions.
+                if found == [row.event_id for row in rows]:
                     return n + len(rows)
                 raise self._refusal(stream_id, n, None, lease)
             remaining = deadline - time.monotonic()
@@ -742,9 +741,9 @@ class CassandraStore(ProjectionRows, Store):
 
     def _read_feed_rows(self, start: int, limit: int) -> list[RecordedEvent]:
         out: list[RecordedEvent] = []
-        head = self._feed_head()
-        last = min(start + limit, int(head["head_version"]) if head else 0)
-        for row in self._stored(FEED_STREAM, start + 1, last):
+        if limit <= 0:
+            return out
+        for row in self._stored(FEED_STREAM, start + 1, start + limit):
             if row["version"] != start + len(out) + 1:
                 break  # a hole: not replicated here yet
             out.append(serialization.decode(
@@ -754,120 +753,31 @@ class CassandraStore(ProjectionRows, Store):
                 data=row["data"], metadata=row["metadata"]))
         return out
 
-    # The feed's own head: the version the relay committed, and the epoch that fenced it.
-    # Its rows are written plainly, before the commit that makes them readable.
+    def _feed_head(self) -> Row:
+        """How far the feed goes (its stream's version)."""
+        return {"head_version": self.stream_version(FEED_STREAM)}
 
-    def _feed_head(self, *, serial: bool = False) -> Row | None:
-        rows = self._run(
-            "SELECT head_version, fence_epoch FROM events WHERE stream_id = ?"
-            " AND partition_nr = ? AND version = 0", (FEED_STREAM, FEED_HEAD_PARTITION),
-            consistency=self.config.ownership_serial if serial else None)
-        return rows[0] if rows else None
-
-    def _fence_feed(self, lease: Lease) -> int:
-        """Make ``lease`` the feed's only writer; the version committed so far."""
-        serial = self.config.ownership_serial
-        for _ in range(20):
-            head = self._feed_head(serial=True)
-            if head is None:
-                statement = self._prepare(
-                    "INSERT INTO events (stream_id, partition_nr, version, head_version,"
-                    " fence_epoch) VALUES (?, ?, 0, 0, ?) IF NOT EXISTS"
-                ).bind((FEED_STREAM, FEED_HEAD_PARTITION, lease.epoch))
-            elif head["fence_epoch"] > lease.epoch:
-                raise LeaseLost(f"the feed is fenced by epoch {head['fence_epoch']}")
-            else:
-                statement = self._prepare(
-                    "UPDATE events SET fence_epoch = ? WHERE stream_id = ? AND partition_nr = ?"
-                    " AND version = 0 IF fence_epoch <= ?"
-                ).bind((lease.epoch, FEED_STREAM, FEED_HEAD_PARTITION, lease.epoch))
-            try:
-                if self._lwt(statement, serial)["[applied]"]:
-                    head = self._feed_head(serial=True)
-                    assert head is not None
-                    return int(head["head_version"])
-            except _OutcomeUnknown:
-                continue  # read the head again: fencing twice is harmless
-        raise Unavailable("could not fence the feed: its head kept changing")
-
-    def _write_feed_rows(self, first: int, rows: Sequence[StoredEvent], timestamp: int) -> None:
-        """Feed rows ``first``… written plainly, one unlogged batch per partition piece, at
-        ``timestamp``: it grows with the relay's epoch, so a relay that lost the lease never
-        overwrites what a newer one wrote."""
-        size = self.config.partition_size
-        insert = self._prepare(
-            "INSERT INTO events (stream_id, partition_nr, version, event_id, event_type,"
-            " schema_version, data, metadata, origin_stream, origin_version)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
-        futures = []
-        batch, batch_partition, batch_bytes = None, -1, 0
-        for offset, row in enumerate(rows):
-            version = first + offset
-            partition = (version - 1) // size
-            weight = len(row.data) + len(row.metadata) + 200
-            if batch is None or partition != batch_partition or (
-                    batch_bytes + weight > FEED_BATCH_BYTES):
-                if batch is not None:
-                    futures.append(self._session.execute_async(batch))
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                batch.is_idempotent = True
-                batch_partition, batch_bytes = partition, 0
-            batch.add(insert, (FEED_STREAM, partition, version, row.event_id, row.event_type,
-                               row.schema_version, row.data, row.metadata, row.origin_stream,
-                               row.origin_version, timestamp))
-            batch_bytes += weight
-        if batch is not None:
-            futures.append(self._session.execute_async(batch))
-        failure: Exception | None = None
-        for future in futures:
-            try:
-                future.result()
-            except Exception as error:  # nothing is readable before the commit anyway
-                failure = error
-        if failure is not None:
-            raise Unavailable(f"feed rows not written: {failure}") from failure
-
-    def _commit_feed(self, committed: int, new: int, lease: Lease) -> None:
-        """Make feed versions up to ``new`` readable, if the feed is still at ``committed``
-        and fenced by ``lease``. ``LeaseLost`` when a newer relay fenced it; ``Unavailable``
-        when it did not apply for another reason (the relay reads the head again)."""
-        statement = self._prepare(
-            "UPDATE events SET head_version = ? WHERE stream_id = ? AND partition_nr = ?"
-            " AND version = 0 IF head_version = ? AND fence_epoch = ?"
-        ).bind((new, FEED_STREAM, FEED_HEAD_PARTITION, committed, lease.epoch))
-        sent = time.monotonic()
-        try:
-            result = self._lwt(statement, self.config.ownership_serial)
-        except _OutcomeUnknown:
-            result = self._settle_feed_commit(new, sent)
-        if result["[applied]"]:
-            return
-        if (result.get("fence_epoch") or 0) > lease.epoch:
-            raise LeaseLost(f"the feed is fenced by epoch {result['fence_epoch']}")
-        raise Unavailable(f"the feed is at version {result.get('head_version')},"
-                          f" not {committed}")
-
-    def _settle_feed_commit(self, new: int, sent: float) -> Row:
-        deadline = sent + self.config.request_timeout
-        while True:
-            head = self._feed_head(serial=True) or {}
-            if head.get("head_version") == new:
-                return {"[applied]": True}
-            if time.monotonic() >= deadline:
-                return {"[applied]": False, **head}
-            time.sleep(0.2)
-
-    def _marked_heads(self, limit: int, since: int = 0) -> list[Row]:
+    def _marked_heads(self, limit: int, since: int = 0, after_token: int | None = None
+                      ) -> list[Row]:
         """Heads whose appends the relay has not copied into the feed yet (those marked from
-        second ``since`` on by their writers' clocks), with the write timestamp of each mark.
+        second ``since`` on by their writers' clocks; after ``after_token``, for a sweep that
+        goes on where its last page ended), with the write timestamp of each mark.
 
         The index keeps an entry for every mark ever set until compaction drops the cleared
         ones, and the query reads each entry in its range: a range of recent seconds costs
         what was marked in them, a sweep from 0 what was marked since the last compactions."""
+        token = "" if after_token is None else " AND token(stream_id, partition_nr) > ?"
         return self._run(
-            "SELECT stream_id, partition_nr, head_version, relayed_version,"
-            " writetime(unrelayed) AS marked FROM events WHERE unrelayed >= ? LIMIT ?",
-            (since, limit))
+            "SELECT token(stream_id, partition_nr) AS tok, stream_id, partition_nr,"
+            " head_version, relayed_version, writetime(unrelayed) AS marked FROM events"
+            f" WHERE unrelayed >= ?{token} LIMIT ?",
+            (since, *(() if after_token is None else (after_token,)), limit))
+
+    def _relayed_through(self, stream_id: str, partition: int) -> bool:
+        """Whether a partition's events are all in the feed (its mark cleared)."""
+        rows = self._run("SELECT head_version, unrelayed FROM events WHERE stream_id = ?"
+                         " AND partition_nr = ? AND version = 0", (stream_id, partition))
+        return not rows or rows[0]["unrelayed"] is None
 
     def _relayed(self, updates: Sequence[tuple[Row, int, bool]]) -> list[Any]:
         """Note how far each head was relayed, clearing its mark where all of it was: written
@@ -899,7 +809,8 @@ class CassandraStore(ProjectionRows, Store):
             "SELECT stream_id, partition_nr, head_version FROM events WHERE version = 0"
             " ALLOW FILTERING").bind(())
         statement.fetch_size = 1000
-        mark = self._prepare("UPDATE events SET unrelayed = 0 WHERE stream_id = ?"
+        # At timestamp 1: below every append's, whose mark a clear of this one must not remove.
+        mark = self._prepare("UPDATE events USING TIMESTAMP 1 SET unrelayed = 0 WHERE stream_id = ?"
                              " AND partition_nr = ? AND version = 0")
         count = 0
         for row in self._session.execute(statement):

@@ -32,12 +32,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sahara_es.store.base import Lease
-from sahara_es.store.errors import LeaseHeld, LeaseLost, StoreError, Unavailable
+from sahara_es.store.base import MAX_APPEND_BATCH, Lease
+from sahara_es.store.errors import ConcurrencyConflict, LeaseHeld, LeaseLost, StoreError
 
 if TYPE_CHECKING:
     from sahara_es.store.cassandra import CassandraStore
@@ -46,10 +46,8 @@ log = logging.getLogger(__name__)
 
 FEED_STREAM = "$feed"
 """The stream the relay writes: its versions are the feed's positions."""
-FEED_HEAD_PARTITION = -1
-"""Where the feed's one head row is: the committed version, and the relay's fencing epoch."""
 FEED_BATCH_BYTES = 32 * 1024
-"""Feed rows per unlogged batch, by size: well below Cassandra's batch size limits."""
+"""A feed append's size at most (and at most 100 events): well below Cassandra's limits."""
 RELAY_LEASE = "feed-relay"
 RELAYED_FEED_MIGRATION = 5
 """The schema migration that brought the relayed feed: events older than it are marked once."""
@@ -59,6 +57,8 @@ RECENT_SECONDS = 2
 """A pass looks for the marks of the last seconds: those of writers whose clocks run more than
 this behind the relay's wait for the next sweep."""
 SWEEP_SECONDS = 5.0
+COMPLETE_KEPT = 100_000
+"""Partitions known to be all in the feed, remembered (then forgotten all at once)."""
 """How often a pass looks for every mark (and at once when the relay takes over)."""
 EVENTS_PER_PASS = 2000
 EVENTS_PER_HEAD = 500
@@ -87,10 +87,19 @@ def feed_version(position: str | None) -> int:
     return int(position)
 
 
-def _timestamp(epoch: int, attempt: int) -> int:
-    """The write timestamp of a relay's feed rows: every epoch above every earlier one, and
-    every attempt above the epoch's earlier ones (a row is never two writes' cells mixed)."""
-    return (epoch << 40) + attempt
+def _chunks(events: list[StoredEvent]) -> Iterator[list[StoredEvent]]:
+    """Feed appends: up to 100 events and ``FEED_BATCH_BYTES`` each (one event at least)."""
+    chunk: list[StoredEvent] = []
+    size = 0
+    for event in events:
+        weight = len(event.data) + len(event.metadata) + 200
+        if chunk and (len(chunk) >= MAX_APPEND_BATCH or size + weight > FEED_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(event)
+        size += weight
+    if chunk:
+        yield chunk
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,9 @@ class FeedRelay:
         self._renew_at = 0.0
         self._next_try = 0.0
         self._feed_version = 0
-        self._attempt = 0
         self._sweep_at = 0.0
+        self._sweep_token: int | None = None
+        self._complete: set[tuple[str, int]] = set()
         self._clearing: dict[tuple[str, int], tuple[int, int]] = {}
         self._clearing_lock = threading.Lock()
         self._stop = threading.Event()
@@ -202,9 +212,10 @@ class FeedRelay:
         except (LeaseHeld, LeaseLost):
             self._next_try = now + min(1.0, self.ttl / 4)
             return None
-        # Fenced before anything is read: an older relay can no longer commit to the feed.
-        self._feed_version = self.store._fence_feed(lease)
-        self._attempt, self._sweep_at = 0, 0.0
+        # Fenced before anything is read: an older relay can no longer append to the feed.
+        self.store.fence(FEED_STREAM, lease)
+        self._feed_version = self.store.stream_version(FEED_STREAM)
+        self._sweep_at, self._sweep_token = 0.0, None
         self._lease, self._renew_at = lease, now + self.ttl / 4
         log.info("feed relay: %s relays (epoch %d) from feed version %d", self.owner,
                  lease.epoch, self._feed_version)
@@ -214,31 +225,33 @@ class FeedRelay:
 
     def _relay(self, lease: Lease, wait: bool) -> int:
         now = time.monotonic()
-        if now >= self._sweep_at:  # every mark, however old its second
-            since, self._sweep_at = 0, now + SWEEP_SECONDS
+        sweeping = now >= self._sweep_at
+        if sweeping:  # every mark, however old its second, a page at a time by token
+            found = self.store._marked_heads(MARKS_PER_PASS, 0, self._sweep_token)
+            full = len(found) >= MARKS_PER_PASS
+            self._sweep_token = found[-1]["tok"] if full else None
+            self._sweep_at = now if full else now + SWEEP_SECONDS
         else:  # the marks of the last seconds, by this clock
-            since = int(self.store.clock()) - RECENT_SECONDS
-        found = self.store._marked_heads(MARKS_PER_PASS, since)
-        if since and len(found) >= MARKS_PER_PASS:
-            self._sweep_at = now  # a backlog: sweep next, it may hold older marks too
+            found = self.store._marked_heads(MARKS_PER_PASS, int(self.store.clock())
+                                             - RECENT_SECONDS)
+            if len(found) >= MARKS_PER_PASS:
+                self._sweep_at = now  # a backlog: sweep next, it may hold older marks too
         marks = self._unnoted(found)
         if not marks:
             return 0
         slices = self._read(marks)
         self.store._step("relay.after_read")
         copies = [event for piece in slices for event in piece.events]
-        if copies:
-            self._attempt += 1
-            first = self._feed_version + 1
-            self.store._write_feed_rows(first, copies, _timestamp(lease.epoch, self._attempt))
+        for chunk in _chunks(copies):
             try:
-                self.store._commit_feed(self._feed_version, self._feed_version + len(copies),
-                                        lease)
-            except Unavailable:
-                # Not another relay (that is LeaseLost): this one's count was behind.
-                self._feed_version = self.store._fence_feed(lease)
+                self._feed_version = self.store._append_rows(
+                    FEED_STREAM, chunk, self._feed_version, lease, mark=False)
+            except ConcurrencyConflict as conflict:
+                # Not another relay (that is LeaseLost): this one's count was behind. What
+                # this pass appended already is relayed again (its marks stay).
+                self._feed_version = conflict.actual_version or self.store.stream_version(
+                    FEED_STREAM)
                 return 0
-            self._feed_version += len(copies)
             self.store._step("relay.after_feed_append")
         self._note([piece for piece in slices if piece.events or piece.complete], wait)
         return len(copies)
@@ -280,7 +293,8 @@ class FeedRelay:
             noted = clearing.get((mark["stream_id"], mark["partition_nr"]))
             if noted is None:
                 out.append(mark)
-            elif mark["marked"] != noted[0]:  # marked again since: relay what is new
+            elif mark["marked"] != noted[0] or noted[1] < mark["head_version"]:
+                # Marked again since, or only partly relayed: relay what is left.
                 relayed = max(mark["relayed_version"] or 0, noted[1])
                 out.append({**mark, "relayed_version": relayed})
         return out
@@ -299,6 +313,8 @@ class FeedRelay:
             if budget <= 0:
                 break
             heads.sort(key=lambda h: h["partition_nr"])
+            if not self._before_relayed(heads[0]["stream_id"], heads[0]["partition_nr"]):
+                continue  # the partition before is not all in the feed yet: keep the order
             for head in heads:
                 first = self._first_unrelayed(head, heads)
                 last = min(head["head_version"], first + min(budget, EVENTS_PER_HEAD) - 1)
@@ -326,6 +342,22 @@ class FeedRelay:
             if not piece.complete:
                 stalled.add(stream)
         return slices
+
+    def _before_relayed(self, stream: str, partition: int) -> bool:
+        """Whether every partition before ``partition`` is in the feed: a stream's events
+        reach the feed in version order even when an older partition's mark is found later
+        (a sweep) than a newer one's."""
+        if partition == 0 or (stream, partition - 1) in self._complete:
+            return True
+        with self._clearing_lock:
+            if (stream, partition - 1) in self._clearing:
+                return False  # its note is on the way: the next pass knows
+        if not self.store._relayed_through(stream, partition - 1):
+            return False
+        if len(self._complete) > COMPLETE_KEPT:
+            self._complete.clear()
+        self._complete.add((stream, partition - 1))  # sealed and relayed: for good
+        return True
 
     def _first_unrelayed(self, head: Row, heads: Sequence[Row]) -> int:
         """The first version of the head's partition not relayed yet."""
