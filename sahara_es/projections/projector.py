@@ -116,9 +116,25 @@ class Projector:
             return False
         # Trusted for half its TTL from when the request left: a running process stops
         # writing well before another can take over; one paused mid-write is fenced.
+        if self._lease is None or self._lease.epoch != lease.epoch:
+            self._fence(lease)
         self._lease = lease
         self._lease_until = sent + min(self.ttl / 2, lease.expires_at - time.time())
         return True
+
+    def _fence(self, lease: Lease) -> None:
+        """A new owner fences every partition it will write before it reads any: a paused
+        former owner's late write to one of them (a row, its index, a checkpoint) would
+        otherwise land between this owner's read and its own first write there."""
+        for projection in self.projections:
+            generation = self.store.live_generation(projection.name)
+            if generation is None:
+                continue
+            for name in filter(None, (projection.name, projection.index)):
+                self.store.put_rows(name, generation, {}, fence=lease)
+            position = self.store.checkpoint(projection.name, generation)
+            if position is not None:
+                self.store.save_checkpoint(projection.name, generation, position, fence=lease)
 
     def run_once(self) -> int:
         """Apply the feed's new events to every projection: each page read once for all,

@@ -99,6 +99,16 @@ class ProjectionRows:
                                " WHERE projection = ? AND generation = ? AND key = ?")
         items = [(key, None if doc is None else serialization.dumps(doc))
                  for key, doc in rows.items()]
+        if not items and fence is not None:  # the fence alone: a new owner's first write
+
+            def fence_only(condition: BoundStatement | None) -> BatchStatement:
+                statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+                if condition is not None:
+                    statement.add(condition)
+                return statement
+
+            self._put_fenced(projection, generation, {}, fence, fence_only)
+            return
         for start in range(0, len(items), MAX_APPEND_BATCH):
             chunk = items[start:start + MAX_APPEND_BATCH]
 
@@ -144,7 +154,8 @@ class ProjectionRows:
                              (projection, generation), consistency=serial)
             found = self._run("SELECT key, doc FROM projection_rows"
                               " WHERE projection = ? AND generation = ? AND key IN ?",
-                              (projection, generation, list(docs)), consistency=serial)
+                              (projection, generation, list(docs)),
+                              consistency=serial) if docs else []
             return {"fence_epoch": head[0]["fence_epoch"] if head else None,
                     "docs": {row["key"]: row["doc"] for row in found}}
 

@@ -56,6 +56,25 @@ def test_rows_of_an_older_epoch_are_refused_and_change_nothing(store: Store) -> 
     assert list(store.scan_rows(name, 1)) == [("a", {"by": "new"})]
 
 
+def test_a_fence_alone_refuses_the_older_epoch_before_the_newer_one_wrote_a_row(
+        store: Store) -> None:
+    """What a new projector does first to every partition it will write (rows, index,
+    checkpoint), before it reads: a late write of the former owner lands nowhere."""
+    name = unique()
+    store.put_rows(name, 1, {"a": {"by": "old"}}, fence=OLD)
+    store.save_checkpoint(name, 1, "7", fence=OLD)
+
+    store.put_rows(name, 1, {}, fence=NEW)
+    store.save_checkpoint(name, 1, "7", fence=NEW)
+
+    with pytest.raises(LeaseLost):
+        store.put_rows(name, 1, {"a": {"by": "late"}}, fence=OLD)
+    with pytest.raises(LeaseLost):
+        store.save_checkpoint(name, 1, "9", fence=OLD)
+    assert list(store.scan_rows(name, 1)) == [("a", {"by": "old"})]
+    assert store.checkpoint(name, 1) == "7"
+
+
 def test_a_newer_epoch_takes_the_rows_over_and_the_older_one_is_refused_from_then_on(
         store: Store) -> None:
     name = unique()
