@@ -4,15 +4,14 @@ a densely numbered stream.
 Every append marks the head row it updates in the same LWT as its events (``cassandra.py``), so
 a mark exists exactly when events were committed. The relay:
 
-1. holds the ``feed-relay`` lease and has fenced the feed's head row with its epoch, so a
-   relay that lost the lease (paused, partitioned) can no longer commit to the feed;
+1. holds the ``feed-relay`` lease and has fenced the feed stream ``$feed`` with its epoch, so
+   a relay that lost the lease (paused, partitioned) can no longer append to it;
 2. reads the marked heads (a storage-attached index on the mark: the last seconds' marks, and
    every mark at each sweep) with each mark's write timestamp, and each one's events after
    the version it relayed last, in version order, stopping a stream at its first missing
-   version;
-3. writes copies of those events as feed rows numbered after the committed feed version, at a
-   write timestamp built from its epoch, then commits them with one LWT on the feed's head
-   (``IF head_version = n AND fence_epoch = e``): readers read up to the committed version;
+   version (and at a partition whose previous one is not all in the feed);
+3. appends copies of those events to ``$feed``, fenced appends of up to 100 events: a feed
+   version only ever holds what its one successful LWT wrote;
 4. writes, at each mark's own timestamp, how far it relayed, clearing the mark where all of
    it was: an append that committed meanwhile wrote its mark with a later Paxos ballot, a
    larger timestamp, so its mark survives the clear.
