@@ -56,6 +56,9 @@ RECENT_SECONDS = 2
 """A pass looks for the marks of the last seconds: those of writers whose clocks run more than
 this behind the relay's wait for the next sweep."""
 SWEEP_SECONDS = 5.0
+IDLE_SECONDS = 30.0
+"""A relay thread stops (and gives its lease up) once its process has not read the feed for
+this long; the next read starts it again."""
 COMPLETE_KEPT = 100_000
 """Partitions known to be all in the feed, remembered (then forgotten all at once)."""
 """How often a pass looks for every mark (and at once when the relay takes over)."""
@@ -129,13 +132,17 @@ class FeedRelay:
         self._complete: set[tuple[str, int]] = set()
         self._clearing: dict[tuple[str, int], tuple[int, int]] = {}
         self._clearing_lock = threading.Lock()
+        self._read_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- running --------------------------------------------------------------------------
 
     def start(self) -> FeedRelay:
-        """Relay in a background thread (once per relay; later calls return at once)."""
+        """Relay in a background thread while this process reads the feed: each call (every
+        ``read_feed``) keeps it going, and it stops, giving the lease up, once no read came
+        for ``IDLE_SECONDS`` (a process that stopped reading relays for no one)."""
+        self._read_at = time.monotonic()
         if self._thread is None and not self._stop.is_set():
             with self._lock:
                 if self._thread is None:
@@ -149,10 +156,7 @@ class FeedRelay:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         with self._lock:
-            if self._lease is not None:
-                with contextlib.suppress(StoreError):
-                    self.store.release_lease(self._lease)
-                self._lease = None
+            self._give_up()
 
     @property
     def holding(self) -> bool:
@@ -160,6 +164,11 @@ class FeedRelay:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if time.monotonic() - self._read_at > IDLE_SECONDS:
+                with self._lock:
+                    self._give_up()
+                    self._thread = None
+                return
             try:
                 relayed = self.pass_once(wait=False)
             except StoreError as error:
@@ -171,7 +180,15 @@ class FeedRelay:
                 log.exception("feed relay failed; trying again")
                 relayed = 0
             if not relayed:
-                self._stop.wait(self.poll)
+                # Holding: look again soon. Not holding: not before the lease is tried again.
+                pause = self.poll if self.holding else self._next_try - time.monotonic()
+                self._stop.wait(max(self.poll, pause))
+
+    def _give_up(self) -> None:
+        if self._lease is not None:
+            with contextlib.suppress(StoreError):
+                self.store.release_lease(self._lease)
+            self._lease = None
 
     def pass_once(self, *, only_if_held: bool = False, wait: bool = True) -> int:
         """Relay what is marked now; the number of events copied into the feed. ``wait``:
@@ -209,7 +226,7 @@ class FeedRelay:
         try:
             lease = self.store.acquire_lease(RELAY_LEASE, self.owner, self.ttl)
         except (LeaseHeld, LeaseLost):
-            self._next_try = now + min(1.0, self.ttl / 4)
+            self._next_try = now + self.ttl / 4
             return None
         # Fenced before anything is read: an older relay can no longer append to the feed.
         self.store.fence(FEED_STREAM, lease)
