@@ -435,6 +435,13 @@ def relay(spec: RelaySpec) -> None:
     store = open_cassandra(spec.url, on_step=faults)
     store._feed_relay = FeedRelay(store, ttl=spec.ttl)
     records.write({"ready": "relay", "pid": os.getpid(), "owner": store.feed_relay.owner})
+    # Its time counts from when it first holds the lease: a relay of an earlier run (a killed
+    # consumer's, say) may hold it until its TTL runs out.
+    waited_until = time.time() + 30
+    while not store.feed_relay.holding and time.time() < waited_until:
+        with contextlib.suppress(StoreError):
+            store.feed_relay.pass_once()
+        time.sleep(0.05)
     end = time.time() + spec.seconds
     relayed = 0
     errors: dict[str, int] = {}
