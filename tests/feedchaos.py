@@ -669,10 +669,6 @@ def feed_end(store: Any) -> str | None:
     if not hasattr(store, "feed_relay"):  # SQLite: its feed is its log
         page = store.read_feed(None, limit=1_000_000)
         return page[-1].position if page else None
-    head = getattr(store, "_feed_head", None)  # the version the relay committed
-    if head is not None:
-        row = head()
-        return str(row["head_version"] if row else 0)
     return str(store.stream_version(FEED_STREAM))
 
 

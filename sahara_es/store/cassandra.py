@@ -334,7 +334,7 @@ class CassandraStore(ProjectionRows, Store):
 
     def _head(self, stream_id: str, partition: int, serial: bool = False) -> Row | None:
         rows = self._run(
-            "SELECT head_version, fence_epoch, sealed FROM events"
+            "SELECT head_version, fence_epoch, sealed, unrelayed FROM events"
             " WHERE stream_id = ? AND partition_nr = ? AND version = 0",
             (stream_id, partition),
             consistency=self.config.ownership_serial if serial else None,
@@ -753,10 +753,6 @@ class CassandraStore(ProjectionRows, Store):
                 data=row["data"], metadata=row["metadata"]))
         return out
 
-    def _feed_head(self) -> Row:
-        """How far the feed goes (its stream's version)."""
-        return {"head_version": self.stream_version(FEED_STREAM)}
-
     def _marked_heads(self, limit: int, since: int = 0, after_token: int | None = None
                       ) -> list[Row]:
         """Heads whose appends the relay has not copied into the feed yet (those marked from
@@ -772,12 +768,6 @@ class CassandraStore(ProjectionRows, Store):
             " head_version, relayed_version, writetime(unrelayed) AS marked FROM events"
             f" WHERE unrelayed >= ?{token} LIMIT ?",
             (since, *(() if after_token is None else (after_token,)), limit))
-
-    def _relayed_through(self, stream_id: str, partition: int) -> bool:
-        """Whether a partition's events are all in the feed (its mark cleared)."""
-        rows = self._run("SELECT head_version, unrelayed FROM events WHERE stream_id = ?"
-                         " AND partition_nr = ? AND version = 0", (stream_id, partition))
-        return not rows or rows[0]["unrelayed"] is None
 
     def _relayed(self, updates: Sequence[tuple[Row, int, bool]]) -> list[Any]:
         """Note how far each head was relayed, clearing its mark where all of it was: written

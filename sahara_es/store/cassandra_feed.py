@@ -368,8 +368,9 @@ class FeedRelay:
         with self._clearing_lock:
             if (stream, partition - 1) in self._clearing:
                 return False  # its note is on the way: the next pass knows
-        if not self.store._relayed_through(stream, partition - 1):
-            return False
+        before = self.store._head(stream, partition - 1)
+        if before is not None and before["unrelayed"] is not None:
+            return False  # still marked: not all in the feed
         if len(self._complete) > COMPLETE_KEPT:
             self._complete.clear()
         self._complete.add((stream, partition - 1))  # sealed and relayed: for good
