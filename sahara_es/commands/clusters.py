@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sahara_es.commands import resources
@@ -35,10 +36,12 @@ FROM_TEMPLATE = ("node_groups", "cluster_configs", "anti_affinity", "default_ima
 
 
 def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
-                    quota: Quota | None = None) -> list[Doc]:
+                    quota: Quota | None = None,
+                    undone: Callable[[str], None] | None = None) -> list[Doc]:
     """One cluster, or ``count`` of them named ``<name>-1``… (as Sahara v2 does); each claims
     its instances, cores and RAM from the project's quota first. All or nothing: when any of
-    them is refused (quota, a name in use...), none is left behind, nor its quota."""
+    them is refused (quota, a name in use...), none is left behind, nor its quota; ``undone``
+    hears of each cluster created and deleted again (so the caller's reads show it gone)."""
     quota = quota or NoQuota()
     count = fields.pop("count", None) or 1
     template_id = fields.get("cluster_template_id")
@@ -92,6 +95,8 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     except BaseException:
         for doc in reversed(created):  # e.g. a later name was taken: undo the earlier ones
             _undo_create(store, doc["id"], caller)
+            if undone is not None:
+                undone(doc["id"])
         for cluster_id in claimed:
             with contextlib.suppress(Exception):
                 quota.release(caller.project_id, cluster_id)

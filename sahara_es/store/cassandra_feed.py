@@ -60,8 +60,11 @@ IDLE_SECONDS = 30.0
 """A relay thread stops (and gives its lease up) once its process has not read the feed for
 this long; the next read starts it again."""
 COMPLETE_KEPT = 100_000
-"""Partitions known to be all in the feed, remembered (then forgotten all at once)."""
-"""How often a pass looks for every mark (and at once when the relay takes over)."""
+"""Partitions known to be all in the feed, and streams' versions known to be copied into it,
+remembered (then forgotten all at once)."""
+TAKEOVER_TAIL = 5000
+"""The feed versions a relay reads back when it takes over: what its predecessor copied
+without noting it yet (notes in flight, or failed) is not copied again."""
 EVENTS_PER_PASS = 2000
 EVENTS_PER_HEAD = 500
 
@@ -130,6 +133,7 @@ class FeedRelay:
         self._sweep_at = 0.0
         self._sweep_token: int | None = None
         self._complete: set[tuple[str, int]] = set()
+        self._copied: dict[str, int] = {}
         self._clearing: dict[tuple[str, int], tuple[int, int]] = {}
         self._clearing_lock = threading.Lock()
         self._read_at = time.monotonic()
@@ -231,11 +235,32 @@ class FeedRelay:
         # Fenced before anything is read: an older relay can no longer append to the feed.
         self.store.fence(FEED_STREAM, lease)
         self._feed_version = self.store.stream_version(FEED_STREAM)
+        self._copied = self._copied_lately()
         self._sweep_at, self._sweep_token = 0.0, None
         self._lease, self._renew_at = lease, now + self.ttl / 4
         log.info("feed relay: %s relays (epoch %d) from feed version %d", self.owner,
                  lease.epoch, self._feed_version)
         return lease
+
+    def _copied_lately(self) -> dict[str, int]:
+        """Each stream's highest version among the feed's last ``TAKEOVER_TAIL`` copies. Read
+        after the fence, so no older relay adds to it; a copy not readable here yet is only
+        copied again (a duplicate), never skipped."""
+        copied: dict[str, int] = {}
+        first = max(1, self._feed_version - TAKEOVER_TAIL + 1)
+        for row in self.store._stored(FEED_STREAM, first, self._feed_version):
+            stream, version = row["origin_stream"], row["origin_version"]
+            if stream is not None and version > copied.get(stream, 0):
+                copied[stream] = version
+        return copied
+
+    def _remember_copied(self, chunk: Sequence[StoredEvent]) -> None:
+        if len(self._copied) > COMPLETE_KEPT:
+            self._copied.clear()
+        for event in chunk:
+            if event.origin_stream is not None and event.origin_version is not None:
+                self._copied[event.origin_stream] = max(
+                    self._copied.get(event.origin_stream, 0), event.origin_version)
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -268,6 +293,7 @@ class FeedRelay:
                 self._feed_version = conflict.actual_version or self.store.stream_version(
                     FEED_STREAM)
                 return 0
+            self._remember_copied(chunk)
             self.store._step("relay.after_feed_append")
         self._note([piece for piece in slices if piece.events or piece.complete], wait)
         return len(copies)
@@ -332,7 +358,11 @@ class FeedRelay:
             if not self._before_relayed(heads[0]["stream_id"], heads[0]["partition_nr"]):
                 continue  # the partition before is not all in the feed yet: keep the order
             for head in heads:
-                first = self._first_unrelayed(head, heads)
+                # What this relay (or, before its takeover, another) copied without a note
+                # landing (in flight, failed, or the relay died): not copied again.
+                first = min(max(self._first_unrelayed(head, heads),
+                                self._copied.get(head["stream_id"], 0) + 1),
+                            head["head_version"] + 1)
                 last = min(head["head_version"], first + min(budget, EVENTS_PER_HEAD) - 1)
                 wanted.append((head, first, last))
                 budget -= max(0, last - first + 1)

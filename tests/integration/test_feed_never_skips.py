@@ -172,6 +172,8 @@ def test_a_relay_killed_at_its_steps_is_taken_over_and_the_last_events_still_arr
     assert_never_skips(run)
     assert_outcomes_match(run)
     assert run.relay is None  # it died at its step, and the consumer's relay took over
+    # The successor read what the dead relay had copied without noting it: nothing twice.
+    assert run.counts.duplicated == 0
 
 
 # -- other datacenters ---------------------------------------------------------------------------

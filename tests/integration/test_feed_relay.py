@@ -120,6 +120,46 @@ def test_a_relay_that_lost_its_lease_can_no_longer_append_to_the_feed(
         newer.stop()
 
 
+class NoteLost(Exception):
+    """A relay stopped after appending its copies, before noting how far it relayed."""
+
+
+def test_copies_whose_note_never_landed_are_not_copied_again_by_the_relay_or_its_successor(
+    store: CassandraStore, relay: FeedRelay,
+) -> None:
+    def lose_the_note(step: str) -> None:
+        if step == "relay.after_feed_append":
+            raise NoteLost
+
+    first, second = new_stream(), new_stream()
+    store.append(first, events(3), 0)
+    store.on_step = lose_the_note
+    with pytest.raises(NoteLost):
+        relay.pass_once()
+    store.on_step = None
+    assert [m["relayed_version"] for m in marks(store, first)] == [None]  # still marked
+
+    relay.pass_once()  # the same relay: it knows what it copied
+    assert marks(store, first) == []
+
+    store.append(second, events(2), 0)
+    store.on_step = lose_the_note
+    with pytest.raises(NoteLost):
+        relay.pass_once()
+    store.on_step = None
+    relay.stop()  # gives the lease up, its copies of ``second`` unnoted
+    successor = FeedRelay(store, ttl=30.0, owner="relay-c")
+    try:
+        successor.pass_once()  # it reads what the feed holds lately when it takes over
+    finally:
+        successor.stop()
+
+    assert marks(store, second) == []
+    delivered = feed(store)
+    assert [v for s, v in delivered if s == first] == [1, 2, 3]
+    assert [v for s, v in delivered if s == second] == [1, 2]
+
+
 def test_an_older_partition_found_later_still_reaches_the_feed_first(
     store: CassandraStore, relay: FeedRelay,
 ) -> None:

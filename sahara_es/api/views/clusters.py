@@ -41,7 +41,8 @@ def create_cluster() -> Response:
     fields = body(schemas.ClusterCreate)
     many = (fields.get("count") or 1) > 1
     docs = clusters.create_clusters(service().store, caller(), service().catalog, fields,
-                                    service().quota)
+                                    service().quota,
+                                    undone=lambda undone: service().refresh(CLUSTER, undone))
     for doc in docs:
         service().written(doc)
         service().provisioner.cluster_created(doc, caller())
