@@ -240,7 +240,8 @@ def proxied_store_class(address: tuple[str, int]) -> type[Any]:
 
     class ThroughProxy(CassandraStore):
         def _cluster_options(self) -> dict[str, Any]:
-            return {"contact_points": [address[0]], "port": address[1]}
+            return {**super()._cluster_options(), "contact_points": [address[0]],
+                    "port": address[1]}
 
     return ThroughProxy
 
