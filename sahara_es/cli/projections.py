@@ -152,13 +152,13 @@ def projector(obj: Context, nice: int, poll: float) -> None:
     import os
     import uuid
 
-    from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
+    from sahara_es.projections import Projector
 
     if nice:
         os.nice(nice)
     store = obj.store(upgrade=True)
-    running = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
-                        owner=f"projector-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+    # Every registered projection: `projections verify` checks them all.
+    running = Projector(store, owner=f"projector-{os.getpid()}-{uuid.uuid4().hex[:6]}",
                         poll=poll).start()
     console.print(f"projector {running.owner} running")
     run_until_signalled()

@@ -12,14 +12,9 @@ from sahara_es.projections.base import (
     verify,
 )
 from sahara_es.projections.projector import Lag, Projector, ReadModel, lag
+from sahara_es.projections.registry import PROJECTIONS, every_projection
 from sahara_es.projections.resources import RESOURCE_PROJECTIONS, ResourceProjection
 from sahara_es.projections.workflows import WorkflowsProjection
-
-PROJECTIONS: dict[str, type[Projection]] = {
-    "workflows": WorkflowsProjection,
-    **{p.name: p for p in RESOURCE_PROJECTIONS.values()},
-}
-"""Every projection, by name."""
 
 __all__ = [
     "PROJECTIONS",
@@ -34,6 +29,7 @@ __all__ = [
     "ResourceProjection",
     "WorkflowsProjection",
     "diff",
+    "every_projection",
     "lag",
     "rebuild",
     "update",

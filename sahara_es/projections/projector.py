@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from sahara_es.events.resources import META, Doc
 from sahara_es.projections.base import APPLIED, Projection, update_together
+from sahara_es.projections.registry import every_projection
 from sahara_es.projections.resources import PUBLIC, ResourceProjection, owned_by
 from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
 
@@ -53,12 +54,21 @@ EVERYONE = "*"
 
 class Projector:
     """``lease``: the resource whose lease this projector takes (one projector writes the
-    projections at a time); its epoch fences every write."""
+    projections at a time); its epoch fences every write.
 
-    def __init__(self, store: Store, projections: Sequence[Projection], *, owner: str,
-                 ttl: float = 10.0, poll: float = 0.2, lease: str = PROJECTOR_LEASE) -> None:
+    ``projections``: what it keeps up to date, by default every registered projection. The
+    holder of the shared ``projector`` lease is the one writer of the live projections, so a
+    projector on that lease keeps every registered projection, those it was not given too:
+    one left out would never be built on a fresh store (``projections verify`` then fails on
+    it), or would be kept only while a process that happened to list it held the lease."""
+
+    def __init__(self, store: Store, projections: Sequence[Projection] | None = None, *,
+                 owner: str, ttl: float = 10.0, poll: float = 0.2,
+                 lease: str = PROJECTOR_LEASE) -> None:
         self.store = store
-        self.projections = list(projections)
+        given = list(projections or [])
+        self.projections = (every_projection(given)
+                            if projections is None or lease == PROJECTOR_LEASE else given)
         self.owner = owner
         self.ttl = ttl
         self.poll = poll
