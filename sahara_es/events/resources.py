@@ -193,14 +193,34 @@ class ClusterHealthChecked(DomainEvent):
     failed_nodes: list[str] = field(default_factory=list)
 
 
-@registry.event("ClusterKeyGenerated")
+@registry.event("ClusterKeyGenerated", version=2)
 @dataclass(frozen=True)
 class ClusterKeyGenerated(DomainEvent):
     """The cluster's management key pair, in ``clusterkey-<cluster id>``: the one place the
-    private key is kept (as Sahara kept it in its database); no representation shows it."""
+    private key is kept, sealed with the data key of ``key_owner`` (the cluster's stream, see
+    ``sahara_es.commands.secrets``), never in clear; deleting the cluster deletes that data
+    key, and the private key with it. No representation shows it.
 
-    private_key: str
+    Version 1 carried the private key in clear (``private_key``); its upcaster moves it to
+    ``legacy_private_key``, which only events written before version 2 fill: those stay
+    readable by whoever reads the events, delete or not (doc/security.rst)."""
+
+    sealed_private_key: str
     public_key: str
+    key_owner: str
+    legacy_private_key: str = field(default="", repr=False)
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        if not data["legacy_private_key"]:
+            del data["legacy_private_key"]  # new events never carry a key in clear
+        return data
+
+
+@registry.upcaster("ClusterKeyGenerated", from_version=1)
+def _cluster_key_v1(data: dict[str, Any]) -> dict[str, Any]:
+    return {"sealed_private_key": "", "public_key": data["public_key"], "key_owner": "",
+            "legacy_private_key": data["private_key"]}
 
 
 # -- jobs (executions) -----------------------------------------------------------------------

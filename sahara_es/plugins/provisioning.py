@@ -57,7 +57,7 @@ from sahara_es.infra.base import InfraError, InfraProvider, InstanceSpec
 from sahara_es.infra.placement import NodeRequest, NoValidHost, Placement, Scheduler
 from sahara_es.infra.ssh import command_limits
 from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
-from sahara_es.plugins.runtime import StepLimits, ensure_cluster_key
+from sahara_es.plugins.runtime import StepLimits, ensure_cluster_key, shred_cluster_secrets
 from sahara_es.store import ConcurrencyConflict, Store
 
 log = logging.getLogger(__name__)
@@ -815,6 +815,7 @@ class FinishDelete(Task):
         for holder in [cluster_id, *doc[ev.META].get("quota_holders", [])]:
             ctx.service("quota").release(doc["project_id"], holder)
         ctx.service("ssh").forget(cluster_id)
+        shred_cluster_secrets(store, cluster_id)  # its private key: unreadable from now on
         aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
         if aggregate.exists:
             resources.finish_delete(store, aggregate, SYSTEM)

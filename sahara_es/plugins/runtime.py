@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from sahara_es.commands.errors import QuotaExceeded as QuotaRefused
+from sahara_es.commands.secrets import SecretBox
 from sahara_es.events import registry
 from sahara_es.events import resources as ev
+from sahara_es.events.resources import Kind
 from sahara_es.infra import open_provider
 from sahara_es.infra.base import HostInventory, InfraProvider
 from sahara_es.infra.placement import Scheduler
@@ -27,6 +29,8 @@ from sahara_es.plugins.catalog import load_plugins
 from sahara_es.store import ConcurrencyConflict, Store
 
 KEY_CATEGORY = "clusterkey"
+CLUSTER_KEY_PURPOSE = "cluster management private key"
+"""What the sealed private key is for: it opens for nothing else (``commands.secrets``)."""
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,33 @@ class StepLimits:
 
 def ensure_cluster_key(store: Store, cluster_id: str) -> tuple[str, str]:
     """The cluster's management key pair (private PEM, public line), made on first use; two
-    engines racing to make it agree on the first one appended."""
+    engines racing to make it agree on the first one appended.
+
+    The private key is kept sealed with the cluster's data key (``commands.secrets``), so
+    that no reader of the events sees it; ``SecretUnreadable`` once the cluster was deleted
+    (``shred_cluster_secrets``)."""
     stream = f"{KEY_CATEGORY}-{cluster_id}"
+    box = SecretBox(store)
     for event in store.read(stream, 1, to_version=1):
         fact = registry.decode(event)
         assert isinstance(fact, ev.ClusterKeyGenerated)
-        return fact.private_key, fact.public_key
+        if not fact.key_owner:  # written before keys were sealed: in clear in its event
+            return fact.legacy_private_key, fact.public_key
+        return box.open(fact.key_owner, fact.sealed_private_key,
+                        purpose=CLUSTER_KEY_PURPOSE), fact.public_key
     private, public = generate_keypair(f"sahara-es-{cluster_id}")
+    owner = Kind.CLUSTER.stream(cluster_id)
+    sealed = box.seal(owner, private, purpose=CLUSTER_KEY_PURPOSE)
     with contextlib.suppress(ConcurrencyConflict):
-        store.append(stream, [registry.new_event(ev.ClusterKeyGenerated(private, public))], 0)
+        store.append(stream, [registry.new_event(
+            ev.ClusterKeyGenerated(sealed, public, owner))], 0)
     return ensure_cluster_key(store, cluster_id)
+
+
+def shred_cluster_secrets(store: Store, cluster_id: str) -> None:
+    """Delete the cluster's data key: its private key, sealed in ``clusterkey-<id>``, can no
+    longer be read by anyone (idempotent). The last step of a cluster's deletion."""
+    SecretBox(store).shred(Kind.CLUSTER.stream(cluster_id))
 
 
 class NodeAccess:

@@ -1,10 +1,11 @@
-"""The event store: events, leases, claims, unique names and snapshots, on SQLite or Cassandra.
+"""The event store: events, leases, claims, unique names, snapshots and data keys, on SQLite or
+Cassandra.
 
 Backends are imported lazily by ``open_store`` so that nothing here loads the Cassandra driver
 for a process that runs on SQLite.
 """
 
-from sahara_es.store.base import Claim, Lease, LeaseState, Snapshot, Store
+from sahara_es.store.base import Claim, DataKey, Lease, LeaseState, Snapshot, Store
 from sahara_es.store.config import DEFAULT_STORE_URL, CassandraConfig, parse_store_url
 from sahara_es.store.errors import (
     ClaimRejected,
@@ -25,6 +26,7 @@ __all__ = [
     "Claim",
     "ClaimRejected",
     "ConcurrencyConflict",
+    "DataKey",
     "Lease",
     "LeaseHeld",
     "LeaseLost",

@@ -1,4 +1,4 @@
-"""The store interface: events, leases, claims, unique names and snapshots.
+"""The store interface: events, leases, claims, unique names, snapshots and data keys.
 
 One abstract class, two implementations (``cassandra.py``, ``sqlite.py``) that pass one
 contract suite (``tests/contract``). Everything above this layer talks to ``Store`` only.
@@ -65,6 +65,21 @@ class Snapshot:
     state: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class DataKey:
+    """The key that seals one resource's secrets (``sahara_es.commands.secrets``).
+
+    Kept outside the event log, in a row that can be deleted: once it is gone, the sealed
+    secrets its resource's events carry can no longer be read by anyone (crypto-shredding).
+    ``key_id`` names this key among every key the resource ever had: a key made again after
+    a delete is another key, and what the first one sealed stays unreadable.
+    """
+
+    owner: str
+    key_id: str
+    material: bytes = field(repr=False)
+
+
 def check_claim(current: Claim, holder: str, amount: int, expected_generation: int) -> None:
     """The guards of a claim, the same for every backend."""
     if current.generation != expected_generation:
@@ -95,7 +110,7 @@ MAX_APPEND_BATCH = 100
 
 
 class Store(abc.ABC):
-    """The event store with leases, claims, unique names and snapshots."""
+    """The event store with leases, claims, unique names, snapshots and data keys."""
 
     # -- events ---------------------------------------------------------------------------
 
@@ -226,6 +241,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def latest_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    # -- data keys ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_data_key(self, owner: str, key_id: str, material: bytes) -> DataKey:
+        """Keep ``material`` as ``owner``'s data key unless it has one already; return the one
+        it has. Two writers making it at once agree on one: the first written wins and both
+        get it back."""
+
+    @abc.abstractmethod
+    def get_data_key(self, owner: str) -> DataKey | None:
+        """``owner``'s data key; ``None`` if it never had one or it was deleted."""
+
+    @abc.abstractmethod
+    def delete_data_key(self, owner: str) -> None:
+        """Forget ``owner``'s data key (a no-op when it has none): whatever it sealed can no
+        longer be opened."""
 
     # -- projection rows ------------------------------------------------------------------
     # Read models keep JSON documents by key, per projection and generation: a rebuild fills

@@ -74,6 +74,7 @@ from sahara_es.store import serialization
 from sahara_es.store.base import (
     MAX_APPEND_BATCH,
     Claim,
+    DataKey,
     Lease,
     LeaseState,
     Snapshot,
@@ -1027,6 +1028,46 @@ class CassandraStore(ProjectionRows, Store):
             (project_id, kind, name), consistency=self.config.ownership_serial,
         )
         return rows[0]["owner_id"] if rows else None
+
+    # -- data keys ------------------------------------------------------------------------
+
+    @_retry_transient
+    def create_data_key(self, owner: str, key_id: str, material: bytes) -> DataKey:
+        statement = self._prepare(
+            "INSERT INTO data_keys (owner, key_id, material, created_at) VALUES (?, ?, ?, ?)"
+            " IF NOT EXISTS"
+        ).bind((owner, key_id, material, time.time()))
+
+        def applied() -> bool:
+            found = self.get_data_key(owner)
+            return found is not None and found.key_id == key_id
+
+        result = self._lwt_resolved(statement, self.config.ownership_serial, applied)
+        if result["[applied]"]:
+            return DataKey(owner, key_id, material)
+        if result.get("key_id") is not None and result.get("material") is not None:
+            return DataKey(owner, result["key_id"], bytes(result["material"]))
+        found = self.get_data_key(owner)
+        if found is None:  # made by another and deleted meanwhile: no key is agreed on
+            raise ConcurrencyConflict(f"the data key of {owner} was deleted as it was made")
+        return found
+
+    def get_data_key(self, owner: str) -> DataKey | None:
+        # A SERIAL read: it sees the key an LWT just agreed on, on whichever replicas.
+        rows = self._run("SELECT key_id, material FROM data_keys WHERE owner = ?", (owner,),
+                         consistency=self.config.ownership_serial)
+        if not rows:
+            return None
+        return DataKey(owner, rows[0]["key_id"], bytes(rows[0]["material"]))
+
+    @_retry_transient
+    def delete_data_key(self, owner: str) -> None:
+        # An LWT, not a plain delete: ordered by Paxos after the LWT that made the key, so a
+        # writer whose clock runs behind cannot write a tombstone older than the key.
+        statement = self._prepare("DELETE FROM data_keys WHERE owner = ? IF EXISTS"
+                                  ).bind((owner,))
+        self._lwt_resolved(statement, self.config.ownership_serial,
+                           lambda: self.get_data_key(owner) is None)
 
     # -- snapshots ------------------------------------------------------------------------
 

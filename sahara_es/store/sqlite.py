@@ -24,6 +24,7 @@ from sahara_es.store import serialization
 from sahara_es.store.base import (
     MAX_APPEND_BATCH,
     Claim,
+    DataKey,
     Lease,
     LeaseState,
     Snapshot,
@@ -417,6 +418,37 @@ class SQLiteStore(Store):
             (project_id, kind, name),
         ).fetchone()
         return row["owner_id"] if row else None
+
+    # -- data keys ------------------------------------------------------------------------
+
+    @_retry_when_busy
+    def create_data_key(self, owner: str, key_id: str, material: bytes) -> DataKey:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO data_keys (owner, key_id, material, created_at)"
+                " VALUES (?, ?, ?, ?)", (owner, key_id, material, time.time()))
+            row = conn.execute("SELECT key_id, material FROM data_keys WHERE owner = ?",
+                               (owner,)).fetchone()
+        return DataKey(owner, row["key_id"], bytes(row["material"]))
+
+    def get_data_key(self, owner: str) -> DataKey | None:
+        row = self._conn().execute(
+            "SELECT key_id, material FROM data_keys WHERE owner = ?", (owner,)).fetchone()
+        return DataKey(owner, row["key_id"], bytes(row["material"])) if row else None
+
+    @_retry_when_busy
+    def delete_data_key(self, owner: str) -> None:
+        conn = self._conn()
+        # The freed page is overwritten with zeros, not left for a file reader to find; the
+        # WAL's copy of it goes at the checkpoint (best effort: readers may hold it back).
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            with self._write() as writing:
+                writing.execute("DELETE FROM data_keys WHERE owner = ?", (owner,))
+        finally:
+            conn.execute("PRAGMA secure_delete = OFF")
+        with contextlib.suppress(sqlite3.OperationalError):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- snapshots ------------------------------------------------------------------------
 
