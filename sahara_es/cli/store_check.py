@@ -19,6 +19,8 @@ from sahara_es.cli.context import Context, console
 from sahara_es.cli.engine import load_option, load_workflow_types
 from sahara_es.cli.history import walk_feed
 from sahara_es.events import UnknownEventType, registry
+from sahara_es.events import resources as _resource_events  # noqa: F401 - registers its types
+from sahara_es.events import tokens as _token_events  # noqa: F401 - registers its types
 from sahara_es.events import workflow as _engine_events  # noqa: F401 - registers its types
 from sahara_es.store import Lease, Store
 
