@@ -16,8 +16,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from sahara_es.cli.context import Context, console
-from sahara_es.cli.history import EventFilter, Timestamp, short_time, walk_feed
+from sahara_es.cli.context import Context
+from sahara_es.cli.history import EventFilter, Timestamp, print_table, short_time, walk_feed
 from sahara_es.events import RecordedEvent
 
 COLUMNS = ("time", "actor", "project", "request_id", "source_address", "type", "stream",
@@ -71,4 +71,4 @@ def audit(obj: Context, project: str | None, actor: str | None, since: datetime 
             table.add_row(short_time(datetime.fromisoformat(row["time"])),
                           *(row[c] or "" for c in COLUMNS[1:6]),
                           f"{row['stream']} v{row['version']}")
-        console.print(table)
+        print_table(table)

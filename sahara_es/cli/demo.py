@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import nullcontext
 from typing import Any
 
 from rich.table import Table
 
 from sahara_es.cli.context import console
+from sahara_es.cli.history import print_table
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -56,7 +58,7 @@ def store_demo(store: Store) -> None:
     for event in store.read(cluster):
         shown = {k: v for k, v in event.data.items() if v not in (None, "", [], {})}
         table.add_row(str(event.version), event.type, str(shown), event.metadata.actor)
-    console.print(table)
+    print_table(table)
 
     time.sleep(0.6)
     successor = store.acquire_lease(cluster, "engine-demo-2", ttl=30)
@@ -152,7 +154,7 @@ def workflow_demo(store: Store) -> None:
                           if k in ("attempt", "error", "result", "delay") and v}
                 table.add_row(str(number), event.event_type, data.get("task_id", ""),
                               str(detail) if detail else "")
-            console.print(table)
+            print_table(table)
         console.print(f"instances left: {sorted(_instances)} (spark-broken's were reverted)")
     finally:
         engine.stop()
@@ -205,11 +207,17 @@ def api_demo(url: str, token: str) -> None:
     console.print(f"  deleting its template: {in_use['error_message']}", highlight=False)
 
     path = f"/clusters/{cluster['id']}"
-    with Live(progress_table(cluster), console=console, refresh_per_second=4) as live:
+    # Shown live on a terminal; elsewhere (a file, a pipe) once, when it is done.
+    live = (Live(progress_table(cluster), console=console, refresh_per_second=4)
+            if console.is_terminal else None)
+    with live or nullcontext():
         while cluster["status"] not in ("Active", "Error"):
             time.sleep(0.5)
             cluster = call("GET", f"{path}?show_progress=true", quiet=True)["cluster"]
-            live.update(progress_table(cluster))
+            if live is not None:
+                live.update(progress_table(cluster))
+    if live is None:
+        print_table(progress_table(cluster))
     console.print()
     if cluster["status"] != "Active":
         console.print(f"[red]the cluster failed: {cluster['status_description']}[/red]")
@@ -258,4 +266,4 @@ def show_spark_master(cluster: dict[str, Any]) -> None:
     for worker in status.get("workers", []):
         table.add_row(f"{worker.get('host')}:{worker.get('port')}", worker.get("state"),
                       str(worker.get("cores")), str(worker.get("memory")))
-    console.print(table)
+    print_table(table)

@@ -22,6 +22,7 @@ from sahara_es.cli.history import (
     dump,
     filter_options,
     from_record,
+    print_table,
     select,
     short_time,
     stream_of,
@@ -70,7 +71,7 @@ def _emit(title: str, rows: Iterator[RecordedEvent], as_json: bool, with_data: b
         for event in rows:
             click.echo(dump({**to_record(event), "position": event.position or None}))
     else:
-        console.print(_table(title, rows, with_data))
+        print_table(_table(title, rows, with_data))
 
 
 @events.command("list")

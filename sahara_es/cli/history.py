@@ -1,5 +1,5 @@
 """Reading a whole history without holding it: the feed page by page, events as JSON records,
-and the filters the audit commands share."""
+the filters the audit commands share, and how their tables are printed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
 
+from sahara_es.cli.context import console
 from sahara_es.events import Metadata, NewEvent, RecordedEvent
 from sahara_es.store import Store
 
@@ -158,3 +162,30 @@ def filter_options(command: Any) -> Any:
 
 def short_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+def print_table(table: Table) -> None:
+    """The table as rich draws it on a terminal; elsewhere (a file, a pipe, a pager) as
+    tab-separated lines, every value whole: the title as a ``# `` line, the header, then one
+    line a row. Drawn for a terminal it does not have, rich would fit the table into 80
+    columns and fold a stream id into slivers."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    if table.title:
+        click.echo(f"# {_plain(table.title)}")
+    click.echo("\t".join(_plain(column.header) for column in table.columns))
+    for row in zip(*(list(column.cells) for column in table.columns), strict=True):
+        click.echo("\t".join(_plain(cell) for cell in row))
+
+
+def _plain(cell: RenderableType) -> str:
+    """A cell's text as the table shows it (markup applied), on one line: a tab or a line
+    break in it is written ``\\t`` or ``\\n`` (JSON values have none: they are escaped)."""
+    if isinstance(cell, str):
+        cell = console.render_str(cell)
+    text = cell.plain if isinstance(cell, Text) else str(cell)
+    return text.replace("\t", "\\t").replace("\r\n", "\\n").replace("\n", "\\n")

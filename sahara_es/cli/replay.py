@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from sahara_es.cli.context import Context, console
-from sahara_es.cli.history import short_time
+from sahara_es.cli.history import print_table, short_time
 from sahara_es.engine import WorkflowState
 from sahara_es.events import RecordedEvent, registry
 from sahara_es.events import workflow as ev
@@ -195,7 +195,7 @@ def replay_workflow_command(obj: Context, workflow_id: str, until: int | None,
         for step in result.steps:
             steps.add_row(str(step["version"]), step["at"][11:23], step["type"],
                           step["task"] or "", step["engine"] or "", step["status"])
-        console.print(steps)
+        print_table(steps)
     table = Table(title="timeline")
     for column in ("task", "attempt", "engine", "started", "duration", "outcome", "reverted"):
         table.add_column(column, justify="right" if column in ("attempt", "duration") else "left",
@@ -208,4 +208,4 @@ def replay_workflow_command(obj: Context, workflow_id: str, until: int | None,
                       f"{duration * 1000:.1f} ms" if duration is not None else "",
                       outcome, f"yes ({attempt.reverted_by})" if attempt.reverted
                       else (attempt.reverted_by or ""))
-    console.print(table)
+    print_table(table)
