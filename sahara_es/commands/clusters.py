@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 CLUSTER = Kind.CLUSTER
 
-STATUSES = ("Validating", "InfraUpdating", "Spawning", "Waiting", "Preparing", "Configuring",
-            "Starting", "Active", "Scaling", "Decommissioning", "Deleting", "Error")
 INITIAL_STATUS = "Validating"
 
 FROM_TEMPLATE = ("node_groups", "cluster_configs", "anti_affinity", "default_image_id",

@@ -13,6 +13,7 @@ from sahara_es.commands.catalog import Catalog
 from sahara_es.commands.errors import Conflict, Invalid
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import JOB_FINAL, Doc, Kind
+from sahara_es.events.statuses import JobStatus
 from sahara_es.store import Store
 
 DATA_SOURCE = Kind.DATA_SOURCE
@@ -20,7 +21,7 @@ JOB_BINARY = Kind.JOB_BINARY
 JOB_TEMPLATE = Kind.JOB_TEMPLATE
 JOB = Kind.JOB
 
-INITIAL_JOB_STATUS = "PENDING"
+INITIAL_JOB_STATUS: str = JobStatus.PENDING.value
 
 
 def create_job_template(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
@@ -58,7 +59,7 @@ def cancel_job(store: Store, caller: Caller, job_id: str) -> Doc:
     status = doc["info"]["status"]
     if status in JOB_FINAL:
         raise Conflict(f"job {job_id} is {status} already")
-    if status == "TOBEKILLED":
+    if status == JobStatus.TOBEKILLED:
         return doc
     return resources.append(store, aggregate, [ev.JobCancelRequested(status)], caller)
 
@@ -93,4 +94,4 @@ def kill_unstarted(store: Store, job_id: str, caller: Caller) -> None:
     aggregate = resources.load(store, JOB, job_id)
     if aggregate.exists and aggregate.doc is not None \
             and aggregate.doc["info"]["status"] == "TOBEKILLED":
-        resources.append(store, aggregate, [ev.JobStatusChanged("KILLED")], caller)
+        resources.append(store, aggregate, [ev.JobStatusChanged(JobStatus.KILLED.value)], caller)

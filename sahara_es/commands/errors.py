@@ -20,6 +20,8 @@ from __future__ import annotations
 class CommandError(Exception):
     code: str = "command-error"
     """A stable, machine-readable name for the error (API-SIG ``code``)."""
+    retryable: bool = False
+    """A refusal: the same command is refused again, except after a concurrent change."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -60,3 +62,4 @@ class Protected(Conflict):
 
 class ChangedConcurrently(Conflict):
     code = "changed-concurrently"
+    retryable = True

@@ -18,12 +18,21 @@ from typing import Any
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.errors import (
     ChangedConcurrently,
+    Conflict,
     InUse,
     NameInUse,
     NotVisible,
     Protected,
 )
-from sahara_es.events import Aggregate, DomainEvent, NewEvent, RecordedEvent, registry
+from sahara_es.events import (
+    Aggregate,
+    DomainEvent,
+    NewEvent,
+    RecordedEvent,
+    category_of,
+    registry,
+    statuses,
+)
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import META, Doc, Kind
 from sahara_es.store import ConcurrencyConflict, NameTaken, Store
@@ -34,6 +43,18 @@ between referencing and creating) no longer blocks a delete."""
 
 STALE_NAME_GRACE = 2.0
 """Seconds a name reserved for a resource that does not exist yet is presumed in flight."""
+
+
+class IllegalStatusChange(Conflict):
+    """An event would move a cluster's or a job's status along no transition of its table
+    (``events.statuses``): a bug or a stale decision, refused before anything is written."""
+
+    code = "illegal-transition"
+
+    def __init__(self, error: statuses.IllegalTransition) -> None:
+        super().__init__(str(error))
+        self.from_status = error.from_status
+        self.to_status = error.to_status
 
 
 class Resource(Aggregate):
@@ -98,7 +119,9 @@ def append(store: Store, aggregate: Resource, events: Sequence[DomainEvent],
 
 def append_records(store: Store, aggregate: Resource, records: list[NewEvent]) -> None:
     """Append already-made records after the aggregate's version (``ChangedConcurrently`` if
-    it moved), then fold them; for writers that set their own metadata (engines)."""
+    it moved), then fold them; for writers that set their own metadata (engines). A status
+    change its table does not allow is refused first (``IllegalStatusChange``)."""
+    check_statuses(aggregate, records)
     before = aggregate.version
     try:
         store.append(aggregate.stream_id, records, before)
@@ -108,6 +131,30 @@ def append_records(store: Store, aggregate: Resource, records: list[NewEvent]) -
         ) from None
     for event in store.read(aggregate.stream_id, before + 1):
         aggregate.fold(event)
+
+
+def check_statuses(aggregate: Resource, records: Sequence[NewEvent]) -> None:
+    """Fold ``records`` on a copy of the representation and refuse the first one that moves
+    its status other than ``events.statuses`` allows; nothing is appended then."""
+    try:
+        kind = Kind(category_of(aggregate.stream_id))
+    except ValueError:
+        return
+    if kind not in statuses.TABLES:
+        return
+    doc = aggregate.doc
+    for record in records:
+        event = registry.decode(RecordedEvent(
+            stream_id=aggregate.stream_id, version=0, event_id=record.event_id,
+            type=record.type, schema_version=record.schema_version, data=record.data,
+            metadata=record.metadata))
+        after = ev.evolve(doc, event, stream_id=aggregate.stream_id,
+                          occurred_at=record.metadata.occurred_at.isoformat())
+        try:
+            statuses.check_change(kind, doc, after, subject=aggregate.stream_id)
+        except statuses.IllegalTransition as error:
+            raise IllegalStatusChange(error) from error
+        doc = after
 
 
 # -- names --------------------------------------------------------------------------------

@@ -53,8 +53,48 @@ def describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}" if error is not None else "unknown error"
 
 
+@dataclass(frozen=True)
+class RetryDecision:
+    """Whether a failed attempt may be tried again, and why not when it may not."""
+
+    retryable: bool
+    reason: str = ""
+
+
+def decide(error: BaseException) -> RetryDecision:
+    """May another attempt of the task that raised ``error`` succeed?
+
+    - ``PermanentFailure``: never (the task says so);
+    - an error with a ``retryable`` flag (the store's, infrastructure's, quotas', SSH's,
+      plugins', commands' hierarchies): the flag says. ``NoValidHost``, ``HostKeyMismatch``,
+      ``QuotaExceeded``... fail at once, with no retry of the task's policy burned;
+    - anything else (a ``ConnectionError``, an ``OSError``...): yes, within the task's
+      ``RetryPolicy``.
+
+    Lost work (``LOST``) is never retried either: the engine stops and records nothing.
+    """
+    if isinstance(error, LOST):
+        return RetryDecision(False, "the engine lost the work")
+    if isinstance(error, PermanentFailure):
+        return RetryDecision(False, "a permanent failure")
+    flag = getattr(error, "retryable", None)
+    if isinstance(flag, bool) and not flag:
+        return RetryDecision(False, f"{type(error).__name__} is not retryable")
+    return RetryDecision(True)
+
+
 def _retryable(error: BaseException) -> bool:
-    return not isinstance(error, (PermanentFailure, *LOST))
+    return decide(error).retryable
+
+
+def failure_text(error: BaseException) -> str:
+    """What a failure's event records: the error's class and message, and, when its own
+    flag forbade a retry, that it was not retried for that reason."""
+    text = describe(error)
+    if isinstance(error, (PermanentFailure, *LOST)):
+        return text
+    decision = decide(error)
+    return text if decision.retryable else f"{text} (not retried: {decision.reason})"
 
 
 def _retrying(policy: RetryPolicy, before_sleep: Callable[[tenacity.RetryCallState], None],
@@ -146,10 +186,11 @@ class TaskRun:
         return Outcome(self.spec.id, True, result=result)
 
     def _failed(self, error: Exception) -> Outcome:
+        text = failure_text(error)
         self.recorder.record([ev.TaskFailed(
-            self.spec.id, self.attempt, describe(error), _retryable(error), self.engine,
+            self.spec.id, self.attempt, text, _retryable(error), self.engine,
         )], durable=False)
-        return Outcome(self.spec.id, False, error=describe(error))
+        return Outcome(self.spec.id, False, error=text)
 
 
 def revert(spec: TaskSpec, task: Task, result: Any, attempt: int, engine: str,
@@ -164,15 +205,19 @@ def revert(spec: TaskSpec, task: Task, result: Any, attempt: int, engine: str,
                                              describe(state.outcome.exception()), False,
                                              engine)], durable=False)
 
+    tried = 0
     try:
         for attempt_ in _retrying(policy, before_sleep, policy.attempts):
             with attempt_:
+                tried = attempt_.retry_state.attempt_number
                 task.revert(context, result)
     except LOST as lost:
         return Outcome(spec.id, False, error=describe(lost), abandoned=True)
     except Exception as error:
-        recorder.record([ev.TaskRevertFailed(spec.id, policy.attempts, describe(error), True,
-                                             engine)], durable=False)
-        return Outcome(spec.id, False, error=describe(error))
+        # A revert failing with an error that is not retryable stops at once, like a task.
+        text = failure_text(error)
+        recorder.record([ev.TaskRevertFailed(spec.id, max(tried, 1), text, True, engine)],
+                        durable=False)
+        return Outcome(spec.id, False, error=text)
     recorder.record([ev.TaskReverted(spec.id, engine)], durable=False)
     return Outcome(spec.id, True)

@@ -1,4 +1,10 @@
-"""A workflow's state: the fold of its events, and the questions the engine asks of it."""
+"""A workflow's state: the fold of its events, and the questions the engine asks of it.
+
+A workflow's status moves only along ``WORKFLOW_TRANSITIONS`` (TaskFlow's way: an explicit
+table): the runner folds each event before it writes it, so an event that would move the
+status elsewhere is refused (``IllegalTransition``) and never written. A recorded history is
+folded as it is.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 from sahara_es.engine.flow import TaskSpec
 from sahara_es.events import Aggregate, DomainEvent, RecordedEvent, registry
 from sahara_es.events import workflow as ev
+from sahara_es.events.statuses import Transition, TransitionTable
 
 
 class TaskStatus(enum.StrEnum):
@@ -33,6 +40,33 @@ class WorkflowStatus(enum.StrEnum):
     @property
     def finished(self) -> bool:
         return self not in (WorkflowStatus.RUNNING, WorkflowStatus.REVERTING)
+
+
+_W = WorkflowStatus
+
+WORKFLOW_TRANSITIONS: TransitionTable[WorkflowStatus] = TransitionTable(
+    "workflow status", tuple(WorkflowStatus), (
+        Transition(None, _W.RUNNING, "WorkflowStarted: the workflow is submitted"),
+        Transition(_W.RUNNING, _W.SUCCEEDED, "WorkflowSucceeded: every task succeeded"),
+        Transition(_W.RUNNING, _W.REVERTING,
+                   "WorkflowFailed: a task failed beyond its retry policy (or at once, not"
+                   " retryable); or CancelRequested, when the flow rolls back on cancel"),
+        Transition(_W.RUNNING, _W.CANCELLED,
+                   "WorkflowCancelled: a cancel stopped it, and the flow does not roll back"),
+        Transition(_W.REVERTING, _W.ROLLED_BACK,
+                   "WorkflowRolledBack: every succeeded task was reverted"),
+        Transition(_W.REVERTING, _W.ROLLBACK_FAILED,
+                   "WorkflowRollbackFailed: a revert failed beyond its retries"),
+        Transition(_W.REVERTING, _W.CANCELLED,
+                   "WorkflowCancelled: a cancel's rollback is done"),
+    ))
+"""Every status change of a workflow; succeeded, rolled back, rollback failed and cancelled
+are final."""
+
+
+def check_workflow_transition(source: str | None, target: str, *, subject: str = "") -> None:
+    """``IllegalTransition`` unless a workflow may go from ``source`` to ``target``."""
+    WORKFLOW_TRANSITIONS.check(source, target, subject=subject)
 
 
 FINISHING_EVENTS = {
@@ -93,10 +127,37 @@ class WorkflowState(Aggregate):
             raise ValueError(f"{self.stream_id}: v{event.version} does not follow v{self.version}")
         if event.version == 1:
             self.project = event.metadata.project_id
-        self.apply_event(registry.decode(event))
+        self._apply(registry.decode(event))  # a fact: folded as recorded
         self.version = event.version
 
+    def status_after(self, event: DomainEvent) -> WorkflowStatus:
+        """The status once ``event`` is folded (the only place the fold decides it)."""
+        match event:
+            case ev.CancelRequested() if (self.status is WorkflowStatus.RUNNING
+                                          and self.rollback_on_cancel):
+                return WorkflowStatus.REVERTING
+            case ev.WorkflowFailed():
+                return WorkflowStatus.REVERTING
+            case ev.WorkflowSucceeded():
+                return WorkflowStatus.SUCCEEDED
+            case ev.WorkflowRolledBack():
+                return WorkflowStatus.ROLLED_BACK
+            case ev.WorkflowRollbackFailed():
+                return WorkflowStatus.ROLLBACK_FAILED
+            case ev.WorkflowCancelled():
+                return WorkflowStatus.CANCELLED
+        return self.status
+
     def apply_event(self, event: DomainEvent) -> None:
+        """Fold an event about to be written: refused (``IllegalTransition``), and the state
+        left as it was, if it would move the status along no allowed transition."""
+        target = self.status_after(event)
+        if target is not self.status:
+            check_workflow_transition(self.status, target, subject=self.stream_id)
+        self._apply(event)
+
+    def _apply(self, event: DomainEvent) -> None:
+        status = self.status_after(event)
         match event:
             case ev.WorkflowStarted():
                 self.workflow_type = event.workflow_type
@@ -139,20 +200,9 @@ class WorkflowState(Aggregate):
                     task.status = TaskStatus.REVERT_FAILED
             case ev.CancelRequested():
                 self.cancel_requested = True
-                if self.status is WorkflowStatus.RUNNING and self.rollback_on_cancel:
-                    self.status = WorkflowStatus.REVERTING
-            case ev.WorkflowFailed():
+            case ev.WorkflowFailed() | ev.WorkflowRollbackFailed():
                 self.failure = Failure(event.task_id, event.error)
-                self.status = WorkflowStatus.REVERTING
-            case ev.WorkflowSucceeded():
-                self.status = WorkflowStatus.SUCCEEDED
-            case ev.WorkflowRolledBack():
-                self.status = WorkflowStatus.ROLLED_BACK
-            case ev.WorkflowRollbackFailed():
-                self.failure = Failure(event.task_id, event.error)
-                self.status = WorkflowStatus.ROLLBACK_FAILED
-            case ev.WorkflowCancelled():
-                self.status = WorkflowStatus.CANCELLED
+        self.status = status
 
     def _add_tasks(self, specs: list[dict[str, Any]]) -> None:
         for data in specs:
