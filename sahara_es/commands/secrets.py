@@ -14,6 +14,10 @@ again for the same owner is another key (another id): what the first one sealed 
 
 Opening fails with ``SecretUnreadable``, whose message names the owner and the key id, never
 the secret or the key.
+
+The secret fields of EDP resources (a data source's ``credentials``, a job binary's ``extra``
+with its access keys) go through ``create_with_secrets``, ``update_with_secrets`` and
+``delete_with_secrets``; a job engine reads them with ``open_secret_field``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ import binascii
 import json
 import os
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sahara_es.commands import resources
+from sahara_es.commands.caller import Caller
+from sahara_es.events.resources import Doc, Kind
 from sahara_es.store import DataKey, Store
 
 SCHEME = "sbx1"
@@ -44,7 +51,7 @@ class SecretUnreadable(Exception):
     retryable = False
 
 
-def is_sealed(value: object) -> bool:
+def is_sealed(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a sealed string (it says nothing of whether it still opens)."""
     return isinstance(value, str) and value.startswith(f"{SCHEME}:")
 
@@ -114,3 +121,67 @@ class SecretBox:
     def shred(self, owner: str) -> None:
         """Delete ``owner``'s data key: every secret it sealed is unreadable from now on."""
         self.store.delete_data_key(owner)
+
+
+# -- the secret fields of data sources and job binaries ---------------------------------------
+
+SECRET_FIELDS = {Kind.DATA_SOURCE: "credentials", Kind.JOB_BINARY: "extra"}
+"""The field of each kind that holds its secrets (a dict), kept sealed in its events."""
+
+
+def _purpose(kind: Kind) -> str:
+    return f"{kind.label} {SECRET_FIELDS[kind]}"
+
+
+def _sealed(store: Store, kind: Kind, resource_id: str, fields: Doc) -> Doc:
+    """``fields`` with the kind's secret field sealed (an empty or absent one stays as is)."""
+    name = SECRET_FIELDS[kind]
+    value = fields.get(name)
+    if not value or is_sealed(value):
+        return fields
+    sealed = SecretBox(store).seal_json(kind.stream(resource_id), value, purpose=_purpose(kind))
+    return {**fields, name: sealed}
+
+
+def create_with_secrets(store: Store, kind: Kind, caller: Caller, fields: Doc) -> Doc:
+    """Create a data source or a job binary, its secret field sealed; nothing is left
+    behind (no data key either) when it fails."""
+    resource_id = resources.new_id()
+    try:
+        return resources.create(store, kind, caller, _sealed(store, kind, resource_id, fields),
+                                resource_id=resource_id)
+    except BaseException:
+        SecretBox(store).shred(kind.stream(resource_id))
+        raise
+
+
+def update_with_secrets(store: Store, kind: Kind, resource_id: str, caller: Caller,
+                        changes: Doc) -> Doc:
+    """Change a data source or a job binary the caller owns, a new secret sealed (the same
+    secret again changes nothing)."""
+    doc = resources.owned(store, kind, resource_id, caller).doc
+    assert doc is not None
+    name = SECRET_FIELDS[kind]
+    if name in changes and changes[name] == open_secret_field(store, kind, doc):
+        changes = {k: v for k, v in changes.items() if k != name}
+    return resources.update(store, kind, resource_id, caller,
+                            _sealed(store, kind, resource_id, changes))
+
+
+def delete_with_secrets(store: Store, kind: Kind, resource_id: str, caller: Caller) -> None:
+    """Delete a data source or a job binary, and its data key: its secrets, sealed in its
+    events, can no longer be read by anyone."""
+    resources.delete(store, kind, resource_id, caller)
+    SecretBox(store).shred(kind.stream(resource_id))
+
+
+def open_secret_field(store: Store, kind: Kind, doc: Doc) -> Doc | None:
+    """The secret field of a data source or a job binary, opened, for the job engine that
+    uses it (``SecretUnreadable`` once the resource was deleted). One written before
+    secrets were sealed is in clear already."""
+    value = doc.get(SECRET_FIELDS[kind])
+    if is_sealed(value):
+        value = SecretBox(store).open_json(kind.stream(doc["id"]), value,
+                                           purpose=_purpose(kind))
+    opened: Doc | None = value
+    return opened
