@@ -9,6 +9,7 @@ import pytest
 from sahara_es.cli.context import NODES_ENV
 from sahara_es.store import Store, open_store
 from tests.factories import (
+    CASSANDRA_HOST,
     CASSANDRA_TEST_URL,
     cassandra_up,
     drop_cassandra_test_keyspace,
@@ -17,13 +18,48 @@ from tests.factories import (
 from tests.nodes import node_root, remove_node_root, sweep_node_roots
 
 BACKENDS = ["sqlite", "cassandra"]
+REQUIRE_ENV = "SAHARA_ES_REQUIRE_CASSANDRA"
+NOT_RUNNING = "the Cassandra node is not running (tools/cassandra start)"
+START_HINT = "tools/cassandra start"
+"""Every skip for want of the node says this (the tests that check the node themselves too),
+so the session's summary counts them all."""
 
 
 def require_backend(backend: str) -> None:
+    """Skip a Cassandra test when the node is not running (counted and reported loudly at the
+    end of the session), or fail it when ``SAHARA_ES_REQUIRE_CASSANDRA`` is set (tox, CI)."""
     if backend == "cassandra" and not cassandra_up():
-        if os.environ.get("SAHARA_ES_REQUIRE_CASSANDRA"):
-            pytest.fail("the Cassandra node is not running (tools/cassandra start)")
-        pytest.skip("the Cassandra node is not running (tools/cassandra start)")
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{NOT_RUNNING}; {REQUIRE_ENV} is set")
+        pytest.skip(NOT_RUNNING)
+
+
+def cassandra_skips(skipped: list[pytest.TestReport]) -> int:
+    """How many of the skipped tests were skipped because the node was not running."""
+    return sum(1 for report in skipped if START_HINT in str(report.longrepr))
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if os.environ.get(REQUIRE_ENV) or cassandra_up():
+        return None
+    return (f"cassandra: no node at {CASSANDRA_HOST}:9042, its tests will be SKIPPED"
+            f" ({START_HINT}, or {REQUIRE_ENV}=1 to fail them)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """Skipping the Cassandra tests is loud: a run without the node passes while testing
+    nothing of Cassandra, so the summary says how many were skipped and how to run them."""
+    count = cassandra_skips(terminalreporter.stats.get("skipped", []))
+    if not count:
+        return
+    terminalreporter.write_sep(
+        "!", f"{count} Cassandra test{'s' if count != 1 else ''} SKIPPED: the node is not"
+             " running", red=True, bold=True)
+    terminalreporter.write_line(
+        f"Nothing of the Cassandra backend was tested. Start the node ({START_HINT}, it"
+        f" listens on {CASSANDRA_HOST}:9042) and run again, or set {REQUIRE_ENV}=1 to make"
+        " them fail instead of skipping (tox and tools/test do).", yellow=True)
 
 
 @pytest.fixture(scope="session")
