@@ -17,7 +17,7 @@ from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import Flavor, HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
 from sahara_es.plugins.runtime import build_services
 from sahara_es.store import Store
 from tests.nodes import node_root, remove_node_root
@@ -83,9 +83,10 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
     real = services["provider"]
     engine_services = {**services, "provider": wrap(real) if wrap else real}
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
-                                        sweep_interval=0.1), services=engine_services).start()
-    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"]), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+                                        sweep_interval=0.1), services=engine_services,
+                    handoff=CLUSTER_REQUESTS).start()
+    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"], engines=True),
+                     store=store, quota=services["quota"])
     try:
         yield Cloud(app, app.test_client(), services, inventory, f"p{tag}")
     finally:

@@ -1,5 +1,5 @@
 """``create_app``: the v2 API's composition root, where the store, plugins, auth mode and
-provisioner are chosen."""
+quota are chosen."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flask import Flask, g, request
 
 from sahara_es.api import auth, errors, openapi, versions
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Limits
-from sahara_es.api.service import Provisioner, RecordOnly, Service
+from sahara_es.api.service import Service
 from sahara_es.api.views import clusters, edp, health, plugins, templates
 from sahara_es.commands.catalog import NoQuota, Quota
 from sahara_es.infra.base import Flavor
@@ -44,6 +44,10 @@ class ApiConfig:
     """The infrastructure's flavors (the local provider's unless another provider is used)."""
     run_projector: bool = True
     """Keep read models up to date from this process (one process at a time does, by lease)."""
+    engines: bool = False
+    """Engines share the store: their handoff starts the workflows cluster commands ask for
+    (``engine/handoff.py``). False (tests, development): cluster requests are only recorded
+    (and marked so that no engine acts on them), and a deletion completes at once."""
     data_dir: str = ""
     """The service's state folder (the CLI's data dir): file:// job binaries are served from
     its ``job-binaries/``. Default: ``$XDG_DATA_HOME/sahara-es``."""
@@ -82,9 +86,9 @@ _BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.b
 
 
 def create_app(config: ApiConfig, *, store: Store | None = None,
-               provisioner: Provisioner | None = None, quota: Quota | None = None) -> Flask:
-    """The API on ``store``. ``provisioner`` carries out cluster and job commands (none:
-    they are only recorded); ``quota`` is claimed by cluster creates and scales."""
+               quota: Quota | None = None) -> Flask:
+    """The API on ``store``; ``quota`` is claimed by cluster creates and scales. Commands
+    only record: engines carry them out (``config.engines``)."""
     app = Flask("sahara_es.api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = store or open_store(config.store_url, upgrade=True)
@@ -95,8 +99,7 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
                               owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
     app.extensions["sahara_es"] = Service(
         store=store, plugins=enabled, catalog=PluginCatalog(enabled, dict(config.flavors)),
-        provisioner=provisioner or RecordOnly(store), quota=quota or NoQuota(),
-        projector=projector)
+        quota=quota or NoQuota(), engines=config.engines, projector=projector)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     binaries = Path(config.job_binary_root) if config.job_binary_root \
         else data_dir / "job-binaries"

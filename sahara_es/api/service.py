@@ -1,73 +1,29 @@
-"""What the views work with: the store, the plugin catalog, the read models, and the
-provisioner that turns accepted cluster and job commands into work."""
+"""What the views work with: the store, the plugin catalog and the read models.
+
+Commands only record: the workflows a cluster command asks for are started by the engines'
+handoff, which follows the feed (``engine/handoff.py``, ``plugins/provisioner.py``), so an API
+process that dies after its append orphans nothing. Without engines (``engines=False``: tests,
+development) cluster requests are only recorded."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from flask import current_app, g
 
-from sahara_es.commands import edp, resources
+from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Quota
 from sahara_es.commands.errors import NotVisible
 from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
 from sahara_es.plugins.catalog import PluginCatalog
+from sahara_es.plugins.provisioner import leave_alone
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector, ReadModel
 from sahara_es.projections.projector import EVERYONE
 from sahara_es.store import Store
-
-
-class Provisioner(Protocol):
-    """Carries out what cluster and job commands recorded (the provisioning and EDP layers)."""
-
-    def cluster_created(self, cluster: Doc, caller: Caller) -> None: ...
-
-    def cluster_scale_requested(self, cluster: Doc, caller: Caller) -> None: ...
-
-    def cluster_deletion_requested(self, cluster: Doc, caller: Caller) -> None: ...
-
-    def cluster_verification_requested(self, cluster: Doc, caller: Caller) -> None: ...
-
-    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None: ...
-
-    def job_created(self, job: Doc, caller: Caller) -> None: ...
-
-    def job_cancel_requested(self, job: Doc, caller: Caller) -> None: ...
-
-
-class RecordOnly:
-    """No provisioning attached: commands are recorded; a cluster deletion, having nothing
-    to tear down, completes at once, and a cancelled job that never ran is killed."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def cluster_created(self, cluster: Doc, caller: Caller) -> None:
-        pass
-
-    def cluster_scale_requested(self, cluster: Doc, caller: Caller) -> None:
-        pass
-
-    def cluster_deletion_requested(self, cluster: Doc, caller: Caller) -> None:
-        aggregate = resources.load(self.store, Kind.CLUSTER, cluster["id"])
-        if aggregate.exists:
-            resources.finish_delete(self.store, aggregate, caller)
-
-    def cluster_verification_requested(self, cluster: Doc, caller: Caller) -> None:
-        pass
-
-    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None:
-        pass
-
-    def job_created(self, job: Doc, caller: Caller) -> None:
-        pass
-
-    def job_cancel_requested(self, job: Doc, caller: Caller) -> None:
-        edp.kill_unstarted(self.store, job["id"], caller)
 
 
 @dataclass
@@ -75,8 +31,10 @@ class Service:
     store: Store
     plugins: dict[str, Plugin]
     catalog: PluginCatalog
-    provisioner: Provisioner
     quota: Quota
+    engines: bool = True
+    """Engines share the store and carry out cluster requests (their handoff starts the
+    workflows). False: nothing does; see ``cluster_created`` and ``deletion_requested``."""
     projector: Projector | None = None
     reads: dict[Kind, ReadModel] = field(default_factory=dict)
 
@@ -93,8 +51,22 @@ class Service:
             self.projector.wake()
         return doc
 
+    def cluster_created(self, doc: Doc) -> None:
+        """Without engines, the cluster is marked as left alone: an engine that shares the
+        store later must not provision what this API only recorded."""
+        if not self.engines:
+            leave_alone(self.store, doc["id"])
+
+    def deletion_requested(self, doc: Doc, caller: Caller) -> None:
+        """Without engines a deletion, having nothing to tear down, completes at once."""
+        if self.engines:
+            return
+        aggregate = resources.load(self.store, Kind.CLUSTER, doc["id"])
+        if aggregate.exists:
+            resources.finish_delete(self.store, aggregate, caller)
+
     def refresh(self, kind: Kind, resource_id: str) -> None:
-        """This process (or its provisioner) just wrote the resource without a document to
+        """This process just wrote the resource without a document to
         hand (a delete): remembered, so this process's lists show its latest state at once."""
         stream = kind.stream(resource_id)
         self.reads[kind].written(stream, self.store.stream_version(stream))

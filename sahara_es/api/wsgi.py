@@ -29,19 +29,18 @@ def config_from_env() -> ApiConfig:
         auth=os.environ.get("SAHARA_ES_AUTH", "token"),
         plugins=[p.strip() for p in plugins.split(",")] if plugins else None,
         run_projector=os.environ.get("SAHARA_ES_PROJECTOR", "1") != "0",
+        engines=True,
     )
 
 
 def _application() -> Flask:
     from sahara_es.infra.quotas import Quotas
-    from sahara_es.plugins.provisioner import WorkflowProvisioner
     from sahara_es.plugins.runtime import QuotaGate
     from sahara_es.store import open_store
 
     config = config_from_env()
     store = open_store(config.store_url, upgrade=True)
-    return create_app(config, store=store, provisioner=WorkflowProvisioner(store),
-                      quota=QuotaGate(Quotas(store)))
+    return create_app(config, store=store, quota=QuotaGate(Quotas(store)))
 
 
 application = _application()

@@ -15,7 +15,6 @@ from sahara_es.cli.context import Context, console
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
 from sahara_es.infra.quotas import Quotas
-from sahara_es.plugins.provisioner import WorkflowProvisioner
 from sahara_es.plugins.runtime import QuotaGate
 
 auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "noauth"]),
@@ -58,10 +57,9 @@ def api(obj: Context, host: str, port: int, workers: int, auth: str,
 def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None,
           data_dir: str) -> None:
     config = ApiConfig(store_url=obj.url, auth=auth, data_dir=data_dir,
-                       plugins=plugins.split(",") if plugins else None)
+                       plugins=plugins.split(",") if plugins else None, engines=True)
     store = obj.store()
-    app = create_app(config, store=store, provisioner=WorkflowProvisioner(store),
-                     quota=QuotaGate(Quotas(store)))
+    app = create_app(config, store=store, quota=QuotaGate(Quotas(store)))
     server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

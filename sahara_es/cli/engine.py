@@ -29,6 +29,7 @@ from sahara_es.engine import (
     wait_for,
 )
 from sahara_es.infra.base import HostInventory
+from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
 from sahara_es.plugins.runtime import StepLimits, build_services
 
 
@@ -130,7 +131,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            node_network_isolation: bool, step_timeout: float,
            step_timeouts: dict[str, float], step_timeout_max: float, cancel_grace: float,
            nice: int, hosts: list[HostInventory] | None, modules: tuple[str, ...]) -> None:
-    """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back."""
+    """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back. Its
+    handoff starts the workflows cluster commands ask for (one engine's at a time)."""
     if nice:
         os.nice(nice)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -148,7 +150,7 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                                                      maximum=step_timeout_max,
                                                      per_step=step_timeouts,
                                                      cancel_grace=cancel_grace))
-    running = Engine(store, config, services=services).start()
+    running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
     run_until_signalled()
     console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")

@@ -93,7 +93,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
-    from sahara_es.plugins.provisioner import WorkflowProvisioner
+    from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
     from sahara_es.plugins.runtime import build_services
 
     state = obj.use_data_dir(data_dir)
@@ -105,10 +105,10 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     services = build_services(store, root=nodes_dir or default_nodes_dir(),
                               provider_options=local_provider_options(
                                   "local", node_network_isolation))
-    engine = Engine(store, EngineConfig(), services=services).start()
-    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(state)),
-                     store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+    engine = Engine(store, EngineConfig(), services=services,
+                    handoff=CLUSTER_REQUESTS).start()
+    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
+                     store=store, quota=services["quota"])
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

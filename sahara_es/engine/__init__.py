@@ -1,7 +1,15 @@
 """The durable workflow engine: tasks in plain Python, state folded from events, single
-ownership by fenced leases, takeover, rollback, and tasks spread over engines."""
+ownership by fenced leases, takeover, rollback, and tasks spread over engines; the handoff
+that starts the workflows commands ask for."""
 
-from sahara_es.engine.client import load_workflow, request_cancel, start_workflow, wait_for
+from sahara_es.engine.client import (
+    adopt,
+    load_workflow,
+    request_cancel,
+    start_once,
+    start_workflow,
+    wait_for,
+)
 from sahara_es.engine.engine import Engine, EngineConfig
 from sahara_es.engine.flow import (
     Flow,
@@ -15,12 +23,14 @@ from sahara_es.engine.flow import (
     task_type,
     workflow_type,
 )
+from sahara_es.engine.handoff import Handoff, WorkflowRequest
 from sahara_es.engine.state import TaskStatus, WorkflowState, WorkflowStatus
 
 __all__ = [
     "Engine",
     "EngineConfig",
     "Flow",
+    "Handoff",
     "LeaseExpired",
     "OutcomeUnknown",
     "PermanentFailure",
@@ -29,10 +39,13 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskStatus",
+    "WorkflowRequest",
     "WorkflowState",
     "WorkflowStatus",
+    "adopt",
     "load_workflow",
     "request_cancel",
+    "start_once",
     "start_workflow",
     "task_type",
     "wait_for",

@@ -7,18 +7,23 @@ import time
 import uuid
 from typing import Any
 
+from sahara_es.engine.crashpoints import WORKFLOW_RECORDED, crash_point
 from sahara_es.engine.engine import WORKFLOW_PREFIX
 from sahara_es.engine.flow import plan
 from sahara_es.engine.runner import cancel_stream
-from sahara_es.engine.state import WorkflowState
+from sahara_es.engine.state import FINISHING_EVENTS, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import ConcurrencyConflict, Store
+from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
 
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
                    workflow_id: str | None = None, metadata: Metadata | None = None) -> str:
-    """Record the workflow and its planned graph; the first engine to sweep takes it."""
+    """Record the workflow and its planned graph; the first engine to sweep takes it.
+
+    ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
+    record and its lease leaves no orphan: the engines' handoff gives a lease to every
+    workflow it sees started without one (``adopt``)."""
     params = dict(params or {})
     flow = plan(workflow_type, params)
     workflow_id = workflow_id or uuid.uuid4().hex
@@ -27,9 +32,49 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
                                  flow.rollback_on_cancel)
     metadata = metadata or Metadata(correlation_id=workflow_id)
     store.append(stream, [registry.new_event(started, metadata)], 0)
-    # A released lease is how engines find work: the sweep lists leases, not streams.
-    store.release_lease(store.acquire_lease(stream, "submitter", 1.0))
+    crash_point(WORKFLOW_RECORDED, workflow_id)
+    _offer(store, stream)
     return workflow_id
+
+
+def start_once(store: Store, workflow_type: str, params: dict[str, Any], workflow_id: str, *,
+               metadata: Metadata | None = None) -> bool:
+    """Start the workflow unless it was started already; either way it ends up where engines
+    find it (``adopt``). Whether this call started it."""
+    try:
+        start_workflow(store, workflow_type, params, workflow_id=workflow_id,
+                       metadata=metadata)
+        return True
+    except ConcurrencyConflict:
+        adopt(store, workflow_id)
+        return False
+
+
+def adopt(store: Store, workflow_id: str) -> bool:
+    """Give a started, unfinished workflow that has no lease a released one, so that the
+    engines' sweep (which lists leases, not streams) finds it: its submitter died between
+    the record and the lease. Whether it had to."""
+    stream = f"{WORKFLOW_PREFIX}{workflow_id}"
+    if store.get_lease(stream) is not None:
+        return False
+    version = store.stream_version(stream)
+    if not version:
+        return False
+    first = next(iter(store.read(stream, 1, to_version=1)))
+    last = next(iter(store.read(stream, version, to_version=version)))
+    if first.type != ev.WorkflowStarted.event_type or last.type in FINISHING_EVENTS:
+        return False  # not a workflow, or one whose owner deleted the lease when it finished
+    return _offer(store, stream)
+
+
+def _offer(store: Store, stream: str) -> bool:
+    """A released lease is how engines find work: the sweep lists leases, not streams. Held
+    by another already (an engine took it, or the handoff adopted it): nothing to do."""
+    try:
+        store.release_lease(store.acquire_lease(stream, "submitter", 1.0))
+        return True
+    except LeaseHeld:
+        return False
 
 
 def request_cancel(store: Store, workflow_id: str, reason: str = "") -> None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sahara_es.engine.attempts import Outcome, TaskRun
 from sahara_es.engine.flow import build_task, reclaims
@@ -37,6 +37,9 @@ from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
+
+if TYPE_CHECKING:
+    from sahara_es.engine.handoff import Handoff, Rules
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,13 @@ class EngineConfig:
 
 
 class Engine:
+    """``handoff``: the rules by which this engine's handoff (``engine/handoff.py``) starts
+    the workflows commands' events ask for; one engine's handoff is active at a time. None:
+    this engine only runs workflows."""
+
     def __init__(self, store: Store, config: EngineConfig | None = None, *,
-                 services: Mapping[str, Any] | None = None) -> None:
+                 services: Mapping[str, Any] | None = None,
+                 handoff: Rules | None = None) -> None:
         self.config = config or EngineConfig()
         self.store = store
         self.services: dict[str, Any] = {"store": store, **(services or {})}
@@ -100,6 +108,8 @@ class Engine:
         self._claims_lock = threading.Lock()
         self._live_engines: set[str] = set()
         self._threads: list[threading.Thread] = []
+        self._handoff_rules = handoff
+        self.handoff: Handoff | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -110,12 +120,20 @@ class Engine:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self._handoff_rules is not None:
+            from sahara_es.engine.handoff import Handoff  # it starts workflows: client, engine
+
+            self.handoff = Handoff(self.store, self._handoff_rules, owner=self.engine_id,
+                                   ttl=self.config.lease_ttl,
+                                   poll=self.config.sweep_interval).start()
         log.info("engine %s started (concurrency %d)", self.engine_id, self.config.concurrency)
         return self
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop taking work; let running tasks finish; hand every workflow back."""
         self.stopping.set()
+        if self.handoff is not None:
+            self.handoff.stop()
         deadline = time.monotonic() + grace
         for _, thread in list(self._runners.values()):
             thread.join(max(0.0, deadline - time.monotonic()))

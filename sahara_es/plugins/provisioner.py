@@ -1,50 +1,112 @@
-"""The API's provisioner: accepted cluster commands start the cluster workflows, which any
-engine sweeping the store picks up; each workflow carries the cluster's project, by which
-engines share their slots fairly."""
+"""Which workflows cluster commands ask for: the rules of the engines' handoff
+(``engine/handoff.py``).
+
+A cluster command only records its event; the handoff of one engine follows the feed and
+starts, by workflow id, what each event asks for: ``create-<id>``, ``scale<version>-<id>``,
+``rebuild<version>-<id>``, ``delete-<id>``, ``verify-<verification id>``, each carrying the
+cluster's project, by which engines share their slots fairly.
+
+An API with no engines behind it (tests, development: ``ApiConfig(engines=False)``) marks
+the clusters it creates as left alone (``leave_alone``), so that no engine sharing the store
+later provisions what that API promised only to record.
+"""
 
 from __future__ import annotations
 
-from sahara_es.commands import edp
-from sahara_es.commands.caller import Caller
-from sahara_es.events.resources import META, Doc
+from collections.abc import Iterator
+
+from sahara_es.commands import resources
+from sahara_es.engine import WorkflowRequest
+from sahara_es.engine.handoff import Rules
+from sahara_es.events import RecordedEvent
+from sahara_es.events import resources as ev
+from sahara_es.events.resources import Kind
 from sahara_es.plugins import provisioning
 from sahara_es.store import Store
 
+LEFT_ALONE = ("_handoff", "record-only")
+"""Where ``leave_alone`` marks a cluster: a unique name (project, kind) per cluster id."""
 
-class WorkflowProvisioner:
-    def __init__(self, store: Store) -> None:
-        self.store = store
 
-    def cluster_created(self, cluster: Doc, caller: Caller) -> None:
-        provisioning.start_once(self.store, provisioning.CREATE, {"cluster_id": cluster["id"]},
-                                f"create-{cluster['id']}", project=cluster["project_id"])
+def leave_alone(store: Store, cluster_id: str) -> None:
+    """No engine is to act on this cluster's requests: its API only records them."""
+    store.reserve_name(*LEFT_ALONE, cluster_id, cluster_id)
 
-    def cluster_scale_requested(self, cluster: Doc, caller: Caller) -> None:
-        version = cluster[META]["version"]
-        provisioning.start_once(self.store, provisioning.SCALE,
-                                {"cluster_id": cluster["id"], "version": version},
-                                f"scale{version}-{cluster['id']}", project=cluster["project_id"])
 
-    def cluster_deletion_requested(self, cluster: Doc, caller: Caller) -> None:
-        provisioning.start_once(self.store, provisioning.DELETE, {"cluster_id": cluster["id"]},
-                                f"delete-{cluster['id']}", project=cluster["project_id"])
+def left_alone(store: Store, cluster_id: str) -> bool:
+    return store.name_owner(*LEFT_ALONE, cluster_id) is not None
 
-    def cluster_verification_requested(self, cluster: Doc, caller: Caller) -> None:
-        verification = cluster["verification"]["id"]
-        provisioning.start_once(self.store, provisioning.VERIFY,
-                                {"cluster_id": cluster["id"], "verification_id": verification},
-                                f"verify-{verification}", project=cluster["project_id"])
 
-    def cluster_rebuild_requested(self, cluster: Doc, caller: Caller) -> None:
-        version = cluster[META]["version"]
-        provisioning.start_once(self.store, provisioning.REBUILD,
-                                {"cluster_id": cluster["id"], "version": version,
-                                 "nodes": list(cluster.get("failed_nodes") or [])},
-                                f"rebuild{version}-{cluster['id']}",
-                                project=cluster["project_id"])
+def _cluster(store: Store, event: RecordedEvent) -> tuple[str, str, bool] | None:
+    """The cluster an event of its stream is about: its id, its project and whether it is
+    still there; None for one left alone."""
+    cluster_id = event.stream_id.removeprefix(f"{Kind.CLUSTER.value}-")
+    if left_alone(store, cluster_id):
+        return None
+    doc = resources.load(store, Kind.CLUSTER, cluster_id).doc
+    if doc is None:
+        return None
+    return cluster_id, doc["project_id"], not doc[ev.META].get("deleted")
 
-    def job_created(self, job: Doc, caller: Caller) -> None:
-        pass  # the EDP job engines come next
 
-    def job_cancel_requested(self, job: Doc, caller: Caller) -> None:
-        edp.kill_unstarted(self.store, job["id"], caller)  # no job engine runs it yet
+def cluster_created(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    if event.data.get("kind") != Kind.CLUSTER.value:
+        return
+    found = _cluster(store, event)
+    if found is None or not found[2]:  # e.g. undone by the count create it was part of
+        return
+    cluster_id, project, _ = found
+    yield WorkflowRequest(provisioning.CREATE, {"cluster_id": cluster_id},
+                          f"create-{cluster_id}", project)
+
+
+def scale_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _cluster(store, event)
+    if found is None or not found[2]:
+        return
+    cluster_id, project, _ = found
+    yield WorkflowRequest(provisioning.SCALE, {"cluster_id": cluster_id,
+                                               "version": event.version},
+                          f"scale{event.version}-{cluster_id}", project)
+
+
+def rebuild_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _cluster(store, event)
+    if found is None or not found[2]:
+        return
+    cluster_id, project, _ = found
+    yield WorkflowRequest(provisioning.REBUILD, {"cluster_id": cluster_id,
+                                                 "version": event.version,
+                                                 "nodes": list(event.data.get("nodes") or [])},
+                          f"rebuild{event.version}-{cluster_id}", project)
+
+
+def verification_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _cluster(store, event)
+    if found is None or not found[2]:
+        return
+    cluster_id, project, _ = found
+    verification = event.data["verification_id"]
+    yield WorkflowRequest(provisioning.VERIFY, {"cluster_id": cluster_id,
+                                                "verification_id": verification},
+                          f"verify-{verification}", project)
+
+
+def deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _cluster(store, event)
+    if found is None:
+        return
+    cluster_id, project, _ = found
+    yield WorkflowRequest(provisioning.DELETE, {"cluster_id": cluster_id},
+                          f"delete-{cluster_id}", project)
+
+
+CLUSTER_REQUESTS: Rules = {
+    ev.ResourceCreated.event_type: cluster_created,
+    ev.ClusterScaleRequested.event_type: scale_requested,
+    ev.ClusterRebuildRequested.event_type: rebuild_requested,
+    ev.ClusterVerificationRequested.event_type: verification_requested,
+    ev.ClusterDeletionRequested.event_type: deletion_requested,
+}
+"""The handoff's rules for cluster commands (engines run them: ``sahara-es engine``,
+``all-in-one``)."""

@@ -30,7 +30,7 @@ from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, command_limits
-from sahara_es.plugins.provisioner import WorkflowProvisioner
+from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
 from sahara_es.plugins.runtime import StepLimits, build_services
 from sahara_es.store import Store
 from tests.clouds import ProviderWrapper, create_fake_cluster, show_cluster
@@ -70,9 +70,10 @@ def running_service(store: Store, *, step_limits: StepLimits | None = None,
     real = services["provider"]
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
                                         sweep_interval=0.1),
-                    services={**services, "provider": wrap(real) if wrap else real}).start()
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"]), store=store,
-                     provisioner=WorkflowProvisioner(store), quota=services["quota"])
+                    services={**services, "provider": wrap(real) if wrap else real},
+                    handoff=CLUSTER_REQUESTS).start()
+    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                     quota=services["quota"])
     try:
         yield Service(app.test_client(), engine, services, hosts)
     finally:

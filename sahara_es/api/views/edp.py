@@ -236,8 +236,7 @@ def config_hints(job_type: str) -> Doc:
 def run_job() -> Response:
     no_params()
     doc = edp.run_job(service().store, caller(), service().catalog, body(schemas.JobCreate))
-    service().written(doc)
-    service().provisioner.job_created(doc, caller())
+    service().written(doc)  # run by the EDP engines to come
     return answer("job", shown(doc), 202, location=location(f"jobs/{doc['id']}"))
 
 
@@ -263,7 +262,7 @@ def update_job(resource_id: str) -> Response:
     doc = edp.update_job(service().store, caller(), resource_id, fields)
     service().written(doc)
     if cancelling:
-        service().provisioner.job_cancel_requested(doc, caller())
+        edp.kill_unstarted(service().store, doc["id"], caller())  # no job engine runs it yet
         service().refresh(JOB, resource_id)
         fresh = service().reads[JOB].get(resource_id)
         return answer("job", shown(fresh or doc), 202, location=location(f"jobs/{resource_id}"))
