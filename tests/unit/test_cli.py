@@ -1,5 +1,6 @@
 """The commands of the README and the docs (doc/*.rst), run as a newcomer would (the
-documentation cannot rot)."""
+documentation cannot rot). The all-in-one demo, which provisions a real Spark cluster on local
+nodes, is in tests/integration/test_cli_cluster.py."""
 
 from __future__ import annotations
 
@@ -11,21 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from sahara_es.cli.main import main
-
-
-def test_all_in_one_applies_the_schema_and_runs_the_demo(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    result = CliRunner().invoke(main, ["--store", url, "all-in-one", "--demo",
-                                       "--data-dir", str(tmp_path)])
-
-    assert result.exit_code == 0, result.output
-    assert "ClusterCreateRequested" in result.output
-    assert "cluster spark-demo-" in result.output and ": Active" in result.output
-    assert "the Spark master's status" in result.output and "ALIVE" in result.output
-    assert "the cluster is gone" in result.output
-    assert "late write was refused" in result.output
-    assert "succeeded" in result.output and "TaskRetried" in result.output
-    assert "rolled_back" in result.output and "WorkflowRolledBack" in result.output
 
 
 def test_workflows_are_started_shown_and_cancelled_from_the_command_line(
