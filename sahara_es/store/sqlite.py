@@ -439,8 +439,9 @@ class SQLiteStore(Store):
     @_retry_when_busy
     def delete_data_key(self, owner: str) -> None:
         conn = self._conn()
-        # The freed page is overwritten with zeros, not left for a file reader to find; the
-        # WAL's copy of it goes at the checkpoint (best effort: readers may hold it back).
+        # The freed cell is overwritten with zeros, not left for a file reader to find; the
+        # WAL frames holding older copies of the page are overwritten as the WAL is reused
+        # after a checkpoint (a passive one here: a delete never waits for readers).
         conn.execute("PRAGMA secure_delete = ON")
         try:
             with self._write() as writing:
@@ -448,7 +449,7 @@ class SQLiteStore(Store):
         finally:
             conn.execute("PRAGMA secure_delete = OFF")
         with contextlib.suppress(sqlite3.OperationalError):
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- snapshots ------------------------------------------------------------------------
 
