@@ -1048,8 +1048,8 @@ class CassandraStore(ProjectionRows, Store):
         if result.get("key_id") is not None and result.get("material") is not None:
             return DataKey(owner, result["key_id"], bytes(result["material"]))
         found = self.get_data_key(owner)
-        if found is None:  # made by another and deleted meanwhile: no key is agreed on
-            raise ConcurrencyConflict(f"the data key of {owner} was deleted as it was made")
+        if found is None:  # not applied (its reply lost), or another's deleted meanwhile
+            raise Unavailable(f"the data key of {owner} was not made: try again")
         return found
 
     def get_data_key(self, owner: str) -> DataKey | None:
@@ -1066,8 +1066,10 @@ class CassandraStore(ProjectionRows, Store):
         # writer whose clock runs behind cannot write a tombstone older than the key.
         statement = self._prepare("DELETE FROM data_keys WHERE owner = ? IF EXISTS"
                                   ).bind((owner,))
-        self._lwt_resolved(statement, self.config.ownership_serial,
-                           lambda: self.get_data_key(owner) is None)
+        result = self._lwt_resolved(statement, self.config.ownership_serial,
+                                    lambda: self.get_data_key(owner) is None)
+        if not result["[applied]"] and self.get_data_key(owner) is not None:
+            raise Unavailable(f"the data key of {owner} was not deleted: try again")
 
     # -- snapshots ------------------------------------------------------------------------
 
