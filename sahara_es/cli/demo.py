@@ -181,7 +181,11 @@ def api_demo(url: str, token: str) -> None:
         return response.json() if response.content else None
 
     console.print(f"[bold]The Sahara v2 API at {url}[/bold]")
-    version = call("GET", "/plugins/spark")["plugin"]["versions"][0]
+    spark = call("GET", "/plugins/spark")["plugin"]
+    if not spark["versions"]:
+        console.print(f"[red]no Spark cluster: {spark['description']}[/red]", highlight=False)
+        return
+    version = spark["versions"][0]
     suffix = uuid.uuid4().hex[:6]
     templates = {}
     for process, flavor in (("master", "local.medium"), ("worker", "local.small")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from stevedore import ExtensionManager
@@ -17,18 +18,52 @@ JOB_TYPES = ("Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell",
 """Sahara's EDP job types."""
 
 
+log = logging.getLogger(__name__)
+
 OPT_IN = frozenset({"fake"})
 """Installed plugins an API enables only when its configuration names them: ``fake`` lets any
 caller make provisioning steps fail or hang (``cluster_configs``), which only tests want."""
+
+
+class PluginUnavailable(LookupError):
+    """A plugin is installed but cannot run here: what it runs (a package) is missing. It
+    then offers no version; the message says what is missing and how to install it."""
+
+
+def unavailable(plugin: Plugin) -> str | None:
+    """Why ``plugin`` cannot run here, or None when it can: a plugin whose programs come
+    from a package that may be missing says so with its ``unavailable()``."""
+    check = getattr(plugin, "unavailable", None)
+    reason = check() if callable(check) else None
+    return str(reason) if reason else None
+
+
+def summary_of(plugin: Plugin, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` (the plugin's, as the API lists it), saying so when the plugin is
+    unavailable: no versions (``versions()`` is empty then), its ``enabled`` label off, the
+    reason in its description."""
+    reason = unavailable(plugin)
+    if reason is None:
+        return summary
+    labels = {**summary.get("plugin_labels", {}),
+              "enabled": {"status": False, "mutable": False}}
+    return {**summary, "description": f"{summary['description']} Unavailable: {reason}.",
+            "plugin_labels": labels}
 
 
 def load_plugins(names: list[str] | None = None, *,
                  all_installed: bool = False) -> dict[str, Plugin]:
     """The plugins named (``sahara_es.plugins`` entry points); without ``names``, every
     installed one but the opt-in ones (``OPT_IN``), or all of them with ``all_installed``
-    (engines, which must finish and delete clusters of any plugin)."""
+    (engines, which must finish and delete clusters of any plugin). A plugin that cannot run
+    here (``unavailable``) is kept, offering no version: the API lists it with the reason and
+    refuses its templates and clusters with a 400 saying what to install."""
     manager: ExtensionManager[Plugin] = ExtensionManager(NAMESPACE, invoke_on_load=True)
     found: dict[str, Plugin] = {ext.name: ext.obj for ext in manager if ext.obj is not None}
+    for name, plugin in sorted(found.items()):
+        reason = unavailable(plugin)
+        if reason is not None and (names is None or name in names):
+            log.warning("plugin %s is unavailable, it offers no version: %s", name, reason)
     if all_installed:
         return found
     if names is None:
@@ -57,10 +92,17 @@ class PluginCatalog:
         if plugin not in self.plugins:
             raise Invalid(f"plugin {plugin!r} does not exist; available:"
                           f" {', '.join(sorted(self.plugins))}")
+        self.check_available(plugin)
         versions = self.plugins[plugin].versions()
         if version not in versions:
             raise Invalid(f"plugin {plugin} has no version {version!r}; versions:"
                           f" {', '.join(versions)}")
+
+    def check_available(self, plugin: str) -> None:
+        """``Invalid`` (400) when the plugin cannot run here, saying why."""
+        reason = unavailable(self.plugins[plugin])
+        if reason is not None:
+            raise Invalid(f"plugin {plugin} is unavailable: {reason}")
 
     def check_node_processes(self, plugin: str, version: str, processes: list[str]) -> None:
         known = {p for group in self.plugins[plugin].node_processes(version).values()
@@ -92,6 +134,7 @@ class PluginCatalog:
     def check_scaling(self, plugin: str, version: str, node_groups: list[dict[str, Any]],
                       resized: dict[str, int], added: list[dict[str, Any]],
                       configs: dict[str, Any] | None = None) -> None:
+        self.check_available(plugin)  # its new nodes could not run
         try:
             self.plugins[plugin].validate_scaling(version, node_groups, resized, added,
                                                   configs)

@@ -41,6 +41,7 @@ from sahara_es.plugins.base import (
     Topology,
     check_int_range,
 )
+from sahara_es.plugins.catalog import PluginUnavailable, summary_of
 from sahara_es.plugins.waits import Wait, pause, read_status_page
 
 LOG = logging.getLogger(__name__)
@@ -55,11 +56,18 @@ RETIRE_TIMEOUT = 120.0
 STOP_GRACE = 10.0
 
 
+DISTRIBUTED_MISSING = ("the distributed package is not installed where the service runs"
+                       " (pip install distributed): the nodes run Dask from it")
+
+
 def dask_version() -> str:
+    """The installed distributed's version: the one Dask version the plugin offers.
+    ``PluginUnavailable`` when distributed is not installed: no Dask could run then, so no
+    version is offered (never a made-up one)."""
     try:
         return metadata.version("distributed")
     except metadata.PackageNotFoundError:
-        return "2026.1.0"
+        raise PluginUnavailable(DISTRIBUTED_MISSING) from None
 
 
 class DaskFailed(Exception):
@@ -569,8 +577,22 @@ class DaskPlugin(Plugin):
     title = "Dask"
     description = "Dask distributed clusters: one scheduler and workers."
 
+    def unavailable(self) -> str | None:
+        """Why the plugin cannot run here (distributed is missing), or None when it can."""
+        try:
+            dask_version()
+        except PluginUnavailable as missing:
+            return str(missing)
+        return None
+
     def versions(self) -> list[str]:
-        return [dask_version()]
+        try:
+            return [dask_version()]
+        except PluginUnavailable:
+            return []
+
+    def summary(self) -> dict[str, Any]:
+        return summary_of(self, super().summary())
 
     def node_processes(self, version: str) -> dict[str, list[str]]:
         return {"Dask": [SCHEDULER, WORKER]}

@@ -54,6 +54,7 @@ from sahara_es.plugins.base import (
     Topology,
     check_int_range,
 )
+from sahara_es.plugins.catalog import PluginUnavailable, summary_of
 from sahara_es.plugins.waits import Wait, read_status_page
 
 SERVICE = "Spark"
@@ -87,11 +88,18 @@ _STOP_RESERVE = 3 * _STOP_GRACE
 """Seconds of a decommission step kept for stopping the worker after its drain."""
 
 
+PYSPARK_MISSING = ("the pyspark package is not installed where the service runs (pip install"
+                   " pyspark): the Spark distribution in it is what the nodes run")
+
+
 def spark_version() -> str:
+    """The installed pyspark's version: the one Spark version the plugin offers.
+    ``PluginUnavailable`` when pyspark is not installed: no Spark could run then, so no
+    version is offered (never a made-up one)."""
     try:
         return metadata.version("pyspark")
     except metadata.PackageNotFoundError:
-        return "4.0.0"
+        raise PluginUnavailable(PYSPARK_MISSING) from None
 
 
 def local_spark_home() -> str:
@@ -547,8 +555,22 @@ class SparkPlugin(Plugin):
     description = ("Spark standalone clusters: one master, workers; from the Spark"
                    " distribution in the pyspark package.")
 
+    def unavailable(self) -> str | None:
+        """Why the plugin cannot run here (pyspark is missing), or None when it can."""
+        try:
+            spark_version()
+        except PluginUnavailable as missing:
+            return str(missing)
+        return None
+
     def versions(self) -> list[str]:
-        return [spark_version()]
+        try:
+            return [spark_version()]
+        except PluginUnavailable:
+            return []
+
+    def summary(self) -> dict[str, Any]:
+        return summary_of(self, super().summary())
 
     def node_processes(self, version: str) -> dict[str, list[str]]:
         return {"Spark": ["master", "worker"]}
