@@ -73,6 +73,7 @@ class Handoff:
         """Workflows this handoff started (for tests and logs)."""
         self._lease: Lease | None = None
         self._lease_until = 0.0
+        self._renewed = 0.0
         self._position: tuple[int, str | None] | None = None  # (epoch, position)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,10 +105,12 @@ class Handoff:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            caught_up = True
+            pause = self.poll
             try:
-                if self._hold_lease():
-                    caught_up = self.run_once()
+                if not self._hold_lease():
+                    pause = max(self.poll, self.ttl / 4)  # another's: look again now and then
+                elif not self.run_once():
+                    pause = 0.0  # more of the feed is waiting
             except LeaseLost as error:
                 self._lease_until = 0.0
                 log.warning("handoff %s: another took over: %s", self.owner, error)
@@ -115,11 +118,13 @@ class Handoff:
                 log.warning("handoff: %s", error)
             except Exception:
                 log.exception("handoff failed; trying again")
-            if caught_up:
-                self._stop.wait(self.poll)
+            self._stop.wait(pause)
 
     def _hold_lease(self) -> bool:
         sent = time.monotonic()
+        if self.active and sent - self._renewed < self.ttl / 4:
+            return True  # renewed a moment ago: no write on every poll
+        self._renewed = sent
         try:
             lease = self.store.acquire_lease(self.name, self.owner, self.ttl)
         except (LeaseHeld, LeaseLost):
@@ -178,8 +183,16 @@ class Handoff:
             metadata = Metadata(actor="sahara-es", project_id=request.project,
                                 correlation_id=request.workflow_id,
                                 causation_id=f"{event.stream_id}/{event.version}")
-            if start_once(self.store, request.workflow_type, request.params,
-                          request.workflow_id, metadata=metadata):
+            try:
+                first = start_once(self.store, request.workflow_type, request.params,
+                                   request.workflow_id, metadata=metadata)
+            except StoreError:
+                raise
+            except Exception:  # it cannot be planned: retrying would stall all after it
+                log.exception("handoff: %s, asked for by %s v%d, cannot start; left alone",
+                              request.workflow_id, event.stream_id, event.version)
+                continue
+            if first:
                 self.started += 1
                 lag = time.time() - event.metadata.occurred_at.timestamp()
                 log.info("handoff: started %s for %s v%d (%.3f s after its request)",

@@ -36,8 +36,8 @@ from sahara_es.plugins.provisioner import CLUSTER_REQUESTS, left_alone
 from sahara_es.plugins.runtime import QuotaGate
 from sahara_es.store import Store
 from tests.engines import ROOT, EngineProcess, wait_until
-from tests.workflows import lines  # noqa: F401 - registers the test.* workflow types
 from tests.integration.test_service_processes import _answers, free_port
+from tests.workflows import lines  # noqa: F401 - registers the test.* workflow types
 
 TTL = 3.0
 GROUPS = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
@@ -156,7 +156,7 @@ def test_a_record_only_api_s_clusters_are_left_alone(sqlite_store: Store) -> Non
                              json=fake_cluster("c3")).get_json()["cluster"]["id"]
     assert left_alone(store, cluster_id)
     assert client.delete(f"/v2/clusters/{cluster_id}", headers=headers).status_code == 204
-    assert resources.load(store, Kind.CLUSTER, cluster_id).doc[META]["deleted"]  # type: ignore[index]
+    assert resources.load(store, Kind.CLUSTER, cluster_id).doc[META]["deleted"]
     handoff = handoff_until_idle(store, "handoff-c")
     assert handoff.started == 0
     assert store.stream_version(f"workflow-create-{cluster_id}") == 0
@@ -214,8 +214,10 @@ def wait_active_then_delete(store: Store, project: str, cluster_id: str) -> None
     wait_until(lambda: bool(cluster_doc(store, cluster_id)[META]["deleted"]), timeout=120,
                poll=0.2)
     for workflow_id in (f"create-{cluster_id}", f"delete-{cluster_id}"):
-        assert load_workflow(store, workflow_id).status.finished
-        wait_until(lambda w=workflow_id: store.get_lease(f"workflow-{w}") is None,  # type: ignore[misc]
+        wait_until(lambda w=workflow_id: load_workflow(store, w).status.finished,
+                   timeout=30, poll=0.1)
+        assert load_workflow(store, workflow_id).status.value == "succeeded"
+        wait_until(lambda w=workflow_id: store.get_lease(f"workflow-{w}") is None,
                    timeout=10, poll=0.1)
     assert {u.resource: u.used for u in quotas.usage(project).values()} == {
         "instances": 0, "cores": 0, "ram_mb": 0}
