@@ -36,7 +36,7 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     first = CliRunner().invoke(main, ["--store", url, "db", "upgrade"])
     second = CliRunner().invoke(main, ["--store", url, "db", "upgrade"])
 
-    assert "applied migrations [1, 3, 6]" in first.output
+    assert "applied migrations [1, 3, 6, 7]" in first.output
     assert "up to date" in second.output
 
 
