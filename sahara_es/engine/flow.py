@@ -53,7 +53,11 @@ class OutcomeUnknown(PermanentFailure):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long a task is tried (tenacity: attempts, jittered backoff, timeout)."""
+    """How often and how long a task is tried (tenacity: attempts, jittered backoff, timeout).
+
+    Only errors that may pass on are tried again: a ``PermanentFailure``, or an error whose
+    class says ``retryable = False`` (``NoValidHost``, ``QuotaExceeded``...), fails the task
+    at its first occurrence (``engine.attempts.decide``)."""
 
     attempts: int = 1
     backoff: float = 0.1

@@ -81,7 +81,10 @@ class TaskFailed(DomainEvent):
     task_id: str
     attempt: int
     error: str
+    """The error's class and message; when its class said it was not retryable, that too."""
     retryable: bool
+    """False for a ``PermanentFailure`` or an error flagged not retryable: no retry followed
+    whatever the task's policy allowed."""
     engine: str
     final: bool = True  # False when a TaskRetried follows
     duration: float = 0.0
