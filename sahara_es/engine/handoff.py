@@ -132,7 +132,9 @@ class Handoff:
             return False
         if self._lease is None or self._lease.epoch != lease.epoch:
             # A new ownership: fence the checkpoint first, so that a former owner paused
-            # before its save cannot move it afterwards; then read it back.
+            # before its save cannot move it back afterwards (a position is saved only by
+            # whoever handled everything before it, so a late save could only make pages be
+            # handled twice, never skipped).
             position = self.store.checkpoint(self.name, GENERATION)
             if position is not None:
                 self.store.save_checkpoint(self.name, GENERATION, position, fence=lease)

@@ -34,7 +34,7 @@ from sahara_es.infra.quotas import Quotas
 from sahara_es.plugins import provisioning
 from sahara_es.plugins.provisioner import CLUSTER_REQUESTS, left_alone
 from sahara_es.plugins.runtime import QuotaGate
-from sahara_es.store import Store
+from sahara_es.store import LeaseLost, Store
 from tests.engines import ROOT, EngineProcess, wait_until
 from tests.integration.test_service_processes import _answers, free_port
 from tests.workflows import lines  # noqa: F401 - registers the test.* workflow types
@@ -185,6 +185,23 @@ def test_a_workflow_recorded_without_its_lease_is_adopted(sqlite_store: Store,
     lease = store.get_lease(f"workflow-{workflow_id}")
     assert lease is not None and lease.expired(time.time())
     assert load_workflow(store, workflow_id).started
+
+
+def test_a_handoff_paused_past_its_lease_cannot_move_the_checkpoint(
+        sqlite_store: Store) -> None:
+    store = sqlite_store
+    start_workflow(store, "test.noops", {"tasks": 1, "shape": "linear"})
+    old = Handoff(store, CLUSTER_REQUESTS, owner="old", ttl=0.2, name="handoff-e")
+    assert old._hold_lease()
+    old.run_once()  # a checkpoint saved
+    time.sleep(0.3)  # paused past its lease...
+    new = Handoff(store, CLUSTER_REQUESTS, owner="new", ttl=10, name="handoff-e")
+    assert new._hold_lease()  # ...which another took, fencing the checkpoint
+    start_workflow(store, "test.noops", {"tasks": 1, "shape": "linear"})
+    old._lease_until = time.monotonic() + 10  # it wakes up still trusting its lease
+    with pytest.raises(LeaseLost):
+        old.run_once()
+    assert new.run_once()
 
 
 # -- real processes, killed at crash points -----------------------------------------------
