@@ -73,6 +73,8 @@ def dask_version() -> str:
 class DaskFailed(Exception):
     """A Dask process did not come up or go away as asked (retryable: ports, slow nodes)."""
 
+    retryable = True
+
 
 # -- what a node runs -------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from sahara_es.engine import (
     wait_for,
     workflow_type,
 )
+from sahara_es.engine.attempts import decide
 from sahara_es.engine.flow import TaskSpec, build_task
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import resources as ev
@@ -395,11 +396,10 @@ class NodeStep(Task):
                     result = inner.execute(ctx)
                 error = None
                 break
-            except PermanentFailure as failure:
-                error = failure
-                break
             except Exception as failure:  # a node's failure is its outcome
                 error = failure
+                if not decide(failure).retryable:  # HostKeyMismatch, a PermanentFailure...
+                    break
             finally:
                 if ctx.cancelled.is_set():
                     cut = f"{where} was stopped: the cluster's work was cancelled"
