@@ -32,7 +32,7 @@ class Service:
     plugins: dict[str, Plugin]
     catalog: PluginCatalog
     quota: Quota
-    engines: bool = True
+    engines: bool = False
     """Engines share the store and carry out cluster requests (their handoff starts the
     workflows). False: nothing does; see ``cluster_created`` and ``deletion_requested``."""
     projector: Projector | None = None
@@ -66,8 +66,8 @@ class Service:
             resources.finish_delete(self.store, aggregate, caller)
 
     def refresh(self, kind: Kind, resource_id: str) -> None:
-        """This process just wrote the resource without a document to
-        hand (a delete): remembered, so this process's lists show its latest state at once."""
+        """This process just wrote the resource without a document to hand (a delete):
+        remembered, so this process's lists show its latest state at once."""
         stream = kind.stream(resource_id)
         self.reads[kind].written(stream, self.store.stream_version(stream))
         if self.projector is not None:
