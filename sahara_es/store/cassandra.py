@@ -43,8 +43,6 @@ from typing import Any
 from cassandra import (
     AuthenticationFailed,
     ConsistencyLevel,
-    OperationTimedOut,
-    ReadTimeout,
     RequestValidationException,
 )
 from cassandra import Unavailable as DriverUnavailable
@@ -56,7 +54,6 @@ from cassandra.cluster import (
     NoHostAvailable,
     Session,
 )
-from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, RetryPolicy, TokenAwarePolicy
 from cassandra.query import (
     UNSET_VALUE,
@@ -82,6 +79,7 @@ from sahara_es.store.base import (
     check_claim,
     check_release,
 )
+from sahara_es.store.cassandra_errors import plain_errors, translated
 from sahara_es.store.cassandra_feed import (
     FEED_STREAM,
     RELAYED_FEED_MIGRATION,
@@ -131,8 +129,6 @@ class NoResend(RetryPolicy):  # type: ignore[misc]  # the driver is untyped
         return self.RETHROW, None
 
 
-_NOT_ATTEMPTED = (DriverUnavailable, NoHostAvailable, ReadTimeout)
-
 _retry_transient = retry(
     retry=retry_if_exception_type(Unavailable),
     stop=stop_after_attempt(6),
@@ -152,7 +148,6 @@ READS_IN_FLIGHT = 32
 
 
 class CassandraStore(ProjectionRows, Store):
-    _NOT_ATTEMPTED = _NOT_ATTEMPTED
 
     def __init__(self, config: CassandraConfig | None = None, *,
                  clock: Callable[[], float] = time.time,
@@ -232,12 +227,10 @@ class CassandraStore(ProjectionRows, Store):
         self._cluster.shutdown()
 
     def describe(self) -> dict[str, Any]:
-        row = self._session.execute(
-            "SELECT release_version FROM system.local"
-        ).one()
-        paxos = self._session.execute(
-            "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'"
-        ).one()
+        with plain_errors("describing the node"):
+            row = self._session.execute("SELECT release_version FROM system.local").one()
+            paxos = self._session.execute(
+                "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'").one()
         cfg = self.config
         return {
             "backend": "cassandra",
@@ -261,10 +254,8 @@ class CassandraStore(ProjectionRows, Store):
             if self._session.keyspace is None:
                 raise StoreError(f"keyspace {self.config.keyspace!r} has no schema yet:"
                                  " run `sahara-es db upgrade`")
-            try:
+            with plain_errors("could not prepare a statement"):
                 statement = self._session.prepare(cql)
-            except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
-                raise Unavailable(f"could not prepare a statement: {error}") from error
             self._prepared[cql] = statement
         return statement
 
@@ -278,10 +269,8 @@ class CassandraStore(ProjectionRows, Store):
             bound.serial_consistency_level = _consistency(serial)
         # Plain reads and writes only (LWTs go through ``_lwt``): sending one twice is harmless.
         bound.is_idempotent = True
-        try:
+        with plain_errors():
             return list(self._session.execute(bound))
-        except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
-            raise Unavailable(str(error)) from error
 
     def _lwt(self, statement: Any, serial: str) -> Row:
         """Execute a conditional statement; the row holds ``[applied]`` and current values.
@@ -294,10 +283,8 @@ class CassandraStore(ProjectionRows, Store):
         try:
             row: Row = self._session.execute(statement).one()
             return row
-        except (DriverUnavailable, NoHostAvailable) as error:
-            raise Unavailable(str(error)) from error
-        except RequestValidationException as error:  # refused as written: nothing applied
-            raise StoreError(f"Cassandra refused the statement: {error}") from error
+        except (DriverUnavailable, NoHostAvailable, RequestValidationException) as error:
+            raise translated(error) from error  # refused before or as written: not applied
         except Exception as error:
             raise _OutcomeUnknown(f"{type(error).__name__}: {error}") from error
 
@@ -646,12 +633,10 @@ class CassandraStore(ProjectionRows, Store):
             ).bind((stream_id, current, wanted, last))
             statement.fetch_size = 1000
             statement.is_idempotent = True
-            try:
+            with plain_errors():
                 for row in self._session.execute(statement):
                     yield row
                     wanted = row["version"] + 1
-            except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
-                raise Unavailable(str(error)) from error
             current += 1
 
     def _stored_many(self, ranges: Sequence[tuple[str, int, int, int]]) -> list[list[Row]]:
@@ -679,10 +664,8 @@ class CassandraStore(ProjectionRows, Store):
             window = requests[start:start + READS_IN_FLIGHT]
             futures = [self._session.execute_async(bound) for _, bound in window]
             for (chunk, _), future in zip(window, futures, strict=True):
-                try:
+                with plain_errors():
                     rows = list(future.result())
-                except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
-                    raise Unavailable(str(error)) from error
                 wanted = {ranges[i][0]: i for i in chunk}
                 for row in sorted(rows, key=lambda r: (r["stream_id"], r["version"])):
                     index = wanted[row["stream_id"]]
@@ -717,11 +700,9 @@ class CassandraStore(ProjectionRows, Store):
             statement = self._prepare(cql).bind((category,))
             statement.fetch_size = 1000
             statement.is_idempotent = True
-            try:
+            with plain_errors():
                 found.update(row["stream_id"] for row in self._session.execute(statement)
                              if row["stream_id"] != FEED_STREAM)
-            except (*_NOT_ATTEMPTED, OperationTimedOut) as error:
-                raise Unavailable(str(error)) from error
         yield from sorted(found)
 
     # -- the global feed ------------------------------------------------------------------
@@ -809,10 +790,11 @@ class CassandraStore(ProjectionRows, Store):
         mark = self._prepare("UPDATE events USING TIMESTAMP 1 SET unrelayed = 0 WHERE stream_id = ?"
                              " AND partition_nr = ? AND version = 0")
         count = 0
-        for row in self._session.execute(statement):
-            if row["stream_id"] != FEED_STREAM and (row["head_version"] or 0) > 0:
-                self._session.execute(mark, (row["stream_id"], row["partition_nr"]))
-                count += 1
+        with plain_errors("marking the heads for the relay"):
+            for row in self._session.execute(statement):
+                if row["stream_id"] != FEED_STREAM and (row["head_version"] or 0) > 0:
+                    self._session.execute(mark, (row["stream_id"], row["partition_nr"]))
+                    count += 1
         return count
 
 
@@ -906,11 +888,9 @@ class CassandraStore(ProjectionRows, Store):
         statement = self._prepare("SELECT * FROM leases").bind(())
         statement.fetch_size = 1000
         statement.is_idempotent = True
-        try:
+        with plain_errors():
             for row in self._session.execute(statement):
                 yield self._lease(row)
-        except (*_NOT_ATTEMPTED, OperationTimedOut, ConnectionException) as error:
-            raise Unavailable(str(error)) from error
 
     # -- claims ---------------------------------------------------------------------------
 

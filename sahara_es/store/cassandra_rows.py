@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cassandra import OperationTimedOut, WriteTimeout
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 from sahara_es.store import serialization
 from sahara_es.store.base import MAX_APPEND_BATCH, Lease, rows_by_key_range
+from sahara_es.store.cassandra_errors import plain_errors
 from sahara_es.store.errors import ConcurrencyConflict, LeaseLost, Unavailable
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ Conditional = Callable[[Row | None], Any]
 
 class ProjectionRows:
     _session: Session
-    _NOT_ATTEMPTED: tuple[type[Exception], ...]
     config: CassandraConfig
 
     if TYPE_CHECKING:  # provided by CassandraStore
@@ -127,10 +126,8 @@ class ProjectionRows:
                 return statement
 
             if fence is None:
-                try:
+                with plain_errors():
                     self._session.execute(batch(None))
-                except (*self._NOT_ATTEMPTED, OperationTimedOut, WriteTimeout) as error:
-                    raise Unavailable(str(error)) from error
             else:
                 self._put_fenced(projection, generation, dict(chunk), fence, batch)
 

@@ -1,11 +1,15 @@
 """Unknown LWT outcomes are settled by a SERIAL re-read, never guessed.
 
-The node is real and so are the writes; only the coordinator's reply is dropped on the way
-back, as when a ``WriteTimeout`` of type CAS arrives after the proposal reached replicas.
+The node is real and so are the writes. Most tests drop only the coordinator's reply on the way
+back, as when a ``WriteTimeout`` of type CAS arrives after the proposal reached replicas; the
+last one freezes the node itself, so the driver's own timeout and its mapping are exercised.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +19,7 @@ import pytest
 from sahara_es.store import ConcurrencyConflict, Unavailable, parse_store_url
 from sahara_es.store.cassandra import CassandraStore, _OutcomeUnknown
 from tests.conftest import require_backend
+from tests.engines import ROOT
 from tests.factories import CASSANDRA_TEST_URL, events, new_stream
 
 
@@ -42,7 +47,7 @@ def replies_lost(store: RepliesLost, *, applied: bool) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def flaky() -> RepliesLost:
+def flaky() -> Iterator[RepliesLost]:
     require_backend("cassandra")
     # A short request timeout: an append whose reply is lost and whose event is not there waits
     # that long for its LWT to become impossible before it may say "not applied".
@@ -91,3 +96,54 @@ def test_claims_leases_and_names_settle_their_unknown_outcomes(flaky: RepliesLos
     assert flaky.get_claim(key) == claim
     assert flaky.get_lease(key) == lease
     assert flaky.name_owner("project", "cluster", key) == "owner-a"
+
+
+# -- the real node timing out ------------------------------------------------------------------
+
+NODE_PID_FILE = ROOT / ".cache" / "cassandra-nodes" / "node1" / "cassandra.pid"
+
+
+@contextmanager
+def node_frozen(seconds: float) -> Iterator[None]:
+    """The Cassandra node stopped (SIGSTOP) for ``seconds``, as a long GC pause or an
+    overloaded host stops it: requests reach its socket and wait there."""
+    if not NODE_PID_FILE.exists():
+        pytest.skip("the node was not started by tools/cassandra (no pid file to pause)")
+    pid = int(NODE_PID_FILE.read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    thaw = threading.Timer(seconds, os.kill, (pid, signal.SIGCONT))
+    thaw.start()
+    try:
+        yield
+    finally:
+        thaw.join()
+        os.kill(pid, signal.SIGCONT)
+
+
+class Settling(CassandraStore):
+    """The real store, counting the appends whose outcome it had to find out."""
+
+    settled = 0
+
+    def _settle_append(self, *args: Any, **kwargs: Any) -> int:
+        self.settled += 1
+        return super()._settle_append(*args, **kwargs)
+
+
+def test_an_append_the_frozen_node_answers_too_late_is_settled_as_applied() -> None:
+    require_backend("cassandra")
+    # The driver gives up after 1.5 s, the node wakes after 2.5 s and applies the LWT that
+    # waited in its socket: the store's own timeout mapping and SERIAL read find that out.
+    store = Settling(parse_store_url(CASSANDRA_TEST_URL + "&request_timeout=1.5"
+                                     "&feed_relay=off")[1]["config"])
+    try:
+        stream = new_stream()
+        store.append(stream, events(1), 0)  # connected and prepared before the pause
+        with node_frozen(2.5):
+            version = store.append(stream, events(2), 1)
+
+        assert store.settled == 1
+        assert version == 3
+        assert [e.version for e in store.read(stream)] == [1, 2, 3]
+    finally:
+        store.close()
