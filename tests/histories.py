@@ -3,8 +3,8 @@
 A history file (``tests/fixtures/histories/<scenario>.json``, see the README there) holds the
 events of one scenario's workflow streams (with their claim and cancel streams) and of the
 cluster stream they read, each as ``sahara-es events export`` writes it, and what the engine
-made of each workflow when it was recorded (``expected``). ``replay`` loads them into a fresh
-store and rebuilds every workflow with the code as it is now, in the manner of Temporal's
+made of each workflow when it was recorded (``workflows``). ``replay`` rebuilds a workflow
+from them, loaded in a fresh store, with the code as it is now, in the manner of Temporal's
 replay tests: the current code must plan the graph the history recorded, re-plan the same
 subtasks from the recorded results where it can do so without the world, fold every event
 to the statuses recorded, and take at each step a decision the history shows it took.
@@ -26,7 +26,7 @@ from sahara_es.engine import LeaseExpired, Spawn, TaskContext, TaskStatus, Workf
 from sahara_es.engine.flow import TaskSpec, build_task, plan
 from sahara_es.events import DomainEvent, RecordedEvent, category_of, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import Store
+from sahara_es.store import Store, open_store
 
 FOLDER = Path(__file__).resolve().parent / "fixtures" / "histories"
 FORMAT = 1
@@ -157,6 +157,19 @@ class Replayed:
     workflow_id: str
     replanned: list[str] = field(default_factory=list)
     not_replanned: list[str] = field(default_factory=list)
+
+
+def check_file(path: Path, folder: Path) -> list[Replayed]:
+    """Replay a history file as the test does, in a fresh store under ``folder``."""
+    load_task_types()
+    history = read_history(path)
+    store = open_store(f"sqlite:///{folder}/replay-{path.stem}.db", upgrade=True)
+    try:
+        load_into(store, history)
+        decode_all(history, store)
+        return [replay(store, history, workflow_id) for workflow_id in history.workflows]
+    finally:
+        store.close()
 
 
 def load_into(store: Store, history: History) -> None:

@@ -44,7 +44,7 @@ from sahara_es.plugins.runtime import QuotaGate, build_services
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud, show_cluster
 from tests.engines import EngineProcess, wait_until
-from tests.histories import FOLDER, write_history
+from tests.histories import FOLDER, check_file, write_history
 from tests.nodes import node_root, remove_node_root
 
 TIMEOUT = 180.0
@@ -100,6 +100,11 @@ class Recorder:
         write_history(path, scenario=scenario, description=description, code=self.code,
                       store=store, workflow_ids=workflow_ids, read_streams=versions)
         print(f"wrote {path} ({', '.join(workflow_ids)})", flush=True)
+        # A recording the current code cannot replay is a bug here, not a fixture.
+        with tempfile.TemporaryDirectory() as scratch:
+            for replayed in check_file(path, Path(scratch)):
+                print(f"  replayed {replayed.workflow_id}: re-planned {replayed.replanned},"
+                      f" spawns taken as recorded {replayed.not_replanned}", flush=True)
 
     def in_process(self, root: Path) -> None:
         """create, scale, delete and rollback: the API and an in-process engine."""

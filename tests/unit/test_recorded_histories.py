@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sahara_es.cli.replay import replay_workflow
 from sahara_es.commands import resources
 from sahara_es.engine import Flow, Spawn, TaskContext, WorkflowState
 from sahara_es.engine import flow as flow_module
@@ -79,6 +80,10 @@ def test_a_recorded_workflow_replays_as_it_happened(fresh_store: Store, name: st
                                                     workflow_id: str) -> None:
     history = loaded(fresh_store, name)
     replayed = replay(fresh_store, history, workflow_id)
+    # The audit CLI's replay (``sahara-es replay workflow``) tells the same story.
+    story = replay_workflow(fresh_store, workflow_id)
+    assert story.state.summary()["status"] == history.workflows[workflow_id]["status"]
+    assert [s["status"] for s in story.steps] == history.workflows[workflow_id]["statuses"]
     # The provisioning workflows plan their nodes' steps from the first task's result: the
     # create's and the scale's plan are re-planned offline from what the history recorded.
     if history.workflows[workflow_id]["type"] in (provisioning.CREATE, provisioning.SCALE):
