@@ -210,3 +210,20 @@ def test_an_event_changed_without_an_upcaster_fails_naming_it(
     monkeypatch.setitem(registry._upcasters, (ev.TaskSucceeded.event_type, 1),
                         lambda data: data)
     decode_all(history, fresh_store)
+
+
+def test_a_recorded_event_the_fold_refuses_fails_naming_it(
+        fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    history, workflow_id = _rollback(fresh_store)
+    apply = WorkflowState._apply
+
+    def refusing(self: WorkflowState, event: Any) -> None:
+        if isinstance(event, ev.WorkflowRolledBack):
+            raise ValueError("a rollback with nothing reverted")
+        apply(self, event)
+
+    monkeypatch.setattr(WorkflowState, "_apply", refusing)
+    with pytest.raises(ReplayMismatch, match=r"rollback\.json: workflow-\S+ v\d+"
+                                             r" WorkflowRolledBack: the current fold refuses"
+                                             r" it: ValueError: a rollback with nothing"):
+        replay(fresh_store, history, workflow_id)
