@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.events.resources import Doc, Kind
-from sahara_es.store import DataKey, Store
+from sahara_es.store import DataKey, DataKeyStore, Store
 
 SCHEME = "sbx1"
 """The sealed format's name and version, the first field of every sealed string."""
@@ -74,7 +74,7 @@ def _associated(owner: str, purpose: str) -> bytes:
 class SecretBox:
     """Seals and opens the secrets of resources with their data keys in ``store``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: DataKeyStore) -> None:
         self.store = store
 
     def data_key(self, owner: str) -> DataKey:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from sahara_es.store import Claim, ClaimRejected, ConcurrencyConflict, NotFound, Store
+from sahara_es.store import Claim, ClaimRejected, ClaimStore, ConcurrencyConflict, NotFound
 
 QUOTA_RESOURCES = ("instances", "cores", "ram_mb")
 """The limited resources, in the order they are claimed."""
@@ -85,7 +85,7 @@ class Quotas:
 
     def __init__(
         self,
-        store: Store,
+        store: ClaimStore,
         defaults: QuotaLimits | None = None,
         overrides: Mapping[str, QuotaLimits] | None = None,
         *,

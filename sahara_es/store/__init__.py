@@ -5,7 +5,21 @@ Backends are imported lazily by ``open_store`` so that nothing here loads the Ca
 for a process that runs on SQLite.
 """
 
-from sahara_es.store.base import Claim, DataKey, Lease, LeaseState, Snapshot, Store
+from sahara_es.store.base import (
+    Claim,
+    ClaimStore,
+    DataKey,
+    DataKeyStore,
+    EventStore,
+    Lease,
+    LeaseState,
+    LeaseStore,
+    NameStore,
+    RowStore,
+    Snapshot,
+    SnapshotStore,
+    Store,
+)
 from sahara_es.store.config import DEFAULT_STORE_URL, CassandraConfig, parse_store_url
 from sahara_es.store.errors import (
     ClaimRejected,
@@ -25,16 +39,23 @@ __all__ = [
     "CassandraConfig",
     "Claim",
     "ClaimRejected",
+    "ClaimStore",
     "ConcurrencyConflict",
     "DataKey",
+    "DataKeyStore",
+    "EventStore",
     "Lease",
     "LeaseHeld",
     "LeaseLost",
     "LeaseState",
+    "LeaseStore",
+    "NameStore",
     "NameTaken",
     "NotFound",
     "OutcomeUnknown",
+    "RowStore",
     "Snapshot",
+    "SnapshotStore",
     "Store",
     "StoreError",
     "Unavailable",

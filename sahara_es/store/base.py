@@ -109,10 +109,14 @@ MAX_APPEND_BATCH = 100
 """Most events one append may carry: a batch stays inside one bounded partition."""
 
 
-class Store(abc.ABC):
-    """The event store with leases, claims, unique names, snapshots and data keys."""
+# The store is split by concept: each narrow interface below has its own contract suite in
+# tests/contract/ (both backends), and a consumer asks for the one it uses. ``Store`` is all
+# of them, as each backend implements them.
 
-    # -- events ---------------------------------------------------------------------------
+
+class EventStore(abc.ABC):
+    """Streams of events appended with optimistic concurrency, fenced by leases, and the
+    global feed of every stream's events."""
 
     @abc.abstractmethod
     def append(
@@ -169,7 +173,9 @@ class Store(abc.ABC):
         A new owner calls this before it reads the history it will act on.
         """
 
-    # -- leases ---------------------------------------------------------------------------
+
+class LeaseStore(abc.ABC):
+    """Leases: single ownership of a resource for a while, with an epoch that fences."""
 
     @abc.abstractmethod
     def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
@@ -199,7 +205,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_leases(self) -> Iterator[Lease]: ...
 
-    # -- claims ---------------------------------------------------------------------------
+
+class ClaimStore(abc.ABC):
+    """Claims: holders' shares of a capacity, changed by generation (quotas, hosts, pools)."""
 
     @abc.abstractmethod
     def define_claim(self, key: str, capacity: int) -> Claim:
@@ -221,7 +229,45 @@ class Store(abc.ABC):
     def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
         """Give back everything ``holder`` holds (a no-op if it holds nothing)."""
 
-    # -- unique names ---------------------------------------------------------------------
+    def claim_with_retry(self, key: str, holder: str, amount: int, attempts: int = 50) -> Claim:
+        """Claim ``amount``, re-reading the generation after each conflict.
+
+        Idempotent per holder: a holder that already holds ``amount`` gets the claim back.
+        """
+        last: ConcurrencyConflict | None = None
+        for _ in range(attempts):
+            current = self.get_claim(key)
+            if current.holders.get(holder) == amount:
+                return current
+            try:
+                return self.claim(key, holder, amount, current.generation)
+            except ConcurrencyConflict as conflict:
+                last = conflict
+        assert last is not None
+        raise last
+
+    def release_with_retry(self, key: str, holder: str, attempts: int = 50) -> None:
+        """Give back everything ``holder`` holds of ``key``, re-reading the generation after
+        each conflict; nothing held, or no such claim, is fine (idempotent)."""
+        last: ConcurrencyConflict | None = None
+        for _ in range(attempts):
+            try:
+                current = self.get_claim(key)
+            except NotFound:
+                return
+            if holder not in current.holders:
+                return
+            try:
+                self.release_claim(key, holder, current.generation)
+                return
+            except ConcurrencyConflict as conflict:
+                last = conflict
+        assert last is not None
+        raise last
+
+
+class NameStore(abc.ABC):
+    """Unique names per project and kind."""
 
     @abc.abstractmethod
     def reserve_name(self, project_id: str, kind: str, name: str, owner_id: str) -> None:
@@ -234,7 +280,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def name_owner(self, project_id: str, kind: str, name: str) -> str | None: ...
 
-    # -- snapshots ------------------------------------------------------------------------
+
+class SnapshotStore(abc.ABC):
+    """Snapshots of aggregates, so loading one does not fold its whole stream."""
 
     @abc.abstractmethod
     def save_snapshot(self, snapshot: Snapshot) -> None: ...
@@ -242,7 +290,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def latest_snapshot(self, stream_id: str) -> Snapshot | None: ...
 
-    # -- data keys ------------------------------------------------------------------------
+
+class DataKeyStore(abc.ABC):
+    """Per-resource data keys, kept apart from the immutable events so they can be deleted
+    (crypto-shredding: doc/security.rst)."""
 
     @abc.abstractmethod
     def create_data_key(self, owner: str, key_id: str, material: bytes) -> DataKey:
@@ -259,7 +310,10 @@ class Store(abc.ABC):
         """Forget ``owner``'s data key (a no-op when it has none): whatever it sealed can no
         longer be opened."""
 
-    # -- projection rows ------------------------------------------------------------------
+
+class RowStore(abc.ABC):
+    """The rows of read models, their checkpoints and live generations."""
+
     # Read models keep JSON documents by key, per projection and generation: a rebuild fills
     # a fresh generation from zero and then makes it live. One runner writes a generation.
     #
@@ -306,7 +360,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def live_generation(self, projection: str) -> int | None: ...
 
-    # -- lifecycle ------------------------------------------------------------------------
+
+class Store(EventStore, LeaseStore, ClaimStore, NameStore, SnapshotStore, DataKeyStore,
+            RowStore):
+    """Every narrow store at once, as each backend implements them, with its lifecycle."""
 
     @abc.abstractmethod
     def upgrade(self) -> list[int]:
@@ -316,46 +373,8 @@ class Store(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What this store is, for humans and benchmarks (backend, version, settings)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections."""
-
-    # -- helpers shared by every backend ---------------------------------------------------
-
-    def claim_with_retry(self, key: str, holder: str, amount: int, attempts: int = 50) -> Claim:
-        """Claim ``amount``, re-reading the generation after each conflict.
-
-        Idempotent per holder: a holder that already holds ``amount`` gets the claim back.
-        """
-        last: ConcurrencyConflict | None = None
-        for _ in range(attempts):
-            current = self.get_claim(key)
-            if current.holders.get(holder) == amount:
-                return current
-            try:
-                return self.claim(key, holder, amount, current.generation)
-            except ConcurrencyConflict as conflict:
-                last = conflict
-        assert last is not None
-        raise last
-
-    def release_with_retry(self, key: str, holder: str, attempts: int = 50) -> None:
-        """Give back everything ``holder`` holds of ``key``, re-reading the generation after
-        each conflict; nothing held, or no such claim, is fine (idempotent)."""
-        last: ConcurrencyConflict | None = None
-        for _ in range(attempts):
-            try:
-                current = self.get_claim(key)
-            except NotFound:
-                return
-            if holder not in current.holders:
-                return
-            try:
-                self.release_claim(key, holder, current.generation)
-                return
-            except ConcurrencyConflict as conflict:
-                last = conflict
-        assert last is not None
-        raise last
 
 
 FIRST_ROWS_PAGE = 100
