@@ -5,7 +5,7 @@ how long deleting a cluster whose step hangs takes.
                                   [--concurrency 8]
 
 One real ``sahara-es engine`` process (``--concurrency 8``: each project may hold half of
-its slots) and the v2 API in this process (``create_app`` with the workflow provisioner and
+its slots) and the v2 API in this process (``create_app`` with engines attached and
 the quota, the ``fake`` plugin enabled), on a fresh store per backend and local nodes (an
 sshd each on its own loopback address). Clusters are 1-node ``fake`` clusters.
 

@@ -5,8 +5,8 @@ against one after another.
     python benchmarks/provision.py [--json] [--quick] [--cassandra] [--nodes 50]
                                    [--clusters 10] [--configure-seconds 0.2]
 
-Clusters are made through the v2 API (served in this process by ``create_app`` with the
-workflow provisioner and the quota, as ``all-in-one`` composes it, but with no engine here)
+Clusters are made through the v2 API (served in this process by ``create_app`` with engines
+attached and the quota, as ``all-in-one`` composes it, but with no engine here)
 with the ``fake`` plugin: one ``manager`` node and the rest ``workers``, all ``local.small``.
 Real ``sahara-es engine`` processes (``--hosts 8``: 8 hosts of 8 vCPUs; ``--concurrency 4``,
 so that one engine is the bottleneck) share one ``--data-dir``, where the local instances

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sahara_es.commands import repository
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.errors import (
     ChangedConcurrently,
@@ -84,10 +85,8 @@ class Resource(Aggregate):
 
 
 def load(store: Store, kind: Kind, resource_id: str) -> Resource:
-    aggregate = Resource(kind.stream(resource_id))
-    for event in store.read(aggregate.stream_id):
-        aggregate.fold(event)
-    return aggregate
+    """The resource from its latest snapshot and the events after it."""
+    return repository.load(store, Resource, kind.stream(resource_id))
 
 
 def visible(store: Store, kind: Kind, resource_id: str, caller: Caller) -> Resource:
@@ -122,15 +121,12 @@ def append_records(store: Store, aggregate: Resource, records: list[NewEvent]) -
     it moved), then fold them; for writers that set their own metadata (engines). A status
     change its table does not allow is refused first (``IllegalStatusChange``)."""
     check_statuses(aggregate, records)
-    before = aggregate.version
     try:
-        store.append(aggregate.stream_id, records, before)
+        repository.save(store, aggregate, records)
     except ConcurrencyConflict:
         raise ChangedConcurrently(
             f"{aggregate.stream_id} was changed by another request; read it again and retry"
         ) from None
-    for event in store.read(aggregate.stream_id, before + 1):
-        aggregate.fold(event)
 
 
 def check_statuses(aggregate: Resource, records: Sequence[NewEvent]) -> None:

@@ -15,6 +15,9 @@ class Aggregate:
     """Subclasses implement ``apply`` and, to be snapshotted, ``to_snapshot``/``from_snapshot``."""
 
     snapshot_every: ClassVar[int] = 1000
+    snapshot_schema: ClassVar[int] = 1
+    """Raised whenever ``apply`` or the snapshot's shape changes: older snapshots are then
+    passed over and the stream folded from its start."""
 
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id

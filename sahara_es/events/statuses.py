@@ -136,7 +136,7 @@ def _cluster_transitions() -> tuple[Transition[ClusterStatus], ...]:
         (_C.VALIDATING, _C.INFRA_UPDATING, "the create workflow begins"),
         (_C.VALIDATING, _C.ACTIVE,
          "recorded as Active at once where no provisioning engine is attached"
-         " (``RecordOnly``: the API's tests)"),
+         " (``ApiConfig(engines=False)``: the API's tests)"),
         (_C.INFRA_UPDATING, _C.SPAWNING, "the create's instances are being created"),
         (_C.SPAWNING, _C.CONFIGURING, "the create's plugin configure phase"),
         (_C.CONFIGURING, _C.STARTING, "the create's plugin start phase"),

@@ -45,3 +45,40 @@ def test_a_fifty_thousand_event_stream_rebuilds_from_its_latest_snapshot(store: 
     assert rebuilt.total == counter.total
     assert rebuilt.folded == 7  # the snapshot at 50 000 plus seven events, not 50 007
     assert store.latest_snapshot(stream).version == 50_000
+
+
+def test_a_snapshot_taken_by_code_that_folded_differently_is_passed_over(store: Store) -> None:
+    stream = new_stream("cluster")
+    counter = Counter(stream)
+    while counter.version < 10_000:
+        repository.save(store, counter, events(100))
+
+    class Recounted(Counter):
+        snapshot_schema = Counter.snapshot_schema + 1  # its apply changed
+
+    rebuilt = repository.load(store, Recounted, stream)
+
+    assert store.latest_snapshot(stream).version == 10_000
+    assert rebuilt.version == 10_000
+    assert rebuilt.folded == 10_000  # from the start, not from the old snapshot
+
+
+def test_a_resource_loads_from_its_snapshot_and_the_events_after_it(store: Store) -> None:
+    from sahara_es.commands import resources
+    from sahara_es.commands.caller import Caller
+    from sahara_es.events.resources import Kind, ResourceUpdated
+
+    caller = Caller(project_id="p-snap", user="u")
+    doc = resources.create(store, Kind.DATA_SOURCE, caller,
+                           {"name": new_stream("ds"), "type": "swift", "url": "swift://c/o"})
+    aggregate = resources.load(store, Kind.DATA_SOURCE, doc["id"])
+    for n in range(resources.Resource.snapshot_every + 5):
+        resources.append(store, aggregate, [ResourceUpdated({"description": f"d{n}"})],
+                         caller)
+
+    snapshot = store.latest_snapshot(aggregate.stream_id)
+    loaded = resources.load(store, Kind.DATA_SOURCE, doc["id"])
+
+    assert snapshot is not None and snapshot.version == resources.Resource.snapshot_every
+    assert loaded.version == aggregate.version
+    assert loaded.doc == aggregate.doc
