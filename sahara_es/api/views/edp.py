@@ -12,7 +12,7 @@ from sahara_es.api import schemas
 from sahara_es.api.pagination import page
 from sahara_es.api.service import caller, service, shown
 from sahara_es.api.views.common import answer, body, location, no_content, no_params
-from sahara_es.commands import edp, resources
+from sahara_es.commands import edp, resources, secrets
 from sahara_es.commands.errors import Invalid, NotVisible
 from sahara_es.events.resources import Doc, Kind
 
@@ -33,7 +33,7 @@ def without_secrets(doc: Doc) -> Doc:
 def create_data_source() -> Response:
     no_params()
     fields = body(schemas.DataSourceCreate)
-    doc = resources.create(service().store, DS, caller(), fields)
+    doc = secrets.create_with_secrets(service().store, DS, caller(), fields)
     return answer("data_source", without_secrets(service().written(doc)), 202)
 
 
@@ -54,15 +54,15 @@ def show_data_source(resource_id: str) -> Response:
 @blueprint.put("/data-sources/<resource_id>")
 def update_data_source(resource_id: str) -> Response:
     no_params()
-    doc = resources.update(service().store, DS, resource_id, caller(),
-                           body(schemas.DataSourceUpdate))
+    doc = secrets.update_with_secrets(service().store, DS, resource_id, caller(),
+                                      body(schemas.DataSourceUpdate))
     return answer("data_source", without_secrets(service().written(doc)), 202)
 
 
 @blueprint.delete("/data-sources/<resource_id>")
 def delete_data_source(resource_id: str) -> Response:
     no_params()
-    resources.delete(service().store, DS, resource_id, caller())
+    secrets.delete_with_secrets(service().store, DS, resource_id, caller())
     service().refresh(DS, resource_id)
     return no_content()
 
@@ -72,7 +72,8 @@ def delete_data_source(resource_id: str) -> Response:
 @blueprint.post("/job-binaries")
 def create_job_binary() -> Response:
     no_params()
-    doc = resources.create(service().store, JB, caller(), body(schemas.JobBinaryCreate))
+    doc = secrets.create_with_secrets(service().store, JB, caller(),
+                                      body(schemas.JobBinaryCreate))
     return answer("job_binary", without_secrets(service().written(doc)), 202)
 
 
@@ -142,15 +143,15 @@ def binary_file(root: Path, project_id: str, path: str) -> Path | None:
 @blueprint.put("/job-binaries/<resource_id>")
 def update_job_binary(resource_id: str) -> Response:
     no_params()
-    doc = resources.update(service().store, JB, resource_id, caller(),
-                           body(schemas.JobBinaryUpdate))
+    doc = secrets.update_with_secrets(service().store, JB, resource_id, caller(),
+                                      body(schemas.JobBinaryUpdate))
     return answer("job_binary", without_secrets(service().written(doc)), 202)
 
 
 @blueprint.delete("/job-binaries/<resource_id>")
 def delete_job_binary(resource_id: str) -> Response:
     no_params()
-    resources.delete(service().store, JB, resource_id, caller())
+    secrets.delete_with_secrets(service().store, JB, resource_id, caller())
     service().refresh(JB, resource_id)
     return no_content()
 
