@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 from sahara_es.engine.crashpoints import WORKFLOW_RECORDED, crash_point
-from sahara_es.engine.engine import WORKFLOW_PREFIX
 from sahara_es.engine.flow import plan
 from sahara_es.engine.runner import cancel_stream
-from sahara_es.engine.state import FINISHING_EVENTS, WorkflowState
+from sahara_es.engine.state import FINISHING_EVENTS, WORKFLOW_PREFIX, WorkflowState
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store

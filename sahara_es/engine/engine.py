@@ -34,6 +34,7 @@ from sahara_es.engine.runner import (
 )
 from sahara_es.engine.slots import UNLIMITED, Share, Slots, round_robin
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
+from sahara_es.engine.state import WORKFLOW_PREFIX as WORKFLOW_PREFIX  # importable from here too
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WORKFLOW_PREFIX = "workflow-"
 ENGINE_PREFIX = "engine-"
 
 

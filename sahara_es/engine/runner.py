@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sahara_es.engine import attempts
 from sahara_es.engine.attempts import Outcome, Recorder, TaskRun
@@ -25,10 +25,6 @@ from sahara_es.engine.writer import FencedWriter
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import ConcurrencyConflict, Lease, Store, Unavailable
-
-if TYPE_CHECKING:
-    from sahara_es.engine.engine import Engine
-
 
 CLAIM_RETRY_SECONDS = 60.0
 """How long a claim stream's write is tried again while the store cannot be reached."""
@@ -88,6 +84,59 @@ class ClaimRecorder:
                 time.sleep(0.5)
 
 
+class OwningEngine(Protocol):
+    """What a runner asks of the engine that owns its workflow (``engine.Engine`` is one):
+    whether its lease still holds, slots on the engine's pool and the pool itself, and what
+    it knows of the other engines. Declared here, so that the engine imports its runners and
+    never the other way round."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def engine_id(self) -> str: ...
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the engine stops: start nothing more, hand the workflow back once idle."""
+        ...
+
+    @property
+    def services(self) -> Mapping[str, Any]:
+        """What tasks are given in their context (``TaskContext.services``)."""
+        ...
+
+    def lease_valid(self, lease: Lease) -> bool:
+        """Whether the engine may still act under ``lease``, on its own clock."""
+        ...
+
+    def reserve_slots(self, wanted: int, share: Share) -> int:
+        """Up to ``wanted`` slots of the pool for ``share``; how many were reserved."""
+        ...
+
+    def release_slots(self, count: int, share: Share) -> None: ...
+
+    def submit(self, job: Callable[[], Outcome], done: Callable[[Outcome], None],
+               share: Share) -> None:
+        """Run ``job`` on a slot reserved for ``share``, then ``done`` with its outcome."""
+        ...
+
+    def others_alive(self) -> bool:
+        """Whether other engines heartbeat, to whom tasks may be offered."""
+        ...
+
+    def offer_room(self) -> int:
+        """How many open offers a workflow keeps."""
+        ...
+
+    def runs_claim(self, engine_id: str, stream_id: str) -> bool:
+        """Whether a claim by ``engine_id`` may still produce an outcome."""
+        ...
+
+
 @dataclass
 class Offer:
     """An offered task's claim stream, as far as the owner has read it.
@@ -112,7 +161,7 @@ class WorkflowRunner:
     poll_interval = 0.1
     cancel_check_interval = 0.25
 
-    def __init__(self, engine: Engine, lease: Lease, state: WorkflowState) -> None:
+    def __init__(self, engine: OwningEngine, lease: Lease, state: WorkflowState) -> None:
         self.engine = engine
         self.store = engine.store
         self.lease = lease

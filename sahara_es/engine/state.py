@@ -17,6 +17,9 @@ from sahara_es.events import Aggregate, DomainEvent, RecordedEvent, registry
 from sahara_es.events import workflow as ev
 from sahara_es.events.statuses import Transition, TransitionTable
 
+WORKFLOW_PREFIX = "workflow-"
+"""A workflow's stream is ``workflow-<id>``, and so is the name of the lease its owner holds."""
+
 
 class TaskStatus(enum.StrEnum):
     PENDING = "pending"
