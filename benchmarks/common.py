@@ -19,7 +19,7 @@ from rich.table import Table
 from sahara_es.api.app import ApiConfig, create_app
 from sahara_es.infra.base import HostInventory
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.runtime import build_services
+from sahara_es.provisioning.services import build_services
 from sahara_es.store import Store, open_store
 from tests.factories import drop_cassandra_keyspace
 

@@ -17,8 +17,8 @@ from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import Flavor, HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
-from sahara_es.plugins.runtime import build_services
+from sahara_es.provisioning.requests import CLUSTER_REQUESTS
+from sahara_es.provisioning.services import build_services
 from sahara_es.store import Store
 from tests.nodes import node_root, remove_node_root
 

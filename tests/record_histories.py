@@ -39,8 +39,8 @@ from sahara_es.events import registry
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import Kind
 from sahara_es.infra.quotas import QuotaLimits, Quotas
-from sahara_es.plugins.provisioning import provisioning_workflows
-from sahara_es.plugins.runtime import QuotaGate, build_services
+from sahara_es.provisioning.delete import provisioning_workflows
+from sahara_es.provisioning.services import QuotaGate, build_services
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud, show_cluster
 from tests.engines import EngineProcess, wait_until

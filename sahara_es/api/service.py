@@ -20,9 +20,9 @@ from sahara_es.commands.errors import NotVisible
 from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
 from sahara_es.plugins.catalog import PluginCatalog
-from sahara_es.plugins.provisioner import leave_alone
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector, ReadModel
 from sahara_es.projections.projector import EVERYONE
+from sahara_es.provisioning.requests import leave_alone
 from sahara_es.store import Store
 
 

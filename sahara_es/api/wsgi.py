@@ -35,7 +35,7 @@ def config_from_env() -> ApiConfig:
 
 def _application() -> Flask:
     from sahara_es.infra.quotas import Quotas
-    from sahara_es.plugins.runtime import QuotaGate
+    from sahara_es.provisioning.services import QuotaGate
     from sahara_es.store import open_store
 
     config = config_from_env()

@@ -15,7 +15,7 @@ from sahara_es.cli.context import Context, console
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
 from sahara_es.infra.quotas import Quotas
-from sahara_es.plugins.runtime import QuotaGate
+from sahara_es.provisioning.services import QuotaGate
 
 auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "noauth"]),
                            default="token", show_default=True, envvar="SAHARA_ES_AUTH",

@@ -29,8 +29,8 @@ from sahara_es.engine import (
     wait_for,
 )
 from sahara_es.infra.base import HostInventory
-from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
-from sahara_es.plugins.runtime import StepLimits, build_services
+from sahara_es.provisioning.requests import CLUSTER_REQUESTS
+from sahara_es.provisioning.services import StepLimits, build_services
 
 
 def load_workflow_types(modules: tuple[str, ...]) -> None:

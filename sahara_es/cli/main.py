@@ -93,8 +93,8 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
-    from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
-    from sahara_es.plugins.runtime import build_services
+    from sahara_es.provisioning.requests import CLUSTER_REQUESTS
+    from sahara_es.provisioning.services import build_services
 
     state = obj.use_data_dir(data_dir)
     store = obj.store(upgrade=True)

@@ -14,7 +14,7 @@ from sahara_es.commands.secrets import SecretUnreadable, is_sealed
 from sahara_es.events import NewEvent, registry
 from sahara_es.events import resources as ev
 from sahara_es.infra.ssh import generate_keypair
-from sahara_es.plugins.runtime import KEY_CATEGORY, ensure_cluster_key, shred_cluster_secrets
+from sahara_es.provisioning.services import KEY_CATEGORY, ensure_cluster_key, shred_cluster_secrets
 from sahara_es.store import Store
 
 _SHARED_LINES = set(generate_keypair()[0].splitlines()) & set(generate_keypair()[0].splitlines())

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from sahara_es.cli.main import main
 from sahara_es.commands.secrets import SecretBox, SecretUnreadable
-from sahara_es.plugins.runtime import CLUSTER_KEY_PURPOSE, KEY_CATEGORY, ensure_cluster_key
+from sahara_es.provisioning.services import CLUSTER_KEY_PURPOSE, KEY_CATEGORY, ensure_cluster_key
 from sahara_es.store import Store
 from tests.clouds import create_fake_cluster, running_cloud, show_cluster
 from tests.contract.test_cluster_key import secret_parts, shows_secret

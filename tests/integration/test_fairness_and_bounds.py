@@ -30,8 +30,8 @@ from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, command_limits
-from sahara_es.plugins.provisioner import CLUSTER_REQUESTS
-from sahara_es.plugins.runtime import StepLimits, build_services
+from sahara_es.provisioning.requests import CLUSTER_REQUESTS
+from sahara_es.provisioning.services import StepLimits, build_services
 from sahara_es.store import Store
 from tests.clouds import ProviderWrapper, create_fake_cluster, show_cluster
 from tests.nodes import node_root, remove_node_root

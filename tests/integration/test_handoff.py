@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from sahara_es import provisioning
 from sahara_es.api.app import ApiConfig, create_app, stop_app
 from sahara_es.commands import clusters, resources
 from sahara_es.commands.caller import SYSTEM, Caller
@@ -31,9 +32,8 @@ from sahara_es.events import resources as ev
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import META, Kind
 from sahara_es.infra.quotas import Quotas
-from sahara_es.plugins import provisioning
-from sahara_es.plugins.provisioner import CLUSTER_REQUESTS, left_alone
-from sahara_es.plugins.runtime import QuotaGate
+from sahara_es.provisioning.requests import CLUSTER_REQUESTS, left_alone
+from sahara_es.provisioning.services import QuotaGate
 from sahara_es.store import LeaseLost, Store
 from tests.engines import ROOT, EngineProcess, wait_until
 from tests.integration.test_service_processes import _answers, free_port

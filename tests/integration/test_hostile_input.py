@@ -27,7 +27,7 @@ from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.events.resources import Kind
 from sahara_es.infra.quotas import QuotaLimits, Quotas
-from sahara_es.plugins.runtime import QuotaGate
+from sahara_es.provisioning.services import QuotaGate
 from sahara_es.store import Store
 from tests.apiserver import running_api
 

@@ -12,7 +12,7 @@ from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
 from sahara_es.infra.quotas import Quotas
-from sahara_es.plugins.runtime import QuotaGate, build_services
+from sahara_es.provisioning.services import QuotaGate, build_services
 from sahara_es.store import Store
 from tests.engines import EngineProcess, wait_until
 

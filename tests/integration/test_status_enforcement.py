@@ -14,7 +14,7 @@ from sahara_es.engine import TaskContext
 from sahara_es.engine.attempts import decide
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
-from sahara_es.plugins.provisioning import set_status
+from sahara_es.provisioning.cluster import set_status
 from sahara_es.store import Store
 
 CALLER = Caller(project_id="p-status")

@@ -70,7 +70,7 @@ def test_a_data_dir_holds_the_default_store(command: list[str], tmp_path: Path,
     from sahara_es.api import app as api_app
     from sahara_es.cli import api as cli_api
     from sahara_es.cli import engine as cli_engine
-    from sahara_es.plugins import runtime
+    from sahara_es.provisioning import services as runtime
 
     def started(*_: Any, **__: Any) -> Any:
         raise _Started

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sahara_es import provisioning
 from sahara_es.cli.replay import replay_workflow
 from sahara_es.commands import resources
 from sahara_es.engine import Flow, Spawn, TaskContext, WorkflowState
@@ -26,7 +27,6 @@ from sahara_es.engine import flow as flow_module
 from sahara_es.events import category_of, registry
 from sahara_es.events import workflow as ev
 from sahara_es.events.resources import Kind
-from sahara_es.plugins import provisioning
 from sahara_es.store import Store, open_store
 from tests.histories import (
     History,
@@ -150,14 +150,14 @@ def test_a_workflow_planned_differently_fails_naming_the_first_differing_step(
 def test_subtasks_spawned_differently_fail_naming_the_first_differing_one(
         fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     history, workflow_id = _rollback(fresh_store)
-    execute = provisioning.SpawnCreate.execute
+    execute = provisioning.create.SpawnCreate.execute
 
-    def without_place(self: provisioning.SpawnCreate, ctx: TaskContext) -> Spawn:
+    def without_place(self: provisioning.create.SpawnCreate, ctx: TaskContext) -> Spawn:
         spawned = execute(self, ctx)
         flow = Flow(specs=[s for s in spawned.flow.specs if s.id != "place"])
         return Spawn(spawned.result, flow)
 
-    monkeypatch.setattr(provisioning.SpawnCreate, "execute", without_place)
+    monkeypatch.setattr(provisioning.create.SpawnCreate, "execute", without_place)
     with pytest.raises(ReplayMismatch) as caught:
         replay(fresh_store, history, workflow_id)
     message = str(caught.value)

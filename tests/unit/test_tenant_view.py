@@ -8,7 +8,7 @@ from typing import Any, cast
 from sahara_es.engine import TaskContext
 from sahara_es.events import resources as ev
 from sahara_es.infra.local import LocalProvider
-from sahara_es.plugins.provisioning import tenant_view
+from sahara_es.provisioning.cluster import tenant_view
 from sahara_es.store import open_store
 
 

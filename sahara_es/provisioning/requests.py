@@ -21,7 +21,11 @@ from sahara_es.engine.handoff import Rules
 from sahara_es.events import RecordedEvent
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
-from sahara_es.plugins import provisioning
+from sahara_es.provisioning.create import CREATE
+from sahara_es.provisioning.delete import DELETE
+from sahara_es.provisioning.rebuild import REBUILD
+from sahara_es.provisioning.scale import SCALE
+from sahara_es.provisioning.verify import VERIFY
 from sahara_es.store import Store
 
 LEFT_ALONE = ("_handoff", "record-only")
@@ -56,7 +60,7 @@ def cluster_created(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequ
     if found is None or not found[2]:  # e.g. undone by the count create it was part of
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(provisioning.CREATE, {"cluster_id": cluster_id},
+    yield WorkflowRequest(CREATE, {"cluster_id": cluster_id},
                           f"create-{cluster_id}", project)
 
 
@@ -65,7 +69,7 @@ def scale_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequ
     if found is None or not found[2]:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(provisioning.SCALE, {"cluster_id": cluster_id,
+    yield WorkflowRequest(SCALE, {"cluster_id": cluster_id,
                                                "version": event.version},
                           f"scale{event.version}-{cluster_id}", project)
 
@@ -75,7 +79,7 @@ def rebuild_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRe
     if found is None or not found[2]:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(provisioning.REBUILD, {"cluster_id": cluster_id,
+    yield WorkflowRequest(REBUILD, {"cluster_id": cluster_id,
                                                  "version": event.version,
                                                  "nodes": list(event.data.get("nodes") or [])},
                           f"rebuild{event.version}-{cluster_id}", project)
@@ -87,7 +91,7 @@ def verification_requested(store: Store, event: RecordedEvent) -> Iterator[Workf
         return
     cluster_id, project, _ = found
     verification = event.data["verification_id"]
-    yield WorkflowRequest(provisioning.VERIFY, {"cluster_id": cluster_id,
+    yield WorkflowRequest(VERIFY, {"cluster_id": cluster_id,
                                                 "verification_id": verification},
                           f"verify-{verification}", project)
 
@@ -97,7 +101,7 @@ def deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowR
     if found is None:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(provisioning.DELETE, {"cluster_id": cluster_id},
+    yield WorkflowRequest(DELETE, {"cluster_id": cluster_id},
                           f"delete-{cluster_id}", project)
 
 

@@ -1,0 +1,184 @@
+"""Provisioning steps: the plugin's flows spawned as node steps, each outcome recorded as
+the node's event in its step, under the step's timeout; the plugin's phases, and the
+health check that makes a cluster Active."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sahara_es.engine import Flow, PermanentFailure, Spawn, Task, TaskContext, task_type
+from sahara_es.engine.attempts import decide
+from sahara_es.engine.flow import TaskSpec, build_task
+from sahara_es.events import resources as ev
+from sahara_es.events.resources import Doc
+from sahara_es.infra.ssh import command_limits
+from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
+from sahara_es.provisioning.cluster import (
+    cluster_doc,
+    cluster_info,
+    plugin_of,
+    record,
+    set_status,
+    step_limits,
+)
+
+
+def start_step(ctx: TaskContext, cluster_id: str, name: str, total: int) -> str:
+    """A provisioning step of this workflow (recorded once, however often the task runs)."""
+    step_id = f"{ctx.workflow_id}-{ctx.task_id}"
+    doc = cluster_doc(ctx.service("store"), cluster_id)
+    if not any(s["id"] == step_id for s in doc.get("provision_progress", [])):
+        record(ctx, cluster_id, ev.ProvisioningStepStarted(step_id, name, total))
+    return step_id
+
+
+@task_type("cluster.node-step")
+class NodeStep(Task):
+    """A plugin's per-node task, with its outcome recorded as the node's event in a step. A
+    node that may be left out (``optional``) fails softly: the task succeeds, saying so.
+
+    The inner task runs under its step timeout (``step_limits``), its retries included, and
+    stops when the workflow is cancelled: its remote commands are killed either way, and the
+    step fails with "step <title> on node <name> timed out after <n> s" (or "was stopped")."""
+
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Doc:
+        inner_spec = TaskSpec.from_data(self.args["inner"])
+        inner = build_task(inner_spec)
+        node = self.args.get("node") or {}
+        cluster_id = self.args["cluster_id"]
+        seconds = step_limits(ctx).timeout(inner_spec.type, inner.timeout)
+        deadline = time.monotonic() + seconds
+        where = (f"step {self.args.get('title') or inner_spec.type} on node"
+                 f" {node.get('name', '?')}")
+        attempts = max(1, inner.retry.attempts)
+        error: Exception | None = None
+        cut: str | None = None  # why the step was cut off, if it was
+        result: Any = None
+        for _ in range(attempts):
+            try:
+                with command_limits(timeout=deadline - time.monotonic(), stop=ctx.cancelled):
+                    result = inner.execute(ctx)
+                error = None
+                break
+            except Exception as failure:  # a node's failure is its outcome
+                error = failure
+                if not decide(failure).retryable:  # HostKeyMismatch, a PermanentFailure...
+                    break
+            finally:
+                if ctx.cancelled.is_set():
+                    cut = f"{where} was stopped: the cluster's work was cancelled"
+                elif time.monotonic() >= deadline:
+                    cut = f"{where} timed out after {seconds:g} s"
+            if cut:
+                break
+        if cut and error is not None:
+            error = PermanentFailure(cut)
+        if node:
+            record(ctx, cluster_id, ev.ProvisioningStepProgressed(
+                self.args["step"], node["name"], error is None,
+                "" if error is None else str(error)[-2000:], node["node_group"]))
+        if error is None:
+            return {"node": node.get("name"), "result": result}
+        if self.args.get("optional") and node:
+            return {"node": node["name"], "failed": str(error)[-2000:]}
+        if cut:
+            raise PermanentFailure(cut)
+        raise PermanentFailure(f"{inner_spec.type} on {node.get('name', '?')}: {error}")
+
+
+def plugin_steps(ctx: TaskContext, cluster_id: str, flow: Flow, *, prefix: str, name: str,
+                 plugin: Plugin, info: ClusterInfo, all_optional: bool = False) -> Flow:
+    """The plugin's flow with every task wrapped as a node step, ids prefixed."""
+    step = start_step(ctx, cluster_id, name,
+                      sum(1 for s in flow.specs if s.args.get("node")))
+    wrapped = Flow()
+    for spec in flow.specs:
+        node = spec.args.get("node")
+        optional = all_optional or (node is not None and plugin.can_run_without(
+            info, [NodeInfo.from_dict(node)]))
+        wrapped.add(f"{prefix}-{spec.id}", NodeStep({
+            "cluster_id": cluster_id, "inner": spec.to_data(), "node": _node_ref(node),
+            "step": step, "title": name, "optional": optional}),
+            requires=[f"{prefix}-{r}" for r in spec.requires])
+    return wrapped
+
+
+def _node_ref(node: Doc | None) -> Doc | None:
+    return None if node is None else {"name": node["name"],
+                                      "node_group": node["node_group"]}
+
+
+def failed_nodes(results: dict[str, Any]) -> dict[str, str]:
+    return {r["node"]: r["failed"] for r in results.values()
+            if isinstance(r, dict) and r.get("failed") and r.get("node")}
+
+
+@task_type("cluster.plugin-phase")
+class PluginPhase(Task):
+    """Set the status and spawn the plugin's flow for one phase (configure, start...)."""
+
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Spawn:
+        cluster_id, phase = self.args["cluster_id"], self.args["phase"]
+        store = ctx.service("store")
+        doc = cluster_doc(store, cluster_id)
+        if self.args.get("status"):
+            set_status(ctx, cluster_id, self.args["status"])
+        plugin = plugin_of(ctx, doc)
+        info = cluster_info(ctx, doc)
+        failed = set(failed_nodes(ctx.results))
+        if failed:
+            info = ClusterInfo(info.cluster_id, info.name, info.plugin_version, info.configs,
+                               [n for n in info.nodes if n.name not in failed])
+        names = set(self.args.get("nodes") or [])
+        chosen = [n for n in info.nodes if n.name in names]
+        flow = {
+            "configure": lambda: plugin.configure(info),
+            "start": lambda: plugin.start(info),
+            "scale": lambda: plugin.scale(info, chosen),
+            "decommission": lambda: plugin.decommission(info, chosen),
+            "terminate": lambda: plugin.on_terminate(info),
+        }[phase]()
+        wrapped = plugin_steps(ctx, cluster_id, flow, prefix=phase, name=self.args["title"],
+                               plugin=plugin, info=info,
+                               all_optional=phase == "terminate")
+        return Spawn({"phase": phase, "tasks": len(wrapped.specs)}, wrapped)
+
+
+@task_type("cluster.activate")
+class Activate(Task):
+    """Check the running cluster: Active GREEN; Active YELLOW with the failed nodes listed
+    when the plugin can run without them; otherwise fail, and the workflow rolls back."""
+
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Doc:
+        cluster_id = self.args["cluster_id"]
+        doc = cluster_doc(ctx.service("store"), cluster_id)
+        plugin = plugin_of(ctx, doc)
+        info = cluster_info(ctx, doc)
+        failed = failed_nodes(ctx.results)
+        healthy = ClusterInfo(info.cluster_id, info.name, info.plugin_version, info.configs,
+                              [n for n in info.nodes if n.name not in failed])
+        with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
+            health = plugin.health(healthy, ctx.service("ssh").pool(cluster_id))
+        lost = sorted(set(failed) | set(health.failed_nodes))
+        lost_nodes = [n for n in info.nodes if n.name in lost]
+        if health.status == "RED" or (lost and not plugin.can_run_without(info, lost_nodes)):
+            reasons = [f"{name}: {failed.get(name, 'unhealthy')}" for name in lost]
+            checks = "; ".join(f"{c.name}: {c.description}" for c in health.checks
+                               if c.status != "GREEN")
+            raise PermanentFailure("the cluster did not become healthy: "
+                                   + "; ".join([*reasons, checks] if checks else reasons))
+        status = "YELLOW" if lost else health.status
+        record(ctx, cluster_id, ev.ClusterHealthChecked(
+            f"{ctx.workflow_id}-health", status,
+            [{"name": c.name, "status": c.status, "description": c.description}
+             for c in health.checks], lost))
+        description = f"partially active: {', '.join(lost)} failed" if lost else ""
+        set_status(ctx, cluster_id, "Active", description)
+        return {"health": status, "failed": lost}
