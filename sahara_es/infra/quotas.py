@@ -8,8 +8,12 @@ project can never exceed its limit together, which a check-then-create could not
 
 ::
 
-    QuotaError               (retryable: False)
-    └── QuotaExceeded        a limit would be exceeded: which resource, asked, free, limit
+    QuotaError               (retryable: False) a holder re-claiming a different amount
+    QuotaExceeded            a limit would be exceeded: which resource, asked, free, limit
+
+``QuotaExceeded`` is the commands' own (``commands.errors.QuotaExceeded``, a ``Forbidden``
+the API answers with 403, not retryable): the one refusal whether a command or a task met
+the limit. It is imported here so that ``infra.quotas.QuotaExceeded`` names it too.
 
 Store errors pass through: a ``ConcurrencyConflict`` that outlived every retry is retryable.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from sahara_es.commands.errors import QuotaExceeded as QuotaExceeded
 from sahara_es.store import Claim, ClaimRejected, ClaimStore, ConcurrencyConflict, NotFound
 
 QUOTA_RESOURCES = ("instances", "cores", "ram_mb")
@@ -56,22 +61,6 @@ class QuotaUsage:
 
 class QuotaError(Exception):
     retryable: bool = False
-
-
-class QuotaExceeded(QuotaError):
-    """Granting the request would exceed the project's limit; retrying will not help until
-    the project frees something or its limit is raised."""
-
-    def __init__(self, project: str, resource: str, asked: int, free: int, limit: int) -> None:
-        super().__init__(
-            f"quota exceeded for project {project}: {resource} {asked} asked,"
-            f" {max(free, 0)} free of a limit of {limit}"
-        )
-        self.project = project
-        self.resource = resource
-        self.asked = asked
-        self.free = free
-        self.limit = limit
 
 
 class Quotas:
