@@ -39,6 +39,7 @@ from sahara_es.events import registry
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import Kind
 from sahara_es.infra.quotas import QuotaLimits, Quotas
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.delete import provisioning_workflows
 from sahara_es.provisioning.services import QuotaGate, build_services
 from sahara_es.store import Store, open_store
@@ -124,7 +125,7 @@ class Recorder:
             return
         cluster_id = create_fake_cluster(cloud.client, cloud.project, workers=1)
         stream = cluster_stream(cluster_id)
-        create = f"create-{cluster_id}"
+        create = ids.create_id(cluster_id)
         assert finish(store, create) == "succeeded"
         wait_status(cloud, cluster_id, "Active")
         self.write("create", "a cluster (fake plugin, a manager and a worker) created on"
@@ -146,17 +147,17 @@ class Recorder:
 
         assert cloud.client.delete(f"/v2/clusters/{cluster_id}",
                                    headers=cloud.headers).status_code == 204
-        assert finish(store, f"delete-{cluster_id}") == "succeeded"
+        assert finish(store, ids.delete_id(cluster_id)) == "succeeded"
         wait_status(cloud, cluster_id, "gone")
         self.write("delete", "that cluster deleted: services stopped, nodes, hosts and quota"
-                   " given back", store, [f"delete-{cluster_id}"], [stream])
+                   " given back", store, [ids.delete_id(cluster_id)], [stream])
 
     def _rollback(self, cloud: Cloud, store: Store) -> None:
         if "rollback" not in self.wanted:
             return
         cluster_id = create_fake_cluster(cloud.client, cloud.project, workers=1,
                                          configs={"fail_configure": "manager"})
-        create = f"create-{cluster_id}"
+        create = ids.create_id(cluster_id)
         assert finish(store, create) == "rolled_back"
         wait_status(cloud, cluster_id, "Error")
         self.write("rollback", "a create whose manager's configuration fails"
@@ -188,7 +189,7 @@ class Recorder:
                     return shown["status"] if shown else "gone"
 
                 wait_until(lambda: status() == "Configuring", timeout=TIMEOUT, poll=0.1)
-                create = f"create-{cluster_id}"
+                create = ids.create_id(cluster_id)
                 # Killed while the nodes' configuration runs (their steps started).
                 wait_until(lambda: _node_steps_started(store, create), timeout=30, poll=0.05)
                 time.sleep(0.5)
@@ -205,7 +206,7 @@ class Recorder:
                                [create], [cluster_stream(cluster_id)])
                     client.delete(f"/v2/clusters/{cluster_id}", headers={"X-Project-Id":
                                                                          project})
-                    finish(store, f"delete-{cluster_id}")
+                    finish(store, ids.delete_id(cluster_id))
         finally:
             stop_app(app)
             provider = build_services(store, root=Path(os.environ[NODES_ENV]))["provider"]

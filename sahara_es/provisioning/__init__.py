@@ -13,9 +13,9 @@ the node's event in the step; a worker node whose step fails is left out (the cl
 *partially active*, health YELLOW) when the plugin says the cluster can run without it.
 
 Workflow ids follow the cluster: ``create-<id>``, ``scale<version>-<id>``,
-``rebuild<version>-<id>``, ``delete-<id>``, ``verify-<verification id>``, so a request
-repeated after a crash starts nothing twice; each carries the cluster's project, by which
-engines share their slots.
+``rebuild<version>-<id>``, ``delete-<id>``, ``verify-<verification id>`` (``ids``), so a
+request repeated after a crash starts nothing twice; each carries the cluster's project, by
+which engines share their slots.
 
 Bounds: every node step runs under the ``step_limits`` service's timeout for its task type
 and stops when its workflow is cancelled; either way its remote commands are killed and the

@@ -25,6 +25,7 @@ from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
 from sahara_es.infra.base import InfraProvider
 from sahara_es.infra.placement import Scheduler
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.cluster import cluster_doc, instances_of, step_limits
 from sahara_es.provisioning.instances import release_everywhere
 from sahara_es.provisioning.nodes import planned_nodes
@@ -70,13 +71,13 @@ class StopProvisioning(Task):
 
 
 def provisioning_workflows(store: Store, cluster_id: str) -> list[str]:
-    ids = [f"create-{cluster_id}"]
+    workflows = [ids.create_id(cluster_id)]
     for event in store.read(Kind.CLUSTER.stream(cluster_id)):
         if event.type == ev.ClusterScaleRequested.event_type:
-            ids.append(f"scale{event.version}-{cluster_id}")
+            workflows.append(ids.scale_id(event.version, cluster_id))
         elif event.type == ev.ClusterRebuildRequested.event_type:
-            ids.append(f"rebuild{event.version}-{cluster_id}")
-    return ids
+            workflows.append(ids.rebuild_id(event.version, cluster_id))
+    return workflows
 
 
 @task_type("cluster.terminate")

@@ -2,9 +2,10 @@
 (``engine/handoff.py``).
 
 A cluster command only records its event; the handoff of one engine follows the feed and
-starts, by workflow id, what each event asks for: ``create-<id>``, ``scale<version>-<id>``,
-``rebuild<version>-<id>``, ``delete-<id>``, ``verify-<verification id>``, each carrying the
-cluster's project, by which engines share their slots fairly.
+starts, by workflow id (``ids``), what each event asks for: ``create-<id>``,
+``scale<version>-<id>``, ``rebuild<version>-<id>``, ``delete-<id>``,
+``verify-<verification id>``, each carrying the cluster's project, by which engines share
+their slots fairly.
 
 An API with no engines behind it (tests, development: ``ApiConfig(engines=False)``) marks
 the clusters it creates as left alone (``leave_alone``), so that no engine sharing the store
@@ -21,6 +22,7 @@ from sahara_es.engine.handoff import Rules
 from sahara_es.events import RecordedEvent
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.create import CREATE
 from sahara_es.provisioning.delete import DELETE
 from sahara_es.provisioning.rebuild import REBUILD
@@ -60,8 +62,8 @@ def cluster_created(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequ
     if found is None or not found[2]:  # e.g. undone by the count create it was part of
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(CREATE, {"cluster_id": cluster_id},
-                          f"create-{cluster_id}", project)
+    yield WorkflowRequest(CREATE, {"cluster_id": cluster_id}, ids.create_id(cluster_id),
+                          project)
 
 
 def scale_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
@@ -69,9 +71,8 @@ def scale_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequ
     if found is None or not found[2]:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(SCALE, {"cluster_id": cluster_id,
-                                               "version": event.version},
-                          f"scale{event.version}-{cluster_id}", project)
+    yield WorkflowRequest(SCALE, {"cluster_id": cluster_id, "version": event.version},
+                          ids.scale_id(event.version, cluster_id), project)
 
 
 def rebuild_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
@@ -79,10 +80,9 @@ def rebuild_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRe
     if found is None or not found[2]:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(REBUILD, {"cluster_id": cluster_id,
-                                                 "version": event.version,
-                                                 "nodes": list(event.data.get("nodes") or [])},
-                          f"rebuild{event.version}-{cluster_id}", project)
+    yield WorkflowRequest(REBUILD, {"cluster_id": cluster_id, "version": event.version,
+                                    "nodes": list(event.data.get("nodes") or [])},
+                          ids.rebuild_id(event.version, cluster_id), project)
 
 
 def verification_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
@@ -91,9 +91,8 @@ def verification_requested(store: Store, event: RecordedEvent) -> Iterator[Workf
         return
     cluster_id, project, _ = found
     verification = event.data["verification_id"]
-    yield WorkflowRequest(VERIFY, {"cluster_id": cluster_id,
-                                                "verification_id": verification},
-                          f"verify-{verification}", project)
+    yield WorkflowRequest(VERIFY, {"cluster_id": cluster_id, "verification_id": verification},
+                          ids.verify_id(verification), project)
 
 
 def deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
@@ -101,8 +100,8 @@ def deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowR
     if found is None:
         return
     cluster_id, project, _ = found
-    yield WorkflowRequest(DELETE, {"cluster_id": cluster_id},
-                          f"delete-{cluster_id}", project)
+    yield WorkflowRequest(DELETE, {"cluster_id": cluster_id}, ids.delete_id(cluster_id),
+                          project)
 
 
 CLUSTER_REQUESTS: Rules = {

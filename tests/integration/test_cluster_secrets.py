@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from sahara_es.cli.main import main
 from sahara_es.commands.secrets import SecretBox, SecretUnreadable
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.services import CLUSTER_KEY_PURPOSE, KEY_CATEGORY, ensure_cluster_key
 from sahara_es.store import Store
 from tests.clouds import create_fake_cluster, running_cloud, show_cluster
@@ -57,7 +58,7 @@ def everything_shown(url: str, cluster_id: str, project: str) -> dict[str, str]:
                                       KEY_CATEGORY).output,
         "audit": cli(url, "audit", "--all", "--project", project, "--format", "jsonl").output,
     }
-    for workflow in (f"create-{cluster_id}", f"delete-{cluster_id}"):
+    for workflow in (ids.create_id(cluster_id), ids.delete_id(cluster_id)):
         for flags in (["--json"], ["--steps"]):
             name = f"replay {workflow} {' '.join(flags)}"
             shown[name] = CliRunner().invoke(main, ["--store", url, "replay", "workflow",

@@ -30,6 +30,7 @@ from sahara_es.infra.local import instance_processes
 from sahara_es.infra.placement import host_claim_key
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, command_limits
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
 from sahara_es.provisioning.services import StepLimits, build_services
 from sahara_es.store import Store
@@ -316,12 +317,12 @@ def test_a_late_task_of_the_cancelled_create_brings_nothing_back(store: Store) -
         wait_gone(service, project, [cluster_id], timeout=60)
         name = f"c{cluster_id[:8]}-manager-1"
         slow[0].go.set()  # the late task creates its instance now
-        state = load_workflow(store, f"create-{cluster_id}")
+        state = load_workflow(store, ids.create_id(cluster_id))
         deadline = time.monotonic() + WAIT
         while not state.status.finished:
             assert time.monotonic() < deadline, state.summary()
             time.sleep(0.2)
-            state = load_workflow(store, f"create-{cluster_id}")
+            state = load_workflow(store, ids.create_id(cluster_id))
         assert str(state.status) == "cancelled", state.summary()  # and rolled back
         assert not [t for t in state.tasks.values() if t.status == "revert_failed"]
         assert show(service, project, cluster_id) is None
@@ -339,14 +340,14 @@ def test_a_cancel_stops_a_hung_step_that_another_engine_claimed(store: Store) ->
                          step_limits=StepLimits(cancel_grace=120.0)) as service:
         first = service.engine.engine_id
         hung = [create(service, project, configure_seconds=HANG) for _ in range(2)]
-        wait_until(lambda: all(load_workflow(store, f"create-{c}").owner == first
+        wait_until(lambda: all(load_workflow(store, ids.create_id(c)).owner == first
                                for c in hung), 60, "engine one owning both creates")
         other = Engine(store, EngineConfig(concurrency=8, lease_ttl=10.0, sweep_interval=0.1),
                        services=service.services).start()
         try:
             def claimed_step_runs() -> bool:
                 for cluster_id in hung:
-                    for task in load_workflow(store, f"create-{cluster_id}").tasks.values():
+                    for task in load_workflow(store, ids.create_id(cluster_id)).tasks.values():
                         if (task.spec.type == "cluster.node-step" and task.status == "running"
                                 and task.engine == other.engine_id):
                             return True

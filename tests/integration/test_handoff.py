@@ -32,6 +32,7 @@ from sahara_es.events import resources as ev
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import META, Kind
 from sahara_es.infra.quotas import Quotas
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS, left_alone
 from sahara_es.provisioning.services import QuotaGate
 from sahara_es.store import LeaseLost, Store
@@ -78,16 +79,16 @@ def test_each_cluster_request_starts_its_workflow_once(sqlite_store: Store) -> N
     made = client.post("/v2/clusters", headers=headers, json=fake_cluster("c1"))
     assert made.status_code == 202
     cluster_id = made.get_json()["cluster"]["id"]
-    assert store.stream_version(f"workflow-create-{cluster_id}") == 0  # the API starts none
+    assert store.stream_version(f"workflow-{ids.create_id(cluster_id)}") == 0  # the API starts none
 
     handoff = handoff_until_idle(store, "handoff-a")
-    create = started(store, f"create-{cluster_id}")[0]
+    create = started(store, ids.create_id(cluster_id))[0]
     assert isinstance(create, wev.WorkflowStarted)
     assert create.workflow_type == provisioning.CREATE
     assert create.params == {"cluster_id": cluster_id}
-    first = next(iter(store.read(f"workflow-create-{cluster_id}")))
+    first = next(iter(store.read(f"workflow-{ids.create_id(cluster_id)}")))
     assert first.metadata.project_id == project
-    lease = store.get_lease(f"workflow-create-{cluster_id}")
+    lease = store.get_lease(f"workflow-{ids.create_id(cluster_id)}")
     assert lease is not None and lease.expired(time.time())  # offered to every engine
 
     # The cluster made Active (as its create would have), then scaled, verified, deleted.
@@ -101,10 +102,10 @@ def test_each_cluster_request_starts_its_workflow_once(sqlite_store: Store) -> N
         "verification": {"status": "START"}}).status_code == 409  # Scaling: refused
     assert client.delete(f"/v2/clusters/{cluster_id}", headers=headers).status_code == 204
     handoff.run_once()
-    scale = started(store, f"scale{version}-{cluster_id}")[0]
+    scale = started(store, ids.scale_id(version, cluster_id))[0]
     assert (scale.workflow_type, scale.params) == (
         provisioning.SCALE, {"cluster_id": cluster_id, "version": version})
-    delete = started(store, f"delete-{cluster_id}")[0]
+    delete = started(store, ids.delete_id(cluster_id))[0]
     assert (delete.workflow_type, delete.params) == (
         provisioning.DELETE, {"cluster_id": cluster_id})
     assert handoff.started == 3
@@ -112,7 +113,7 @@ def test_each_cluster_request_starts_its_workflow_once(sqlite_store: Store) -> N
     # Idempotent by workflow id: the whole feed handled again (a handoff with no checkpoint)
     # starts nothing twice.
     assert handoff_until_idle(store, "handoff-a2").started == 0
-    assert len(started(store, f"create-{cluster_id}")) == 1
+    assert len(started(store, ids.create_id(cluster_id))) == 1
     stop_app(app)
 
 
@@ -136,10 +137,10 @@ def test_a_verification_and_a_rebuild_start_theirs(sqlite_store: Store) -> None:
                                       {"rebuild_failed_nodes": True})
     version = rebuilt[META]["version"]
     handoff_until_idle(store, "handoff-b")
-    verify = started(store, f"verify-{verification}")[0]
+    verify = started(store, ids.verify_id(verification))[0]
     assert (verify.workflow_type, verify.params) == (
         provisioning.VERIFY, {"cluster_id": cluster_id, "verification_id": verification})
-    rebuild = started(store, f"rebuild{version}-{cluster_id}")[0]
+    rebuild = started(store, ids.rebuild_id(version, cluster_id))[0]
     assert (rebuild.workflow_type, rebuild.params) == (
         provisioning.REBUILD, {"cluster_id": cluster_id, "version": version,
                                "nodes": ["node-7"]})
@@ -159,8 +160,8 @@ def test_a_record_only_api_s_clusters_are_left_alone(sqlite_store: Store) -> Non
     assert resources.load(store, Kind.CLUSTER, cluster_id).doc[META]["deleted"]
     handoff = handoff_until_idle(store, "handoff-c")
     assert handoff.started == 0
-    assert store.stream_version(f"workflow-create-{cluster_id}") == 0
-    assert store.stream_version(f"workflow-delete-{cluster_id}") == 0
+    assert store.stream_version(f"workflow-{ids.create_id(cluster_id)}") == 0
+    assert store.stream_version(f"workflow-{ids.delete_id(cluster_id)}") == 0
     stop_app(app)
 
 
@@ -230,7 +231,7 @@ def wait_active_then_delete(store: Store, project: str, cluster_id: str) -> None
     clusters.delete_cluster(store, Caller(project_id=project), cluster_id)
     wait_until(lambda: bool(cluster_doc(store, cluster_id)[META]["deleted"]), timeout=120,
                poll=0.2)
-    for workflow_id in (f"create-{cluster_id}", f"delete-{cluster_id}"):
+    for workflow_id in (ids.create_id(cluster_id), ids.delete_id(cluster_id)):
         wait_until(lambda w=workflow_id: load_workflow(store, w).status.finished,
                    timeout=30, poll=0.1)
         assert load_workflow(store, workflow_id).status.value == "succeeded"
@@ -242,7 +243,7 @@ def wait_active_then_delete(store: Store, project: str, cluster_id: str) -> None
 
 def handoff_latency(store: Store, cluster_id: str) -> float:
     created = next(iter(store.read(f"cluster-{cluster_id}", 1, to_version=1)))
-    workflow = next(iter(store.read(f"workflow-create-{cluster_id}", 1, to_version=1)))
+    workflow = next(iter(store.read(f"workflow-{ids.create_id(cluster_id)}", 1, to_version=1)))
     return (workflow.metadata.occurred_at - created.metadata.occurred_at).total_seconds()
 
 
@@ -282,12 +283,12 @@ def test_an_engine_killed_between_the_record_and_the_lease_orphans_nothing(
                                       json=fake_cluster(f"c{tag}"))
         assert made.status_code == 202
         cluster_id = made.get_json()["cluster"]["id"]
-        monkeypatch.setenv(ENV, f"{WORKFLOW_RECORDED}:create-{cluster_id}")
+        monkeypatch.setenv(ENV, f"{WORKFLOW_RECORDED}:{ids.create_id(cluster_id)}")
         with EngineProcess(url, f"doomed-{tag}", tmp_path, lease_ttl=TTL,
                            extra=extra) as doomed:
             monkeypatch.delenv(ENV)
             assert doomed.process.wait(120) == -signal.SIGKILL
-        stream = f"workflow-create-{cluster_id}"
+        stream = f"workflow-{ids.create_id(cluster_id)}"
         assert store.stream_version(stream) >= 1  # recorded...
         assert store.get_lease(stream) is None  # ...and no lease: found by no sweep
         with EngineProcess(url, f"heir-{tag}", tmp_path, lease_ttl=TTL, extra=extra):

@@ -12,6 +12,7 @@ from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
 from sahara_es.infra.quotas import Quotas
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.services import QuotaGate, build_services
 from sahara_es.store import Store
 from tests.engines import EngineProcess, wait_until
@@ -57,7 +58,7 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
                 names = [i["instance_name"] for g in cluster["node_groups"]
                          for i in g["instances"]]
                 assert len(names) == 5 == len(set(names))
-                owners = {o.engine for o in _owners(store, f"create-{cluster_id}")}
+                owners = {o.engine for o in _owners(store, ids.create_id(cluster_id))}
                 assert owners == {f"doomed-{tag}", f"heir-{tag}"}
                 client.delete(f"/v2/clusters/{cluster_id}", headers=headers)
                 wait_until(lambda: client.get(f"/v2/clusters/{cluster_id}",

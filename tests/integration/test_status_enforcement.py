@@ -14,6 +14,7 @@ from sahara_es.engine import TaskContext
 from sahara_es.engine.attempts import decide
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
+from sahara_es.provisioning import ids
 from sahara_es.provisioning.cluster import set_status
 from sahara_es.store import Store
 
@@ -77,7 +78,7 @@ def test_a_cluster_cannot_be_created_in_another_status(store: Store) -> None:
 def test_a_workflow_task_setting_an_illegal_status_fails_at_once(store: Store) -> None:
     """The provisioning tasks record through the same check: the error is not retryable."""
     cluster = new_cluster(store)
-    ctx = TaskContext(workflow_id=f"create-{cluster}", task_id="begin", attempt=1,
+    ctx = TaskContext(workflow_id=ids.create_id(cluster), task_id="begin", attempt=1,
                       engine_id="e1", params={}, results={}, lease_valid=lambda: True,
                       services={"store": store})
     set_status(ctx, cluster, "InfraUpdating")
