@@ -190,6 +190,10 @@ class CassandraStore(ProjectionRows, Store):
                                  " the store URL USER@ and password_file=PATH (mode 0600), or"
                                  " set $SAHARA_ES_CASSANDRA_CREDENTIALS") from None
             raise Unavailable(f"no Cassandra node answers at {cfg.contact_points}") from error
+        # Preparing a statement waits this long too: the driver's prepare ignores execution
+        # profiles and waits its session default (10 s), which it refuses to let a session
+        # with profiles set through the public property.
+        self._session._default_timeout = cfg.request_timeout
         self._prepared: dict[str, PreparedStatement] = {}
         self._last_partition: dict[str, int] = {}
         self._feed_relay: FeedRelay | None = None

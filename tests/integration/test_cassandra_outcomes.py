@@ -138,12 +138,13 @@ def test_an_append_the_frozen_node_answers_too_late_is_settled_as_applied() -> N
                                      "&feed_relay=off")[1]["config"])
     try:
         stream = new_stream()
-        store.append(stream, events(1), 0)  # connected and prepared before the pause
+        store.append(stream, events(2), 0)  # connected, and the append's statements
+        store.append(stream, events(2), 2)  # prepared, before the pause
         with node_frozen(2.5):
-            version = store.append(stream, events(2), 1)
+            version = store.append(stream, events(2), 4)
 
         assert store.settled == 1
-        assert version == 3
-        assert [e.version for e in store.read(stream)] == [1, 2, 3]
+        assert version == 6
+        assert [e.version for e in store.read(stream)] == [1, 2, 3, 4, 5, 6]
     finally:
         store.close()
