@@ -16,7 +16,8 @@ from flask import Flask
 from rich.console import Console
 from rich.table import Table
 
-from sahara_es.api.app import ApiConfig, create_app
+from sahara_es.api.app import ApiConfig
+from sahara_es.api.compose import app_for
 from sahara_es.infra.base import HostInventory
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning.services import build_services
@@ -97,8 +98,8 @@ def api_with_services(store: Store, data_dir: Path, host_count: int,
     process (noauth, the ``fake`` plugin) provisioning through them."""
     hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, host_count + 1)]
     services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=quota)
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                     quota=services["quota"])
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                  quota=services["quota"])
     return services, app
 
 

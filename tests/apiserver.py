@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from flask import Flask
 from werkzeug.serving import make_server
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.commands import tokens
 from sahara_es.store import Store
 
@@ -33,7 +34,7 @@ class RunningApi:
 @contextmanager
 def running_api(store: Store, *, auth: str = "token",
                 plugins: list[str] | None = None) -> Iterator[RunningApi]:
-    app = create_app(ApiConfig(auth=auth, plugins=plugins), store=store)
+    app = app_for(ApiConfig(auth=auth, plugins=plugins), store=store)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

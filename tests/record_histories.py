@@ -32,16 +32,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import STORE_QUOTAS, app_for
 from sahara_es.cli.context import NODES_ENV
 from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import Kind
-from sahara_es.infra.quotas import QuotaLimits, Quotas
+from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.delete import provisioning_workflows
-from sahara_es.provisioning.services import QuotaGate, build_services
+from sahara_es.provisioning.services import build_services
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud, show_cluster
 from tests.engines import EngineProcess, wait_until
@@ -174,8 +175,8 @@ class Recorder:
         store = open_store(url, upgrade=True)
         tag = uuid.uuid4().hex[:6]
         extra = ("--data-dir", str(root), "--hosts", f"r{tag}-1=16:65536,r{tag}-2=16:65536")
-        app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                         quota=QuotaGate(Quotas(store)))
+        app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                      quota=STORE_QUOTAS)
         client = app.test_client()
         project = f"p{tag}"
         try:

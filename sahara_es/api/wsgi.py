@@ -14,7 +14,8 @@ import os
 
 from flask import Flask
 
-from sahara_es.api.app import ApiConfig, create_app, default_data_dir
+from sahara_es.api import compose
+from sahara_es.api.app import ApiConfig, default_data_dir
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES
 
 
@@ -34,13 +35,8 @@ def config_from_env() -> ApiConfig:
 
 
 def _application() -> Flask:
-    from sahara_es.infra.quotas import Quotas
-    from sahara_es.provisioning.services import QuotaGate
-    from sahara_es.store import open_store
-
-    config = config_from_env()
-    store = open_store(config.store_url, upgrade=True)
-    return create_app(config, store=store, quota=QuotaGate(Quotas(store)))
+    # the store at SAHARA_ES_STORE, its schema applied, and its quota claims
+    return compose.app_for(config_from_env(), quota=compose.STORE_QUOTAS)
 
 
 application = _application()

@@ -10,12 +10,11 @@ from types import FrameType
 import click
 from werkzeug.serving import make_server
 
-from sahara_es.api.app import DEFAULT_PORT, ApiConfig, create_app, stop_app
+from sahara_es.api.app import DEFAULT_PORT, ApiConfig, stop_app
+from sahara_es.api.compose import STORE_QUOTAS, app_for
 from sahara_es.cli.context import Context, console
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
-from sahara_es.infra.quotas import Quotas
-from sahara_es.provisioning.services import QuotaGate
 
 auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "noauth"]),
                            default="token", show_default=True, envvar="SAHARA_ES_AUTH",
@@ -58,8 +57,7 @@ def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None,
           data_dir: str) -> None:
     config = ApiConfig(store_url=obj.url, auth=auth, data_dir=data_dir,
                        plugins=plugins.split(",") if plugins else None, engines=True)
-    store = obj.store()
-    app = create_app(config, store=store, quota=QuotaGate(Quotas(store)))
+    app = app_for(config, store=obj.store(), quota=STORE_QUOTAS)
     server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -88,7 +88,8 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
 
     from werkzeug.serving import make_server
 
-    from sahara_es.api.app import ApiConfig, create_app, stop_app
+    from sahara_es.api.app import ApiConfig, stop_app
+    from sahara_es.api.compose import app_for
     from sahara_es.cli.context import default_nodes_dir, local_provider_options
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
@@ -107,8 +108,8 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
                                   "local", node_network_isolation))
     engine = Engine(store, EngineConfig(), services=services,
                     handoff=CLUSTER_REQUESTS).start()
-    app = create_app(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
-                     store=store, quota=services["quota"])
+    app = app_for(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
+                  store=store, quota=services["quota"])
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

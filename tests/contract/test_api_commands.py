@@ -15,7 +15,8 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.commands import resources
 from sahara_es.commands.caller import SYSTEM
 from sahara_es.events import resources as ev
@@ -33,7 +34,7 @@ def unique(prefix: str = "r") -> str:
 
 @pytest.fixture
 def app(store: Store) -> Iterator[Flask]:
-    app = create_app(ApiConfig(auth="noauth"), store=store)
+    app = app_for(ApiConfig(auth="noauth"), store=store)
     yield app
     stop_app(app)
 
@@ -234,7 +235,7 @@ def test_plugin_topology_and_flavors_are_validated(client: FlaskClient) -> None:
 
 
 def test_a_client_reads_its_writes_before_the_projector_runs(store: Store) -> None:
-    app = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    app = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)
     client = app.test_client()
     headers = project_headers()
     made = client.post("/v2/data-sources", headers=headers, json={
@@ -249,7 +250,7 @@ def test_a_client_reads_its_writes_before_the_projector_runs(store: Store) -> No
 
 
 def test_health_shows_how_far_behind_the_read_models_are(store: Store) -> None:
-    app = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    app = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)
     client = app.test_client()
     for projection in RESOURCE_PROJECTIONS.values():
         update(store, projection())
@@ -282,7 +283,7 @@ def test_a_rebuild_from_zero_yields_identical_rows(store: Store, app: Flask,
 
 
 def test_a_projects_rows_and_the_public_ones_are_indexed_apart(store: Store) -> None:
-    app = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    app = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)
     client = app.test_client()
     owner, other = project_headers(), project_headers()
 

@@ -13,7 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.commands.errors import Invalid
 from sahara_es.infra.local import FLAVORS
 from sahara_es.plugins.catalog import OPT_IN, PluginCatalog, load_plugins
@@ -34,7 +35,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def app(store: Store) -> Iterator[Flask]:
-    app = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    app = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)
     yield app
     stop_app(app)
 
@@ -174,7 +175,7 @@ def test_the_fake_plugin_is_off_unless_configured(store: Store) -> None:
                                      "node_processes": ["manager"], "count": 1}]}
     headers = {"X-Project-Id": unique("p")}
 
-    default = create_app(ApiConfig(auth="noauth", run_projector=False), store=store)
+    default = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)
     try:
         client = default.test_client()
         names = [p["name"] for p in client.get("/v2/plugins").get_json()["plugins"]]
@@ -186,8 +187,8 @@ def test_the_fake_plugin_is_off_unless_configured(store: Store) -> None:
     finally:
         stop_app(default)
 
-    enabled = create_app(ApiConfig(auth="noauth", run_projector=False,
-                                   plugins=["spark", "fake"]), store=store)
+    enabled = app_for(ApiConfig(auth="noauth", run_projector=False,
+                                plugins=["spark", "fake"]), store=store)
     try:
         client = enabled.test_client()
         names = [p["name"] for p in client.get("/v2/plugins").get_json()["plugins"]]

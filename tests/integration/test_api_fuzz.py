@@ -32,7 +32,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from werkzeug.test import TestResponse
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, nesting_depth_exceeds
 from sahara_es.api.openapi import OPERATIONS
 from sahara_es.store import Store, open_store
@@ -60,8 +61,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def app(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"],
-                               data_dir=str(tmp_path_factory.mktemp("state"))), store=store)
+    app = app_for(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"],
+                            data_dir=str(tmp_path_factory.mktemp("state"))), store=store)
     yield app
     stop_app(app)
 

@@ -12,7 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.events.resources import Kind
 from sahara_es.store import Store
 
@@ -21,8 +22,8 @@ PASSWORD = f"pw-{uuid.uuid4().hex}"
 
 @pytest.fixture
 def client(store: Store, tmp_path: Path) -> Iterator[FlaskClient]:
-    app: Flask = create_app(ApiConfig(auth="noauth", data_dir=str(tmp_path / "state")),
-                            store=store)
+    app: Flask = app_for(ApiConfig(auth="noauth", data_dir=str(tmp_path / "state")),
+                         store=store)
     yield app.test_client()
     stop_app(app)
 

@@ -22,7 +22,8 @@ import pytest
 import requests
 
 from sahara_es import provisioning
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import STORE_QUOTAS, app_for
 from sahara_es.commands import clusters, resources
 from sahara_es.commands.caller import SYSTEM, Caller
 from sahara_es.engine import Handoff, load_workflow, start_workflow
@@ -34,7 +35,6 @@ from sahara_es.events.resources import META, Kind
 from sahara_es.infra.quotas import Quotas
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS, left_alone
-from sahara_es.provisioning.services import QuotaGate
 from sahara_es.store import LeaseLost, Store
 from tests.engines import ROOT, EngineProcess, wait_until
 from tests.integration.test_service_processes import _answers, free_port
@@ -71,8 +71,8 @@ def started(store: Store, workflow_id: str) -> list[Any]:
 
 def test_each_cluster_request_starts_its_workflow_once(sqlite_store: Store) -> None:
     store = sqlite_store
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False,
-                               engines=True), store=store)
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False,
+                            engines=True), store=store)
     client = app.test_client()
     project = f"p{uuid.uuid4().hex[:6]}"
     headers = {"X-Project-Id": project}
@@ -120,8 +120,8 @@ def test_each_cluster_request_starts_its_workflow_once(sqlite_store: Store) -> N
 def test_a_verification_and_a_rebuild_start_theirs(sqlite_store: Store) -> None:
     store = sqlite_store
     caller = Caller(project_id=f"p{uuid.uuid4().hex[:6]}")
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False,
-                               engines=True), store=store)
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False,
+                            engines=True), store=store)
     client = app.test_client()
     made = client.post("/v2/clusters", headers={"X-Project-Id": caller.project_id},
                        json=fake_cluster("c2")).get_json()["cluster"]
@@ -149,8 +149,8 @@ def test_a_verification_and_a_rebuild_start_theirs(sqlite_store: Store) -> None:
 
 def test_a_record_only_api_s_clusters_are_left_alone(sqlite_store: Store) -> None:
     store = sqlite_store
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False),
-                     store=store)
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], run_projector=False),
+                  store=store)
     client = app.test_client()
     headers = {"X-Project-Id": f"p{uuid.uuid4().hex[:6]}"}
     cluster_id = client.post("/v2/clusters", headers=headers,
@@ -276,8 +276,8 @@ def test_an_engine_killed_between_the_record_and_the_lease_orphans_nothing(
     tag = uuid.uuid4().hex[:6]
     project = f"p{tag}"
     extra = ("--data-dir", str(tmp_path), "--hosts", f"k{tag}-1=8:16384")
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                     quota=QuotaGate(Quotas(store)))
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                  quota=STORE_QUOTAS)
     try:
         made = app.test_client().post("/v2/clusters", headers={"X-Project-Id": project},
                                       json=fake_cluster(f"c{tag}"))

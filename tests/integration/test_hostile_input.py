@@ -22,7 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.events.resources import Kind
@@ -51,9 +52,9 @@ def quotas(store: Store) -> Quotas:
 
 @pytest.fixture
 def app(store: Store, quotas: Quotas, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "fake"],
-                               data_dir=str(tmp_path / "state")),
-                     store=store, quota=QuotaGate(quotas))
+    app = app_for(ApiConfig(auth="noauth", plugins=["spark", "fake"],
+                            data_dir=str(tmp_path / "state")),
+                  store=store, quota=QuotaGate(quotas))
     yield app
     stop_app(app)
 
@@ -166,8 +167,8 @@ def test_over_http_a_huge_body_is_a_413_whether_its_length_is_given_or_chunked(
 
 
 def test_the_body_limit_is_configurable(store: Store, tmp_path: Path) -> None:
-    app = create_app(ApiConfig(auth="noauth", max_body_bytes=2000, data_dir=str(tmp_path)),
-                     store=store)
+    app = app_for(ApiConfig(auth="noauth", max_body_bytes=2000, data_dir=str(tmp_path)),
+                  store=store)
     try:
         client = app.test_client()
         refused(client.post("/v2/data-sources", headers=project(), json={
@@ -348,7 +349,7 @@ def test_a_used_public_template_refusal_counts_other_projects_users_without_ids(
 
 def test_the_job_binary_folder_is_in_the_state_folder_and_private(
         store: Store, tmp_path: Path) -> None:
-    app = create_app(ApiConfig(auth="noauth", data_dir=str(tmp_path / "state")), store=store)
+    app = app_for(ApiConfig(auth="noauth", data_dir=str(tmp_path / "state")), store=store)
     try:
         root = Path(app.config["JOB_BINARY_ROOT"])
         assert root == tmp_path / "state" / "job-binaries"
@@ -361,7 +362,7 @@ def test_the_job_binary_folder_is_in_the_state_folder_and_private(
 def test_without_a_state_folder_the_job_binaries_follow_xdg_data_home(
         store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    app = create_app(ApiConfig(auth="noauth"), store=store)
+    app = app_for(ApiConfig(auth="noauth"), store=store)
     try:
         assert Path(app.config["JOB_BINARY_ROOT"]) == tmp_path / "xdg" / "sahara-es" \
             / "job-binaries"
@@ -380,7 +381,7 @@ def test_the_cli_serves_job_binaries_from_its_data_dir(tmp_path: Path,
         built.append(config)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli_api, "create_app", capture)
+    monkeypatch.setattr(cli_api, "app_for", capture)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     from click.testing import CliRunner
 
@@ -452,7 +453,7 @@ def test_a_public_job_template_shows_others_only_the_ids_of_its_private_binaries
 def test_an_unusable_state_folder_does_not_stop_the_api(store: Store, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    app = create_app(ApiConfig(auth="noauth", data_dir=str(blocker / "state")), store=store)
+    app = app_for(ApiConfig(auth="noauth", data_dir=str(blocker / "state")), store=store)
     try:
         client = app.test_client()
         assert client.get("/v2/clusters", headers=project()).status_code == 200

@@ -11,7 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from keystonemiddleware.fixture import AuthTokenFixture
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.store import Store
 
 
@@ -25,7 +26,7 @@ def keystone() -> Iterator[AuthTokenFixture]:
 
 @pytest.fixture
 def client(store: Store, keystone: AuthTokenFixture) -> Iterator[FlaskClient]:
-    app = create_app(ApiConfig(auth="keystone", keystone={
+    app = app_for(ApiConfig(auth="keystone", keystone={
         "www_authenticate_uri": "http://keystone.invalid:5000/v3",
         "delay_auth_decision": False}), store=store)
     yield app.test_client()

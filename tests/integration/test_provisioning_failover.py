@@ -7,13 +7,13 @@ import time
 import uuid
 from pathlib import Path
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import STORE_QUOTAS, app_for
 from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
-from sahara_es.infra.quotas import Quotas
 from sahara_es.provisioning import ids
-from sahara_es.provisioning.services import QuotaGate, build_services
+from sahara_es.provisioning.services import build_services
 from sahara_es.store import Store
 from tests.engines import EngineProcess, wait_until
 
@@ -25,8 +25,8 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
     tag = uuid.uuid4().hex[:6]
     hosts = f"f{tag}-1=16:65536,f{tag}-2=16:65536"
     extra = ("--data-dir", str(tmp_path), "--hosts", hosts)
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                     quota=QuotaGate(Quotas(store)))
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                  quota=STORE_QUOTAS)
     client = app.test_client()
     headers = {"X-Project-Id": f"p{tag}"}
     try:

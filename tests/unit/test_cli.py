@@ -75,7 +75,7 @@ def test_a_data_dir_holds_the_default_store(command: list[str], tmp_path: Path,
     def started(*_: Any, **__: Any) -> Any:
         raise _Started
 
-    monkeypatch.setattr(cli_api, "create_app", started)
+    monkeypatch.setattr(cli_api, "app_for", started)
     monkeypatch.setattr(cli_engine, "build_services", started)
     monkeypatch.setattr(runtime, "build_services", started)  # all-in-one imports it late
     monkeypatch.setattr(api_app, "create_app", started)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.commands.errors import Invalid
 from sahara_es.infra.local import FLAVORS
 from sahara_es.plugins import dask, spark
@@ -82,8 +83,8 @@ def test_the_catalog_refuses_an_unavailable_plugin_with_the_reason(
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
     without(monkeypatch, spark, "pyspark")
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}", upgrade=True)
-    app = create_app(ApiConfig(auth="noauth", run_projector=False, data_dir=str(tmp_path)),
-                     store=store)
+    app = app_for(ApiConfig(auth="noauth", run_projector=False, data_dir=str(tmp_path)),
+                  store=store)
     yield app.test_client()
     stop_app(app)
     store.close()

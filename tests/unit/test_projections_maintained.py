@@ -9,7 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.cli.main import main
 from sahara_es.projections import (
     PROJECTIONS,
@@ -40,8 +41,8 @@ def test_verify_passes_on_a_fresh_store_served_by_the_api(tmp_path: Path) -> Non
     workflow_id = started.output.strip()
 
     store = open_store(url, upgrade=True)
-    app = create_app(ApiConfig(store_url=url, auth="noauth", data_dir=str(tmp_path)),
-                     store=store)
+    app = app_for(ApiConfig(store_url=url, auth="noauth", data_dir=str(tmp_path)),
+                  store=store)
     try:
         wait_until_built(store)
     finally:
