@@ -6,19 +6,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import Flavor, HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
-from sahara_es.provisioning.services import build_services
+from sahara_es.provisioning.services import (
+    ProvisioningServices,
+    as_engine_services,
+    build_services,
+    provisioning_services,
+)
 from sahara_es.store import Store
 from tests.nodes import node_root, remove_node_root
 
@@ -53,7 +59,7 @@ class ProviderWrapper(InfraProvider):
 class Cloud:
     app: Flask
     client: FlaskClient
-    services: dict[str, Any]
+    services: ProvisioningServices
     """The engine's services (the real provider, even when the engine's is wrapped)."""
     hosts: list[HostInventory]
     project: str
@@ -79,14 +85,16 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
     # Nodes reach their folders only through folders other users can traverse, which
     # pytest's tmp_path (0700) is not: they get a root of their own.
     nodes = node_root()
-    services = build_services(store, root=nodes, hosts=inventory, quota_defaults=quota)
-    real = services["provider"]
-    engine_services = {**services, "provider": wrap(real) if wrap else real}
+    services = provisioning_services(build_services(store, root=nodes, hosts=inventory,
+                                                    quota_defaults=quota))
+    real = services.provider
+    engine_services = as_engine_services(replace(services, provider=wrap(real) if wrap
+                                                 else real))
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
                                         sweep_interval=0.1), services=engine_services,
                     handoff=CLUSTER_REQUESTS).start()
-    app = create_app(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"], engines=True),
-                     store=store, quota=services["quota"])
+    app = app_for(ApiConfig(auth="noauth", plugins=["spark", "dask", "fake"], engines=True),
+                  store=store, quota=services.quota)
     try:
         yield Cloud(app, app.test_client(), services, inventory, f"p{tag}")
     finally:
@@ -94,7 +102,7 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
         engine.stop(5)
         for instance in real.list_instances():
             real.delete_instance(instance.name)
-        services["ssh"].close()
+        services.ssh.close()
         remove_node_root(nodes)
 
 

@@ -4,11 +4,13 @@ The engine's own behaviour (concurrency, retries, takeover) is tested with the e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sahara_es.engine import Flow, Spawn
 from sahara_es.engine.flow import TaskContext, build_task
 from sahara_es.infra.ssh import SSHPool
+from sahara_es.plugins.base import SERVICES
 
 
 class FixedAccess:
@@ -19,6 +21,18 @@ class FixedAccess:
 
     def pool(self, cluster_id: str) -> SSHPool:
         return self._pool
+
+
+@dataclass(frozen=True)
+class NodeServices:
+    """What a plugin's tasks use (``plugins.base.PluginServices``): SSH to the nodes."""
+
+    ssh: FixedAccess
+
+
+def plugin_services(pool: SSHPool) -> dict[str, Any]:
+    """The services a plugin's tasks find on their context: ``pool`` for every cluster."""
+    return {SERVICES: NodeServices(FixedAccess(pool))}
 
 
 def run_flow(flow: Flow, services: dict[str, Any], params: dict[str, Any] | None = None

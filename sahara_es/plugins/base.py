@@ -6,9 +6,10 @@ A plugin answers the API's questions (versions, node processes, configs, validat
 returns the flows that provisioning runs: ``configure``, ``start``, ``scale``,
 ``decommission``, ``on_terminate``; ``health`` checks a running cluster. Every task of these
 flows gets the cluster and its node as plain data in its arguments (``ClusterInfo`` and
-``NodeInfo`` dicts), and reaches nodes through the ``ssh`` service of its context::
+``NodeInfo`` dicts), and reaches nodes through the typed services of its context
+(``plugin_services``, which the provisioning services satisfy)::
 
-    pool = ctx.service("ssh").pool(cluster["cluster_id"])   # an infra.ssh.SSHPool
+    pool = plugin_services(ctx).ssh.pool(cluster["cluster_id"])   # an infra.ssh.SSHPool
     pool.run(NodeInfo.from_dict(args["node"]).ssh_node(), "…")
 """
 
@@ -16,10 +17,33 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast
 
-from sahara_es.engine import Flow, PermanentFailure
+from sahara_es.engine import Flow, PermanentFailure, TaskContext
 from sahara_es.infra.ssh import Node, SSHPool
+
+SERVICES = "provisioning"
+"""The key under which an engine's services hold the typed provisioning services
+(``provisioning.services.build_services``); tasks read them through a typed accessor."""
+
+
+class NodePools(Protocol):
+    """SSH to a cluster's nodes: one pool per cluster, with the cluster's own key."""
+
+    def pool(self, cluster_id: str) -> SSHPool: ...
+
+
+class PluginServices(Protocol):
+    """What a plugin's tasks may use of the engine's services (the provisioning services
+    give these and more)."""
+
+    @property
+    def ssh(self) -> NodePools: ...
+
+
+def plugin_services(ctx: TaskContext) -> PluginServices:
+    """The services a plugin's task uses; ``PermanentFailure`` on an engine without them."""
+    return cast(PluginServices, ctx.service(SERVICES))
 
 
 class PluginInvalid(Exception):

@@ -40,6 +40,7 @@ from sahara_es.plugins.base import (
     PluginInvalid,
     Topology,
     check_int_range,
+    plugin_services,
 )
 from sahara_es.plugins.catalog import PluginUnavailable, summary_of
 from sahara_es.plugins.waits import Wait, pause, read_status_page
@@ -283,7 +284,7 @@ if __name__ == "__main__":
 
 
 def _pool(ctx: TaskContext, cluster: ClusterInfo) -> SSHPool:
-    pool: SSHPool = ctx.service("ssh").pool(cluster.cluster_id)
+    pool: SSHPool = plugin_services(ctx).ssh.pool(cluster.cluster_id)
     return pool
 
 

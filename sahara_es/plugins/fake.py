@@ -15,7 +15,15 @@ from typing import Any
 
 from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHPool
-from sahara_es.plugins.base import ClusterInfo, Health, HealthCheck, NodeInfo, Plugin, Topology
+from sahara_es.plugins.base import (
+    ClusterInfo,
+    Health,
+    HealthCheck,
+    NodeInfo,
+    Plugin,
+    Topology,
+    plugin_services,
+)
 
 MARK = "fake-service"
 
@@ -38,7 +46,7 @@ class ConfigureNode(Task):
         cluster, node = self.args["cluster"], self.args["node"]
         if _fails(cluster, "configure", node):
             raise PermanentFailure(f"configuring {node['name']} failed (as configured)")
-        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool: SSHPool = plugin_services(ctx).ssh.pool(cluster["cluster_id"])
         target = NodeInfo.from_dict(node).ssh_node()
         pool.put_file(target, "fake.conf", f"processes={','.join(node['processes'])}\n")
         fake = cluster.get("configs", {}).get("Fake", {})
@@ -58,7 +66,7 @@ class StartNode(Task):
         cluster, node = self.args["cluster"], self.args["node"]
         if _fails(cluster, "start", node):
             raise PermanentFailure(f"starting {node['name']} failed (as configured)")
-        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool: SSHPool = plugin_services(ctx).ssh.pool(cluster["cluster_id"])
         pool.run(NodeInfo.from_dict(node).ssh_node(), f"echo running > {MARK}")
         return "running"
 
@@ -69,7 +77,7 @@ class StopNode(Task):
 
     def execute(self, ctx: TaskContext) -> str:
         cluster, node = self.args["cluster"], self.args["node"]
-        pool: SSHPool = ctx.service("ssh").pool(cluster["cluster_id"])
+        pool: SSHPool = plugin_services(ctx).ssh.pool(cluster["cluster_id"])
         pool.run(NodeInfo.from_dict(node).ssh_node(), f"rm -f {MARK}")
         return "stopped"
 

@@ -53,6 +53,7 @@ from sahara_es.plugins.base import (
     PluginInvalid,
     Topology,
     check_int_range,
+    plugin_services,
 )
 from sahara_es.plugins.catalog import PluginUnavailable, summary_of
 from sahara_es.plugins.waits import Wait, read_status_page
@@ -336,7 +337,7 @@ class _NodeTask(Task):
         return NodeInfo.from_dict(self.args["node"])
 
     def pool(self, ctx: TaskContext) -> SSHPool:
-        pool: SSHPool = ctx.service("ssh").pool(self.args["cluster"]["cluster_id"])
+        pool: SSHPool = plugin_services(ctx).ssh.pool(self.args["cluster"]["cluster_id"])
         return pool
 
     def log_tail(self, pool: SSHPool, kind: str) -> str:

@@ -13,9 +13,8 @@ from sahara_es.engine import PermanentFailure, TaskContext
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, META, Doc, Kind
-from sahara_es.infra.base import InfraProvider
 from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
-from sahara_es.provisioning.services import StepLimits
+from sahara_es.provisioning.services import StepLimits, engine_store, optional_services, services
 from sahara_es.store import ConcurrencyConflict, Store
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,17 @@ def being_deleted(doc: Doc) -> bool:
 
 
 def step_limits(ctx: TaskContext) -> StepLimits:
-    limits = ctx.services.get("step_limits")
-    return limits if isinstance(limits, StepLimits) else StepLimits()
+    found = optional_services(ctx)
+    return found.step_limits if found is not None else StepLimits()
 
 
 def tenant_view(ctx: TaskContext, event: DomainEvent) -> DomainEvent:
     """``event`` as the cluster's owner may read it: its texts (a status description, a
     node's failure) name none of the service's own folders."""
-    provider: InfraProvider | None = ctx.services.get("provider")
-    if provider is None or not dataclasses.is_dataclass(event):
+    found = optional_services(ctx)
+    if found is None or not dataclasses.is_dataclass(event):
         return event
+    provider = found.provider
     texts = {f.name: provider.tenant_view(value) for f in dataclasses.fields(event)
              if isinstance(value := getattr(event, f.name), str)}
     return dataclasses.replace(event, **texts)
@@ -55,7 +55,7 @@ def tenant_view(ctx: TaskContext, event: DomainEvent) -> DomainEvent:
 def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
     """Append to the cluster's stream after whatever the API appended meanwhile; never to a
     deleted cluster (``ClusterGone``): a late task cannot bring it back."""
-    store: Store = ctx.service("store")
+    store = engine_store(ctx)
     events = tuple(tenant_view(ctx, event) for event in events)
     metadata = Metadata(actor="sahara-es", correlation_id=ctx.workflow_id,
                         causation_id=f"{ctx.workflow_id}/{ctx.task_id}",
@@ -77,7 +77,7 @@ def record(ctx: TaskContext, cluster_id: str, *events: DomainEvent) -> Doc:
 def set_status(ctx: TaskContext, cluster_id: str, status: str, description: str = "") -> None:
     """Change the cluster's status, unless it is being deleted (Deleting is final: a create
     or scale rolled back by the deletion leaves it so)."""
-    doc = cluster_doc(ctx.service("store"), cluster_id)
+    doc = cluster_doc(engine_store(ctx), cluster_id)
     if being_deleted(doc) and status != CLUSTER_FINAL:
         return
     if (doc.get("status"), doc.get("status_description", "")) != (status, description):
@@ -85,7 +85,7 @@ def set_status(ctx: TaskContext, cluster_id: str, status: str, description: str 
 
 
 def plugin_of(ctx: TaskContext, doc: Doc) -> Plugin:
-    plugins: dict[str, Plugin] = ctx.service("plugins")
+    plugins = services(ctx).plugins
     try:
         return plugins[doc["plugin_name"]]
     except KeyError:
@@ -99,7 +99,7 @@ def instances_of(doc: Doc) -> list[tuple[str, Doc]]:
 
 def cluster_info(ctx: TaskContext, doc: Doc) -> ClusterInfo:
     """The cluster's nodes as the plugin sees them, from the provider's records."""
-    provider: InfraProvider = ctx.service("provider")
+    provider = services(ctx).provider
     processes = {g["name"]: list(g["node_processes"]) for g in doc.get("node_groups", [])}
     nodes: list[NodeInfo] = []
     for group, name in [(group, i["instance_name"]) for group, i in instances_of(doc)]:

@@ -23,13 +23,11 @@ from sahara_es.engine import (
 )
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
-from sahara_es.infra.base import InfraProvider
-from sahara_es.infra.placement import Scheduler
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.cluster import cluster_doc, instances_of, step_limits
 from sahara_es.provisioning.instances import release_everywhere
 from sahara_es.provisioning.nodes import planned_nodes
-from sahara_es.provisioning.services import shred_cluster_secrets
+from sahara_es.provisioning.services import engine_store, services, shred_cluster_secrets
 from sahara_es.provisioning.steps import PluginPhase
 from sahara_es.store import Store
 
@@ -49,7 +47,7 @@ class StopProvisioning(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
-        store: Store = ctx.service("store")
+        store = engine_store(ctx)
         cluster_id = self.args["cluster_id"]
         cancelled = []
         for workflow_id in provisioning_workflows(store, cluster_id):
@@ -86,8 +84,8 @@ class Terminate(Task):
 
     def execute(self, ctx: TaskContext) -> Spawn | Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(ctx.service("store"), cluster_id)
-        provider: InfraProvider = ctx.service("provider")
+        doc = cluster_doc(engine_store(ctx), cluster_id)
+        provider = services(ctx).provider
         if not instances_of(doc) or any(provider.get_instance(i["instance_name"]) is None
                                          for _, i in instances_of(doc)):
             return {"skipped": "no complete set of instances to stop services on"}
@@ -102,20 +100,20 @@ class FinishDelete(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
-        store: Store = ctx.service("store")
+        store = engine_store(ctx)
         cluster_id = self.args["cluster_id"]
         doc = cluster_doc(store, cluster_id)
         names = [i["instance_name"] for _, i in instances_of(doc)]
         names += [n["name"] for n in planned_nodes(doc)]  # half-made, never recorded
-        provider: InfraProvider = ctx.service("provider")
-        scheduler: Scheduler = ctx.service("scheduler")
+        provider = services(ctx).provider
+        scheduler = services(ctx).scheduler
         for name in dict.fromkeys(names):
             ctx.check_lease()
             provider.delete_instance(name)
             release_everywhere(scheduler, name)
         for holder in [cluster_id, *doc[ev.META].get("quota_holders", [])]:
-            ctx.service("quota").release(doc["project_id"], holder)
-        ctx.service("ssh").forget(cluster_id)
+            services(ctx).quota.release(doc["project_id"], holder)
+        services(ctx).ssh.forget(cluster_id)
         shred_cluster_secrets(store, cluster_id)  # its private key: unreadable from now on
         aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
         if aggregate.exists:

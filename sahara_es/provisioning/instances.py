@@ -8,7 +8,7 @@ import contextlib
 from sahara_es.engine import Flow, PermanentFailure, Spawn, Task, TaskContext, task_type
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import META, Doc
-from sahara_es.infra.base import InfraError, InfraProvider, InstanceSpec
+from sahara_es.infra.base import InfraError, InstanceSpec
 from sahara_es.infra.placement import NoValidHost, Placement, Scheduler
 from sahara_es.provisioning.cluster import (
     ClusterGone,
@@ -19,9 +19,8 @@ from sahara_es.provisioning.cluster import (
     set_status,
 )
 from sahara_es.provisioning.nodes import node_requests
-from sahara_es.provisioning.services import ensure_cluster_key
+from sahara_es.provisioning.services import engine_store, ensure_cluster_key, services
 from sahara_es.provisioning.steps import start_step
-from sahara_es.store import Store
 
 REACHABLE_TIMEOUT = 60.0
 
@@ -45,9 +44,9 @@ class PlaceNodes(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> list[Doc]:
-        doc = cluster_doc(ctx.service("store"), self.args["cluster_id"])
+        doc = cluster_doc(engine_store(ctx), self.args["cluster_id"])
         nodes = [n for n in self.args["nodes"] if n["new"]]
-        scheduler: Scheduler = ctx.service("scheduler")
+        scheduler = services(ctx).scheduler
         spread = set(doc.get("anti_affinity") or [])
         avoid: dict[str, set[str]] = {}
         for group, instance in instances_of(doc):
@@ -61,7 +60,7 @@ class PlaceNodes(Task):
                 raise PermanentFailure(f"cluster {doc['id']} is being deleted")
             placed = scheduler.place(node_requests(ctx, doc, nodes), avoid=avoid)
             # A deletion that looked before these claims existed cannot give them back.
-            if being_deleted(cluster_doc(ctx.service("store"), doc["id"])):
+            if being_deleted(cluster_doc(engine_store(ctx), doc["id"])):
                 raise PermanentFailure(f"cluster {doc['id']} is being deleted")
         except BaseException as error:
             # A failed task is not reverted: give back whatever this attempt may hold.
@@ -73,7 +72,7 @@ class PlaceNodes(Task):
         return [_placement_data(p) for p in placed]
 
     def revert(self, ctx: TaskContext, result: list[Doc]) -> None:
-        scheduler: Scheduler = ctx.service("scheduler")
+        scheduler = services(ctx).scheduler
         for placement in result:
             release_everywhere(scheduler, placement["instance"])
 
@@ -88,7 +87,7 @@ class SpawnInstances(Task):
         placements: list[Doc] = ctx.results[sibling(ctx, self.args["placements_from"])]
         step = start_step(ctx, cluster_id, "Spawning instances", len(placements))
         nodes = {n["name"]: n for n in self.args["nodes"]}
-        _, public_key = ensure_cluster_key(ctx.service("store"), cluster_id)
+        _, public_key = ensure_cluster_key(engine_store(ctx), cluster_id)
         flow = Flow()
         for placement in placements:
             node = nodes[placement["instance"]]
@@ -106,12 +105,12 @@ class CreateInstance(Task):
     idempotent = True  # the provider creates by name: a second run finds the first's
 
     def execute(self, ctx: TaskContext) -> Doc:
-        provider: InfraProvider = ctx.service("provider")
-        scheduler: Scheduler = ctx.service("scheduler")
+        provider = services(ctx).provider
+        scheduler = services(ctx).scheduler
         node, cluster_id = self.args["node"], self.args["cluster_id"]
         placement = _placement(self.args["placement"])
         errors: list[str] = []
-        store: Store = ctx.service("store")
+        store = engine_store(ctx)
         if being_deleted(cluster_doc(store, cluster_id)):
             raise PermanentFailure(f"cluster {cluster_id} is being deleted")
         while True:
@@ -168,11 +167,11 @@ def release_everywhere(scheduler: Scheduler, instance: str) -> None:
 
 
 def delete_node(ctx: TaskContext, cluster_id: str, node_group: str, name: str) -> None:
-    provider: InfraProvider = ctx.service("provider")
-    scheduler: Scheduler = ctx.service("scheduler")
+    provider = services(ctx).provider
+    scheduler = services(ctx).scheduler
     provider.delete_instance(name)
     release_everywhere(scheduler, name)
-    doc = cluster_doc(ctx.service("store"), cluster_id)
+    doc = cluster_doc(engine_store(ctx), cluster_id)
     if not doc[META].get("deleted") and any(i["instance_name"] == name
                                             for _, i in instances_of(doc)):
         with contextlib.suppress(ClusterGone):  # deleted meanwhile: nothing to record

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sahara_es.engine import TaskContext
 from sahara_es.events.resources import Doc
-from sahara_es.infra.base import InfraProvider
 from sahara_es.infra.placement import NodeRequest
+from sahara_es.provisioning.services import services
 
 
 def planned_nodes(doc: Doc, sizes: dict[str, int] | None = None) -> list[Doc]:
@@ -35,7 +35,7 @@ def node_number(name: str) -> int:
 
 
 def node_requests(ctx: TaskContext, doc: Doc, nodes: list[Doc]) -> list[NodeRequest]:
-    provider: InfraProvider = ctx.service("provider")
+    provider = services(ctx).provider
     flavors = provider.flavors()
     spread = set(doc.get("anti_affinity") or [])
     requests = []

@@ -10,6 +10,7 @@ from sahara_es.events.resources import Doc
 from sahara_es.provisioning.cluster import cluster_doc, instances_of, set_status
 from sahara_es.provisioning.instances import PlaceNodes, RemoveNodes, SpawnInstances
 from sahara_es.provisioning.nodes import planned_nodes
+from sahara_es.provisioning.services import engine_store
 from sahara_es.provisioning.steps import Activate, PluginPhase
 
 REBUILD = "cluster.rebuild"
@@ -23,7 +24,7 @@ class BeginRebuild(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
-        doc = cluster_doc(ctx.service("store"), self.args["cluster_id"])
+        doc = cluster_doc(engine_store(ctx), self.args["cluster_id"])
         failed = set(self.args["nodes"])
         removed = [{"name": i["instance_name"], "node_group": group}
                    for group, i in instances_of(doc) if i["instance_name"] in failed]
@@ -34,7 +35,7 @@ class BeginRebuild(Task):
         return {"removed": removed, "added": [n for n in planned_nodes(kept) if n["new"]]}
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
-        failure = load_workflow(ctx.service("store"), ctx.workflow_id).failure
+        failure = load_workflow(engine_store(ctx), ctx.workflow_id).failure
         set_status(ctx, self.args["cluster_id"], "Active",
                    f"rebuilding failed nodes failed: {failure.error if failure else ''}"[:2000])
 

@@ -21,6 +21,7 @@ from sahara_es.events.resources import Doc, Kind
 from sahara_es.provisioning.cluster import cluster_doc, record, set_status
 from sahara_es.provisioning.instances import PlaceNodes, RemoveNodes, SpawnInstances
 from sahara_es.provisioning.nodes import node_number, planned_nodes
+from sahara_es.provisioning.services import engine_store, services
 from sahara_es.provisioning.steps import Activate, PluginPhase
 from sahara_es.store import Store
 
@@ -35,8 +36,8 @@ class BeginScale(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(ctx.service("store"), cluster_id)
-        request = self._request(ctx.service("store"))
+        doc = cluster_doc(engine_store(ctx), cluster_id)
+        request = self._request(engine_store(ctx))
         current = {n["name"]: n for n in planned_nodes(
             {**doc, "node_groups": [{**g, "count": len(g.get("instances", []))}
                                     for g in doc["node_groups"]]})}
@@ -66,12 +67,12 @@ class BeginScale(Task):
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(ctx.service("store"), cluster_id)
+        doc = cluster_doc(engine_store(ctx), cluster_id)
         if result["quota_holder"]:
-            ctx.service("quota").release(doc["project_id"], result["quota_holder"])
+            services(ctx).quota.release(doc["project_id"], result["quota_holder"])
         record(ctx, cluster_id, ev.ClusterScaleReverted(result["previous"],
                                                         result["added_groups"]))
-        failure = load_workflow(ctx.service("store"), ctx.workflow_id).failure
+        failure = load_workflow(engine_store(ctx), ctx.workflow_id).failure
         set_status(ctx, cluster_id, "Active",
                    f"scaling failed and was undone: {failure.error if failure else ''}"[:2000])
 

@@ -1,9 +1,11 @@
 """What provisioning tasks use, built once per engine process and handed to the engine as its
-services: the infrastructure provider, the scheduler, the quotas, SSH to the nodes, and the
-plugins.
+services: the infrastructure provider, the scheduler, the quotas, SSH to the nodes, the
+plugins and the step limits, as one typed ``ProvisioningServices``.
 
 ``build_services`` is called by the composition roots (``sahara-es engine``, ``all-in-one``,
-tests); tasks look the services up by name on their context (``ctx.service("provider")``).
+tests); the engine hands tasks a mapping of services (the store under ``"store"``), in which
+the typed services are one entry (``plugins.base.SERVICES``); tasks read them with
+``services(ctx)``, plugin tasks with ``plugins.base.plugin_services(ctx)``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from sahara_es.commands.errors import QuotaExceeded as QuotaRefused
 from sahara_es.commands.secrets import SecretBox
+from sahara_es.engine import PermanentFailure, TaskContext
 from sahara_es.events import registry
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
@@ -25,6 +28,7 @@ from sahara_es.infra.base import HostInventory, InfraProvider
 from sahara_es.infra.placement import Scheduler
 from sahara_es.infra.quotas import QuotaExceeded, QuotaLimits, Quotas
 from sahara_es.infra.ssh import SSHPool, generate_keypair
+from sahara_es.plugins.base import SERVICES, Plugin
 from sahara_es.plugins.catalog import load_plugins
 from sahara_es.store import ConcurrencyConflict, Store
 
@@ -130,12 +134,67 @@ class QuotaGate:
         self.quotas.release(project, holder)
 
 
+@dataclass(frozen=True)
+class ProvisioningServices:
+    """What provisioning tasks use, for one engine process (``build_services``)."""
+
+    provider: InfraProvider
+    scheduler: Scheduler
+    quotas: Quotas
+    quota: QuotaGate
+    """The quotas as the commands claim them (``QuotaGate``): what tasks release."""
+    ssh: NodeAccess
+    plugins: Mapping[str, Plugin]
+    step_limits: StepLimits = field(default_factory=StepLimits)
+
+
+def services(ctx: TaskContext) -> ProvisioningServices:
+    """The provisioning services of the engine running ``ctx``'s task; ``PermanentFailure``
+    on an engine started without them."""
+    found = ctx.service(SERVICES)
+    if not isinstance(found, ProvisioningServices):
+        raise PermanentFailure(f"this engine's {SERVICES!r} service is not the provisioning"
+                               f" services: {type(found).__name__}")
+    return found
+
+
+def optional_services(ctx: TaskContext) -> ProvisioningServices | None:
+    """The provisioning services, or None on an engine started without them."""
+    found = ctx.services.get(SERVICES)
+    return found if isinstance(found, ProvisioningServices) else None
+
+
+def engine_store(ctx: TaskContext) -> Store:
+    """The store of the engine running ``ctx``'s task (the engine's own ``"store"``)."""
+    store: Store = ctx.service("store")
+    return store
+
+
+def as_engine_services(provisioning: ProvisioningServices) -> dict[str, Any]:
+    """The typed services as an engine's services mapping.
+
+    ``"provider"``, ``"quotas"``, ``"quota"`` and ``"ssh"`` are there too, for the
+    composition roots that still read them by name (the CLI's ``all-in-one`` and ``engine``,
+    the benchmarks); tasks read only the typed object, so a caller giving the engine another
+    provider replaces it there (``dataclasses.replace``), not under its name."""
+    return {SERVICES: provisioning, "provider": provisioning.provider,
+            "quotas": provisioning.quotas, "quota": provisioning.quota, "ssh": provisioning.ssh}
+
+
+def provisioning_services(engine_services: Mapping[str, Any]) -> ProvisioningServices:
+    """The typed services in an engine's services mapping (``build_services``'s result)."""
+    found = engine_services[SERVICES]
+    assert isinstance(found, ProvisioningServices)
+    return found
+
+
 def build_services(store: Store, *, root: Path | str, provider: str = "local",
                    hosts: list[HostInventory] | None = None,
                    quota_defaults: QuotaLimits | None = None,
                    provider_options: dict[str, Any] | None = None,
                    step_limits: StepLimits | None = None) -> dict[str, Any]:
-    """The services provisioning tasks use, for one process."""
+    """The services provisioning tasks use, for one process, as the engine's services
+    mapping (``as_engine_services``; ``provisioning_services`` reads the typed object)."""
     options = dict(provider_options or {})
     if provider == "local":
         options.setdefault("root", Path(root) / "instances")
@@ -143,12 +202,12 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
             options["hosts"] = hosts
     infra: InfraProvider = open_provider(provider, store=store, **options)
     quotas = Quotas(store, quota_defaults)
-    return {
-        "provider": infra,
-        "scheduler": Scheduler(store, infra.hosts()),
-        "quotas": quotas,
-        "quota": QuotaGate(quotas),
-        "ssh": NodeAccess(store),
-        "plugins": load_plugins(all_installed=True),
-        "step_limits": step_limits or StepLimits(),
-    }
+    return as_engine_services(ProvisioningServices(
+        provider=infra,
+        scheduler=Scheduler(store, infra.hosts()),
+        quotas=quotas,
+        quota=QuotaGate(quotas),
+        ssh=NodeAccess(store),
+        plugins=load_plugins(all_installed=True),
+        step_limits=step_limits or StepLimits(),
+    ))

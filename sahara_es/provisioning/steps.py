@@ -22,12 +22,13 @@ from sahara_es.provisioning.cluster import (
     set_status,
     step_limits,
 )
+from sahara_es.provisioning.services import engine_store, services
 
 
 def start_step(ctx: TaskContext, cluster_id: str, name: str, total: int) -> str:
     """A provisioning step of this workflow (recorded once, however often the task runs)."""
     step_id = f"{ctx.workflow_id}-{ctx.task_id}"
-    doc = cluster_doc(ctx.service("store"), cluster_id)
+    doc = cluster_doc(engine_store(ctx), cluster_id)
     if not any(s["id"] == step_id for s in doc.get("provision_progress", [])):
         record(ctx, cluster_id, ev.ProvisioningStepStarted(step_id, name, total))
     return step_id
@@ -124,7 +125,7 @@ class PluginPhase(Task):
 
     def execute(self, ctx: TaskContext) -> Spawn:
         cluster_id, phase = self.args["cluster_id"], self.args["phase"]
-        store = ctx.service("store")
+        store = engine_store(ctx)
         doc = cluster_doc(store, cluster_id)
         if self.args.get("status"):
             set_status(ctx, cluster_id, self.args["status"])
@@ -158,14 +159,14 @@ class Activate(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(ctx.service("store"), cluster_id)
+        doc = cluster_doc(engine_store(ctx), cluster_id)
         plugin = plugin_of(ctx, doc)
         info = cluster_info(ctx, doc)
         failed = failed_nodes(ctx.results)
         healthy = ClusterInfo(info.cluster_id, info.name, info.plugin_version, info.configs,
                               [n for n in info.nodes if n.name not in failed])
         with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
-            health = plugin.health(healthy, ctx.service("ssh").pool(cluster_id))
+            health = plugin.health(healthy, services(ctx).ssh.pool(cluster_id))
         lost = sorted(set(failed) | set(health.failed_nodes))
         lost_nodes = [n for n in info.nodes if n.name in lost]
         if health.status == "RED" or (lost and not plugin.can_run_without(info, lost_nodes)):

@@ -9,6 +9,7 @@ from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc
 from sahara_es.infra.ssh import command_limits
 from sahara_es.provisioning.cluster import cluster_doc, cluster_info, plugin_of, record, step_limits
+from sahara_es.provisioning.services import engine_store, services
 
 VERIFY = "cluster.verify"
 
@@ -20,11 +21,11 @@ class CheckHealth(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(ctx.service("store"), cluster_id)
+        doc = cluster_doc(engine_store(ctx), cluster_id)
         plugin = plugin_of(ctx, doc)
         with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
             health = plugin.health(cluster_info(ctx, doc),
-                                   ctx.service("ssh").pool(cluster_id))
+                                   services(ctx).ssh.pool(cluster_id))
         record(ctx, cluster_id, ev.ClusterHealthChecked(
             self.args["verification_id"], health.status,
             [{"name": c.name, "status": c.status, "description": c.description}

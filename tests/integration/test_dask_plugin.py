@@ -17,7 +17,7 @@ from sahara_es.infra import Instance, InstanceSpec, LocalProvider, SSHPool
 from sahara_es.infra.local import instance_processes
 from sahara_es.plugins.base import ClusterInfo, Health, NodeInfo
 from sahara_es.plugins.dask import DaskFailed, DaskPlugin, scheduler_workers
-from tests.flows import FixedAccess, run_flow
+from tests.flows import plugin_services, run_flow
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
@@ -60,7 +60,7 @@ def test_a_dask_cluster_starts_computes_scales_drains_and_terminates(
 ) -> None:
     started = time.monotonic()
     plugin = DaskPlugin()
-    services = {"ssh": FixedAccess(pool)}
+    services = plugin_services(pool)
     suffix = uuid.uuid4().hex[:6]
 
     def create(role: str, i: int) -> NodeInfo:
@@ -157,7 +157,7 @@ def test_a_scheduler_that_cannot_start_fails_its_task_with_its_log(
     solo = node_of(instance, ["scheduler", "worker"])  # one node may run both
     cluster = cluster_of([solo])
     plugin = DaskPlugin()
-    services = {"ssh": FixedAccess(pool)}
+    services = plugin_services(pool)
     run_flow(plugin.configure(cluster), services)
 
     with (socket.create_server((solo.address, 8786)),  # someone else has the port

@@ -17,13 +17,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from sahara_es.api.app import ApiConfig, create_app, stop_app
+from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.compose import app_for
 from sahara_es.engine import Engine, EngineConfig, load_workflow
 from sahara_es.infra.base import HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.local import instance_processes
@@ -32,7 +33,13 @@ from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.infra.ssh import CommandStopped, Node, RemoteCommandTimeout, command_limits
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
-from sahara_es.provisioning.services import StepLimits, build_services
+from sahara_es.provisioning.services import (
+    ProvisioningServices,
+    StepLimits,
+    as_engine_services,
+    build_services,
+    provisioning_services,
+)
 from sahara_es.store import Store
 from tests.clouds import ProviderWrapper, create_fake_cluster, show_cluster
 from tests.nodes import node_root, remove_node_root
@@ -45,13 +52,12 @@ HANG = 3600  # seconds a hanging configure step asks to sleep
 class Service:
     client: FlaskClient
     engine: Engine
-    services: dict[str, Any]
+    services: ProvisioningServices
     hosts: list[HostInventory]
 
     @property
     def provider(self) -> InfraProvider:
-        provider: InfraProvider = self.services["provider"]
-        return provider
+        return self.services.provider
 
 
 @contextmanager
@@ -65,24 +71,26 @@ def running_service(store: Store, *, step_limits: StepLimits | None = None,
     tag = uuid.uuid4().hex[:6]
     hosts = [HostInventory(f"h{tag}-{i}", vcpus=8, ram_mb=16384) for i in range(1, 4)]
     nodes = node_root()
-    services = build_services(store, root=nodes, hosts=hosts,
-                              quota_defaults=QuotaLimits(instances=10, cores=20, ram_mb=20480),
-                              step_limits=step_limits)
-    real = services["provider"]
+    services = provisioning_services(build_services(
+        store, root=nodes, hosts=hosts,
+        quota_defaults=QuotaLimits(instances=10, cores=20, ram_mb=20480),
+        step_limits=step_limits))
+    real = services.provider
     engine = Engine(store, EngineConfig(concurrency=concurrency, lease_ttl=10.0,
                                         sweep_interval=0.1),
-                    services={**services, "provider": wrap(real) if wrap else real},
+                    services=as_engine_services(replace(services,
+                                                         provider=wrap(real) if wrap else real)),
                     handoff=CLUSTER_REQUESTS).start()
-    app = create_app(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                     quota=services["quota"])
+    app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
+                  quota=services.quota)
     try:
         yield Service(app.test_client(), engine, services, hosts)
     finally:
         stop_app(app)
         engine.stop(5)
-        for instance in services["provider"].list_instances():
-            services["provider"].delete_instance(instance.name)
-        services["ssh"].close()
+        for instance in services.provider.list_instances():
+            services.provider.delete_instance(instance.name)
+        services.ssh.close()
         remove_node_root(nodes)
 
 
@@ -146,11 +154,11 @@ def nothing_left(service: Service, project: str, instance_names: list[str]) -> N
     for name in instance_names:
         assert service.provider.get_instance(name) is None
         assert instance_processes(name, service.provider.folder(name) / "sshd_config") == []
-    store = service.services["quotas"].store
+    store = service.services.quotas.store
     for host in service.hosts:
         for resource in ("vcpus", "ram_mb"):
             assert store.get_claim(host_claim_key(host.name, resource)).used == 0
-    usage = service.services["quotas"].usage(project)
+    usage = service.services.quotas.usage(project)
     assert {name: u.used for name, u in usage.items()} == {
         "instances": 0, "cores": 0, "ram_mb": 0}
 
@@ -260,7 +268,7 @@ def test_a_cut_off_command_leaves_no_process_on_the_node(store: Store,
         cluster_id = create(service, project)
         cluster = wait_status(service, project, cluster_id, "Active", "Error")
         name = names(cluster)[0]
-        pool = service.services["ssh"].pool(cluster_id)
+        pool = service.services.ssh.pool(cluster_id)
         node = Node.of(service.provider.get_instance(name))  # type: ignore[arg-type]
         stop = threading.Event()
         if stopped:
@@ -343,7 +351,7 @@ def test_a_cancel_stops_a_hung_step_that_another_engine_claimed(store: Store) ->
         wait_until(lambda: all(load_workflow(store, ids.create_id(c)).owner == first
                                for c in hung), 60, "engine one owning both creates")
         other = Engine(store, EngineConfig(concurrency=8, lease_ttl=10.0, sweep_interval=0.1),
-                       services=service.services).start()
+                       services=as_engine_services(service.services)).start()
         try:
             def claimed_step_runs() -> bool:
                 for cluster_id in hung:

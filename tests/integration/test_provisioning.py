@@ -72,15 +72,15 @@ def instances(cluster: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def nothing_left(service: Cloud, names: list[str]) -> None:
-    provider = service.services["provider"]
-    store = service.services["quotas"].store
+    provider = service.services.provider
+    store = service.services.quotas.store
     for name in names:
         assert provider.get_instance(name) is None
         assert instance_processes(name, provider.folder(name) / "sshd_config") == []
     for host in service.hosts:
         for resource in ("vcpus", "ram_mb"):
             assert store.get_claim(host_claim_key(host.name, resource)).used == 0
-    usage = service.services["quotas"].usage(service.project)
+    usage = service.services.quotas.usage(service.project)
     assert {name: u.used for name, u in usage.items()} == {
         "instances": 0, "cores": 0, "ram_mb": 0}
 
@@ -119,7 +119,7 @@ def test_a_cluster_is_created_scaled_and_deleted_on_real_nodes(service: Cloud) -
     assert service.client.delete(path, headers=service.headers).status_code == 204
     wait_status(service, cluster_id, "gone")
     nothing_left(service, names)
-    store = service.services["quotas"].store
+    store = service.services.quotas.store
     assert [store.name_owner("_infra", "loopback", a) for a in addresses] == [None, None]
 
 
@@ -186,8 +186,8 @@ def test_verification_reports_a_node_that_went_down(service: Cloud) -> None:
     cluster_id = create(service, workers=2)
     cluster = wait_status(service, cluster_id, "Active", "Error")
     victim = instances(cluster)["workers"][1]
-    pool = service.services["ssh"].pool(cluster_id)
-    provider = service.services["provider"]
+    pool = service.services.ssh.pool(cluster_id)
+    provider = service.services.provider
     from sahara_es.infra.ssh import Node
 
     pool.run(Node.of(provider.get_instance(victim)), "rm -f fake-service")
@@ -221,7 +221,7 @@ def test_a_failed_scale_returns_to_the_previous_size(service: Cloud) -> None:
     assert instances(cluster) == before
     assert {g["name"]: g["count"] for g in cluster["node_groups"]} == {"manager": 1,
                                                                        "workers": 2}
-    usage = service.services["quotas"].usage(service.project)["instances"]
+    usage = service.services.quotas.usage(service.project)["instances"]
     assert usage.used == 3
 
 
@@ -252,5 +252,5 @@ def test_a_node_whose_host_fails_is_built_on_an_alternate(store: Store,
         assert cluster["status"] == "Active", cluster["status_description"]
         hosts = [i["host"] for g in cluster["node_groups"] for i in g["instances"]]
         assert len(hosts) == 4 and broken not in hosts
-        store_claims = service.services["quotas"].store
+        store_claims = service.services.quotas.store
         assert store_claims.get_claim(host_claim_key(broken, "vcpus")).used == 0

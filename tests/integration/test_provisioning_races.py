@@ -69,7 +69,7 @@ def test_the_quota_admits_exactly_what_it_has_room_for(world: Any) -> None:
     assert Counter(code for code, _ in answers) == {202: 3, 403: CLUSTERS - 3}
     refused = [a for code, a in answers if code == 403]
     assert all(a["error_name"] == "QUOTA_EXCEEDED" for a in refused)
-    usage = services["quotas"].usage(project)["instances"]
+    usage = services.quotas.usage(project)["instances"]
     assert usage.used == 9 <= usage.limit
     settle(app, [(project, a["cluster"]["id"]) for code, a in answers if code == 202])
 
@@ -95,7 +95,7 @@ def settle(app: Flask, clusters: list[tuple[str, str]]) -> None:
 
 def test_hosts_are_never_overcommitted_and_losers_say_why(world: Any) -> None:
     app, services, hosts = world
-    store: Store = services["quotas"].store
+    store: Store = services.quotas.store
     projects = [f"h{uuid.uuid4().hex[:6]}-{i}" for i in range(CLUSTERS)]
     admitted: list[tuple[str, str]] = []
     lock = threading.Lock()

@@ -120,4 +120,4 @@ def test_a_real_cluster_lives_through_the_api(cloud: Any, plugin: str) -> None:
     assert client.delete(path, headers=headers).status_code == 204
     wait(client, path, headers, "gone")
     assert processes(marker.encode()) - before == set()
-    assert services["provider"].list_instances() == []
+    assert services.provider.list_instances() == []

@@ -30,7 +30,7 @@ from sahara_es.plugins.spark import (
     master_status,
     worker_states,
 )
-from tests.flows import FixedAccess, run_flow
+from tests.flows import plugin_services, run_flow
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
@@ -98,7 +98,7 @@ def test_a_spark_cluster_starts_scales_drains_degrades_and_stops(
     provider: LocalProvider, pool: SSHPool, keypair: tuple[str, str]
 ) -> None:
     plugin = SparkPlugin()
-    services = {"ssh": FixedAccess(pool)}
+    services = plugin_services(pool)
     suffix = uuid.uuid4().hex[:8]
     master = make_node(provider, keypair[1], f"sp-master-{suffix}", "master", ["master"])
     w1, w2 = (make_node(provider, keypair[1], f"sp-worker{i}-{suffix}", "workers", ["worker"])
@@ -173,7 +173,7 @@ def test_missing_spark_and_a_daemon_that_dies_fail_for_good_and_say_why(
     nodes_root: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     plugin = SparkPlugin()
-    services = {"ssh": FixedAccess(pool)}
+    services = plugin_services(pool)
     suffix = uuid.uuid4().hex[:8]
     master = make_node(provider, keypair[1], f"sp-broken-{suffix}", "master", ["master"])
     broken = nodes_root / "broken-spark"  # where the node's user can reach it

@@ -8,13 +8,20 @@ from typing import Any, cast
 from sahara_es.engine import TaskContext
 from sahara_es.events import resources as ev
 from sahara_es.infra.local import LocalProvider
+from sahara_es.infra.placement import Scheduler
+from sahara_es.infra.quotas import Quotas
+from sahara_es.plugins.base import SERVICES
 from sahara_es.provisioning.cluster import tenant_view
-from sahara_es.store import open_store
+from sahara_es.provisioning.services import NodeAccess, ProvisioningServices, QuotaGate
+from sahara_es.store import Store, open_store
 
 
 def provider(tmp_path: Path) -> LocalProvider:
-    store = open_store(f"sqlite:///{tmp_path}/store.db", upgrade=True)
-    return LocalProvider(store, root=tmp_path / "nodes", network_isolation=False)
+    return LocalProvider(store(tmp_path), root=tmp_path / "nodes", network_isolation=False)
+
+
+def store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path}/store.db", upgrade=True)
 
 
 def test_an_instance_home_reads_as_tilde_and_the_rest_of_the_nodes_folder_is_hidden(
@@ -32,7 +39,12 @@ def test_an_instance_home_reads_as_tilde_and_the_rest_of_the_nodes_folder_is_hid
 def test_cluster_events_recorded_by_provisioning_pass_through_the_providers_view(
         tmp_path: Path) -> None:
     local = provider(tmp_path)
-    ctx = cast(TaskContext, type("Ctx", (), {"services": {"provider": local}})())
+    db = store(tmp_path)
+    services = ProvisioningServices(
+        provider=local, scheduler=Scheduler(db, local.hosts()),
+        quotas=(quotas := Quotas(db)), quota=QuotaGate(quotas), ssh=NodeAccess(db),
+        plugins={})
+    ctx = cast(TaskContext, type("Ctx", (), {"services": {SERVICES: services}})())
     failed = ev.ProvisioningStepProgressed(
         "step-1", "c1-worker-1", False, f"cannot read {local.root}/instances/c1-worker-1/home/x")
     shown: Any = tenant_view(ctx, failed)
