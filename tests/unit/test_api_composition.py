@@ -3,6 +3,7 @@ the tests' helpers and the benchmarks all go through it; ``create_app`` is its f
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from sahara_es.commands.catalog import NoQuota
 from sahara_es.infra.quotas import Quotas
 from sahara_es.provisioning.services import QuotaGate
 from sahara_es.store import Store, open_store
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def service(app: Flask) -> Service:
@@ -126,3 +129,24 @@ def test_the_cli_api_is_composed_by_app_for(tmp_path: Path,
         assert isinstance(service(app).quota, QuotaGate)
     finally:
         stop_app(app)
+
+
+def factory_calls() -> list[str]:
+    """Where ``create_app`` is called, other than by ``app_for``."""
+    found = []
+    for folder in ("sahara_es", "tests", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "sahara_es" / "api" / "compose.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Call) and (
+                        (isinstance(node.func, ast.Name) and node.func.id == "create_app")
+                        or (isinstance(node.func, ast.Attribute)
+                            and node.func.attr == "create_app")):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_app_is_composed_by_app_for() -> None:
+    """The CLI (api and all-in-one), the WSGI module, the tests and the benchmarks."""
+    assert factory_calls() == []
