@@ -19,7 +19,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, cast
 
-from sahara_es.engine import Flow, PermanentFailure, TaskContext
+from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext
 from sahara_es.infra.ssh import Node, SSHPool
 
 SERVICES = "provisioning"
@@ -343,3 +343,37 @@ def process_counts(node_groups: list[dict[str, Any]]) -> dict[str, int]:
         for process in group["node_processes"]:
             counts[process] = counts.get(process, 0) + int(group["count"])
     return counts
+
+
+# -- a plugin's per-node tasks ------------------------------------------------------------------
+
+STOP_GRACE = 10.0
+"""Seconds a node's daemon has to exit on SIGTERM before it is killed."""
+
+
+class NodeTask(Task):
+    """A plugin's task over one node of a cluster: ``{"cluster": ClusterInfo dict, "node":
+    NodeInfo dict}`` (``node_args``), reaching it over SSH with the cluster's key."""
+
+    @property
+    def cluster(self) -> ClusterInfo:
+        return ClusterInfo.from_dict(self.args["cluster"])
+
+    @property
+    def node(self) -> NodeInfo:
+        return NodeInfo.from_dict(self.args["node"])
+
+    def pool(self, ctx: TaskContext) -> SSHPool:
+        """The SSH pool of the node's cluster."""
+        return plugin_services(ctx).ssh.pool(self.args["cluster"]["cluster_id"])
+
+
+def node_args(cluster: ClusterInfo, node: NodeInfo, **extra: Any) -> dict[str, Any]:
+    """A ``NodeTask``'s arguments."""
+    return {"cluster": cluster.to_dict(), "node": node.to_dict(), **extra}
+
+
+def node_task_id(prefix: str, node: NodeInfo) -> str:
+    """The id of a node's task in a plugin's flow: ``<prefix>-<node name>``, dots and slashes
+    of the name made dashes (ids are in stored histories: this never changes)."""
+    return f"{prefix}-{node.name.replace('.', '-').replace('/', '-')}"

@@ -31,19 +31,23 @@ from typing import Any
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool
 from sahara_es.plugins.base import (
+    STOP_GRACE,
     ClusterInfo,
     ConfigOption,
     Health,
     HealthCheck,
     NodeInfo,
+    NodeTask,
     Plugin,
     PluginInvalid,
     Topology,
     check_int_range,
+    node_args,
+    node_task_id,
     plugin_services,
 )
 from sahara_es.plugins.catalog import PluginUnavailable, summary_of
-from sahara_es.plugins.waits import Wait, pause, read_status_page
+from sahara_es.plugins.waits import Wait, pause, poll, read_status_page
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +58,6 @@ FOLDER = "dask"
 """The node's Dask folder, relative to the home its SSH sessions start in."""
 START_TIMEOUT = 60.0
 RETIRE_TIMEOUT = 120.0
-STOP_GRACE = 10.0
 
 
 DISTRIBUTED_MISSING = ("the distributed package is not installed where the service runs"
@@ -365,17 +368,9 @@ def _worker_of(workers: dict[str, str] | None, node: NodeInfo) -> str | None:
 # -- tasks ------------------------------------------------------------------------------------
 
 
-class _NodeTask(Task):
+class _NodeTask(NodeTask):
     """A task on one node of a cluster: ``{"cluster": ClusterInfo dict, "node": NodeInfo
-    dict}``."""
-
-    @property
-    def cluster(self) -> ClusterInfo:
-        return ClusterInfo.from_dict(self.args["cluster"])
-
-    @property
-    def node(self) -> NodeInfo:
-        return NodeInfo.from_dict(self.args["node"])
+    dict}``, with the node's Python and a wait that watches its process."""
 
     @property
     def python(self) -> str:
@@ -386,28 +381,29 @@ class _NodeTask(Task):
         """Poll ``ready()`` until it answers; fail early, with the log, if the process died.
         Never past the step's time (``waits.WaitTimedOut``), nor once its work is cancelled
         (``waits.WaitStopped``)."""
-        pool = _pool(ctx, self.cluster)
+        pool = self.pool(ctx)
         timeout = float(self.args.get("timeout", START_TIMEOUT))
         wait = Wait(timeout, f"{what} on {self.node.name}")
         next_check = time.monotonic() + 2.0
-        while True:
-            wait.check()
+
+        def probe() -> dict[str, Any] | None:
+            nonlocal next_check
             answer = ready()
             if answer is not None:
                 return dict(answer)
             now = time.monotonic()
-            if wait.over():
-                cut = wait.timed_out()
-                if cut is not None:
-                    raise cut
-                raise DaskFailed(f"{what} on {self.node.name}: not ready after {timeout:g} s;"
-                                 f" {role}.log ends:\n{_log_tail(pool, self.node, role)}")
-            if now >= next_check:
+            if not wait.over() and now >= next_check:
                 next_check = now + 2.0
                 if not _ctl(pool, self.node, self.python, "status")[role]:
                     raise DaskFailed(f"{what} on {self.node.name}: the process exited;"
                                      f" {role}.log ends:\n{_log_tail(pool, self.node, role)}")
-            wait.sleep(0.25)
+            return None
+
+        def expired() -> Exception:
+            return DaskFailed(f"{what} on {self.node.name}: not ready after {timeout:g} s;"
+                              f" {role}.log ends:\n{_log_tail(pool, self.node, role)}")
+
+        return poll(wait, probe, expired=expired)
 
 
 @task_type("dask.configure-node")
@@ -420,7 +416,7 @@ class ConfigureNode(_NodeTask):
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
         cluster, node = self.cluster, self.node
         config = node_config(cluster, node)
-        pool = _pool(ctx, cluster)
+        pool = self.pool(ctx)
         ctx.check_lease()
         pool.put_file(node.ssh_node(), f"{FOLDER}/config.json",
                       json.dumps(config, indent=2) + "\n", 0o644)
@@ -436,7 +432,7 @@ class StartScheduler(_NodeTask):
     retry = RetryPolicy(attempts=2, backoff=1.0)
 
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
-        pool = _pool(ctx, self.cluster)
+        pool = self.pool(ctx)
         ctx.check_lease()
         started = _ctl(pool, self.node, self.python, "start", SCHEDULER)
         ready = self._wait(ctx, SCHEDULER, self._ready, "the Dask scheduler")
@@ -455,7 +451,7 @@ class StartScheduler(_NodeTask):
         return None if ready is None else {**ready, "started": True}
 
     def revert(self, ctx: TaskContext, result: Any) -> None:
-        _ctl(_pool(ctx, self.cluster), self.node, self.python, "stop", str(STOP_GRACE),
+        _ctl(self.pool(ctx), self.node, self.python, "stop", str(STOP_GRACE),
              SCHEDULER)
 
 
@@ -467,7 +463,7 @@ class StartWorker(_NodeTask):
     retry = RetryPolicy(attempts=2, backoff=1.0)
 
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
-        pool = _pool(ctx, self.cluster)
+        pool = self.pool(ctx)
         ctx.check_lease()
         started = _ctl(pool, self.node, self.python, "start", WORKER)
         worker = self._wait(ctx, WORKER, self._ready, "the Dask worker")
@@ -482,7 +478,7 @@ class StartWorker(_NodeTask):
         return None if ready is None else {**ready, "started": True}
 
     def revert(self, ctx: TaskContext, result: Any) -> None:
-        _ctl(_pool(ctx, self.cluster), self.node, self.python, "stop", str(STOP_GRACE),
+        _ctl(self.pool(ctx), self.node, self.python, "stop", str(STOP_GRACE),
              WORKER)
 
 
@@ -517,19 +513,20 @@ class RetireWorkers(Task):
             retiring = max(1.0, Wait(timeout, what).seconds)
             retired = _ctl(pool, settings["scheduler"], settings["python"], "retire",
                            f"{retiring:g}", *names, timeout=retiring + 30)["retired"]
-        wait = Wait(timeout, what)
-        while True:
-            wait.check()
+        left: list[str] = []
+
+        def probe() -> dict[str, Any] | None:
+            nonlocal left
             listed = scheduler_workers(cluster)
             left = [n.name for n in nodes if _worker_of(listed, n) is not None]
             if listed is not None and not left:
                 return {"retired": retired, "drained": True}
-            if wait.over():
-                detail = f"workers {left} are still connected"
-                raise wait.timed_out(detail) or DaskFailed(
-                    f"workers {left} of {cluster.name} are still connected"
-                    f" {timeout:g} s after being retired")
-            wait.sleep(0.25)
+            return None
+
+        return poll(Wait(timeout, what), probe,
+                    expired=lambda: DaskFailed(f"workers {left} of {cluster.name} are still"
+                                               f" connected {timeout:g} s after being retired"),
+                    detail=lambda: f"workers {left} are still connected")
 
 
 @task_type("dask.stop-node")
@@ -543,7 +540,7 @@ class StopNode(_NodeTask):
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
         roles = list(self.args.get("roles") or ROLES)
         grace = float(self.args.get("grace", STOP_GRACE))
-        pool = _pool(ctx, self.cluster)
+        pool = self.pool(ctx)
         words = " ".join(shlex.quote(w) for w in (self.python, f"{FOLDER}/ctl.py", "stop",
                                                   str(grace), *roles))
         # A node that was never configured has nothing to stop.
@@ -565,14 +562,6 @@ class StopNode(_NodeTask):
 
 
 # -- the plugin -------------------------------------------------------------------------------
-
-
-def _task_id(prefix: str, node: NodeInfo) -> str:
-    return f"{prefix}-{node.name.replace('.', '-').replace('/', '-')}"
-
-
-def _args(cluster: ClusterInfo, node: NodeInfo, **extra: Any) -> dict[str, Any]:
-    return {"cluster": cluster.to_dict(), "node": node.to_dict(), **extra}
 
 
 class DaskPlugin(Plugin):
@@ -629,16 +618,16 @@ class DaskPlugin(Plugin):
         self.recheck_configs(cluster)
         flow = Flow()
         for node in cluster.nodes:
-            flow.add(_task_id("configure", node), ConfigureNode(_args(cluster, node)))
+            flow.add(node_task_id("configure", node), ConfigureNode(node_args(cluster, node)))
         return flow
 
     def start(self, cluster: ClusterInfo) -> Flow:
         self.recheck_configs(cluster)
         flow = Flow()
         scheduler = _settings(cluster)["scheduler"]
-        first = flow.add("start-scheduler", StartScheduler(_args(cluster, scheduler)))
+        first = flow.add("start-scheduler", StartScheduler(node_args(cluster, scheduler)))
         for node in cluster.with_process(WORKER):
-            flow.add(_task_id("start", node), StartWorker(_args(cluster, node)),
+            flow.add(node_task_id("start", node), StartWorker(node_args(cluster, node)),
                      requires=[first])
         return flow
 
@@ -646,10 +635,10 @@ class DaskPlugin(Plugin):
         self.recheck_configs(cluster)
         flow = Flow()
         for node in added:
-            configured = flow.add(_task_id("configure", node),
-                                  ConfigureNode(_args(cluster, node)))
+            configured = flow.add(node_task_id("configure", node),
+                                  ConfigureNode(node_args(cluster, node)))
             if WORKER in node.processes:
-                flow.add(_task_id("start", node), StartWorker(_args(cluster, node)),
+                flow.add(node_task_id("start", node), StartWorker(node_args(cluster, node)),
                          requires=[configured])
         return flow
 
@@ -658,14 +647,16 @@ class DaskPlugin(Plugin):
         drained = flow.add("retire-workers", RetireWorkers(
             {"cluster": cluster.to_dict(), "nodes": [n.to_dict() for n in removed]}))
         for node in removed:
-            flow.add(_task_id("stop", node), StopNode(_args(cluster, node, roles=[WORKER])),
+            flow.add(node_task_id("stop", node),
+                     StopNode(node_args(cluster, node, roles=[WORKER])),
                      requires=[drained])
         return flow
 
     def on_terminate(self, cluster: ClusterInfo) -> Flow:
         flow = Flow(rollback_on_cancel=False)
         for node in cluster.nodes:
-            flow.add(_task_id("stop", node), StopNode(_args(cluster, node, best_effort=True)))
+            flow.add(node_task_id("stop", node),
+                     StopNode(node_args(cluster, node, best_effort=True)))
         return flow
 
     def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:

@@ -40,23 +40,26 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
+from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool, current_limits
 from sahara_es.plugins import jvm
 from sahara_es.plugins.base import (
+    STOP_GRACE,
     ClusterInfo,
     ConfigOption,
     Health,
     HealthCheck,
     NodeInfo,
+    NodeTask,
     Plugin,
     PluginInvalid,
     Topology,
     check_int_range,
-    plugin_services,
+    node_args,
+    node_task_id,
 )
 from sahara_es.plugins.catalog import PluginUnavailable, summary_of
-from sahara_es.plugins.waits import Wait, read_status_page
+from sahara_es.plugins.waits import Wait, poll, read_status_page
 
 SERVICE = "Spark"
 MASTER = "master"
@@ -83,9 +86,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _JSON_TIMEOUT = 5.0
-_STOP_GRACE = 10
-"""Seconds a daemon has to exit on SIGTERM before it is killed."""
-_STOP_RESERVE = 3 * _STOP_GRACE
+_STOP_RESERVE = 3 * STOP_GRACE
 """Seconds of a decommission step kept for stopping the worker after its drain."""
 
 
@@ -173,19 +174,19 @@ def wait_until(check: Callable[[], R], timeout: float, what: str) -> R:
 
     Within a node step, never past the step's time (``waits.WaitTimedOut``, however long the
     tenant's timeout) and never once its work is cancelled (``waits.WaitStopped``)."""
-    wait = Wait(timeout, what)
-    pause = 0.25
-    while True:
-        wait.check()
+    last: Exception | None = None
+
+    def probe() -> R | None:
+        nonlocal last
         try:
             return check()
         except (DaemonNotReady, MasterUnreachable) as error:
             last = error
-        if wait.over():
-            raise wait.timed_out(str(last)) or DaemonNotReady(
-                f"{what} within {timeout:g} s: {last}") from last
-        wait.sleep(pause)
-        pause = min(2 * pause, 2.0)
+            return None
+
+    return poll(Wait(timeout, what), probe,
+                expired=lambda: DaemonNotReady(f"{what} within {timeout:g} s: {last}"),
+                detail=lambda: str(last), cause=lambda: last, pause=0.25, max_pause=2.0)
 
 
 # -- commands run on a node -----------------------------------------------------------------
@@ -199,7 +200,7 @@ _PIDS = ('spark_pids() { grep -laF "$HOME/spark/" /proc/[0-9]*/cmdline 2>/dev/nu
 _STOP = _PIDS + (
     'spark_stop() { p=$(spark_pids "$1"); [ -z "$p" ] && { echo "$2 none"; return 0; };'
     ' kill -TERM $p 2>/dev/null;'
-    f' for i in $(seq {_STOP_GRACE * 4}); do sleep 0.25;'
+    f' for i in $(seq {int(STOP_GRACE * 4)}); do sleep 0.25;'
     ' [ -z "$(spark_pids "$1")" ] && { echo "$2 stopped"; return 0; }; done;'
     ' kill -KILL $(spark_pids "$1") 2>/dev/null; echo "$2 killed"; }; ')
 
@@ -325,20 +326,9 @@ def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
 # -- tasks ----------------------------------------------------------------------------------
 
 
-class _NodeTask(Task):
-    """A task over ``args["node"]`` of ``args["cluster"]``."""
-
-    @property
-    def cluster(self) -> ClusterInfo:
-        return ClusterInfo.from_dict(self.args["cluster"])
-
-    @property
-    def node(self) -> NodeInfo:
-        return NodeInfo.from_dict(self.args["node"])
-
-    def pool(self, ctx: TaskContext) -> SSHPool:
-        pool: SSHPool = plugin_services(ctx).ssh.pool(self.args["cluster"]["cluster_id"])
-        return pool
+class _NodeTask(NodeTask):
+    """A task over ``args["node"]`` of ``args["cluster"]``, with the node's Spark logs and
+    daemons at hand."""
 
     def log_tail(self, pool: SSHPool, kind: str) -> str:
         try:
@@ -517,7 +507,7 @@ class DecommissionWorker(_NodeTask):
         else:
             note = "no worker process was running"
         stopped = pool.run(node.ssh_node(), _STOP + f"spark_stop {WORKER_CLASS} worker",
-                           timeout=_STOP_GRACE + 60)
+                           timeout=STOP_GRACE + 60)
         return {"node": node.name, "drained": drained, "note": note,
                 "stop": stopped.stdout.strip(),
                 "seconds": round(time.monotonic() - started, 1)}
@@ -537,14 +527,10 @@ class StopNode(_NodeTask):
             result = self.pool(ctx).run(
                 node.ssh_node(),
                 _STOP + f"spark_stop {WORKER_CLASS} worker; spark_stop {MASTER_CLASS} master",
-                timeout=2 * _STOP_GRACE + 60)
+                timeout=2 * STOP_GRACE + 60)
         except SSHError as error:
             return {"node": node.name, "stopped": False, "error": str(error)}
         return {"node": node.name, "stopped": True, "daemons": result.stdout.split("\n")[:-1]}
-
-
-def _task_id(prefix: str, node: NodeInfo) -> str:
-    return f"{prefix}-{node.name}".replace(".", "-").replace("/", "-")
 
 
 # -- the plugin -----------------------------------------------------------------------------
@@ -615,9 +601,6 @@ class SparkPlugin(Plugin):
 
     # -- provisioning ---------------------------------------------------------------------
 
-    def _node_args(self, cluster: ClusterInfo, node: NodeInfo) -> dict[str, Any]:
-        return {"cluster": cluster.to_dict(), "node": node.to_dict()}
-
     def check_config(self, version: str, target: str, name: str, value: Any) -> None:
         super().check_config(version, target, name, value)
         if target == SERVICE:
@@ -631,8 +614,8 @@ class SparkPlugin(Plugin):
             raise PermanentFailure("no Spark distribution: install pyspark or set the"
                                    " 'Spark home' cluster config")
         for node in nodes:
-            flow.add(_task_id("configure", node),
-                     ConfigureNode({**self._node_args(cluster, node), "spark_home": home}))
+            flow.add(node_task_id("configure", node),
+                     ConfigureNode({**node_args(cluster, node), "spark_home": home}))
 
     def configure(self, cluster: ClusterInfo) -> Flow:
         flow = Flow()
@@ -642,10 +625,10 @@ class SparkPlugin(Plugin):
     def start(self, cluster: ClusterInfo) -> Flow:
         self.recheck_configs(cluster)
         flow = Flow()
-        master = flow.add("start-master", StartMaster(self._node_args(cluster, _master(cluster))))
+        master = flow.add("start-master", StartMaster(node_args(cluster, _master(cluster))))
         for node in cluster.with_process(WORKER):
-            flow.add(_task_id("start-worker", node),
-                     StartWorker(self._node_args(cluster, node)), requires=[master])
+            flow.add(node_task_id("start-worker", node),
+                     StartWorker(node_args(cluster, node)), requires=[master])
         return flow
 
     def scale(self, cluster: ClusterInfo, added: list[NodeInfo]) -> Flow:
@@ -653,22 +636,22 @@ class SparkPlugin(Plugin):
         workers = [node for node in added if WORKER in node.processes]
         self._configure(flow, cluster, workers)
         for node in workers:
-            flow.add(_task_id("start-worker", node), StartWorker(self._node_args(cluster, node)),
-                     requires=[_task_id("configure", node)])
+            flow.add(node_task_id("start-worker", node), StartWorker(node_args(cluster, node)),
+                     requires=[node_task_id("configure", node)])
         return flow
 
     def decommission(self, cluster: ClusterInfo, removed: list[NodeInfo]) -> Flow:
         flow = Flow()
         for node in removed:
             if WORKER in node.processes:
-                flow.add(_task_id("decommission", node),
-                         DecommissionWorker(self._node_args(cluster, node)))
+                flow.add(node_task_id("decommission", node),
+                         DecommissionWorker(node_args(cluster, node)))
         return flow
 
     def on_terminate(self, cluster: ClusterInfo) -> Flow:
         flow = Flow()
         for node in cluster.nodes:
-            flow.add(_task_id("stop", node), StopNode(self._node_args(cluster, node)))
+            flow.add(node_task_id("stop", node), StopNode(node_args(cluster, node)))
         return flow
 
     def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:

@@ -10,6 +10,8 @@ node's status page over HTTP -- obeys them through this module:
   ``WaitStopped`` once the work is cancelled, ``sleep()`` wakes as soon as it is, and
   ``timed_out()`` is the ``WaitTimedOut`` to raise when the step's time, not the wait's own,
   ran out (both are ``PermanentFailure``: retrying within a step that is over cannot help).
+- ``poll(wait, probe, expired=...)``: the polling loop itself, the plugins' one way to wait
+  for a daemon, a worker's drain or a retirement.
 - ``read_status_page(host, port, path)``: a node's HTTP status page, as untrusted input (a
   tenant with a shell on its node can serve anything there): an overall deadline over
   connecting, the headers and the body (not a per-read timeout that a server sending a byte
@@ -24,13 +26,16 @@ from __future__ import annotations
 import http.client
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sahara_es.engine import PermanentFailure
 from sahara_es.infra.ssh import CommandLimits, current_limits
 
 STATUS_PAGE_LIMIT = 1 << 20
 """The largest status page read (bytes): a master's JSON for hundreds of workers fits."""
+
+T = TypeVar("T")
 
 _TICK = 0.25
 """How often a read blocked on a silent server looks at the cancel and the deadline."""
@@ -97,6 +102,32 @@ class Wait:
         """The failure to raise once ``over()`` if the step's limit is what ended the wait;
         None if it was the wait's own timeout (the caller says what that means)."""
         return WaitTimedOut(self.what, self.seconds, detail) if self.by_step else None
+
+
+def poll(wait: Wait, probe: Callable[[], T | None], *, expired: Callable[[], Exception],
+         detail: Callable[[], str] = lambda: "",
+         cause: Callable[[], BaseException | None] = lambda: None,
+         pause: float = 0.25, max_pause: float | None = None) -> T:
+    """``probe()``'s answer once it gives one (not None), polled within ``wait``: first after
+    ``pause`` seconds, doubled each time up to ``max_pause`` (default: ``pause``, a steady
+    pace). ``probe`` may raise to end the wait early (a daemon that died).
+
+    Once the wait is over: ``WaitTimedOut`` with ``detail()`` if the step's time ended it,
+    else ``expired()`` (asked for only then: it may read a log over SSH), either raised from
+    ``cause()``. ``WaitStopped`` on a cancel."""
+    delay, longest = pause, pause if max_pause is None else max_pause
+    while True:
+        wait.check()
+        answer = probe()
+        if answer is not None:
+            return answer
+        if wait.over():
+            cut = wait.timed_out(detail())
+            if cut is not None:
+                raise cut from cause()
+            raise expired() from cause()
+        wait.sleep(delay)
+        delay = min(2 * delay, longest)
 
 
 # -- status pages ------------------------------------------------------------------------------
