@@ -7,10 +7,10 @@ from typing import Any
 
 from sahara_es.engine import Flow, Spawn, Task, TaskContext, load_workflow, task_type, workflow_type
 from sahara_es.events.resources import Doc
-from sahara_es.provisioning.cluster import cluster_doc, set_status
+from sahara_es.provisioning.cluster import Cluster
 from sahara_es.provisioning.instances import PlaceNodes, SpawnInstances
 from sahara_es.provisioning.nodes import planned_nodes
-from sahara_es.provisioning.services import engine_store, ensure_cluster_key, services
+from sahara_es.provisioning.services import ensure_cluster_key, services
 from sahara_es.provisioning.steps import Activate, PluginPhase
 
 CREATE = "cluster.create"
@@ -25,21 +25,22 @@ class BeginCreate(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
-        set_status(ctx, cluster_id, "InfraUpdating")
-        ensure_cluster_key(engine_store(ctx), cluster_id)
+        cluster = Cluster(ctx, cluster_id)
+        doc = cluster.doc
+        cluster.set_status("InfraUpdating")
+        ensure_cluster_key(cluster.store, cluster_id)
         return {"nodes": planned_nodes(doc)}
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
         cluster_id = self.args["cluster_id"]
-        store = engine_store(ctx)
-        doc = cluster_doc(store, cluster_id)
+        cluster = Cluster(ctx, cluster_id)
+        doc = cluster.doc
         services(ctx).quota.release(doc["project_id"], cluster_id)
-        failure = load_workflow(store, ctx.workflow_id).failure
+        failure = load_workflow(cluster.store, ctx.workflow_id).failure
         reason = failure.error if failure else "cancelled"
         if doc.get("status") != "Deleting":
-            set_status(ctx, cluster_id, "Error", f"creation failed and was rolled back:"
-                                                 f" {reason}"[:2000])
+            cluster.set_status("Error", f"creation failed and was rolled back:"
+                                        f" {reason}"[:2000])
 
 
 @task_type("cluster.spawn-create")

@@ -24,7 +24,7 @@ from sahara_es.engine import (
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
 from sahara_es.provisioning import ids
-from sahara_es.provisioning.cluster import cluster_doc, instances_of, step_limits
+from sahara_es.provisioning.cluster import Cluster, instances_of, step_limits
 from sahara_es.provisioning.instances import release_everywhere
 from sahara_es.provisioning.nodes import planned_nodes
 from sahara_es.provisioning.services import engine_store, services, shred_cluster_secrets
@@ -83,14 +83,14 @@ class Terminate(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Spawn | Doc:
-        cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
+        cluster = Cluster(ctx, self.args["cluster_id"])
+        doc = cluster.doc
         provider = services(ctx).provider
         if not instances_of(doc) or any(provider.get_instance(i["instance_name"]) is None
                                          for _, i in instances_of(doc)):
             return {"skipped": "no complete set of instances to stop services on"}
-        return PluginPhase({"cluster_id": cluster_id, "phase": "terminate",
-                            "title": "Stopping services"}).execute(ctx)
+        return PluginPhase({"cluster_id": cluster.id, "phase": "terminate",
+                            "title": "Stopping services"}).spawn(ctx, cluster)
 
 
 @task_type("cluster.finish-delete")
@@ -100,9 +100,10 @@ class FinishDelete(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
-        store = engine_store(ctx)
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(store, cluster_id)
+        cluster = Cluster(ctx, cluster_id)
+        store = cluster.store
+        doc = cluster.doc
         names = [i["instance_name"] for _, i in instances_of(doc)]
         names += [n["name"] for n in planned_nodes(doc)]  # half-made, never recorded
         provider = services(ctx).provider
@@ -115,7 +116,7 @@ class FinishDelete(Task):
             services(ctx).quota.release(doc["project_id"], holder)
         services(ctx).ssh.forget(cluster_id)
         shred_cluster_secrets(store, cluster_id)  # its private key: unreadable from now on
-        aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
+        aggregate = cluster.reload()  # as it is now, after all this
         if aggregate.exists:
             resources.finish_delete(store, aggregate, SYSTEM)
         return {"deleted": names}

@@ -10,16 +10,9 @@ from sahara_es.events import resources as ev
 from sahara_es.events.resources import META, Doc
 from sahara_es.infra.base import InfraError, InstanceSpec
 from sahara_es.infra.placement import NoValidHost, Placement, Scheduler
-from sahara_es.provisioning.cluster import (
-    ClusterGone,
-    being_deleted,
-    cluster_doc,
-    instances_of,
-    record,
-    set_status,
-)
+from sahara_es.provisioning.cluster import Cluster, ClusterGone, being_deleted, instances_of
 from sahara_es.provisioning.nodes import node_requests
-from sahara_es.provisioning.services import engine_store, ensure_cluster_key, services
+from sahara_es.provisioning.services import ensure_cluster_key, services
 from sahara_es.provisioning.steps import start_step
 
 REACHABLE_TIMEOUT = 60.0
@@ -44,7 +37,8 @@ class PlaceNodes(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> list[Doc]:
-        doc = cluster_doc(engine_store(ctx), self.args["cluster_id"])
+        cluster = Cluster(ctx, self.args["cluster_id"])
+        doc = cluster.doc
         nodes = [n for n in self.args["nodes"] if n["new"]]
         scheduler = services(ctx).scheduler
         spread = set(doc.get("anti_affinity") or [])
@@ -60,7 +54,7 @@ class PlaceNodes(Task):
                 raise PermanentFailure(f"cluster {doc['id']} is being deleted")
             placed = scheduler.place(node_requests(ctx, doc, nodes), avoid=avoid)
             # A deletion that looked before these claims existed cannot give them back.
-            if being_deleted(cluster_doc(engine_store(ctx), doc["id"])):
+            if being_deleted(cluster.refresh()):
                 raise PermanentFailure(f"cluster {doc['id']} is being deleted")
         except BaseException as error:
             # A failed task is not reverted: give back whatever this attempt may hold.
@@ -83,11 +77,12 @@ class SpawnInstances(Task):
 
     def execute(self, ctx: TaskContext) -> Spawn:
         cluster_id = self.args["cluster_id"]
-        set_status(ctx, cluster_id, "Spawning")
+        cluster = Cluster(ctx, cluster_id)
+        cluster.set_status("Spawning")
         placements: list[Doc] = ctx.results[sibling(ctx, self.args["placements_from"])]
-        step = start_step(ctx, cluster_id, "Spawning instances", len(placements))
+        step = start_step(cluster, "Spawning instances", len(placements))
         nodes = {n["name"]: n for n in self.args["nodes"]}
-        _, public_key = ensure_cluster_key(engine_store(ctx), cluster_id)
+        _, public_key = ensure_cluster_key(cluster.store, cluster_id)
         flow = Flow()
         for placement in placements:
             node = nodes[placement["instance"]]
@@ -110,8 +105,8 @@ class CreateInstance(Task):
         node, cluster_id = self.args["node"], self.args["cluster_id"]
         placement = _placement(self.args["placement"])
         errors: list[str] = []
-        store = engine_store(ctx)
-        if being_deleted(cluster_doc(store, cluster_id)):
+        cluster = Cluster(ctx, cluster_id)
+        if being_deleted(cluster.doc):
             raise PermanentFailure(f"cluster {cluster_id} is being deleted")
         while True:
             ctx.check_lease()
@@ -129,28 +124,28 @@ class CreateInstance(Task):
                 try:
                     placement = scheduler.retry_on_alternate(placement)
                 except NoValidHost:
-                    record(ctx, cluster_id, ev.ProvisioningStepProgressed(
+                    cluster.record(ev.ProvisioningStepProgressed(
                         self.args["step"], node["name"], False, "; ".join(errors)[-2000:],
                         node["node_group"]))
                     raise PermanentFailure(f"instance {node['name']} could not be created:"
                                            f" {'; '.join(errors)}") from None
-        if being_deleted(cluster_doc(store, cluster_id)):
+        if being_deleted(cluster.refresh()):
             # The deletion may have looked for instances before this one existed: undo it.
             provider.delete_instance(node["name"])
             release_everywhere(scheduler, node["name"])
             raise PermanentFailure(f"cluster {cluster_id} is being deleted")
-        record(ctx, cluster_id,
-               ev.InstanceAdded(node["node_group"], node["name"], instance.address,
-                                instance.host, list(placement.alternates), instance.ssh_port,
-                                instance.username, str(instance.extra.get("host_key", "")),
-                                str(instance.extra.get("home", ""))),
-               ev.ProvisioningStepProgressed(self.args["step"], node["name"], True,
-                                             f"on {instance.host}", node["node_group"]))
+        cluster.record(
+            ev.InstanceAdded(node["node_group"], node["name"], instance.address,
+                             instance.host, list(placement.alternates), instance.ssh_port,
+                             instance.username, str(instance.extra.get("host_key", "")),
+                             str(instance.extra.get("home", ""))),
+            ev.ProvisioningStepProgressed(self.args["step"], node["name"], True,
+                                          f"on {instance.host}", node["node_group"]))
         return {"instance": node["name"], "host": instance.host,
                 "address": instance.address, "placement": _placement_data(placement)}
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
-        delete_node(ctx, self.args["cluster_id"], self.args["node"]["node_group"],
+        delete_node(Cluster(ctx, self.args["cluster_id"]), self.args["node"]["node_group"],
                     result["instance"])
 
 
@@ -166,16 +161,20 @@ def release_everywhere(scheduler: Scheduler, instance: str) -> None:
         scheduler.release(instance, host)
 
 
-def delete_node(ctx: TaskContext, cluster_id: str, node_group: str, name: str) -> None:
-    provider = services(ctx).provider
-    scheduler = services(ctx).scheduler
+def delete_node(cluster: Cluster, node_group: str, name: str) -> None:
+    """Delete the node's instance, give back its host claims, and record its removal unless
+    the cluster no longer lists it or was deleted meanwhile."""
+    provider = services(cluster.ctx).provider
+    scheduler = services(cluster.ctx).scheduler
     provider.delete_instance(name)
     release_everywhere(scheduler, name)
-    doc = cluster_doc(engine_store(ctx), cluster_id)
-    if not doc[META].get("deleted") and any(i["instance_name"] == name
-                                            for _, i in instances_of(doc)):
-        with contextlib.suppress(ClusterGone):  # deleted meanwhile: nothing to record
-            record(ctx, cluster_id, ev.InstanceRemoved(node_group, name))
+
+    def not_listed(doc: Doc) -> bool:
+        return bool(doc[META].get("deleted")) or not any(
+            i["instance_name"] == name for _, i in instances_of(doc))
+
+    with contextlib.suppress(ClusterGone):  # deleted meanwhile: nothing to record
+        cluster.record(ev.InstanceRemoved(node_group, name), unless=not_listed)
 
 
 @task_type("cluster.remove-nodes")
@@ -183,7 +182,8 @@ class RemoveNodes(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
+        cluster = Cluster(ctx, self.args["cluster_id"])
         for node in self.args["nodes"]:
             ctx.check_lease()
-            delete_node(ctx, self.args["cluster_id"], node["node_group"], node["name"])
+            delete_node(cluster, node["node_group"], node["name"])
         return {"removed": [n["name"] for n in self.args["nodes"]]}

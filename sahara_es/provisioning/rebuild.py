@@ -7,10 +7,9 @@ from typing import Any
 
 from sahara_es.engine import Flow, Spawn, Task, TaskContext, load_workflow, task_type, workflow_type
 from sahara_es.events.resources import Doc
-from sahara_es.provisioning.cluster import cluster_doc, instances_of, set_status
+from sahara_es.provisioning.cluster import Cluster, instances_of
 from sahara_es.provisioning.instances import PlaceNodes, RemoveNodes, SpawnInstances
 from sahara_es.provisioning.nodes import planned_nodes
-from sahara_es.provisioning.services import engine_store
 from sahara_es.provisioning.steps import Activate, PluginPhase
 
 REBUILD = "cluster.rebuild"
@@ -24,7 +23,7 @@ class BeginRebuild(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Doc:
-        doc = cluster_doc(engine_store(ctx), self.args["cluster_id"])
+        doc = Cluster(ctx, self.args["cluster_id"]).doc
         failed = set(self.args["nodes"])
         removed = [{"name": i["instance_name"], "node_group": group}
                    for group, i in instances_of(doc) if i["instance_name"] in failed]
@@ -35,9 +34,10 @@ class BeginRebuild(Task):
         return {"removed": removed, "added": [n for n in planned_nodes(kept) if n["new"]]}
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
-        failure = load_workflow(engine_store(ctx), ctx.workflow_id).failure
-        set_status(ctx, self.args["cluster_id"], "Active",
-                   f"rebuilding failed nodes failed: {failure.error if failure else ''}"[:2000])
+        cluster = Cluster(ctx, self.args["cluster_id"])
+        failure = load_workflow(cluster.store, ctx.workflow_id).failure
+        cluster.set_status("Active", f"rebuilding failed nodes failed:"
+                                     f" {failure.error if failure else ''}"[:2000])
 
 
 @task_type("cluster.spawn-rebuild")

@@ -18,10 +18,10 @@ from sahara_es.engine import (
 from sahara_es.events import registry
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
-from sahara_es.provisioning.cluster import cluster_doc, record, set_status
+from sahara_es.provisioning.cluster import Cluster
 from sahara_es.provisioning.instances import PlaceNodes, RemoveNodes, SpawnInstances
 from sahara_es.provisioning.nodes import node_number, planned_nodes
-from sahara_es.provisioning.services import engine_store, services
+from sahara_es.provisioning.services import services
 from sahara_es.provisioning.steps import Activate, PluginPhase
 from sahara_es.store import Store
 
@@ -36,8 +36,9 @@ class BeginScale(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
-        request = self._request(engine_store(ctx))
+        cluster = Cluster(ctx, cluster_id)
+        doc = cluster.doc
+        request = self._request(cluster.store)
         current = {n["name"]: n for n in planned_nodes(
             {**doc, "node_groups": [{**g, "count": len(g.get("instances", []))}
                                     for g in doc["node_groups"]]})}
@@ -66,15 +67,14 @@ class BeginScale(Task):
         raise PermanentFailure(f"{stream} v{version} is not a scale request")
 
     def revert(self, ctx: TaskContext, result: Doc) -> None:
-        cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
+        cluster = Cluster(ctx, self.args["cluster_id"])
+        doc = cluster.doc
         if result["quota_holder"]:
             services(ctx).quota.release(doc["project_id"], result["quota_holder"])
-        record(ctx, cluster_id, ev.ClusterScaleReverted(result["previous"],
-                                                        result["added_groups"]))
-        failure = load_workflow(engine_store(ctx), ctx.workflow_id).failure
-        set_status(ctx, cluster_id, "Active",
-                   f"scaling failed and was undone: {failure.error if failure else ''}"[:2000])
+        cluster.record(ev.ClusterScaleReverted(result["previous"], result["added_groups"]))
+        failure = load_workflow(cluster.store, ctx.workflow_id).failure
+        cluster.set_status(
+            "Active", f"scaling failed and was undone: {failure.error if failure else ''}"[:2000])
 
 
 @task_type("cluster.spawn-scale")

@@ -14,23 +14,15 @@ from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc
 from sahara_es.infra.ssh import command_limits
 from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
-from sahara_es.provisioning.cluster import (
-    cluster_doc,
-    cluster_info,
-    plugin_of,
-    record,
-    set_status,
-    step_limits,
-)
-from sahara_es.provisioning.services import engine_store, services
+from sahara_es.provisioning.cluster import Cluster, cluster_info, plugin_of, step_limits
+from sahara_es.provisioning.services import services
 
 
-def start_step(ctx: TaskContext, cluster_id: str, name: str, total: int) -> str:
+def start_step(cluster: Cluster, name: str, total: int) -> str:
     """A provisioning step of this workflow (recorded once, however often the task runs)."""
-    step_id = f"{ctx.workflow_id}-{ctx.task_id}"
-    doc = cluster_doc(engine_store(ctx), cluster_id)
-    if not any(s["id"] == step_id for s in doc.get("provision_progress", [])):
-        record(ctx, cluster_id, ev.ProvisioningStepStarted(step_id, name, total))
+    step_id = f"{cluster.ctx.workflow_id}-{cluster.ctx.task_id}"
+    cluster.record(ev.ProvisioningStepStarted(step_id, name, total), unless=lambda doc: any(
+        s["id"] == step_id for s in doc.get("provision_progress", [])))
     return step_id
 
 
@@ -78,7 +70,7 @@ class NodeStep(Task):
         if cut and error is not None:
             error = PermanentFailure(cut)
         if node:
-            record(ctx, cluster_id, ev.ProvisioningStepProgressed(
+            Cluster(ctx, cluster_id).record(ev.ProvisioningStepProgressed(
                 self.args["step"], node["name"], error is None,
                 "" if error is None else str(error)[-2000:], node["node_group"]))
         if error is None:
@@ -90,18 +82,17 @@ class NodeStep(Task):
         raise PermanentFailure(f"{inner_spec.type} on {node.get('name', '?')}: {error}")
 
 
-def plugin_steps(ctx: TaskContext, cluster_id: str, flow: Flow, *, prefix: str, name: str,
-                 plugin: Plugin, info: ClusterInfo, all_optional: bool = False) -> Flow:
+def plugin_steps(cluster: Cluster, flow: Flow, *, prefix: str, name: str, plugin: Plugin,
+                 info: ClusterInfo, all_optional: bool = False) -> Flow:
     """The plugin's flow with every task wrapped as a node step, ids prefixed."""
-    step = start_step(ctx, cluster_id, name,
-                      sum(1 for s in flow.specs if s.args.get("node")))
+    step = start_step(cluster, name, sum(1 for s in flow.specs if s.args.get("node")))
     wrapped = Flow()
     for spec in flow.specs:
         node = spec.args.get("node")
         optional = all_optional or (node is not None and plugin.can_run_without(
             info, [NodeInfo.from_dict(node)]))
         wrapped.add(f"{prefix}-{spec.id}", NodeStep({
-            "cluster_id": cluster_id, "inner": spec.to_data(), "node": _node_ref(node),
+            "cluster_id": cluster.id, "inner": spec.to_data(), "node": _node_ref(node),
             "step": step, "title": name, "optional": optional}),
             requires=[f"{prefix}-{r}" for r in spec.requires])
     return wrapped
@@ -124,11 +115,14 @@ class PluginPhase(Task):
     idempotent = True
 
     def execute(self, ctx: TaskContext) -> Spawn:
-        cluster_id, phase = self.args["cluster_id"], self.args["phase"]
-        store = engine_store(ctx)
-        doc = cluster_doc(store, cluster_id)
+        return self.spawn(ctx, Cluster(ctx, self.args["cluster_id"]))
+
+    def spawn(self, ctx: TaskContext, cluster: Cluster) -> Spawn:
+        """The phase's flow, for ``cluster`` as the running task holds it."""
+        phase = self.args["phase"]
+        doc = cluster.doc
         if self.args.get("status"):
-            set_status(ctx, cluster_id, self.args["status"])
+            cluster.set_status(self.args["status"])
         plugin = plugin_of(ctx, doc)
         info = cluster_info(ctx, doc)
         failed = set(failed_nodes(ctx.results))
@@ -144,9 +138,8 @@ class PluginPhase(Task):
             "decommission": lambda: plugin.decommission(info, chosen),
             "terminate": lambda: plugin.on_terminate(info),
         }[phase]()
-        wrapped = plugin_steps(ctx, cluster_id, flow, prefix=phase, name=self.args["title"],
-                               plugin=plugin, info=info,
-                               all_optional=phase == "terminate")
+        wrapped = plugin_steps(cluster, flow, prefix=phase, name=self.args["title"],
+                               plugin=plugin, info=info, all_optional=phase == "terminate")
         return Spawn({"phase": phase, "tasks": len(wrapped.specs)}, wrapped)
 
 
@@ -159,7 +152,8 @@ class Activate(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
+        cluster = Cluster(ctx, cluster_id)
+        doc = cluster.doc
         plugin = plugin_of(ctx, doc)
         info = cluster_info(ctx, doc)
         failed = failed_nodes(ctx.results)
@@ -176,10 +170,10 @@ class Activate(Task):
             raise PermanentFailure("the cluster did not become healthy: "
                                    + "; ".join([*reasons, checks] if checks else reasons))
         status = "YELLOW" if lost else health.status
-        record(ctx, cluster_id, ev.ClusterHealthChecked(
+        cluster.record(ev.ClusterHealthChecked(
             f"{ctx.workflow_id}-health", status,
             [{"name": c.name, "status": c.status, "description": c.description}
              for c in health.checks], lost))
         description = f"partially active: {', '.join(lost)} failed" if lost else ""
-        set_status(ctx, cluster_id, "Active", description)
+        cluster.set_status("Active", description)
         return {"health": status, "failed": lost}

@@ -8,8 +8,8 @@ from sahara_es.engine import Flow, RetryPolicy, Task, TaskContext, task_type, wo
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc
 from sahara_es.infra.ssh import command_limits
-from sahara_es.provisioning.cluster import cluster_doc, cluster_info, plugin_of, record, step_limits
-from sahara_es.provisioning.services import engine_store, services
+from sahara_es.provisioning.cluster import Cluster, cluster_info, plugin_of, step_limits
+from sahara_es.provisioning.services import services
 
 VERIFY = "cluster.verify"
 
@@ -21,12 +21,13 @@ class CheckHealth(Task):
 
     def execute(self, ctx: TaskContext) -> Doc:
         cluster_id = self.args["cluster_id"]
-        doc = cluster_doc(engine_store(ctx), cluster_id)
+        cluster = Cluster(ctx, cluster_id)
+        doc = cluster.doc
         plugin = plugin_of(ctx, doc)
         with command_limits(timeout=step_limits(ctx).default, stop=ctx.cancelled):
             health = plugin.health(cluster_info(ctx, doc),
                                    services(ctx).ssh.pool(cluster_id))
-        record(ctx, cluster_id, ev.ClusterHealthChecked(
+        cluster.record(ev.ClusterHealthChecked(
             self.args["verification_id"], health.status,
             [{"name": c.name, "status": c.status, "description": c.description}
              for c in health.checks], list(health.failed_nodes)))

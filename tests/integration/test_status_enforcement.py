@@ -15,7 +15,7 @@ from sahara_es.engine.attempts import decide
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Doc, Kind
 from sahara_es.provisioning import ids
-from sahara_es.provisioning.cluster import set_status
+from sahara_es.provisioning.cluster import Cluster
 from sahara_es.store import Store
 
 CALLER = Caller(project_id="p-status")
@@ -81,10 +81,10 @@ def test_a_workflow_task_setting_an_illegal_status_fails_at_once(store: Store) -
     ctx = TaskContext(workflow_id=ids.create_id(cluster), task_id="begin", attempt=1,
                       engine_id="e1", params={}, results={}, lease_valid=lambda: True,
                       services={"store": store})
-    set_status(ctx, cluster, "InfraUpdating")
+    Cluster(ctx, cluster).set_status("InfraUpdating")
 
     with pytest.raises(IllegalStatusChange) as refused:
-        set_status(ctx, cluster, "Active")
+        Cluster(ctx, cluster).set_status("Active")
 
     assert "from InfraUpdating to Active" in str(refused.value)
     assert not decide(refused.value).retryable
