@@ -11,7 +11,6 @@ deletion could have raced) or when an append finds that the stream moved on.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 
 from sahara_es.commands import resources
@@ -23,8 +22,6 @@ from sahara_es.events.resources import CLUSTER_FINAL, META, Doc, Kind
 from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
 from sahara_es.provisioning.services import StepLimits, engine_store, optional_services, services
 from sahara_es.store import ConcurrencyConflict, Store
-
-log = logging.getLogger(__name__)
 
 
 class ClusterGone(PermanentFailure):
