@@ -20,7 +20,7 @@ from sahara_es.api.app import ApiConfig
 from sahara_es.api.compose import app_for
 from sahara_es.infra.base import HostInventory
 from sahara_es.infra.quotas import QuotaLimits
-from sahara_es.provisioning.services import build_services
+from sahara_es.provisioning.services import build_services, provisioning_services
 from sahara_es.store import Store, open_store
 from tests.factories import drop_cassandra_keyspace
 
@@ -99,7 +99,7 @@ def api_with_services(store: Store, data_dir: Path, host_count: int,
     hosts = [HostInventory(f"local-host-{i}", 8, 16384) for i in range(1, host_count + 1)]
     services = build_services(store, root=data_dir, hosts=hosts, quota_defaults=quota)
     app = app_for(ApiConfig(auth="noauth", plugins=["fake"], engines=True), store=store,
-                  quota=services["quota"])
+                  quota=provisioning_services(services).quota)
     return services, app
 
 

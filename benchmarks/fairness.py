@@ -59,6 +59,7 @@ from benchmarks.common import (
 from sahara_es.api.app import stop_app
 from sahara_es.infra.local import LocalProvider, instance_processes
 from sahara_es.infra.quotas import QuotaLimits
+from sahara_es.provisioning.services import provisioning_services
 from sahara_es.store import Store
 from tests.clouds import create_fake_cluster, show_cluster
 from tests.engines import EngineProcess, engine_alive, wait_until
@@ -90,7 +91,9 @@ def service(backend: str, folder: Path, concurrency: int) -> Iterator[Service]:
 def _service(backend: str, url: str, store: Store, concurrency: int) -> Iterator[Service]:
     data_dir = node_root()
     services, app = api_with_services(store, data_dir, HOSTS, QUOTA)
-    provider: LocalProvider = services["provider"]
+    typed = provisioning_services(services)
+    provider = typed.provider
+    assert isinstance(provider, LocalProvider)
     engine = None
     try:
         engine = EngineProcess(url, f"fair-{backend}-{uuid.uuid4().hex[:4]}", data_dir,
@@ -98,7 +101,7 @@ def _service(backend: str, url: str, store: Store, concurrency: int) -> Iterator
                                extra=("--data-dir", str(data_dir), "--nodes-dir",
                                       str(data_dir), "--hosts", str(HOSTS)))
         wait_until(lambda: engine_alive(store, engine.engine_id), timeout=120, poll=0.1)
-        yield Service(store, app.test_client(), provider, services["quotas"])
+        yield Service(store, app.test_client(), provider, typed.quotas)
     except BaseException:
         if engine is not None:
             tail = engine.log.read_text(errors="replace").splitlines()[-40:]
@@ -111,7 +114,7 @@ def _service(backend: str, url: str, store: Store, concurrency: int) -> Iterator
         stop_app(app)
         for instance in provider.list_instances():  # after a failure: leave no sshd
             provider.delete_instance(instance.name)
-        services["ssh"].close()
+        typed.ssh.close()
         remove_node_root(data_dir)
 
 

@@ -70,6 +70,8 @@ from sahara_es.engine import load_workflow
 from sahara_es.events.resources import Kind
 from sahara_es.infra.local import LocalProvider
 from sahara_es.infra.quotas import QuotaLimits
+from sahara_es.provisioning.ids import create_id
+from sahara_es.provisioning.services import provisioning_services
 from sahara_es.store import Store
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST
@@ -133,7 +135,9 @@ def service(backend: str, folder: Path, tag: str, engines: int,
                      folder / f"provision-{tag}.db") as (url, store), \
             contextlib.ExitStack() as leftovers:  # killed at the end if a stop timed out
         services, app = api_with_services(store, data_dir, HOSTS, QUOTA)
-        provider: LocalProvider = services["provider"]
+        typed = provisioning_services(services)
+        provider = typed.provider
+        assert isinstance(provider, LocalProvider)
         running: list[EngineProcess] = []
         try:
             for i in range(engines):
@@ -164,7 +168,7 @@ def service(backend: str, folder: Path, tag: str, engines: int,
             stop_app(app)
             for instance in provider.list_instances():  # after a failure: leave no sshd
                 provider.delete_instance(instance.name)
-            services["ssh"].close()
+            typed.ssh.close()
             remove_node_root(data_dir)
 
 
@@ -252,7 +256,7 @@ def phases(store: Store, cluster_id: str) -> dict[str, float]:
     def span(first: str, last: str) -> float:
         return seconds(steps[last]["updated_at"]) - seconds(steps[first]["created_at"])
 
-    workflow = load_workflow(store, f"create-{cluster_id}")
+    workflow = load_workflow(store, create_id(cluster_id))
     configured_by = {t.engine for t in workflow.tasks.values()
                      if t.spec.type == "cluster.node-step" and ".configure-" in f".{t.spec.id}"}
     return {"boot_s": span("Spawning instances", "Spawning instances"),

@@ -42,7 +42,7 @@ from sahara_es.events.resources import Kind
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.delete import provisioning_workflows
-from sahara_es.provisioning.services import build_services
+from sahara_es.provisioning.services import build_services, provisioning_services
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud, show_cluster
 from tests.engines import EngineProcess, wait_until
@@ -210,7 +210,8 @@ class Recorder:
                     finish(store, ids.delete_id(cluster_id))
         finally:
             stop_app(app)
-            provider = build_services(store, root=Path(os.environ[NODES_ENV]))["provider"]
+            services = build_services(store, root=Path(os.environ[NODES_ENV]))
+            provider = provisioning_services(services).provider
             for instance in provider.list_instances():
                 provider.delete_instance(instance.name)
             store.close()

@@ -1,7 +1,7 @@
 """What the views work with: the store, the plugin catalog and the read models.
 
 Commands only record: the workflows a cluster command asks for are started by the engines'
-handoff, which follows the feed (``engine/handoff.py``, ``plugins/provisioner.py``), so an API
+handoff, which follows the feed (``engine/handoff.py``, ``provisioning/requests.py``), so an API
 process that dies after its append orphans nothing. Without engines (``engines=False``: tests,
 development) cluster requests are only recorded."""
 

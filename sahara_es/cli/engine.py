@@ -30,7 +30,7 @@ from sahara_es.engine import (
 )
 from sahara_es.infra.base import HostInventory
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
-from sahara_es.provisioning.services import StepLimits, build_services
+from sahara_es.provisioning.services import StepLimits, build_services, provisioning_services
 
 
 def load_workflow_types(modules: tuple[str, ...]) -> None:
@@ -155,7 +155,7 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
     run_until_signalled()
     console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")
     running.stop(grace)
-    services["ssh"].close()
+    provisioning_services(services).ssh.close()
     console.print(f"engine {running.engine_id} stopped")
 
 

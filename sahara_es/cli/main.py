@@ -95,7 +95,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from sahara_es.commands import tokens
     from sahara_es.engine import Engine, EngineConfig
     from sahara_es.provisioning.requests import CLUSTER_REQUESTS
-    from sahara_es.provisioning.services import build_services
+    from sahara_es.provisioning.services import build_services, provisioning_services
 
     state = obj.use_data_dir(data_dir)
     store = obj.store(upgrade=True)
@@ -109,7 +109,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     engine = Engine(store, EngineConfig(), services=services,
                     handoff=CLUSTER_REQUESTS).start()
     app = app_for(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
-                  store=store, quota=services["quota"])
+                  store=store, quota=provisioning_services(services).quota)
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -131,4 +131,4 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
         server.shutdown()
         stop_app(app)
         engine.stop()
-        services["ssh"].close()
+        provisioning_services(services).ssh.close()

@@ -171,14 +171,10 @@ def engine_store(ctx: TaskContext) -> Store:
 
 
 def as_engine_services(provisioning: ProvisioningServices) -> dict[str, Any]:
-    """The typed services as an engine's services mapping.
-
-    ``"provider"``, ``"quotas"``, ``"quota"`` and ``"ssh"`` are there too, for the
-    composition roots that still read them by name (the CLI's ``all-in-one`` and ``engine``,
-    the benchmarks); tasks read only the typed object, so a caller giving the engine another
-    provider replaces it there (``dataclasses.replace``), not under its name."""
-    return {SERVICES: provisioning, "provider": provisioning.provider,
-            "quotas": provisioning.quotas, "quota": provisioning.quota, "ssh": provisioning.ssh}
+    """The typed services as an engine's services mapping, under one key: everything reads
+    them through ``provisioning_services`` (a caller giving the engine another provider
+    replaces it in the typed object, ``dataclasses.replace``)."""
+    return {SERVICES: provisioning}
 
 
 def provisioning_services(engine_services: Mapping[str, Any]) -> ProvisioningServices:

@@ -13,7 +13,7 @@ from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as ev
 from sahara_es.provisioning import ids
-from sahara_es.provisioning.services import build_services
+from sahara_es.provisioning.services import build_services, provisioning_services
 from sahara_es.store import Store
 from tests.engines import EngineProcess, wait_until
 
@@ -66,7 +66,7 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
                            timeout=120, poll=0.2)
     finally:
         stop_app(app)
-        provider = build_services(store, root=tmp_path)["provider"]
+        provider = provisioning_services(build_services(store, root=tmp_path)).provider
         for instance in provider.list_instances():
             provider.delete_instance(instance.name)
 
