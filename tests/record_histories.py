@@ -39,6 +39,7 @@ from sahara_es.engine import wait_for
 from sahara_es.events import registry
 from sahara_es.events import workflow as wev
 from sahara_es.events.resources import Kind
+from sahara_es.infra import LocalProvider
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.delete import provisioning_workflows
@@ -212,8 +213,9 @@ class Recorder:
             stop_app(app)
             services = build_services(store, root=Path(os.environ[NODES_ENV]))
             provider = provisioning_services(services).provider
-            for instance in provider.list_instances():
-                provider.delete_instance(instance.name)
+            if isinstance(provider, LocalProvider):  # what the killed engine left, if any
+                for instance in provider.list_instances():
+                    provider.delete_instance(instance.name)
             store.close()
 
 
