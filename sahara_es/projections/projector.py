@@ -47,7 +47,7 @@ class Lag:
 LAG_COUNT_LIMIT = 100
 """A health check reads at most this many feed events per projection: a projector far behind
 (a fresh process on a long feed) must not make ``/healthz`` itself slow (10 000 events for
-each of seven projections took 10–16 s on a long Cassandra feed, past a probe's timeout)."""
+each of seven projections took 10 to 16 s on a long Cassandra feed, past a probe's timeout)."""
 GENERATION_CACHE_SECONDS = 1.0
 RECENT_SECONDS = 300.0
 ROWS_KEPT = 5000
