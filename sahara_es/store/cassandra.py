@@ -219,7 +219,9 @@ class CassandraStore(ProjectionRows, Store):
         return meta is not None and "events" in meta.tables
 
     def upgrade(self) -> list[int]:
-        applied = upgrade_cassandra(self._session, self.config.keyspace, self.config.replication)
+        with plain_errors("applying the schema's migrations"):  # each one safe to run again
+            applied = upgrade_cassandra(self._session, self.config.keyspace,
+                                        self.config.replication)
         self._prepared.clear()
         if RELAYED_FEED_MIGRATION in applied:
             self._mark_every_head()
