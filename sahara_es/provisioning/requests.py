@@ -55,41 +55,50 @@ def _cluster(store: Store, event: RecordedEvent) -> tuple[str, str, bool] | None
     return cluster_id, doc["project_id"], not doc[ev.META].get("deleted")
 
 
+def _existing(store: Store, event: RecordedEvent) -> tuple[str, str] | None:
+    """The cluster's id and project, if it is still there (e.g. not undone by the count
+    create it was part of) and not left alone."""
+    found = _cluster(store, event)
+    if found is None or not found[2]:
+        return None
+    return found[0], found[1]
+
+
 def cluster_created(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
     if event.data.get("kind") != Kind.CLUSTER.value:
         return
-    found = _cluster(store, event)
-    if found is None or not found[2]:  # e.g. undone by the count create it was part of
+    found = _existing(store, event)
+    if found is None:
         return
-    cluster_id, project, _ = found
+    cluster_id, project = found
     yield WorkflowRequest(CREATE, {"cluster_id": cluster_id}, ids.create_id(cluster_id),
                           project)
 
 
 def scale_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
-    found = _cluster(store, event)
-    if found is None or not found[2]:
+    found = _existing(store, event)
+    if found is None:
         return
-    cluster_id, project, _ = found
+    cluster_id, project = found
     yield WorkflowRequest(SCALE, {"cluster_id": cluster_id, "version": event.version},
                           ids.scale_id(event.version, cluster_id), project)
 
 
 def rebuild_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
-    found = _cluster(store, event)
-    if found is None or not found[2]:
+    found = _existing(store, event)
+    if found is None:
         return
-    cluster_id, project, _ = found
+    cluster_id, project = found
     yield WorkflowRequest(REBUILD, {"cluster_id": cluster_id, "version": event.version,
                                     "nodes": list(event.data.get("nodes") or [])},
                           ids.rebuild_id(event.version, cluster_id), project)
 
 
 def verification_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
-    found = _cluster(store, event)
-    if found is None or not found[2]:
+    found = _existing(store, event)
+    if found is None:
         return
-    cluster_id, project, _ = found
+    cluster_id, project = found
     verification = event.data["verification_id"]
     yield WorkflowRequest(VERIFY, {"cluster_id": cluster_id, "verification_id": verification},
                           ids.verify_id(verification), project)
