@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app
@@ -14,6 +12,8 @@ from sahara_es.api.service import caller, service, shown
 from sahara_es.api.views.common import answer, body, location, no_content, no_params
 from sahara_es.commands import edp, resources, secrets
 from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.edp.storage import binary_file
+from sahara_es.edp.storage import project_folder_name as project_folder_name
 from sahara_es.events.resources import Doc, Kind
 
 blueprint = Blueprint("edp", __name__)
@@ -109,34 +109,6 @@ def job_binary_data(resource_id: str) -> Response:
     # the server's folders are nobody's business: say what is missing, not where
     raise NotVisible(f"job binary {resource_id}: its data is missing from its project's job"
                      " binary folder")
-
-
-SAFE_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def project_folder_name(project_id: str) -> str:
-    """The project's job binary folder's name: its id, or ``sha256.<hex digest of the id>``
-    when the id is not 1-64 letters, digits, ``_`` and ``-`` (the dot keeps the two apart)."""
-    if SAFE_FOLDER_NAME.fullmatch(project_id):
-        return project_id
-    return f"sha256.{hashlib.sha256(project_id.encode('utf-8', 'replace')).hexdigest()}"
-
-
-def binary_file(root: Path, project_id: str, path: str) -> Path | None:
-    """The file ``path`` names, if it is one inside the project's own job binary folder
-    ``<root>/<project folder>/`` once symlinks are followed (another project's files, ``..``
-    and links out of the folder are not the project's to read); else None."""
-    try:
-        folder = (root / project_folder_name(project_id)).resolve()
-        named = Path(path)
-        if not named.is_absolute() or ".." in named.parts:
-            return None
-        found = named.resolve()
-        if found.is_relative_to(folder) and found != folder and found.is_file():
-            return found
-    except (OSError, ValueError, RuntimeError):  # NUL, too long, a symlink loop: no file
-        pass
-    return None
 
 
 @blueprint.patch("/job-binaries/<resource_id>")
