@@ -285,7 +285,7 @@ class JobBinaryUpdate(Strict):
 
 
 JOB_TYPES = ["Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell", "Spark",
-             "Storm", "Storm.Pyleus"]
+             "Storm", "Storm.Pyleus", "Dask"]
 
 
 class InterfaceArgument(Strict):

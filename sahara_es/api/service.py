@@ -17,12 +17,12 @@ from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Quota
 from sahara_es.commands.errors import NotVisible
+from sahara_es.engine.handoff import leave_alone
 from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
 from sahara_es.plugins.catalog import PluginCatalog
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector, ReadModel
 from sahara_es.projections.projector import EVERYONE
-from sahara_es.provisioning.requests import leave_alone
 from sahara_es.store import Store
 
 
@@ -54,6 +54,11 @@ class Service:
     def cluster_created(self, doc: Doc) -> None:
         """Without engines, the cluster is marked as left alone: an engine that shares the
         store later must not provision what this API only recorded."""
+        if not self.engines:
+            leave_alone(self.store, doc["id"])
+
+    def job_created(self, doc: Doc) -> None:
+        """Without engines, the job is left alone too: no engine sharing the store runs it."""
         if not self.engines:
             leave_alone(self.store, doc["id"])
 

@@ -7,10 +7,14 @@ layer carry it out and record its status in the job's stream.
 
 from __future__ import annotations
 
+import re
+import secrets
+import string
+
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog
-from sahara_es.commands.errors import Conflict, Invalid
+from sahara_es.commands.errors import Conflict, Invalid, NotVisible
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import JOB_FINAL, Doc, Kind
 from sahara_es.events.statuses import JobStatus
@@ -24,31 +28,181 @@ JOB = Kind.JOB
 INITIAL_JOB_STATUS: str = JobStatus.PENDING.value
 
 
+ONE_MAIN = ("Pig", "Hive", "Spark", "Shell", "Storm", "Storm.Pyleus", "Dask")
+LIBS_ONLY = ("Java", "MapReduce")
+
+
+def check_binaries(job_type: str, mains: list[str], libs: list[str]) -> None:
+    """Sahara's rules on a job template's binaries, per job type."""
+    if job_type in ONE_MAIN and len(mains) != 1:
+        raise Invalid(f"a {job_type} job template needs exactly one main job binary"
+                      f" (it has {len(mains)})")
+    if job_type in LIBS_ONLY:
+        if mains:
+            raise Invalid(f"a {job_type} job template takes no mains: give its jar in libs")
+        if not libs:
+            raise Invalid(f"a {job_type} job template needs libs (the jar to run)")
+    if job_type == "MapReduce.Streaming" and (mains or libs):
+        raise Invalid("a MapReduce.Streaming job template takes no mains or libs")
+
+
 def create_job_template(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
     catalog.check_job_type(fields["type"])
-    binaries = [*fields.get("mains", []), *fields.get("libs", [])]
-    if fields["type"] in ("Pig", "Hive", "Spark", "Shell", "Storm") and not fields.get("mains"):
-        raise Invalid(f"a {fields['type']} job template needs one main job binary")
-    uses = [(JOB_BINARY, binary) for binary in dict.fromkeys(binaries)]
+    mains, libs = list(fields.get("mains", [])), list(fields.get("libs", []))
+    check_binaries(fields["type"], mains, libs)
+    interface = fields.get("interface") or []
+    names = [argument["name"] for argument in interface]
+    if len(set(names)) != len(names):
+        raise Invalid("interface: argument names must be unique")
+    for argument in interface:
+        if argument["mapping_type"] == "args" and not str(argument["location"]).isdigit():
+            raise Invalid(f"interface argument {argument['name']!r}: an args location is"
+                          " the argument's position (0, 1, ...)")
+    uses = [(JOB_BINARY, binary) for binary in dict.fromkeys([*mains, *libs])]
     return resources.create(store, JOB_TEMPLATE, caller, fields, uses=uses)
 
 
+_RANDSTR = re.compile(r"%RANDSTR\((\d+)\)%")
+
+
+def resolve_placeholders(url: str, job_id: str) -> str:
+    """A data source URL with ``%JOB_EXEC_ID%`` and ``%RANDSTR(n)%`` resolved (once: the
+    job keeps the result in ``data_source_urls``)."""
+    def random_text(match: re.Match[str]) -> str:
+        length = int(match.group(1))
+        if not 1 <= length <= 1024:
+            raise Invalid(f"%RANDSTR({length})%: a length from 1 to 1024")
+        return "".join(secrets.choice(string.ascii_lowercase) for _ in range(length))
+
+    return _RANDSTR.sub(random_text, url.replace("%JOB_EXEC_ID%", job_id))
+
+
+def apply_interface(template: Doc, given: Doc, job_configs: Doc) -> Doc:
+    """``job_configs`` with the job's interface values mapped where the template's interface
+    says (configs, params or args); Sahara's checks: no unknown argument, every required one
+    given (or defaulted), numbers as numbers, no clash with what job_configs sets."""
+    interface = {a["name"]: a for a in template.get("interface") or []}
+    unknown = sorted(set(given) - set(interface))
+    if unknown:
+        raise Invalid(f"interface: the job template has no argument {', '.join(unknown)}")
+    configs = dict(job_configs.get("configs") or {})
+    params = dict(job_configs.get("params") or {})
+    args = [str(a) for a in job_configs.get("args") or []]
+    positional: dict[int, str] = {}
+    for name, argument in interface.items():
+        value = given.get(name, argument.get("default"))
+        if value is None:
+            if argument.get("required"):
+                raise Invalid(f"interface: the required argument {name!r} is missing")
+            continue
+        value = str(value)
+        if argument.get("value_type") == "number":
+            try:
+                float(value)
+            except ValueError:
+                raise Invalid(f"interface: argument {name!r} must be a number") from None
+        location = str(argument["location"])
+        where = {"configs": configs, "params": params}.get(argument["mapping_type"])
+        if where is not None:
+            if location in where:
+                raise Invalid(f"interface: argument {name!r} sets {argument['mapping_type']}"
+                              f" {location!r}, which job_configs sets too")
+            where[location] = value
+        else:
+            positional[int(location)] = value
+    if positional:
+        if args:
+            raise Invalid("interface: a job whose template maps arguments to args gives no"
+                          " args of its own")
+        if sorted(positional) != list(range(len(positional))):
+            raise Invalid("interface: the args positions must run from 0 without a gap")
+        args = [positional[i] for i in range(len(positional))]
+    result = {**job_configs, "configs": configs, "params": params, "args": args}
+    return {k: v for k, v in result.items() if v or k in ("configs", "params", "args")}
+
+
+def check_job_configs(job_configs: Doc) -> None:
+    for name, value in (job_configs.get("configs") or {}).items():
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise Invalid(f"job_configs.configs {name!r}: a value must be a string, a number"
+                          " or a boolean")
+    for name, value in (job_configs.get("params") or {}).items():
+        if not isinstance(value, str | int | float):
+            raise Invalid(f"job_configs.params {name!r}: a value must be a string or a"
+                          " number")
+
+
+def _flag(configs: Doc, name: str) -> bool:
+    return str(configs.get(name, "")).lower() in ("true", "1", "yes")
+
+
 def run_job(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
-    """Record a job to run; the job engine of the cluster's plugin picks it up."""
+    """Record a job to run; the job manager (``edp.manager``) runs it once its cluster is
+    Active, on the job engine of the cluster's plugin."""
     template = resources.visible(store, JOB_TEMPLATE, fields["job_template_id"], caller).doc
     cluster = resources.visible(store, Kind.CLUSTER, fields["cluster_id"], caller).doc
     assert template is not None and cluster is not None
-    if cluster["status"] != "Active":
-        raise Conflict(f"cluster {cluster['id']} is {cluster['status']}; jobs run only on an"
-                       " Active cluster")
+    if cluster["status"] in ("Error", "Deleting"):
+        raise Conflict(f"cluster {cluster['id']} is {cluster['status']}; jobs run on a cluster"
+                       " that is or becomes Active")
     catalog.check_job_type(template["type"], cluster["plugin_name"], cluster["plugin_version"])
-    uses = [(JOB_TEMPLATE, template["id"])]
+    job_configs = dict(fields.get("job_configs") or {})
+    check_job_configs(job_configs)
+    job_configs = apply_interface(template, dict(fields.get("interface") or {}), job_configs)
+    job_id = resources.new_id()
+    sources: dict[str, Doc] = {}
     for key in ("input_id", "output_id"):
         if fields.get(key):
-            uses.append((DATA_SOURCE, fields[key]))
-    attributes = {**fields, "info": {"status": INITIAL_JOB_STATUS}, "start_time": None,
+            found = resources.visible(store, DATA_SOURCE, fields[key], caller).doc
+            assert found is not None
+            sources[found["id"]] = found
+    configs = job_configs.get("configs") or {}
+    by_name, by_id = _flag(configs, "edp.substitute_data_source_for_name"), \
+        _flag(configs, "edp.substitute_data_source_for_uuid")
+    args = list(job_configs.get("args") or [])
+    if by_name or by_id:
+        for index, arg in enumerate(args):
+            found = _data_source_named(store, caller, arg, by_name=by_name, by_id=by_id)
+            if found is not None:
+                sources[found["id"]] = found
+                args[index] = f"{DATA_SOURCE_ARG}{found['id']}"
+    urls = {source_id: resolve_placeholders(doc["url"], job_id)
+            for source_id, doc in sources.items()}
+    if fields.get("input_id") and fields.get("input_id") == fields.get("output_id"):
+        raise Invalid("the job's input and output are the same data source")
+    if fields.get("input_id") and fields.get("output_id") \
+            and urls[fields["input_id"]] == urls[fields["output_id"]]:
+        raise Invalid("the job's input and output data sources reference the same location")
+    job_configs["args"] = [urls[a[len(DATA_SOURCE_ARG):]] if a.startswith(DATA_SOURCE_ARG)
+                           else a for a in args]
+    uses = [(JOB_TEMPLATE, template["id"])] + [(DATA_SOURCE, i) for i in sources]
+    attributes = {**fields, "job_configs": job_configs, "data_source_urls": urls,
+                  "info": {"status": INITIAL_JOB_STATUS}, "start_time": None,
                   "end_time": None, "engine_job_id": None, "return_code": None}
-    return resources.create(store, JOB, caller, attributes, uses=uses)
+    return resources.create(store, JOB, caller, attributes, uses=uses, resource_id=job_id)
+
+
+DATA_SOURCE_ARG = "\0data-source:"
+
+
+def _data_source_named(store: Store, caller: Caller, arg: str, *, by_name: bool,
+                       by_id: bool) -> Doc | None:
+    """The data source an argument names (by id or by name, as the job's configs allow)."""
+    if by_id:
+        try:
+            found = resources.visible(store, DATA_SOURCE, arg, caller).doc
+            if found is not None:
+                return found
+        except NotVisible:
+            pass
+    if by_name and NAME_LIKE.fullmatch(arg):
+        owner = store.name_owner(caller.project_id, DATA_SOURCE.value, arg)
+        if owner is not None:
+            return resources.visible(store, DATA_SOURCE, owner, caller).doc
+    return None
+
+
+NAME_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
 def cancel_job(store: Store, caller: Caller, job_id: str) -> Doc:

@@ -366,6 +366,17 @@ def finish_delete(store: Store, aggregate: Resource, caller: Caller) -> None:
     unreference(store, [_split(s) for s in doc[META]["uses"]], aggregate.stream_id, caller)
 
 
+def release_uses(store: Store, aggregate: Resource, caller: Caller) -> None:
+    """A resource that no longer needs what it pinned (a job that ended) gives it back."""
+    doc = aggregate.doc
+    assert doc is not None
+    used = list(doc[META]["uses"])
+    if not used:
+        return
+    unreference(store, [_split(s) for s in used], aggregate.stream_id, caller)
+    append(store, aggregate, [ev.ResourceUpdated({"uses": []})], caller)
+
+
 def _split(stream: str) -> tuple[Kind, str]:
     kind_value, resource_id = stream.split("-", 1)
     return Kind(kind_value), resource_id

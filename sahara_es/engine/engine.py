@@ -92,6 +92,8 @@ class Engine:
         self._stopped = threading.Event()
         self._pool = ThreadPoolExecutor(self.config.concurrency + self.config.reclaim_slots,
                                         thread_name_prefix=f"{self.engine_id} task")
+        self._waiting = ThreadPoolExecutor(self.config.max_workflows,
+                                           thread_name_prefix=f"{self.engine_id} waiting")
         self.slots = Slots(self.config.concurrency, self.config.project_slots,
                            self.config.reclaim_slots)
         self._valid_until: dict[str, tuple[int, float]] = {}  # resource -> (epoch, until)
@@ -141,6 +143,7 @@ class Engine:
         for thread in self._threads:
             thread.join(5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._waiting.shutdown(wait=False, cancel_futures=True)
         if self.engine_lease is not None:
             try:
                 self.store.delete_lease(self.engine_lease)
@@ -171,6 +174,18 @@ class Engine:
             done(future.result())
 
         self._pool.submit(job).add_done_callback(finished)
+
+    def submit_waiting(self, job: Callable[[], Outcome], done: Callable[[Outcome], None]
+                       ) -> None:
+        """Run a waiting task (``Task.waits``): on the waiting threads, no slot taken."""
+        def finished(future: Future[Outcome]) -> None:
+            error = future.exception()
+            if error is not None:
+                log.error("waiting task failed", exc_info=error)
+                return
+            done(future.result())
+
+        self._waiting.submit(job).add_done_callback(finished)
 
     # -- leases ---------------------------------------------------------------------------
 

@@ -118,6 +118,11 @@ class Task:
     engine starts it without waiting for its start to be recorded."""
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     revert_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=3)
+    waits: ClassVar[bool] = False
+    """The task mostly waits on work done elsewhere (a job running on a cluster): it takes
+    none of the engine's task slots (it runs on the engine's waiting threads, one per owned
+    workflow at most) and is never offered to another engine. It must check for its
+    workflow's cancellation and its lease while it waits."""
     timeout: ClassVar[float | None] = None
     """How long one run of the task may take, in seconds, if its author knows better than
     the default of whatever runs it. The engine cannot stop a thread: a wrapper that can stop
@@ -230,6 +235,10 @@ def reclaims(workflow: str) -> bool:
 
 class UnknownType(LookupError):
     """A workflow names a task or workflow type this engine did not load."""
+
+
+def task_class(type_name: str) -> type[Task] | None:
+    return _task_types.get(type_name)
 
 
 def build_task(spec: TaskSpec) -> Task:

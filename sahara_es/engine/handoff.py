@@ -48,6 +48,20 @@ class WorkflowRequest:
     project: str | None = None
 
 
+LEFT_ALONE = ("_handoff", "record-only")
+"""Where ``leave_alone`` marks a resource: a unique name (project, kind) per resource id."""
+
+
+def leave_alone(store: Store, resource_id: str) -> None:
+    """No engine is to act on this resource's requests (a cluster, a job): the API that
+    took them has no engines behind it and only records them."""
+    store.reserve_name(*LEFT_ALONE, resource_id, resource_id)
+
+
+def left_alone(store: Store, resource_id: str) -> bool:
+    return store.name_owner(*LEFT_ALONE, resource_id) is not None
+
+
 Rule = Callable[[Store, RecordedEvent], Iterable[WorkflowRequest]]
 """What an event (of the type it is registered for) asks for: none, one or more workflows.
 Rules may read the store; they must decide the same way when asked again."""

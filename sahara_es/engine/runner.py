@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from sahara_es.engine import attempts
 from sahara_es.engine.attempts import Outcome, Recorder, TaskRun
-from sahara_es.engine.flow import TaskContext, build_task, reclaims
+from sahara_es.engine.flow import TaskContext, build_task, reclaims, task_class
 from sahara_es.engine.slots import Share
 from sahara_es.engine.state import TaskState, TaskStatus, WorkflowState, WorkflowStatus
 from sahara_es.engine.writer import FencedWriter
@@ -122,6 +122,11 @@ class OwningEngine(Protocol):
     def submit(self, job: Callable[[], Outcome], done: Callable[[Outcome], None],
                share: Share) -> None:
         """Run ``job`` on a slot reserved for ``share``, then ``done`` with its outcome."""
+        ...
+
+    def submit_waiting(self, job: Callable[[], Outcome], done: Callable[[Outcome], None]
+                       ) -> None:
+        """Run a waiting task's ``job`` (``Task.waits``) on a waiting thread, no slot taken."""
         ...
 
     def others_alive(self) -> bool:
@@ -293,6 +298,8 @@ class WorkflowRunner:
         else:
             ready = [t for t in self.state.ready()
                      if t.spec.id not in self._active and t.spec.id not in self._offers]
+            self._start_waiting([t for t in ready if _waits(t)])
+            ready = [t for t in ready if not _waits(t)]
             # Free slots here first (no claim needed); what is left is offered, up to what
             # the other engines can take soon: every open offer is a stream read at each poll.
             ready = ready[self._start_locally(ready):]
@@ -327,16 +334,31 @@ class WorkflowRunner:
             self._submit(task, "run", self, share, start_recorded=True, after=written)
         return len(taken)
 
+    def _start_waiting(self, ready: list[TaskState]) -> None:
+        if not ready:
+            return
+        written = self._write([
+            ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
+            for t in ready
+        ])
+        for task in ready:
+            self._submit(task, "run", self, None, start_recorded=True, after=written)
+
     def _resume_recoveries(self) -> None:
         """Tasks started by an engine that is gone: reconcile them, or re-run the idempotent."""
         share = self.share()
         for task_id, intent in list(self._to_recover.items()):
+            task = self.state.tasks[task_id]
+            if _waits(task):
+                del self._to_recover[task_id]
+                self._submit(task, "run", self, None, intent=intent)
+                continue
             if not self.engine.reserve_slots(1, share):
                 return
             del self._to_recover[task_id]
-            self._submit(self.state.tasks[task_id], "run", self, share, intent=intent)
+            self._submit(task, "run", self, share, intent=intent)
 
-    def _submit(self, task: TaskState, kind: str, recorder: Recorder, share: Share, *,
+    def _submit(self, task: TaskState, kind: str, recorder: Recorder, share: Share | None, *,
                 run: str | None = None,
                 start_recorded: bool = False, intent: dict[str, Any] | None = None,
                 after: Future[int] | None = None) -> None:
@@ -357,7 +379,13 @@ class WorkflowRunner:
                                    abandoned=True)
             return job()
 
-        self.engine.submit(execute, lambda outcome: self._done.put((kind, outcome)), share)
+        def done(outcome: Outcome) -> None:
+            self._done.put((kind, outcome))
+
+        if share is None:  # a waiting task: no slot
+            self.engine.submit_waiting(execute, done)
+        else:
+            self.engine.submit(execute, done, share)
 
     def context_for(self, task_id: str, lease_valid: Callable[[], bool],
                     cancelled: threading.Event | None = None) -> Callable[[int], TaskContext]:
@@ -502,3 +530,8 @@ class WorkflowRunner:
             reverted = [t for t in reversed(self.state.succeeded_order)
                         if self.state.tasks[t].status is TaskStatus.REVERTED]
             self.record([ev.WorkflowRolledBack(reverted)])
+
+
+def _waits(task: TaskState) -> bool:
+    found = task_class(task.spec.type)
+    return found is not None and found.waits

@@ -239,6 +239,24 @@ class JobCancelRequested(DomainEvent):
     previous_status: str
 
 
+@registry.event("JobCancelFailed")
+@dataclass(frozen=True)
+class JobCancelFailed(DomainEvent):
+    """The job did not stop within the cancel timeout: it runs on (``RUNNING``) and may be
+    cancelled again."""
+
+    reason: str
+
+
+@registry.event("JobLogsCaptured")
+@dataclass(frozen=True)
+class JobLogsCaptured(DomainEvent):
+    """The last bytes of the job's output, as its job engine read them."""
+
+    stdout: str
+    stderr: str
+
+
 # -- the representation: the fold of a resource's stream ------------------------------------
 
 Doc = dict[str, Any]
@@ -371,6 +389,13 @@ def evolve(doc: Doc | None, event: DomainEvent, *, stream_id: str, occurred_at: 
                 new["end_time"] = occurred_at
         case JobCancelRequested():
             new["info"] = {**new.get("info", {}), "status": "TOBEKILLED"}
+        case JobCancelFailed():
+            status = "RUNNING" if new.get("engine_job_id") else "PENDING"
+            new["info"] = {**new.get("info", {}), "status": status,
+                           "status_description": event.reason}
+        case JobLogsCaptured():
+            new["logs"] = {"stdout": event.stdout, "stderr": event.stderr,
+                           "captured_at": occurred_at}
     new["updated_at"] = occurred_at
     return new
 

@@ -196,6 +196,10 @@ JOB_TRANSITIONS: TransitionTable[JobStatus] = TransitionTable("job status", tupl
     *(Transition(_J.RUNNING, end, when) for end, when in _ENDS),
     Transition(_J.RUNNING, _J.KILLED, "the job engine reports that it was killed"),
     Transition(_J.TOBEKILLED, _J.KILLED, "killed: at once when no job engine started it"),
+    Transition(_J.TOBEKILLED, _J.RUNNING, "the kill did not complete within the cancel"
+               " timeout: the job runs on (``JobCancelFailed``)"),
+    Transition(_J.TOBEKILLED, _J.PENDING, "the cancel of a job not started yet could not"
+               " complete (``JobCancelFailed``)"),
     *(Transition(_J.TOBEKILLED, end, f"{when} before the kill landed") for end, when in _ENDS),
 ))
 

@@ -19,6 +19,7 @@ import abc
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, cast
 
+from sahara_es.edp.base import JobEngine, JobNode
 from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext
 from sahara_es.infra.ssh import Node, SSHPool
 
@@ -103,6 +104,10 @@ class NodeInfo:
     def ssh_node(self) -> Node:
         return Node(self.address, self.ssh_port, self.username, self.host_key, self.name)
 
+    def job_node(self) -> JobNode:
+        """The node as a job engine sees it."""
+        return JobNode(self.name, list(self.processes), self.ssh_node(), self.home)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -177,6 +182,12 @@ class Plugin(abc.ABC):
 
     def edp_job_types(self, version: str) -> list[str]:
         return []
+
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
+                       ) -> JobEngine | None:
+        """The job engine that runs ``job_type`` jobs on ``cluster`` (reaching its nodes
+        through ``ssh``); None when the plugin runs no such jobs (``edp_job_types``)."""
+        return None
 
     @abc.abstractmethod
     def topology(self, version: str) -> Topology: ...

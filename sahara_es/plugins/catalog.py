@@ -14,8 +14,9 @@ from sahara_es.plugins.base import Plugin, PluginInvalid
 NAMESPACE = "sahara_es.plugins"
 
 JOB_TYPES = ("Hive", "Java", "MapReduce", "MapReduce.Streaming", "Pig", "Shell", "Spark",
-             "Storm", "Storm.Pyleus")
-"""Sahara's EDP job types."""
+             "Storm", "Storm.Pyleus", "Dask")
+"""Sahara's EDP job types, and sahara-es's ``Dask`` (a Python script run as a client of the
+cluster's Dask scheduler)."""
 
 
 log = logging.getLogger(__name__)

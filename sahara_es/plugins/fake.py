@@ -97,7 +97,7 @@ class FakePlugin(Plugin):
         return Topology({"manager": (1, 1), "worker": (0, None)})
 
     def edp_job_types(self, version: str) -> list[str]:
-        return ["Shell", "Spark", "Java", "Pig", "Hive", "MapReduce"]
+        return ["Shell"]
 
     def _per_node(self, cluster: ClusterInfo, nodes: list[NodeInfo], task: type[Task],
                   prefix: str, after: list[str] | None = None) -> Flow:

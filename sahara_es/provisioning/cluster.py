@@ -19,7 +19,8 @@ from sahara_es.engine import PermanentFailure, TaskContext
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, META, Doc, Kind
-from sahara_es.plugins.base import ClusterInfo, NodeInfo, Plugin
+from sahara_es.plugins.base import ClusterInfo, Plugin
+from sahara_es.provisioning.jobs import instances_of, nodes_of
 from sahara_es.provisioning.services import StepLimits, engine_store, optional_services, services
 from sahara_es.store import ConcurrencyConflict, Store
 
@@ -139,24 +140,11 @@ def plugin_of(ctx: TaskContext, doc: Doc) -> Plugin:
         raise PermanentFailure(f"this engine has no plugin {doc['plugin_name']}") from None
 
 
-def instances_of(doc: Doc) -> list[tuple[str, Doc]]:
-    return [(group["name"], instance) for group in doc.get("node_groups", [])
-            for instance in group.get("instances", [])]
-
 
 def cluster_info(ctx: TaskContext, doc: Doc) -> ClusterInfo:
     """The cluster's nodes as the plugin sees them, from the provider's records."""
-    provider = services(ctx).provider
-    processes = {g["name"]: list(g["node_processes"]) for g in doc.get("node_groups", [])}
-    nodes: list[NodeInfo] = []
-    for group, name in [(group, i["instance_name"]) for group, i in instances_of(doc)]:
-        instance = provider.get_instance(name)
-        if instance is None:
-            raise PermanentFailure(f"instance {name} of cluster {doc['id']} is gone")
-        nodes.append(NodeInfo(name=name, node_group=group, processes=processes[group],
-                              address=instance.address, ssh_port=instance.ssh_port,
-                              username=instance.username,
-                              host_key=str(instance.extra.get("host_key", "")),
-                              home=str(instance.extra.get("home", "")), host=instance.host))
-    return ClusterInfo(doc["id"], doc["name"], doc["plugin_version"],
-                       dict(doc.get("cluster_configs") or {}), nodes)
+    return nodes_of(services(ctx).provider, doc)
+
+
+__all__ = ["Cluster", "ClusterGone", "being_deleted", "cluster_info", "instances_of",
+           "plugin_of", "step_limits", "tenant_view"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from sahara_es.commands import resources
+from sahara_es.edp.requests import job_created
 from sahara_es.engine import WorkflowRequest
-from sahara_es.engine.handoff import Rules
+from sahara_es.engine.handoff import Rules, leave_alone, left_alone
 from sahara_es.events import RecordedEvent
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
@@ -29,18 +30,6 @@ from sahara_es.provisioning.rebuild import REBUILD
 from sahara_es.provisioning.scale import SCALE
 from sahara_es.provisioning.verify import VERIFY
 from sahara_es.store import Store
-
-LEFT_ALONE = ("_handoff", "record-only")
-"""Where ``leave_alone`` marks a cluster: a unique name (project, kind) per cluster id."""
-
-
-def leave_alone(store: Store, cluster_id: str) -> None:
-    """No engine is to act on this cluster's requests: its API only records them."""
-    store.reserve_name(*LEFT_ALONE, cluster_id, cluster_id)
-
-
-def left_alone(store: Store, cluster_id: str) -> bool:
-    return store.name_owner(*LEFT_ALONE, cluster_id) is not None
 
 
 def _cluster(store: Store, event: RecordedEvent) -> tuple[str, str, bool] | None:
@@ -65,6 +54,9 @@ def _existing(store: Store, event: RecordedEvent) -> tuple[str, str] | None:
 
 
 def cluster_created(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    if event.data.get("kind") == Kind.JOB.value:
+        yield from job_created(store, event)
+        return
     if event.data.get("kind") != Kind.CLUSTER.value:
         return
     found = _existing(store, event)
@@ -120,5 +112,7 @@ CLUSTER_REQUESTS: Rules = {
     ev.ClusterVerificationRequested.event_type: verification_requested,
     ev.ClusterDeletionRequested.event_type: deletion_requested,
 }
-"""The handoff's rules for cluster commands (engines run them: ``sahara-es engine``,
-``all-in-one``)."""
+"""The handoff's rules for cluster and job commands (engines run them: ``sahara-es engine``,
+``all-in-one``): a created job asks for its ``edp.run-job`` workflow (``edp.requests``)."""
+
+__all__ = ["CLUSTER_REQUESTS", "leave_alone", "left_alone"]

@@ -19,6 +19,8 @@ from typing import Any
 
 from sahara_es.commands.errors import QuotaExceeded as QuotaRefused
 from sahara_es.commands.secrets import SecretBox
+from sahara_es.edp.manager import EDP, JobLimits
+from sahara_es.edp.storage import StoragePolicy, policy_from_env
 from sahara_es.engine import PermanentFailure, TaskContext
 from sahara_es.events import registry
 from sahara_es.events import resources as ev
@@ -30,6 +32,7 @@ from sahara_es.infra.quotas import QuotaExceeded, QuotaLimits, Quotas
 from sahara_es.infra.ssh import SSHPool, generate_keypair
 from sahara_es.plugins.base import SERVICES, Plugin
 from sahara_es.plugins.catalog import load_plugins
+from sahara_es.provisioning.jobs import JobEngines
 from sahara_es.store import ConcurrencyConflict, Store
 
 KEY_CATEGORY = "clusterkey"
@@ -146,6 +149,9 @@ class ProvisioningServices:
     ssh: NodeAccess
     plugins: Mapping[str, Plugin]
     step_limits: StepLimits = field(default_factory=StepLimits)
+    storage_policy: StoragePolicy = field(default_factory=StoragePolicy)
+    """Where job binaries and data sources may be read from (``edp.storage``)."""
+    job_limits: JobLimits = field(default_factory=JobLimits)
 
 
 def services(ctx: TaskContext) -> ProvisioningServices:
@@ -174,7 +180,9 @@ def as_engine_services(provisioning: ProvisioningServices) -> dict[str, Any]:
     """The typed services as an engine's services mapping, under one key: everything reads
     them through ``provisioning_services`` (a caller giving the engine another provider
     replaces it in the typed object, ``dataclasses.replace``)."""
-    return {SERVICES: provisioning}
+    return {SERVICES: provisioning, EDP: JobEngines(
+        provisioning.ssh.store, provisioning.provider, provisioning.ssh, provisioning.plugins,
+        provisioning.storage_policy, provisioning.job_limits)}
 
 
 def provisioning_services(engine_services: Mapping[str, Any]) -> ProvisioningServices:
@@ -188,7 +196,9 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
                    hosts: list[HostInventory] | None = None,
                    quota_defaults: QuotaLimits | None = None,
                    provider_options: dict[str, Any] | None = None,
-                   step_limits: StepLimits | None = None) -> dict[str, Any]:
+                   step_limits: StepLimits | None = None,
+                   storage_policy: StoragePolicy | None = None,
+                   job_limits: JobLimits | None = None) -> dict[str, Any]:
     """The services provisioning tasks use, for one process, as the engine's services
     mapping (``as_engine_services``; ``provisioning_services`` reads the typed object)."""
     options = dict(provider_options or {})
@@ -206,4 +216,6 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
         ssh=NodeAccess(store),
         plugins=load_plugins(all_installed=True),
         step_limits=step_limits or StepLimits(),
+        storage_policy=storage_policy or policy_from_env(),
+        job_limits=job_limits or JobLimits(),
     ))

@@ -209,13 +209,14 @@ def config_hints(job_type: str) -> Doc:
 def run_job() -> Response:
     no_params()
     doc = edp.run_job(service().store, caller(), service().catalog, body(schemas.JobCreate))
-    service().written(doc)  # run by the EDP engines to come
-    return answer("job", shown(doc), 202, location=location(f"jobs/{doc['id']}"))
+    service().job_created(doc)
+    service().written(doc)  # the engines' handoff starts its workflow (edp.manager)
+    return answer("job", job_view(doc), 202, location=location(f"jobs/{doc['id']}"))
 
 
 @blueprint.get("/jobs")
 def list_jobs() -> Response:
-    docs = (shown(d) for d in service().visible(JOB, caller()))
+    docs = (job_view(d) for d in service().visible(JOB, caller()))
     return answer(None, page(docs, envelope="jobs", filters=("status", "cluster_id"),
                              sort_fields=("id", "job_template_id", "cluster_id", "status",
                                           "created_at", "updated_at")))
@@ -224,7 +225,19 @@ def list_jobs() -> Response:
 @blueprint.get("/jobs/<resource_id>")
 def show_job(resource_id: str) -> Response:
     no_params("refresh_status")
-    return answer("job", shown(service().get(JOB, resource_id, caller())))
+    return answer("job", job_view(service().get(JOB, resource_id, caller())))
+
+
+@blueprint.get("/jobs/<resource_id>/logs")
+def job_logs(resource_id: str) -> Response:
+    """A sahara-es extension: the last bytes of the job's stdout and stderr, as its job
+    engine last read them (while it runs, every few seconds; and when it ended)."""
+    no_params()
+    doc = service().get(JOB, resource_id, caller())
+    logs = doc.get("logs") or {}
+    return answer("logs", {"job_id": doc["id"], "status": doc["info"]["status"],
+                           "stdout": logs.get("stdout", ""), "stderr": logs.get("stderr", ""),
+                           "captured_at": logs.get("captured_at")})
 
 
 @blueprint.patch("/jobs/<resource_id>")
@@ -235,11 +248,18 @@ def update_job(resource_id: str) -> Response:
     doc = edp.update_job(service().store, caller(), resource_id, fields)
     service().written(doc)
     if cancelling:
-        edp.kill_unstarted(service().store, doc["id"], caller())  # no job engine runs it yet
+        if not service().engines:  # nothing runs the job: it is killed at once
+            edp.kill_unstarted(service().store, doc["id"], caller())
         service().refresh(JOB, resource_id)
         fresh = service().reads[JOB].get(resource_id)
-        return answer("job", shown(fresh or doc), 202, location=location(f"jobs/{resource_id}"))
-    return answer("job", shown(doc), 202)
+        return answer("job", job_view(fresh or doc), 202,
+                      location=location(f"jobs/{resource_id}"))
+    return answer("job", job_view(doc), 202)
+
+
+def job_view(doc: Doc) -> Doc:
+    """A job as Sahara shows it (its captured output is read through ``/logs``)."""
+    return {k: v for k, v in shown(doc).items() if k != "logs"}
 
 
 @blueprint.delete("/jobs/<resource_id>")
