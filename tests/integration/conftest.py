@@ -1,14 +1,20 @@
 """Local nodes for the tests of the infrastructure and of each plugin: a SQLite store of the
 test's own, a local provider rooted in a folder its nodes' users can traverse (every instance
-deleted afterwards), a cluster key pair and an SSH pool holding it."""
+deleted afterwards), a cluster key pair and an SSH pool holding it; and the real one-replica
+Swift (with s3api) that EDP's object storage tests use (``tools/swift``)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.infra import LocalProvider, SSHPool, generate_keypair
 from sahara_es.store import Store, open_store
 from tests.nodes import node_root, remove_node_root
@@ -46,3 +52,66 @@ def keypair() -> tuple[str, str]:
 def pool(keypair: tuple[str, str]) -> Iterator[SSHPool]:
     with SSHPool(keypair[0], connect_attempts=3) as pool:
         yield pool
+
+
+# -- object storage: a real Swift with s3api ------------------------------------------------
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+SWIFT = CHECKOUT / "tools" / "swift"
+
+
+@dataclass(frozen=True)
+class SwiftStorage:
+    """The test Swift: swift:// through ``auth_url`` (tempauth v1.0), s3:// and s3a://
+    through ``s3_endpoint`` (s3api on the same proxy); ``user``/``key`` are both the Swift
+    credentials and the S3 access key/secret; ``policy`` allows its loopback host."""
+
+    auth_url: str
+    s3_endpoint: str
+    user: str
+    key: str
+    policy: StoragePolicy
+
+    @property
+    def swift_credentials(self) -> dict[str, str]:
+        return {"user": self.user, "password": self.key}
+
+    @property
+    def s3_credentials(self) -> dict[str, str]:
+        return {"accesskey": self.user, "secretkey": self.key, "endpoint": self.s3_endpoint,
+                "bucket_in_path": "true", "ssl": "false"}
+
+
+def _swift_env() -> dict[str, str]:
+    out = subprocess.run([str(SWIFT), "env"], check=True, capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        found[name] = value
+    return found
+
+
+@pytest.fixture(scope="session")
+def swift_storage() -> Iterator[SwiftStorage]:
+    """The test Swift, started by ``tools/swift start`` unless it already runs (then left
+    running); started here, it is stopped at the session's end (not under xdist, whose
+    workers share it: there it is left running)."""
+    lock_path = CHECKOUT / ".cache" / "swift-start.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker starts it, the others wait
+        running = subprocess.run([str(SWIFT), "status"], capture_output=True).returncode == 0
+        if not running:
+            started = subprocess.run([str(SWIFT), "start"], capture_output=True, text=True)
+            if started.returncode != 0:
+                pytest.fail(f"tools/swift start failed:\n{started.stdout}{started.stderr}")
+    env = _swift_env()
+    s3_endpoint = env["SAHARA_ES_S3_ENDPOINT"]
+    yield SwiftStorage(
+        auth_url=env["SAHARA_ES_SWIFT_AUTH_URL"], s3_endpoint=s3_endpoint,
+        user=env["SAHARA_ES_SWIFT_USER"], key=env["SAHARA_ES_SWIFT_KEY"],
+        policy=StoragePolicy(
+            swift_auth_url=env["SAHARA_ES_SWIFT_AUTH_URL"], s3_endpoint=s3_endpoint,
+            private_hosts=frozenset(env["SAHARA_ES_STORAGE_PRIVATE_HOSTS"].split(","))))
+    if not running and "PYTEST_XDIST_WORKER" not in os.environ:
+        subprocess.run([str(SWIFT), "stop"], capture_output=True)
