@@ -7,6 +7,7 @@ the slim S3A jar set."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -60,7 +61,9 @@ def test_swift_and_s3_binaries_fetched_with_their_credentials(swift_storage: Swi
                         swift_storage.policy) == ["lib/job.jar"]
 
 
-def test_wrong_credentials_refused_naming_no_secret(swift_storage: SwiftStorage) -> None:
+def test_wrong_credentials_refused_naming_no_secret(swift_storage: SwiftStorage,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # swiftclient's and botocore's request logs included
     container = unique("bins")
     put_object(f"swift://{container}/a.py", b"x", swift_storage.swift_credentials,
                swift_storage.policy)
@@ -76,6 +79,7 @@ def test_wrong_credentials_refused_naming_no_secret(swift_storage: SwiftStorage)
         assert WRONG not in str(refused.value) and WRONG not in repr(refused.value)
         assert swift_storage.key not in str(refused.value)
         assert refused.value.__cause__ is None and not refused.value.retryable
+    assert WRONG not in caplog.text
     with pytest.raises(StorageRefused, match="no such object"):
         fetch_binary(f"swift://{container}/missing", swift_storage.swift_credentials, "p1",
                      swift_storage.policy)
