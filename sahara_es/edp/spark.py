@@ -10,14 +10,15 @@ checker the engine was given). The application is named ``sahara-es-<job id>``: 
 kills the driver's process group, then waits until the master's JSON status no longer lists
 that application as active (the workers kill its executors once the driver is gone).
 
-Object storage: an arg that is the URL of one of the job's ``swift://``, ``s3://`` or
-``s3a://`` data sources is replaced by its ``s3a://`` URL, with the ``spark.hadoop.*``
-settings and the jars ``sahara_es.edp.storage`` gives for it.
+Object storage: an arg that is the URL of one of the job's ``swift://`` or ``s3://`` data
+sources (or a path below it) is replaced by its ``s3a://`` URL, with the ``spark.hadoop.*``
+settings (in the properties file: they hold the secret) and the jars that
+``sahara_es.edp.storage`` gives for it.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import json
 import re
 import shlex
@@ -25,10 +26,11 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sahara_es.edp import storage
 from sahara_es.edp.base import DataSourceAccess, JobEngineError, JobInvalid, JobNode, JobRun
 from sahara_es.edp.java import MAIN_CLASS, check_java_options, check_main_class
 from sahara_es.edp.launcher import (
@@ -40,13 +42,13 @@ from sahara_es.edp.launcher import (
     config_hint,
     exports,
 )
-from sahara_es.infra.ssh import SSHPool, current_limits
+from sahara_es.infra.ssh import SSHPool, current_limits, redact
 
 SPARK = "Spark"
 APP_PREFIX = "sahara-es-"
 PROPERTIES = "job.properties"
 CONFIGS = {MAIN_CLASS, "edp.spark.adapt_for_swift"}
-OBJECT_SCHEMES = ("swift://", "s3://", "s3a://")
+OBJECT_SCHEMES = ("swift://", "s3://")
 
 STATUS_LIMIT = 4 * 1024 * 1024
 STATUS_TIMEOUT = 5.0
@@ -110,13 +112,16 @@ def _property_line(name: str, value: str) -> str:
     return f"{name}={escaped}\n"
 
 
-def _storage() -> Any:
-    """``sahara_es.edp.storage`` (s3a settings and jars), imported when a job needs it."""
+@contextlib.contextmanager
+def _storage_errors(secrets: list[str]) -> Iterator[None]:
+    """Storage's refusals (a URL or endpoint refused, no S3A jars here) make the job
+    invalid; its retryable errors are the engine's, to try again."""
     try:
-        return importlib.import_module("sahara_es.edp.storage")
-    except ImportError as error:
-        raise JobInvalid(f"this service cannot read object storage from Spark jobs: {error}"
-                         ) from None
+        yield
+    except storage.StorageUnavailable as error:
+        raise JobEngineError(f"object storage: {redact(str(error), secrets)}") from None
+    except (storage.StorageRefused, storage.S3AJarsMissing) as error:
+        raise JobInvalid(f"object storage: {redact(str(error), secrets)}") from None
 
 
 class SparkJobEngine(LaunchedJobEngine):
@@ -124,7 +129,8 @@ class SparkJobEngine(LaunchedJobEngine):
 
     def __init__(self, pool: SSHPool, nodes: list[JobNode], *, master_url: str,
                  spark_home: str, hdfs_url: str | None = None,
-                 extra_jars: list[str] | None = None, storage_policy: Any = None,
+                 extra_jars: list[str] | None = None,
+                 storage_policy: storage.StoragePolicy | None = None,
                  python: str | None = None, master_webui_port: int = 8080,
                  java_opts_check: Callable[[str], None] | None = None) -> None:
         super().__init__(pool, nodes)
@@ -132,7 +138,8 @@ class SparkJobEngine(LaunchedJobEngine):
         self.spark_home = spark_home
         self.hdfs_url = hdfs_url
         self.extra_jars = list(extra_jars or [])
-        self.storage_policy = storage_policy
+        self.storage_policy = (storage_policy if storage_policy is not None
+                               else storage.policy_from_env())
         self.python = python or sys.executable
         self.master_webui_port = master_webui_port
         self.java_opts_check = java_opts_check
@@ -201,16 +208,22 @@ class SparkJobEngine(LaunchedJobEngine):
         used = False
         rewritten = []
         for arg in args:
-            source = sources.get(arg)
+            # The source's URL itself, or a path below it (``swift://c/in/*.txt``).
+            source = sources.get(arg) or next(
+                (s for url, s in sources.items() if arg.startswith(url.rstrip("/") + "/")),
+                None)
             if source is None:
                 rewritten.append(arg)
                 continue
-            storage = _storage()
-            url, more = storage.s3a_settings(source, self.storage_policy)
-            rewritten.append(str(url))
+            with _storage_errors(job.secrets()):
+                url, more = storage.s3a_settings(source, self.storage_policy)
+            rewritten.append(str(url).rstrip("/") + arg[len(source.url.rstrip("/")):])
             settings.update({str(k): str(v) for k, v in dict(more).items()})
             used = True
-        jars = [str(Path(jar)) for jar in _storage().s3a_jars()] if used else []
+        jars: list[str] = []
+        if used:
+            with _storage_errors(job.secrets()):
+                jars = [str(Path(jar)) for jar in storage.s3a_jars()]
         return rewritten, settings, jars
 
     def app_name(self, job_id: str) -> str:

@@ -4,7 +4,8 @@ the engines are built by hand from the clusters' nodes, as a plugin would build 
 
 Shell jobs (output, exit code, a failure's reason, one run however many submissions, a job
 whose process vanished, secrets redacted from logs), a Java job from a class compiled here,
-a Spark word count, a long Spark job cancelled (no driver or executor left), a Dask sum.
+a Spark word count (on files of the node, and from Swift to S3 through S3A), a long Spark job
+cancelled (no driver or executor left), a Dask sum.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from sahara_es.edp.dask import DaskJobEngine
 from sahara_es.edp.java import JavaJobEngine
 from sahara_es.edp.shell import ShellJobEngine
 from sahara_es.edp.spark import SparkJobEngine
+from sahara_es.edp.storage import list_objects, put_object
 from sahara_es.infra.ssh import Node, SSHPool
 from sahara_es.plugins.dask import dask_version
 from sahara_es.plugins.spark import spark_version
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, running_cloud
+from tests.integration.conftest import SwiftStorage
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
@@ -388,3 +391,46 @@ def test_a_dask_job_computes_on_the_cluster(dask: RealCluster) -> None:
     assert state.state is EngineState.SUCCEEDED, (state, logs.stderr)
     assert "SUM 285" in logs.stdout.splitlines()
     assert "WORKERS 1" in logs.stdout.splitlines()
+
+
+WORDCOUNT_S3A = b'''
+import json, sys
+from operator import add
+from pyspark.sql import SparkSession
+sc = SparkSession.builder.getOrCreate().sparkContext
+counts = (sc.textFile(sys.argv[1]).flatMap(lambda line: line.split())
+          .map(lambda word: (word, 1)).reduceByKey(add))
+counts.map(lambda wc: "%s\\t%d" % wc).saveAsTextFile(sys.argv[2])
+print("COUNTS " + json.dumps(dict(counts.collect()), sort_keys=True))
+print("ARGS", sys.argv[1:])
+'''
+
+
+def test_a_spark_job_reads_swift_and_writes_s3_through_s3a(
+        spark: RealCluster, swift_storage: SwiftStorage) -> None:
+    source_bucket, target_bucket = (f"{p}{uuid.uuid4().hex[:8]}" for p in ("in", "out"))
+    for name, data in {"a.txt": b"spark swift spark\n", "b.txt": b"swift s3a\n"}.items():
+        put_object(f"swift://{source_bucket}/in/{name}", data,
+                   swift_storage.swift_credentials, swift_storage.policy)
+    put_object(f"s3://{target_bucket}/placeholder", b"", swift_storage.s3_credentials,
+               swift_storage.policy)
+    source = DataSourceAccess(f"swift://{source_bucket}/in", "swift",
+                              swift_storage.swift_credentials)
+    target = DataSourceAccess(f"s3://{target_bucket}/out", "s3", swift_storage.s3_credentials)
+    engine = SparkJobEngine(spark.pool, spark.nodes, storage_policy=swift_storage.policy,
+                            master_url=spark_engine(spark).master_url,
+                            spark_home="$HOME/spark/dist")
+    run = job("Spark", mains=[JobFile("wc.py", WORDCOUNT_S3A)], input=source, output=target,
+              data_sources=[source, target], args=[f"{source.url}/*.txt", target.url])
+    engine_job_id = engine.run_job(run)
+    state = until_final(engine, engine_job_id)
+    logs = engine.get_job_logs(engine_job_id, 100_000)
+    assert state.state is EngineState.SUCCEEDED, (state, logs.stderr[-4000:])
+    line = next(x for x in logs.stdout.splitlines() if x.startswith("COUNTS "))
+    assert json.loads(line[len("COUNTS "):]) == {"spark": 2, "swift": 2, "s3a": 1}
+    assert (f"ARGS ['s3a://{source_bucket}/in/*.txt', 's3a://{target_bucket}/out']"
+            in logs.stdout)
+    assert swift_storage.key not in logs.stdout + logs.stderr
+    names = list_objects(f"s3://{target_bucket}/out/", swift_storage.s3_credentials,
+                         swift_storage.policy)
+    assert "out/_SUCCESS" in names
