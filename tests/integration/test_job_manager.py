@@ -171,7 +171,8 @@ def test_a_job_is_submitted_once_followed_to_its_end_and_keeps_its_output(
     assert doc["start_time"] and doc["end_time"]
     assert world.jobs.runs[job_id].submissions == 1
     assert doc["logs"]["stdout"] == f"output of {job_id}\n"
-    assert load_workflow(world.store, workflow_id(job_id)).status.value == "succeeded"
+    wait_until(lambda: load_workflow(world.store, workflow_id(job_id)).status.value
+               == "succeeded", timeout=10)
 
 
 def test_a_failed_job_ends_failed_with_the_reason(world: World) -> None:

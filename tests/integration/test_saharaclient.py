@@ -86,7 +86,7 @@ def test_the_client_walks_templates_clusters_and_jobs_from_creation_to_deletion(
     assert PLUGIN in [p.name for p in plugins]
     version = spark_version(client)
     details = client.plugins.get_version_details(PLUGIN, version)
-    assert details.node_processes == {"Spark": ["master", "worker"]}
+    assert details.node_processes["Spark"] == ["master", "worker"]
 
     master, worker, template = make_cluster_template(client, version)
     assert master.node_processes == ["master"] and worker.flavor_id == FLAVOR

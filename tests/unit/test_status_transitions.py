@@ -82,7 +82,7 @@ def test_illegal_cluster_transitions_are_refused(source: str | None, target: str
 
 @pytest.mark.parametrize(("source", "target"), [
     ("SUCCEEDED", "RUNNING"), ("KILLED", "TOBEKILLED"), ("PENDING", "SUCCEEDED"),
-    (None, "RUNNING"), ("TOBEKILLED", "RUNNING"),
+    (None, "RUNNING"), ("KILLED", "PENDING"),
 ])
 def test_illegal_job_transitions_are_refused(source: str | None, target: str) -> None:
     with pytest.raises(IllegalTransition, match="illegal job status transition"):
