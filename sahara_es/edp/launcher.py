@@ -203,19 +203,18 @@ class Launcher:
     def _start(self, node: Node, target: str, staging: str | None) -> Launched:
         d = shlex.quote(target)
         rounds = max(1, int(self.pid_wait * 10))
-        if staging is None:
-            guard = "if false; then :; "
-        else:
+        guard = ""
+        if staging is not None:
             s = shlex.quote(staging)
             guard = (f"mkdir -p {EDP_FOLDER} && chmod 700 {EDP_FOLDER}; s={s}; "
                      f"if mkdir -m 700 {d} 2>/dev/null; then mv \"$s\"/* {d}/ && rm -rf \"$s\""
-                     f" && cd {d} && {{ nohup setsid sh -c {shlex.quote(_WRAPPER)}"
-                     " > /dev/null 2>&1 < /dev/null & }; first=started; "
-                     "else rm -rf \"$s\"; ")
+                     f" && ( cd {d} && nohup setsid sh -c {shlex.quote(_WRAPPER)}"
+                     " > /dev/null 2>&1 < /dev/null & ) && first=started; "
+                     "else rm -rf \"$s\"; fi; ")
         command = (
             "cd \"$HOME\" || exit 3; first=existing; "
             + guard
-            + f"cd {d} || {{ echo gone; exit 0; }}; fi; "
+            + f"cd {d} || {{ echo gone; exit 0; }}; "
             + f"i=0; while [ ! -s pid ] && [ $i -lt {rounds} ]; do sleep 0.1; i=$((i+1));"
             " done; echo \"$first $(cat pid 2>/dev/null || echo none)\""
         )
