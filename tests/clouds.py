@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 
 from sahara_es.api.app import ApiConfig, stop_app
 from sahara_es.api.compose import app_for
+from sahara_es.edp.manager import JobLimits
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Engine, EngineConfig
 from sahara_es.infra.base import Flavor, HostInventory, InfraProvider, Instance, InstanceSpec
 from sahara_es.infra.quotas import QuotaLimits
@@ -74,19 +76,23 @@ class Cloud:
 def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
                   ram_mb: int = 16384, quota: QuotaLimits | None = None,
                   concurrency: int = 8,
-                  wrap: Callable[[InfraProvider], InfraProvider] | None = None
+                  wrap: Callable[[InfraProvider], InfraProvider] | None = None,
+                  storage_policy: StoragePolicy | None = None,
+                  job_limits: JobLimits | None = None,
                   ) -> Iterator[Cloud]:
     """The API and an engine on ``store``, with local nodes under ``root`` placed on
     ``hosts`` hosts of their own (unique names: the store outlives the test). ``wrap`` gives
-    the engine another provider around the real one (to break a host, say)."""
+    the engine another provider around the real one (to break a host, say);
+    ``storage_policy``: where its jobs' binaries and data may be read from."""
     tag = uuid.uuid4().hex[:6]
     inventory = [HostInventory(f"h{tag}-{i}", vcpus=vcpus, ram_mb=ram_mb)
                  for i in range(1, hosts + 1)]
     # Nodes reach their folders only through folders other users can traverse, which
     # pytest's tmp_path (0700) is not: they get a root of their own.
     nodes = node_root()
-    services = provisioning_services(build_services(store, root=nodes, hosts=inventory,
-                                                    quota_defaults=quota))
+    services = provisioning_services(build_services(
+        store, root=nodes, hosts=inventory, quota_defaults=quota,
+        storage_policy=storage_policy, job_limits=job_limits))
     real = services.provider
     engine_services = as_engine_services(replace(services, provider=wrap(real) if wrap
                                                  else real))

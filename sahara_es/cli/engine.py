@@ -20,6 +20,7 @@ from sahara_es.cli.context import (
     nodes_dir_option,
     run_until_signalled,
 )
+from sahara_es.edp.manager import JobLimits
 from sahara_es.engine import (
     Engine,
     EngineConfig,
@@ -118,6 +119,11 @@ def parse_step_timeouts(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--cancel-grace", type=click.FloatRange(0.0), default=30.0, show_default=True,
               help="Seconds a delete waits for the create or scale it cancels to roll back"
                    " before it deletes the instances anyway.")
+@click.option("--job-poll-interval", type=click.FloatRange(0.05), default=1.0,
+              show_default=True, help="Seconds between two looks at a running job.")
+@click.option("--job-cancel-timeout", type=click.FloatRange(1.0), default=60.0,
+              show_default=True,
+              help="Seconds a job's cancel may take before it is reported as not done.")
 @click.option("--nice", type=int, default=10, show_default=True,
               help="Scheduling niceness: engines do batch work and yield the CPU to API"
                    " processes on the same machine (0 to compete equally).")
@@ -130,7 +136,8 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
            data_dir: str | None, nodes_dir: str | None, provider: str,
            node_network_isolation: bool, step_timeout: float,
            step_timeouts: dict[str, float], step_timeout_max: float, cancel_grace: float,
-           nice: int, hosts: list[HostInventory] | None, modules: tuple[str, ...]) -> None:
+           job_poll_interval: float, job_cancel_timeout: float, nice: int,
+           hosts: list[HostInventory] | None, modules: tuple[str, ...]) -> None:
     """Run one workflow engine until SIGTERM or SIGINT; then hand its workflows back. Its
     handoff starts the workflows cluster commands ask for (one engine's at a time)."""
     if nice:
@@ -149,7 +156,9 @@ def engine(obj: Context, engine_id: str, region: str | None, concurrency: int,
                               step_limits=StepLimits(default=step_timeout,
                                                      maximum=step_timeout_max,
                                                      per_step=step_timeouts,
-                                                     cancel_grace=cancel_grace))
+                                                     cancel_grace=cancel_grace),
+                              job_limits=JobLimits(poll_interval=job_poll_interval,
+                                                   cancel_timeout=job_cancel_timeout))
     running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()
     console.print(f"engine {running.engine_id} running (concurrency {concurrency})")
     run_until_signalled()

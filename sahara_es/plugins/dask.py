@@ -28,6 +28,9 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+from sahara_es.edp.base import JobEngine
+from sahara_es.edp.dask import DaskJobEngine
+from sahara_es.edp.shell import ShellJobEngine
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool
 from sahara_es.plugins.base import (
@@ -609,7 +612,21 @@ class DaskPlugin(Plugin):
             check_setting(name, value)
 
     def edp_job_types(self, version: str) -> list[str]:
-        return ["Shell"]
+        return ["Dask", "Shell"]
+
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
+                       ) -> JobEngine | None:
+        """``Dask``: a Python script run on the scheduler's node as a client of the cluster's
+        scheduler; ``Shell``: a script run on the scheduler's node."""
+        nodes = [n.job_node() for n in cluster.with_process(SCHEDULER)] + [
+            n.job_node() for n in cluster.nodes if SCHEDULER not in n.processes]
+        if job_type == "Dask":
+            s = _settings(cluster)
+            return DaskJobEngine(ssh, nodes, python=s["python"], scheduler_address=(
+                f"tcp://{_hostport(s['scheduler'].address, s['port'])}"))
+        if job_type == "Shell":
+            return ShellJobEngine(ssh, nodes)
+        return None
 
     # -- provisioning -------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sahara_es.edp.base import JobEngine
+from sahara_es.edp.shell import ShellJobEngine
 from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHPool
 from sahara_es.plugins.base import (
@@ -98,6 +100,16 @@ class FakePlugin(Plugin):
 
     def edp_job_types(self, version: str) -> list[str]:
         return ["Shell"]
+
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
+                       ) -> JobEngine | None:
+        """Shell jobs run for real on the manager's node (the nodes are real, only their
+        services are fake)."""
+        if job_type != "Shell":
+            return None
+        managers = cluster.with_process("manager")
+        others = [n for n in cluster.nodes if n not in managers]
+        return ShellJobEngine(ssh, [n.job_node() for n in [*managers, *others]])
 
     def _per_node(self, cluster: ClusterInfo, nodes: list[NodeInfo], task: type[Task],
                   prefix: str, after: list[str] | None = None) -> Flow:
