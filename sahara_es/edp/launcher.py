@@ -207,6 +207,9 @@ class Launcher:
         if staging is not None:
             s = shlex.quote(staging)
             guard = (f"mkdir -p {EDP_FOLDER} && chmod 700 {EDP_FOLDER}; s={s}; "
+                     # What launches that died mid-upload left behind, an hour on.
+                     f"find {STAGING} -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} +"
+                     " 2>/dev/null; "
                      f"if mkdir -m 700 {d} 2>/dev/null; then mv \"$s\"/* {d}/ && rm -rf \"$s\""
                      f" && ( cd {d} && nohup setsid sh -c {shlex.quote(_WRAPPER)}"
                      " > /dev/null 2>&1 < /dev/null & ) && first=started; "

@@ -42,10 +42,11 @@ from sahara_es.edp.launcher import (
     config_hint,
     exports,
 )
-from sahara_es.infra.ssh import SSHPool, current_limits, redact
+from sahara_es.infra.ssh import SSHError, SSHPool, current_limits, redact
 
 SPARK = "Spark"
 APP_PREFIX = "sahara-es-"
+APP_ID = re.compile(r"app-[0-9]{1,20}-[0-9]{1,10}")
 PROPERTIES = "job.properties"
 CONFIGS = {MAIN_CLASS, "edp.spark.adapt_for_swift"}
 OBJECT_SCHEMES = ("swift://", "s3://")
@@ -291,19 +292,49 @@ class SparkJobEngine(LaunchedJobEngine):
             raise JobEngineError(f"the Spark master at {url} answers no JSON object")
         return status
 
-    def active_application(self, job_id: str) -> bool:
-        apps = self.master_status().get("activeapps", [])
+    def application(self, job_id: str) -> tuple[str | None, bool]:
+        """The id the master gave the job's application (None before it registered) and
+        whether it is still active."""
+        status = self.master_status()
         name = self.app_name(job_id)
-        return any(isinstance(app, dict) and app.get("name") == name for app in apps)
+        found: tuple[str | None, bool] = (None, False)
+        for key, active in (("completedapps", False), ("activeapps", True)):
+            for app in status.get(key, []) or []:
+                if isinstance(app, dict) and app.get("name") == name:
+                    app_id = str(app.get("id", ""))
+                    found = (app_id if APP_ID.fullmatch(app_id) else None, active)
+        return found
+
+    def active_application(self, job_id: str) -> bool:
+        return self.application(job_id)[1]
+
+    def executors(self, app_id: str) -> dict[str, list[int]]:
+        """The worker nodes' executor processes of application ``app_id``, by node."""
+        # The class name is put together by the shell, so that the shell's own command line
+        # (which holds this text) never matches.
+        command = (f"c=Coarse; grep -laF -- {shlex.quote(app_id)} /proc/[0-9]*/cmdline"
+                   ' 2>/dev/null | xargs -r grep -laF "${c}GrainedExecutorBackend" 2>/dev/null'
+                   " | cut -d/ -f3; exit 0")
+        found = {}
+        for node in self.nodes:
+            if "worker" in node.processes:
+                answer = self.pool.run(node.ssh, command, timeout=30, check=False).stdout
+                pids = [int(p) for p in answer.split() if p.isdigit()]
+                if pids:
+                    found[node.name] = pids
+        return found
 
     def after_kill(self, job_id: str, node: JobNode, timeout: float) -> bool:
+        """The application gone from the master's active ones, and no worker node left
+        running an executor of it (the workers kill them once the driver is gone)."""
         deadline = time.monotonic() + timeout
         limits = current_limits()
         while True:
             try:
-                if not self.active_application(job_id):
+                app_id, active = self.application(job_id)
+                if not active and (app_id is None or not self.executors(app_id)):
                     return True
-            except JobEngineError:
-                pass  # a master that does not answer lists nothing: look again
+            except (JobEngineError, SSHError):
+                pass  # a master or a node that does not answer: look again
             if time.monotonic() >= deadline or limits.wait(0.5):
                 return False

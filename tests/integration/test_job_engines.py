@@ -355,8 +355,10 @@ def test_a_cancelled_spark_job_leaves_no_driver_or_executor(spark: RealCluster) 
         time.sleep(0.5)
     assert pids_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())
 
+    assert engine.executors(app_id)  # seen by the engine on the worker node
     state = engine.cancel_job(engine_job_id, 60)
     assert state.state is EngineState.KILLED, state
+    assert not engine.executors(app_id)
     assert engine.get_job_status(engine_job_id).state is EngineState.KILLED
     assert not engine.active_application(run.job_id)
     assert not pids_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())

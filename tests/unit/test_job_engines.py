@@ -129,7 +129,7 @@ def test_shell_validation(tmp_path: Path) -> None:
     invalid(engine, job("Shell", [main], params={"1A": "x"}), "environment variable")
     invalid(engine, job("Shell", [main], params={"A": {"x": 1}}), "string or a number")
     invalid(engine, job("Shell", [main], params={"A": "a\0b"}), "NUL")
-    invalid(engine, job("Shell", [main], args=[1]), "arg 0")  # type: ignore[list-item]
+    invalid(engine, job("Shell", [main], args=[1]), "arg 0")
     invalid(engine, job("Shell", [main], configs={"edp.node": "hdfs"}), "no node or process")
     invalid(engine, job("Shell", [main], configs={"edp.java.main_class": "X"}), "no config")
     invalid(engine, job("Shell", [main], [JobFile("main.sh", b"")]), "two of", "main.sh")
@@ -292,7 +292,7 @@ def test_the_spark_submit_command() -> None:
 
 
 def test_object_storage_args_are_rewritten_to_s3a(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sahara_es.edp import spark
+    from sahara_es.edp import storage
 
     def settings(source: DataSourceAccess, policy: Any) -> tuple[str, dict[str, str]]:
         assert policy == "policy"
@@ -301,8 +301,8 @@ def test_object_storage_args_are_rewritten_to_s3a(monkeypatch: pytest.MonkeyPatc
                 {f"spark.hadoop.fs.s3a.bucket.{bucket}.secret.key":
                  source.credentials["secretkey"]})
 
-    monkeypatch.setattr(spark.storage, "s3a_settings", settings)
-    monkeypatch.setattr(spark.storage, "s3a_jars", lambda: [Path("/jars/hadoop-aws.jar")])
+    monkeypatch.setattr(storage, "s3a_settings", settings)
+    monkeypatch.setattr(storage, "s3a_jars", lambda: [Path("/jars/hadoop-aws.jar")])
     engine = spark_engine(storage_policy="policy")
     source = DataSourceAccess("swift://c/in", "swift", {"secretkey": "S1"})
     target = DataSourceAccess("s3://b/out", "s3", {"secretkey": "S2"})
