@@ -136,6 +136,8 @@ _FUNCTIONS = (
 _WRAPPER = ('l=$(cat /proc/$$/stat); r=${l##*) }; set -- $r; shift 19;'
             ' echo "$1" > start.tmp && mv start.tmp start && echo $$ > pid.tmp'
             ' && mv pid.tmp pid || exit 1;'
+            # Killed while its launch was in progress (no pid to signal yet): never runs.
+            ' [ -e killed ] && exit 1;'
             ' sh ./launch.sh > stdout 2> stderr < /dev/null; code=$?;'
             ' echo $code > exit_code.tmp && mv exit_code.tmp exit_code')
 
