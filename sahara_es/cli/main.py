@@ -14,8 +14,8 @@ from sahara_es.cli.context import (
 )
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
-from sahara_es.cli.projections import projections, projector
 from sahara_es.cli.jobs import job
+from sahara_es.cli.projections import projections, projector
 from sahara_es.cli.replay import replay
 from sahara_es.cli.store_check import store_group
 

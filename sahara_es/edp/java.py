@@ -55,7 +55,7 @@ def conservative_java_options(text: str) -> None:
                          " -Xmx/-Xms/-Xss/-Xmn sizes and plain -Dname=value properties)")
 
 
-def check_java_options(text: object, checker: Callable[[str], None] | None) -> list[str]:
+def check_java_options(text: object, checker: Callable[[str], object] | None) -> list[str]:
     value = check_text(text, JAVA_OPTS)
     if any(c in value for c in "\n\r"):
         raise JobInvalid(f"{JAVA_OPTS} holds a newline")
@@ -82,7 +82,7 @@ class JavaJobEngine(LaunchedJobEngine):
     job_types = (JAVA,)
 
     def __init__(self, pool: SSHPool, nodes: list[JobNode], java: str = "java", *,
-                 java_opts_check: Callable[[str], None] | None = None) -> None:
+                 java_opts_check: Callable[[str], object] | None = None) -> None:
         super().__init__(pool, nodes)
         self.java = java
         self.java_opts_check = java_opts_check

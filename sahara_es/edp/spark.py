@@ -83,7 +83,7 @@ _DENIED_WORDS = ("file", "files", "path", "paths", "dir", "dirs", "directory", "
 
 
 def check_spark_conf(name: str, value: object,
-                     java_opts_check: Callable[[str], None] | None = None) -> str:
+                     java_opts_check: Callable[[str], object] | None = None) -> str:
     """The value a job may set for Spark config ``name``; ``JobInvalid`` otherwise."""
     text = check_text(str(value) if isinstance(value, int | float) and not isinstance(
         value, bool) else value, f"config {name}")
@@ -133,7 +133,7 @@ class SparkJobEngine(LaunchedJobEngine):
                  extra_jars: list[str] | None = None,
                  storage_policy: storage.StoragePolicy | None = None,
                  python: str | None = None, master_webui_port: int = 8080,
-                 java_opts_check: Callable[[str], None] | None = None) -> None:
+                 java_opts_check: Callable[[str], object] | None = None) -> None:
         super().__init__(pool, nodes)
         self.master_url = master_url
         self.spark_home = spark_home

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, cast
 
 from sahara_es.edp.base import JobEngine, JobNode
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext
 from sahara_es.infra.ssh import Node, SSHPool
 
@@ -183,10 +184,11 @@ class Plugin(abc.ABC):
     def edp_job_types(self, version: str) -> list[str]:
         return []
 
-    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
-                       ) -> JobEngine | None:
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool, *,
+                       storage_policy: StoragePolicy | None = None) -> JobEngine | None:
         """The job engine that runs ``job_type`` jobs on ``cluster`` (reaching its nodes
-        through ``ssh``); None when the plugin runs no such jobs (``edp_job_types``)."""
+        through ``ssh``, and object storage as ``storage_policy`` allows); None when the
+        plugin runs no such jobs (``edp_job_types``)."""
         return None
 
     @abc.abstractmethod

@@ -31,6 +31,7 @@ from typing import Any
 from sahara_es.edp.base import JobEngine
 from sahara_es.edp.dask import DaskJobEngine
 from sahara_es.edp.shell import ShellJobEngine
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool
 from sahara_es.plugins.base import (
@@ -614,8 +615,8 @@ class DaskPlugin(Plugin):
     def edp_job_types(self, version: str) -> list[str]:
         return ["Dask", "Shell"]
 
-    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
-                       ) -> JobEngine | None:
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool, *,
+                       storage_policy: StoragePolicy | None = None) -> JobEngine | None:
         """``Dask``: a Python script run on the scheduler's node as a client of the cluster's
         scheduler; ``Shell``: a script run on the scheduler's node."""
         nodes = [n.job_node() for n in cluster.with_process(SCHEDULER)] + [

@@ -15,6 +15,7 @@ from typing import Any
 
 from sahara_es.edp.base import JobEngine
 from sahara_es.edp.shell import ShellJobEngine
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Flow, PermanentFailure, Task, TaskContext, task_type
 from sahara_es.infra.ssh import SSHPool
 from sahara_es.plugins.base import (
@@ -101,8 +102,8 @@ class FakePlugin(Plugin):
     def edp_job_types(self, version: str) -> list[str]:
         return ["Shell"]
 
-    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool
-                       ) -> JobEngine | None:
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool, *,
+                       storage_policy: StoragePolicy | None = None) -> JobEngine | None:
         """Shell jobs run for real on the manager's node (the nodes are real, only their
         services are fake)."""
         if job_type != "Shell":

@@ -63,7 +63,8 @@ class JobEngines:
             info = nodes_of(self.provider, doc)
         except InfraError as error:
             raise JobEngineError(f"the cluster's nodes cannot be found: {error}") from error
-        engine = plugin.get_edp_engine(info, job_type, self.ssh.pool(cluster_id))
+        engine = plugin.get_edp_engine(info, job_type, self.ssh.pool(cluster_id),
+                                       storage_policy=self.policy)
         if engine is None:
             supported = plugin.edp_job_types(doc["plugin_version"])
             raise JobInvalid(f"plugin {plugin.name} {doc['plugin_version']} runs"
