@@ -374,7 +374,13 @@ def check_files(job: JobRun) -> None:
         raise JobInvalid(f"two of the job's binaries are named {duplicated[0]!r}")
 
 
+MANAGER_CONFIGS = frozenset({"edp.substitute_data_source_for_name",
+                             "edp.substitute_data_source_for_uuid"})
+"""Configs of every job type that the job manager reads (when the job is created)."""
+
+
 def check_configs(job: JobRun, known: set[str]) -> None:
+    known = known | MANAGER_CONFIGS
     if not isinstance(job.configs, dict):
         raise JobInvalid("configs must be an object of names to values")
     for name in job.configs:
