@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -162,7 +164,56 @@ def workflow_demo(store: Store) -> None:
 
 # -- the API: templates and a cluster through HTTP, as a Sahara client sends them -----------
 
-def api_demo(url: str, token: str) -> None:
+WORD_COUNT = """\
+from operator import add
+
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("sahara-es demo word count").getOrCreate()
+lines = ["the quick brown fox jumps over the lazy dog", "the dog sleeps",
+         "the fox runs"]
+counts = (spark.sparkContext.parallelize(lines, 2).flatMap(str.split)
+          .map(lambda word: (word, 1)).reduceByKey(add).collect())
+for word, count in sorted(counts, key=lambda c: (-c[1], c[0]))[:5]:
+    print(f"{word}\\t{count}")
+spark.stop()
+"""
+
+
+def spark_job_demo(call: Callable[..., Any], cluster_id: str, binary_folder: Path,
+                   suffix: str) -> None:
+    """A Spark word count run on the demo cluster as an EDP job; its result printed."""
+    binary_folder.mkdir(parents=True, exist_ok=True)
+    main = binary_folder / f"wordcount-{suffix}.py"
+    main.write_text(WORD_COUNT)
+    binary = call("POST", "/job-binaries", {"name": f"wordcount-{suffix}",
+                                           "url": f"file://{main}"})["job_binary"]
+    template = call("POST", "/job-templates", {
+        "name": f"wordcount-{suffix}", "type": "Spark",
+        "mains": [binary["id"]]})["job_template"]
+    job = call("POST", "/jobs", {"cluster_id": cluster_id,
+                                 "job_template_id": template["id"]})["job"]
+    with console.status("the Spark job runs (spark-submit on the master's node)"):
+        while job["info"]["status"] not in ("SUCCEEDED", "FAILED", "KILLED"):
+            time.sleep(0.5)
+            job = call("GET", f"/jobs/{job['id']}", quiet=True)["job"]
+    logs = call("GET", f"/jobs/{job['id']}/logs")["logs"]
+    console.print(f"  job {job['id']}: [bold]{job['info']['status']}[/bold]"
+                  f" (engine job {job['engine_job_id']})", highlight=False)
+    if job["info"]["status"] == "SUCCEEDED":
+        console.print("  its output, the five most frequent words:")
+        for line in logs["stdout"].splitlines():
+            console.print(f"    {line}", highlight=False)
+    else:
+        console.print(f"  [red]{job['info'].get('status_description', '')}[/red]",
+                      highlight=False)
+    call("DELETE", f"/jobs/{job['id']}")
+    call("DELETE", f"/job-templates/{template['id']}")
+    call("DELETE", f"/job-binaries/{binary['id']}")
+    main.unlink(missing_ok=True)
+
+
+def api_demo(url: str, token: str, binary_folder: Path | None = None) -> None:
     """Drive the v2 API over HTTP as a Sahara client would: templates, a refused duplicate, a
     real 3-node Spark cluster provisioned with its steps shown live, the Spark master's own
     status, then everything deleted."""
@@ -227,6 +278,8 @@ def api_demo(url: str, token: str) -> None:
         console.print(f"[red]the cluster failed: {cluster['status_description']}[/red]")
     else:
         show_spark_master(cluster)
+        if binary_folder is not None:
+            spark_job_demo(call, cluster["id"], binary_folder, suffix)
     call("DELETE", path)
     with console.status("deleting the cluster: services stopped, nodes deleted"):
         while session.get(f"{url}{path}", timeout=30).status_code != 404:

@@ -87,6 +87,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     """API, engine and projector in one process, on the embedded defaults (or --store)."""
     import logging
     import threading
+    from dataclasses import replace
 
     from werkzeug.serving import make_server
 
@@ -95,6 +96,7 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     from sahara_es.cli.context import default_nodes_dir, local_provider_options
     from sahara_es.cli.engine import load_workflow_types
     from sahara_es.commands import tokens
+    from sahara_es.edp.storage import policy_from_env, project_folder_name
     from sahara_es.engine import Engine, EngineConfig
     from sahara_es.provisioning.requests import CLUSTER_REQUESTS
     from sahara_es.provisioning.services import build_services, provisioning_services
@@ -105,9 +107,13 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
     if demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
     load_workflow_types(())
+    binaries = state / "job-binaries"
+    policy = policy_from_env()
     services = build_services(store, root=nodes_dir or default_nodes_dir(),
                               provider_options=local_provider_options(
-                                  "local", node_network_isolation))
+                                  "local", node_network_isolation),
+                              storage_policy=replace(policy, binary_root=policy.binary_root
+                                                     or binaries))
     engine = Engine(store, EngineConfig(), services=services,
                     handoff=CLUSTER_REQUESTS).start()
     app = app_for(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
@@ -124,7 +130,8 @@ def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | N
 
             demos.store_demo(store)
             demos.workflow_demo(store)
-            demos.api_demo(url, tokens.issue(store, "demo", roles=["admin"]).token)
+            demos.api_demo(url, tokens.issue(store, "demo", roles=["admin"]).token,
+                           binaries / project_folder_name("demo"))
         else:
             thread.join()
     except KeyboardInterrupt:
