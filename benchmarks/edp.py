@@ -154,7 +154,7 @@ class Service:
     def template(self, name: str, data: bytes, job_type: str) -> str:
         url = f"swift://edpbench{uuid.uuid4().hex[:8]}/{name}"
         put_object(url, data, self.credentials, self.policy)
-        binary = self.post("job-binaries", {"name": f"{name}-{uuid.uuid4().hex[:6]}",
+        binary = self.post("job-binaries", {"name": f"{uuid.uuid4().hex[:6]}-{name}",
                                             "url": url, "extra": self.credentials})
         return str(self.post("job-templates", {
             "name": f"t{uuid.uuid4().hex[:8]}", "type": job_type,
