@@ -297,6 +297,8 @@ def shell_round(svc: Service, cluster_id: str, template_id: str, count: int,
                   if jobs[j].get("start_time")]
     ends = [epoch(j["end_time"]) for j in jobs.values()]
     all_done = max(ends) - first
+    slowest = max((j for j in posted if jobs[j].get("start_time")),
+                  key=lambda j: epoch(jobs[j]["start_time"]) - posted[j])
     by_engine = {engine: 0 for engine in engine_ids}
     for job_id in posted:
         owner = follower(svc.store, job_id)
@@ -313,7 +315,17 @@ def shell_round(svc: Service, cluster_id: str, template_id: str, count: int,
              if j.get("start_time")]),
         "succeeded": sum(j["info"]["status"] == "SUCCEEDED" for j in jobs.values()),
         "jobs_by_engine": sorted(by_engine.values(), reverse=True),
+        "slowest_to_running": timeline(svc.store, slowest, posted[slowest]),
     }
+
+
+def timeline(store: Store, job_id: str, sent: float) -> list[str]:
+    """The job's workflow as ``seconds after the POST: event (engine)``: where the slowest
+    job to get RUNNING waited."""
+    return [f"{event.metadata.occurred_at.timestamp() - sent:.2f}: {event.type}"
+            + (f" {event.data['task_id']}" if "task_id" in event.data else "")
+            + f" ({event.metadata.engine_id or '-'})"
+            for event in store.read(f"{WORKFLOW_PREFIX}job-{job_id}")]
 
 
 def follower(store: Store, job_id: str) -> str:
@@ -531,6 +543,11 @@ def main() -> None:
         f"jobs/s, 2 engines over 1: {figures['shell.ratio_2_over_1_engine']:.2f}"
         f" ({figures['shell.ratio_2_over_1_engine_pinned']:.2f} pinned)",
     ]
+    for name, _, _ in PHASES:
+        if (figures[f"shell.submit_to_running_max_s.{name}"]
+                > 2 * figures[f"shell.submit_to_running_p99_s.{name}"]):
+            notes.append(f"{name}: a straggler; its workflow (s after its POST): "
+                         + "; ".join(figures[f"shell.slowest_to_running.{name}"]))
     if "spark.ratio_ours_over_spark_submit" in figures:
         notes.append(f"spark: ratio_ours_over_spark_submit ="
                      f" {figures['spark.ratio_ours_over_spark_submit']:.2f} (goal <= 1.2),"
