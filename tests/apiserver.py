@@ -33,8 +33,12 @@ class RunningApi:
 
 @contextmanager
 def running_api(store: Store, *, auth: str = "token",
-                plugins: list[str] | None = None) -> Iterator[RunningApi]:
-    app = app_for(ApiConfig(auth=auth, plugins=plugins), store=store)
+                plugins: list[str] | None = None, app: Flask | None = None
+                ) -> Iterator[RunningApi]:
+    """The v2 API served over HTTP; ``app`` one already built (with engines behind it, say)
+    instead of a recording-only one of ``auth`` and ``plugins``."""
+    if app is None:
+        app = app_for(ApiConfig(auth=auth, plugins=plugins), store=store)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

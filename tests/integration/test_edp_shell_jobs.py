@@ -11,16 +11,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from sahara_es.edp.manager import JobLimits
-from sahara_es.edp.storage import put_object
 from sahara_es.store import open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud
+from tests.edp import Jobs, cluster_status, processes_with
 from tests.engines import wait_until
 from tests.integration.conftest import SwiftStorage
 
@@ -45,74 +43,12 @@ def cluster(cloud: Cloud) -> str:
 
 
 def status(cloud: Cloud, cluster_id: str) -> str:
-    answer = cloud.client.get(f"/v2/clusters/{cluster_id}", headers=cloud.headers)
-    return str(answer.get_json()["cluster"]["status"])
-
-
-class Jobs:
-    """The EDP objects of one test, made through the API."""
-
-    def __init__(self, cloud: Cloud, storage: SwiftStorage) -> None:
-        self.client: FlaskClient = cloud.client
-        self.headers = cloud.headers
-        self.storage = storage
-        self.container = f"edp{uuid.uuid4().hex[:8]}"
-
-    def post(self, path: str, body: dict[str, Any], expect: int = 202) -> dict[str, Any]:
-        answer = self.client.post(f"/v2/{path}", headers=self.headers, json=body)
-        assert answer.status_code == expect, answer.get_json()
-        found: dict[str, Any] = answer.get_json()
-        return found
-
-    def binary(self, name: str, script: str) -> str:
-        url = f"swift://{self.container}/{name}"
-        put_object(url, script.encode(), self.storage.swift_credentials, self.storage.policy)
-        return str(self.post("job-binaries", {
-            "name": f"{name}-{uuid.uuid4().hex[:6]}", "url": url,
-            "extra": self.storage.swift_credentials})["job_binary"]["id"])
-
-    def template(self, script: str, **extra: Any) -> str:
-        binary = self.binary("main.sh", script)
-        return str(self.post("job-templates", {
-            "name": f"t{uuid.uuid4().hex[:8]}", "type": "Shell", "mains": [binary],
-            **extra})["job_template"]["id"])
-
-    def run(self, cluster_id: str, template_id: str, **body: Any) -> str:
-        return str(self.post("jobs", {"cluster_id": cluster_id,
-                                      "job_template_id": template_id, **body})["job"]["id"])
-
-    def show(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.client.get(f"/v2/jobs/{job_id}",
-                                              headers=self.headers).get_json()["job"]
-        return job
-
-    def ends(self, job_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
-        wait_until(lambda: self.show(job_id)["info"]["status"] in statuses, timeout=timeout,
-                   poll=0.2)
-        return self.show(job_id)
-
-    def logs(self, job_id: str) -> dict[str, Any]:
-        answer = self.client.get(f"/v2/jobs/{job_id}/logs", headers=self.headers)
-        assert answer.status_code == 200
-        logs: dict[str, Any] = answer.get_json()["logs"]
-        return logs
+    return cluster_status(cloud, cluster_id)
 
 
 @pytest.fixture
 def jobs(cloud: Cloud, swift_storage: SwiftStorage) -> Jobs:
     return Jobs(cloud, swift_storage)
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for pid in Path("/proc").iterdir():
-        if pid.name.isdigit():
-            try:
-                if marker.encode() in (pid / "cmdline").read_bytes():
-                    found.append(int(pid.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_a_shell_job_runs_on_the_cluster_and_its_output_is_kept(
