@@ -40,6 +40,11 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sahara_es.edp.base import JobEngine
+from sahara_es.edp.java import JavaJobEngine
+from sahara_es.edp.shell import ShellJobEngine
+from sahara_es.edp.spark import SparkJobEngine
+from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Flow, PermanentFailure, RetryPolicy, TaskContext, task_type
 from sahara_es.infra.ssh import SSHError, SSHPool, current_limits
 from sahara_es.plugins import jvm
@@ -57,6 +62,7 @@ from sahara_es.plugins.base import (
     check_int_range,
     node_args,
     node_task_id,
+    process_counts,
 )
 from sahara_es.plugins.catalog import PluginUnavailable, summary_of
 from sahara_es.plugins.waits import Wait, poll, read_status_page
@@ -319,7 +325,9 @@ def spark_env(cluster: ClusterInfo, node: NodeInfo) -> str:
              # Expanded when the file is sourced: the node's own home.
              'SPARK_WORKER_DIR="$HOME/spark/work"',
              'SPARK_LOG_DIR="$HOME/spark/logs"',
-             'SPARK_PID_DIR="$HOME/spark/run"', ""]
+             'SPARK_PID_DIR="$HOME/spark/run"',
+             # The cluster's HDFS (hdfs.py), when it has a namenode.
+             *hdfs.spark_env_lines(cluster), ""]
     return "\n".join(lines)
 
 
@@ -382,11 +390,15 @@ class _StartDaemon(_NodeTask):
         """What the master's JSON shows of this daemon; ``DaemonNotReady`` until it is up."""
         raise NotImplementedError
 
+    def launch_command(self) -> str:
+        """The shell text that starts the daemon detached, unless the node runs it (the
+        HDFS daemons, which are no spark-class programs, start otherwise)."""
+        return _launch_command(self.kind, self.cls, self.arguments())
+
     def execute(self, ctx: TaskContext) -> dict[str, Any]:
         node, pool = self.node, self.pool(ctx)
         ctx.check_lease()
-        launched = pool.run(node.ssh_node(),
-                            _launch_command(self.kind, self.cls, self.arguments()), timeout=60)
+        launched = pool.run(node.ssh_node(), self.launch_command(), timeout=60)
         already = launched.stdout.startswith("running")
         pids = [int(p) for p in launched.stdout.split()[1:] if p.isdigit()]
 
@@ -535,6 +547,10 @@ class StopNode(_NodeTask):
 
 # -- the plugin -----------------------------------------------------------------------------
 
+# HDFS's tasks build on this module's (so hdfs imports it): imported once those are defined,
+# and here, so that importing the plugin registers them too.
+from sahara_es.plugins import hdfs  # noqa: E402
+
 
 class SparkPlugin(Plugin):
     name = "spark"
@@ -560,10 +576,15 @@ class SparkPlugin(Plugin):
         return summary_of(self, super().summary())
 
     def node_processes(self, version: str) -> dict[str, list[str]]:
-        return {"Spark": ["master", "worker"]}
+        return {"Spark": ["master", "worker"], hdfs.SERVICE: list(hdfs.PROCESSES)}
 
     def topology(self, version: str) -> Topology:
-        return Topology({"master": (1, 1), "worker": (1, None)})
+        return Topology({"master": (1, 1), "worker": (1, None),
+                         hdfs.NAMENODE: (0, 1), hdfs.DATANODE: (0, None)})
+
+    def _validate_topology(self, version: str, node_groups: list[dict[str, Any]]) -> None:
+        super()._validate_topology(version, node_groups)
+        hdfs.check_topology(process_counts(node_groups))
 
     def configs(self, version: str) -> list[ConfigOption]:
         return [
@@ -594,10 +615,31 @@ class SparkPlugin(Plugin):
                                             " service's step time limit allows"),
             ConfigOption("Spark home", "Spark", "", description="The Spark distribution on"
                          " the nodes (default: the engine's pyspark package folder)"),
+            *hdfs.config_options(),
         ]
 
     def edp_job_types(self, version: str) -> list[str]:
-        return ["Spark", "Shell"]
+        return ["Spark", "Java", "Shell"]
+
+    def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool, *,
+                       storage_policy: StoragePolicy | None = None) -> JobEngine | None:
+        """``Spark``: ``spark-submit`` in client deploy mode on the master's node, against
+        the cluster's master (and its HDFS when it has one); ``Java`` and ``Shell``: on the
+        master's node."""
+        master = _master(cluster)
+        nodes = [master.job_node()] + [n.job_node() for n in cluster.nodes if n != master]
+        if job_type == "Spark":
+            s = _settings(cluster)
+            return SparkJobEngine(
+                ssh, nodes, master_url=f"spark://{master.address}:{s['Master port']}",
+                spark_home="$HOME/spark/dist", hdfs_url=hdfs.namenode_url(cluster),
+                storage_policy=storage_policy, master_webui_port=int(s["Master webui port"]),
+                java_opts_check=jvm.check_options)
+        if job_type == "Java":
+            return JavaJobEngine(ssh, nodes, java_opts_check=jvm.check_options)
+        if job_type == "Shell":
+            return ShellJobEngine(ssh, nodes)
+        return None
 
     # -- provisioning ---------------------------------------------------------------------
 
@@ -605,6 +647,8 @@ class SparkPlugin(Plugin):
         super().check_config(version, target, name, value)
         if target == SERVICE:
             check_setting(name, value)
+        elif target == hdfs.SERVICE:
+            hdfs.check_setting(name, value)
 
     def _configure(self, flow: Flow, cluster: ClusterInfo, nodes: list[NodeInfo]) -> None:
         # Checked again here, for clusters whose configs were accepted before the API did.
@@ -620,11 +664,14 @@ class SparkPlugin(Plugin):
     def configure(self, cluster: ClusterInfo) -> Flow:
         flow = Flow()
         self._configure(flow, cluster, cluster.nodes)
+        hdfs.add_configure(flow, cluster, cluster.nodes)
         return flow
 
     def start(self, cluster: ClusterInfo) -> Flow:
         self.recheck_configs(cluster)
         flow = Flow()
+        # HDFS first: the NameNode, its DataNodes, then every datanode live (hdfs-ready).
+        hdfs.add_start(flow, cluster)
         master = flow.add("start-master", StartMaster(node_args(cluster, _master(cluster))))
         for node in cluster.with_process(WORKER):
             flow.add(node_task_id("start-worker", node),
@@ -638,6 +685,7 @@ class SparkPlugin(Plugin):
         for node in workers:
             flow.add(node_task_id("start-worker", node), StartWorker(node_args(cluster, node)),
                      requires=[node_task_id("configure", node)])
+        hdfs.add_scale(flow, cluster, added)
         return flow
 
     def decommission(self, cluster: ClusterInfo, removed: list[NodeInfo]) -> Flow:
@@ -646,12 +694,14 @@ class SparkPlugin(Plugin):
             if WORKER in node.processes:
                 flow.add(node_task_id("decommission", node),
                          DecommissionWorker(node_args(cluster, node)))
+        hdfs.add_decommission(flow, cluster, removed)
         return flow
 
     def on_terminate(self, cluster: ClusterInfo) -> Flow:
         flow = Flow()
         for node in cluster.nodes:
             flow.add(node_task_id("stop", node), StopNode(node_args(cluster, node)))
+        hdfs.add_stop(flow, cluster)
         return flow
 
     def health(self, cluster: ClusterInfo, ssh: SSHPool) -> Health:
@@ -679,7 +729,13 @@ class SparkPlugin(Plugin):
             description = f"{alive} of {len(workers)} workers ALIVE; not: " + ", ".join(
                 f"{n.name} ({states.get(n.address, 'absent')})" for n in failed)
         checks.append(HealthCheck("Spark workers", verdict, description))
-        return Health(verdict, checks, [n.name for n in failed])
+        failed_names = [n.name for n in failed]
+        hdfs_checks, hdfs_failed = hdfs.health_checks(cluster)
+        worst = ["GREEN", "YELLOW", "RED"]
+        verdict = max([verdict, *(c.status for c in hdfs_checks)], key=worst.index)
+        checks += hdfs_checks
+        failed_names += [name for name in hdfs_failed if name not in failed_names]
+        return Health(verdict, checks, failed_names)
 
     def open_ports(self, node: NodeInfo, version: str) -> list[int]:
         ports: list[int] = []
@@ -687,4 +743,4 @@ class SparkPlugin(Plugin):
             ports += [DEFAULTS["Master port"], DEFAULTS["Master webui port"]]
         if WORKER in node.processes:
             ports += [DEFAULTS["Worker port"], DEFAULTS["Worker webui port"]]
-        return ports
+        return ports + hdfs.open_ports(node)
