@@ -537,7 +537,8 @@ def main() -> None:
         " once: the most jobs between RUNNING and their end at one instant (records);"
         " jobs by engine: whose engine owned each job's workflow",
         "engines: real sahara-es engine processes (--concurrency 8, --max-workflows 64,"
-        " --project-share 0.5: one project's jobs hold at most 32 of an engine's workflows);"
+        " --project-share 0.5: one project's jobs hold at most 32 of an engine's workflows"
+        " and 4 of its 8 task slots; a job's submit takes one, its await and follow none);"
         " the API and the client in this process; pinned: the first engine on CPU 0, the"
         " second on CPU 1 (taskset -a), this process unpinned",
         f"jobs/s, 2 engines over 1: {figures['shell.ratio_2_over_1_engine']:.2f}"
