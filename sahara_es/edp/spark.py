@@ -238,6 +238,7 @@ class SparkJobEngine(LaunchedJobEngine):
                       **self.spark_confs(job), **storage_settings}
         if self.hdfs_url:
             properties["spark.hadoop.fs.defaultFS"] = self.hdfs_url
+            properties["spark.hadoop.dfs.client.use.datanode.hostname"] = "true"
         py_files = [lib.name for lib in job.libs if lib.name.endswith((".py", ".zip", ".egg"))]
         jars = ([lib.name for lib in job.libs if lib.name.endswith(".jar")]
                 + self.extra_jars + storage_jars)

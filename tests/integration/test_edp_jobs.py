@@ -155,8 +155,10 @@ def on_node(pool: SSHPool, node: Node, command: str, timeout: float = 180) -> st
 
 def succeeded(jobs: Jobs, job_id: str, timeout: float = SPARK_JOB_TIMEOUT) -> dict[str, Any]:
     job = jobs.ends(job_id, *FINAL, timeout=timeout)
-    assert job["info"]["status"] == "SUCCEEDED", (job["info"],
-                                                  jobs.logs(job_id)["stderr"][-4000:])
+    if job["info"]["status"] != "SUCCEEDED":
+        logs = jobs.logs(job_id)
+        pytest.fail(f"{job['info']}\n--- stdout ---\n{logs['stdout'][-2000:]}"
+                    f"\n--- stderr ---\n{logs['stderr'][-6000:]}")
     return job
 
 
