@@ -234,12 +234,28 @@ class ClusterDelete(Strict):
 DATA_SOURCE_TYPES = ["swift", "hdfs", "maprfs", "manila", "s3", "file"]
 
 
+class StringOrBoolean(fields.Field[str | bool]):
+    """A credential's value: text, or a boolean (s3's ``ssl``, ``bucket_in_path``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and len(value) <= 1024:
+            return value
+        raise ValidationError("must be a string (at most 1024 characters) or a boolean")
+
+
+def credential_map() -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=validate.Length(1, 64)),
+                       values=StringOrBoolean())
+
+
 class DataSourceCreate(Strict):
     name = simple_name()
     description = text()
     type = fields.String(required=True, validate=validate.OneOf(DATA_SOURCE_TYPES))
     url = fields.String(required=True, validate=[validate.Length(1, 1024), path_components])
-    credentials = fields.Dict(keys=fields.String(), values=fields.String())
+    credentials = credential_map()
     is_public = flag()
     is_protected = flag()
 
@@ -249,7 +265,7 @@ class DataSourceUpdate(Strict):
     description = text()
     type = fields.String(validate=validate.OneOf(DATA_SOURCE_TYPES))
     url = fields.String(validate=[validate.Length(1, 1024), path_components])
-    credentials = fields.Dict(keys=fields.String(), values=fields.String())
+    credentials = credential_map()
     is_public = flag()
     is_protected = flag()
 

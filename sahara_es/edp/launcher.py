@@ -301,9 +301,21 @@ class Launcher:
         return [s for s in found if isinstance(s, str) and s] if isinstance(found, list) else []
 
     def last_stderr_line(self, node: Node, job_id: str, secrets: Sequence[str] = ()) -> str:
-        _, err = self.logs(node, job_id, 2000, secrets)
-        lines = [line.strip() for line in err.splitlines() if line.strip()]
-        return lines[-1][:500] if lines else ""
+        """The line of the job's stderr that best says why it failed: the last one naming
+        an error or exception (a traceback's last line, a JVM's exception), else the last
+        one (a program that logs on after its error, as Spark does, is not misquoted)."""
+        _, err = self.logs(node, job_id, 8000, secrets)
+        return failure_line(err)
+
+
+_TELLING = re.compile(r"\w(Error|Exception)\b|\bERROR\b|^Traceback")
+
+
+def failure_line(stderr: str) -> str:
+    """The last line of ``stderr`` naming an error or exception, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    telling = [line for line in lines if _TELLING.search(line)]
+    return (telling or lines or [""])[-1][:500]
 
 
 def _parse_status(answer: str) -> ProcessStatus:

@@ -416,7 +416,7 @@ def job_run(store: Store, services: EdpServices, doc: Doc) -> JobRun:
             raise JobInvalid(f"data source {source_id} is gone")
         credentials = open_secret_field(store, Kind.DATA_SOURCE, source) or {}
         sources[source_id] = DataSourceAccess(url, source["type"], {
-            str(k): str(v) for k, v in credentials.items()})
+            str(k): _text(v) for k, v in credentials.items()})
     configs = doc.get("job_configs") or {}
     return JobRun(
         job_id=doc["id"], job_type=template["type"],
@@ -427,6 +427,11 @@ def job_run(store: Store, services: EdpServices, doc: Doc) -> JobRun:
         input=sources.get(doc.get("input_id") or ""),
         output=sources.get(doc.get("output_id") or ""),
         data_sources=list(sources.values()))
+
+
+def _text(value: Any) -> str:
+    """A credential's value as text (a boolean as ``true``/``false``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @workflow_type(RUN_JOB)

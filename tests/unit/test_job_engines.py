@@ -27,7 +27,7 @@ from sahara_es.edp.base import (
 )
 from sahara_es.edp.dask import DaskJobEngine
 from sahara_es.edp.java import JavaJobEngine, conservative_java_options
-from sahara_es.edp.launcher import Launcher, check_file_name, check_job_id
+from sahara_es.edp.launcher import Launcher, check_file_name, check_job_id, failure_line
 from sahara_es.edp.shell import ShellJobEngine
 from sahara_es.edp.spark import SparkJobEngine, check_spark_conf
 from sahara_es.infra.ssh import CommandResult, Node, RemoteCommandFailed, SSHPool
@@ -407,3 +407,16 @@ def test_an_engine_job_id_is_checked(tmp_path: Path) -> None:
     assert gone.state is EngineState.FAILED and "no longer in the cluster" in gone.description
     missing = engine.get_job_status(f"c1-master-1/{uuid.uuid4()}")
     assert missing.state is EngineState.FAILED and "folder is gone" in missing.description
+
+
+@pytest.mark.parametrize(("stderr", "reason"), [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
+     "26/12/02 INFO SparkContext: Successfully stopped SparkContext\n", "ValueError: boom"),
+    ("java.io.IOException: could only be written to 0 nodes\n\tat org.apache.Foo\n"
+     "INFO ShutdownHookManager: Deleting directory /tmp/x\n",
+     "java.io.IOException: could only be written to 0 nodes"),
+    ("broken input\n", "broken input"),
+    ("", ""),
+])
+def test_a_failed_job_s_reason_is_the_line_naming_its_error(stderr: str, reason: str) -> None:
+    assert failure_line(stderr) == reason
