@@ -76,8 +76,10 @@ def wait(client: Any, path: str, headers: dict[str, str], *statuses: str) -> dic
         time.sleep(0.5)
 
 
-def daemons() -> set[int]:
-    """This machine's NameNode and DataNode processes (any node's)."""
+def daemons(instances: list[str]) -> set[int]:
+    """The NameNode and DataNode processes of these instances (their command lines name
+    their homes; other tests' clusters may run HDFS meanwhile)."""
+    homes = [f"/{name}/home/".encode() for name in instances]
     found = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
@@ -85,7 +87,8 @@ def daemons() -> set[int]:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if any(marker in command for marker in DAEMONS):
+            if any(marker in command for marker in DAEMONS) and any(
+                    home in command for home in homes):
                 found.add(int(pid))
     return found
 
@@ -103,6 +106,8 @@ def nodes_of(cloud: Cloud, cluster: dict[str, Any], process: str) -> list[Node]:
 
 def run(pool: SSHPool, node: Node, command: str, timeout: float = 180) -> str:
     result = pool.run(node, command, check=False, timeout=timeout)
+    if result.exit_code != 0:
+        print(result.stdout[-4000:], result.stderr[-12000:])  # shown when the test fails
     assert result.exit_code == 0, (command[-300:], result.stdout[-2000:],
                                    result.stderr[-4000:])
     return result.stdout
@@ -111,7 +116,6 @@ def run(pool: SSHPool, node: Node, command: str, timeout: float = 180) -> str:
 def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
     client, services = cloud.client, cloud.services
     headers = {"X-Project-Id": f"p{uuid.uuid4().hex[:6]}"}
-    before = daemons()
     answer = client.post("/v2/clusters", headers=headers, json={
         "name": f"hdfs-{uuid.uuid4().hex[:6]}", "plugin_name": "spark",
         "plugin_version": spark_version(),
@@ -129,6 +133,8 @@ def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
     assert cluster["verification"]["status"] == "GREEN"
     (master,) = nodes_of(cloud, cluster, "namenode")
     workers = nodes_of(cloud, cluster, "datanode")
+    instances = [i["instance_name"] for g in cluster["node_groups"] for i in g["instances"]]
+    assert len(daemons(instances)) == 3
     assert hdfs.live_datanodes(master.address) >= {w.address for w in workers}
     state = hdfs.namenode_bean(master.address, "FSNamesystemState")
     assert state["NumLiveDataNodes"] == 2 and state["FSState"] == "Operational"
@@ -148,7 +154,8 @@ def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
     listed = run(pool, master, hdfs.fs_shell("-ls", "-R", "/user"))
     assert f"/user/{master.username}/wc/input.txt" in listed
 
-    # A Spark word count on the cluster: input and output in HDFS, by relative paths.
+    # A Spark word count on the cluster: input and output in HDFS, read by an hdfs:/// path (the
+    # cluster's fs.defaultFS), written by a relative one.
     pool.put_file(master, "hdfs_wordcount.py", WORDCOUNT)
     python = shlex.quote(sys.executable)
     run(pool, master,
@@ -156,8 +163,9 @@ def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
         ' SPARK_HOME="$HOME/spark/dist" SPARK_CONF_DIR="$HOME/spark/conf"; '
         '"$SPARK_HOME/bin/spark-submit" --master'
         f" spark://{master.address}:7077 --conf spark.sql.shuffle.partitions=2"
-        " --conf spark.executor.memory=384m"
-        " hdfs_wordcount.py wc/input.txt wc/output > wordcount.out 2>&1"
+        " --conf spark.executor.memory=480m"
+        f" hdfs_wordcount.py hdfs:///user/{master.username}/wc/input.txt"
+        " wc/output > wordcount.out 2>&1"
         " || { tail -c 4000 wordcount.out >&2; exit 1; }", timeout=300)
     output = run(pool, workers[1], hdfs.fs_shell("-cat", "wc/output/part-*"))
     counts = {word: int(n) for word, n in (line.split("\t") for line in output.splitlines())}
@@ -169,4 +177,4 @@ def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
 
     assert client.delete(path, headers=headers).status_code == 204
     wait(client, path, headers, "gone")
-    assert daemons() - before == set()
+    assert daemons(instances) == set()
