@@ -132,6 +132,24 @@ def check_job_configs(job_configs: Doc) -> None:
                           " number")
 
 
+MAIN_CLASS = "edp.java.main_class"
+
+
+def check_main_class(store: Store, template: Doc, job_configs: Doc) -> None:
+    """Sahara's rule: a Java job, and a Spark job whose main is a jar, name their main class
+    (``edp.java.main_class``)."""
+    if (job_configs.get("configs") or {}).get(MAIN_CLASS):
+        return
+    if template["type"] == "Java":
+        raise Invalid(f"a Java job needs its main class: set {MAIN_CLASS} in job_configs"
+                      " configs")
+    if template["type"] == "Spark":
+        mains = [resources.load(store, JOB_BINARY, i).doc for i in template.get("mains") or []]
+        if any(m is not None and str(m.get("url", "")).endswith(".jar") for m in mains):
+            raise Invalid(f"a Spark job whose main is a jar needs its main class: set"
+                          f" {MAIN_CLASS} in job_configs configs")
+
+
 def _flag(configs: Doc, name: str) -> bool:
     return str(configs.get(name, "")).lower() in ("true", "1", "yes")
 
@@ -149,6 +167,7 @@ def run_job(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
     job_configs = dict(fields.get("job_configs") or {})
     check_job_configs(job_configs)
     job_configs = apply_interface(template, dict(fields.get("interface") or {}), job_configs)
+    check_main_class(store, template, job_configs)
     job_id = resources.new_id()
     sources: dict[str, Doc] = {}
     for key in ("input_id", "output_id"):

@@ -274,6 +274,18 @@ def test_a_java_job_runs_its_main_class(spark: Cluster, jobs: Jobs, tmp_path: Pa
     assert jobs.logs(job_id)["stdout"] == "hello a b|c\n"
 
 
+@pytest.mark.parametrize("job_type", ["Java", "Spark"])
+def test_a_jvm_job_without_its_main_class_is_refused(spark: Cluster, jobs: Jobs,
+                                                     job_type: str) -> None:
+    jar = jobs.binary("app.jar", b"PK")
+    template = jobs.template_of(job_type, **({"libs": [jar]} if job_type == "Java"
+                                             else {"mains": [jar]}))
+    answer = jobs.client.post("/v2/jobs", headers=jobs.headers, json={
+        "cluster_id": spark.id, "job_template_id": template})
+    assert answer.status_code == 400, answer.get_json()
+    assert "edp.java.main_class" in answer.get_json()["error_message"]
+
+
 DASK_SUM = b'''
 import sys
 from distributed import Client
