@@ -314,6 +314,9 @@ def shell_round(svc: Service, cluster_id: str, template_id: str, count: int,
             [(epoch(j["start_time"]), epoch(j["end_time"])) for j in jobs.values()
              if j.get("start_time")]),
         "succeeded": sum(j["info"]["status"] == "SUCCEEDED" for j in jobs.values()),
+        "failures": [f"{j['id']}: {j['info']['status']}"
+                     f" {str(j['info'].get('status_description', ''))[:300]}"
+                     for j in jobs.values() if j["info"]["status"] != "SUCCEEDED"][:5],
         "jobs_by_engine": sorted(by_engine.values(), reverse=True),
         "slowest_to_running": timeline(svc.store, slowest, posted[slowest]),
     }
@@ -325,6 +328,7 @@ def timeline(store: Store, job_id: str, sent: float) -> list[str]:
     return [f"{event.metadata.occurred_at.timestamp() - sent:.2f}: {event.type}"
             + (f" {event.data['task_id']}" if "task_id" in event.data else "")
             + f" ({event.metadata.engine_id or '-'})"
+            + (f" {str(event.data['error'])[:300]!r}" if "error" in event.data else "")
             for event in store.read(f"{WORKFLOW_PREFIX}job-{job_id}")]
 
 
@@ -545,6 +549,8 @@ def main() -> None:
         f" ({figures['shell.ratio_2_over_1_engine_pinned']:.2f} pinned)",
     ]
     for name, _, _ in PHASES:
+        for failure in figures[f"shell.failures.{name}"]:
+            notes.append(f"{name}: not SUCCEEDED: {failure}")
         if (figures[f"shell.submit_to_running_max_s.{name}"]
                 > 2 * figures[f"shell.submit_to_running_p99_s.{name}"]):
             notes.append(f"{name}: a straggler; its workflow (s after its POST): "
