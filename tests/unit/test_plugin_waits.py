@@ -289,7 +289,7 @@ def test_the_dask_dashboard_is_read_the_same_way(server: Callable[[Handler], int
 
 
 @pytest.mark.parametrize(("plugin", "configs"), [
-    (SparkPlugin(), {"HDFS": {"dfs.replication": 1}}),
+    (SparkPlugin(), {"YARN": {"dfs.replication": 1}}),
     (SparkPlugin(), {"general": {}}),
     (DaskPlugin(), {"Spark": {"Worker memory": "1g"}}),
 ])
@@ -318,7 +318,7 @@ STORED_SPARK = [
     {"Spark": {"Spark home": "/tmp/not-a-distribution"}},
     {"Spark": {"Worker memory": "512m; touch /tmp/x"}},
     {"Spark": {"Daemon Java options": "-XX:OnError=touch${IFS}/tmp/pwned"}},
-    {"HDFS": {"dfs.replication": 1}},
+    {"YARN": {"dfs.replication": 1}},
 ]
 
 
