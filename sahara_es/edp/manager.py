@@ -98,6 +98,11 @@ class EdpServices(Protocol):
         """A job binary's bytes (swift://, s3://, file://...), under the storage policy."""
         ...
 
+    def node_url(self, cluster_id: str, project_id: str, url: str) -> str:
+        """A data source's URL as the cluster's nodes reach it: ``manila://share/path`` as
+        the ``file://`` path of the share's folder on the nodes; any other unchanged."""
+        ...
+
     @property
     def limits(self) -> JobLimits: ...
 
@@ -410,20 +415,27 @@ def job_run(store: Store, services: EdpServices, doc: Doc) -> JobRun:
 
     urls: dict[str, str] = dict(doc.get("data_source_urls") or {})
     sources: dict[str, DataSourceAccess] = {}
+    on_nodes: dict[str, str] = {}
     for source_id, url in urls.items():
         source = resources.load(store, Kind.DATA_SOURCE, source_id).doc
         if source is None or source[META].get("deleted"):
             raise JobInvalid(f"data source {source_id} is gone")
         credentials = open_secret_field(store, Kind.DATA_SOURCE, source) or {}
-        sources[source_id] = DataSourceAccess(url, source["type"], {
+        node_url = services.node_url(doc["cluster_id"], doc["project_id"], url)
+        if node_url != url:
+            on_nodes[url] = node_url
+        sources[source_id] = DataSourceAccess(node_url, source["type"], {
             str(k): _text(v) for k, v in credentials.items()})
     configs = doc.get("job_configs") or {}
+    args = [str(a) for a in configs.get("args") or []]
+    for url, node_url in on_nodes.items():
+        args = [a.replace(url, node_url) for a in args]
     return JobRun(
         job_id=doc["id"], job_type=template["type"],
         mains=files(list(template.get("mains") or [])),
         libs=files(list(template.get("libs") or [])),
         configs=dict(configs.get("configs") or {}), params=dict(configs.get("params") or {}),
-        args=[str(a) for a in configs.get("args") or []],
+        args=args,
         input=sources.get(doc.get("input_id") or ""),
         output=sources.get(doc.get("output_id") or ""),
         data_sources=list(sources.values()))

@@ -99,6 +99,12 @@ class InfraProvider(abc.ABC):
     def delete_instance(self, name: str) -> None:
         """Delete the instance and everything running on it; a no-op if it is gone."""
 
+    def share_path(self, project_id: str, share_id: str, cluster_id: str) -> str:
+        """The folder at which the nodes of cluster ``cluster_id`` reach the project's
+        shared file system ``share_id`` (a ``manila://share-id/path`` data source), made on
+        first use; ``InfraError`` on an infrastructure that has no shares."""
+        raise InfraError(f"the {self.name} infrastructure has no shares")
+
     def tenant_view(self, text: str) -> str:
         """``text`` (a failure a cluster's owner will read) without what it says of the
         service's own machine: a provider whose nodes live on it replaces its folders."""

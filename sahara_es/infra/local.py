@@ -113,8 +113,24 @@ NODE_SHELL = "/bin/bash"
 
 def node_user(spec: InstanceSpec) -> str:
     """The cluster's node user: one per cluster (``metadata["cluster"]``), else per instance."""
-    owner = spec.metadata.get("cluster") or spec.name
+    return user_of(spec.metadata.get("cluster") or spec.name)
+
+
+def user_of(owner: str) -> str:
     return USER_PREFIX + hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+SHARE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""A share's id (Manila's are UUIDs)."""
+
+
+def _setfacl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setfacl", *args], capture_output=True, text=True, check=False)
+
+
+def _getfacl(path: Path) -> str:
+    return subprocess.run(["getfacl", "-p", str(path)], capture_output=True, text=True,
+                          check=False).stdout
 
 
 def traversal_blocker(path: Path) -> Path | None:
@@ -668,6 +684,47 @@ class LocalProvider(InfraProvider):
         if done.returncode not in (0, 9):  # 9: made by another engine meanwhile
             raise InfraError(f"useradd {user} failed: {done.stderr.strip()}")
 
+    # -- shares ---------------------------------------------------------------------------
+
+    def share_path(self, project_id: str, share_id: str, cluster_id: str) -> str:
+        """A folder of the machine, ``<root>/shares/<project>/<share id>/``, that the
+        project's clusters' node users (each granted on its first use, by POSIX ACLs, the
+        files already there included) read and write, and no other user but root: the local
+        nodes' Manila share. Its parents are only traversable by others (0711), so that no
+        node lists other projects' shares."""
+        if not SHARE_ID.fullmatch(share_id):
+            raise InfraError(f"{share_id[:80]!r} is not a share id (letters, digits, - and _,"
+                             " at most 64)")
+        user = user_of(cluster_id)
+        if _node_user_entry(user) is None:
+            raise InfraError(f"cluster {cluster_id} has no nodes here")
+        project = hashlib.sha256(project_id.encode()).hexdigest()[:32]
+        folder = self.root / "shares" / project / share_id
+        with self._lock_file(f"share-{project}-{share_id}", fcntl.LOCK_EX):
+            for level in (folder.parent.parent, folder.parent):
+                level.mkdir(mode=0o711, exist_ok=True)
+                level.chmod(0o711)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            if f"user:{user}:" not in _getfacl(folder):
+                done = _setfacl("-R", "-m", f"u:{user}:rwX,d:u:{user}:rwX,m::rwX,d:m::rwX",
+                                str(folder))
+                if done.returncode != 0:
+                    raise InfraError(f"cannot share {share_id} with the nodes of cluster"
+                                     f" {cluster_id}: {done.stderr.strip()}")
+        return str(folder)
+
+    def _revoke_shares(self, user: str) -> None:
+        """Take the user's entries out of every share before its uid can be anyone else's."""
+        shares = self.root / "shares"
+        if not shares.is_dir():
+            return
+        for folder in shares.glob("*/*"):
+            if folder.is_dir() and f"user:{user}:" in _getfacl(folder):
+                done = _setfacl("-R", "-x", f"u:{user},d:u:{user}", str(folder))
+                if done.returncode != 0:
+                    raise InfraError(f"cannot take {user} out of share {folder.name}:"
+                                     f" {done.stderr.strip()}")
+
     def _release_user(self, user: str, leaving: str) -> None:
         """Remove the node user unless an instance under this root other than ``leaving``
         (being deleted) is its: its last process ends first (also those that escaped their
@@ -678,6 +735,7 @@ class LocalProvider(InfraProvider):
                    and (state.get("username") == user or _read_text(folder / "user") == user)
                    for folder, state in self._instance_folders()):
                 return
+            self._revoke_shares(user)
             delete_node_user(user, self._firewall)
 
     def _instance_folders(self) -> Iterator[tuple[Path, dict[str, Any]]]:

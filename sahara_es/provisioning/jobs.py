@@ -41,6 +41,9 @@ def nodes_of(provider: InfraProvider, doc: Doc) -> ClusterInfo:
                        dict(doc.get("cluster_configs") or {}), nodes)
 
 
+MANILA = "manila://"
+
+
 @dataclass
 class JobEngines:
     """``EdpServices`` over the provisioning services of one engine process."""
@@ -70,6 +73,18 @@ class JobEngines:
             raise JobInvalid(f"plugin {plugin.name} {doc['plugin_version']} runs"
                              f" {', '.join(supported) or 'no'} jobs, not {job_type}")
         return engine
+
+    def node_url(self, cluster_id: str, project_id: str, url: str) -> str:
+        if not url.startswith(MANILA):
+            return url
+        share, _, path = url[len(MANILA):].partition("/")
+        if ".." in path.split("/"):
+            raise JobInvalid(f"{url}: a path in a share has no '..'")
+        try:
+            folder = self.provider.share_path(project_id, share, cluster_id)
+        except InfraError as error:
+            raise JobInvalid(f"{url}: {self.provider.tenant_view(str(error))}") from None
+        return f"file://{folder}/{path}"
 
     def fetch_binary(self, binary: Doc, extra: Doc | None) -> bytes:
         return storage.fetch_binary(binary["url"], {str(k): str(v) for k, v in

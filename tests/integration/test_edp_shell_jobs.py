@@ -8,14 +8,17 @@ on both stores in ``test_job_manager.py``)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sahara_es.edp.manager import JobLimits
+from sahara_es.infra.local import user_of
 from sahara_es.store import open_store
 from tests.clouds import Cloud, create_fake_cluster, running_cloud
 from tests.edp import Jobs, cluster_status, processes_with
@@ -199,3 +202,50 @@ def test_data_source_placeholders_are_resolved_once_and_shown(
     assert jobs.logs(job_id)["stdout"] == f"{url}\n", job["info"]
     assert "password" not in str(job) and jobs.storage.key not in str(jobs.logs(job_id))
 
+
+
+def test_a_manila_share_is_one_folder_for_a_project_s_clusters_and_no_one_else_s(
+        cloud: Cloud, cluster: str, jobs: Jobs, swift_storage: SwiftStorage) -> None:
+    share = str(uuid.uuid4())
+    second = create_fake_cluster(cloud.client, cloud.project)
+    stranger = Jobs(cloud, swift_storage)
+    stranger.headers = {"X-Project-Id": f"other-{uuid.uuid4().hex[:6]}"}
+    theirs = create_fake_cluster(cloud.client, stranger.headers["X-Project-Id"])
+    for cluster_id, headers in ((second, jobs.headers), (theirs, stranger.headers)):
+        wait_until(lambda c=cluster_id, h=headers: cloud.client.get(
+            f"/v2/clusters/{c}", headers=h).get_json()["cluster"]["status"] == "Active",
+            timeout=180, poll=0.2)
+
+    def source(owner: Jobs, name: str) -> str:
+        return str(owner.data_source("manila", f"manila://{share}/{name}")["name"])
+
+    substitute = {"edp.substitute_data_source_for_name": True}
+    write = jobs.run(cluster, jobs.template('echo "hello from a share" > "${1#file://}";'
+                                            ' echo "${1#file://}"\n'),
+                     job_configs={"configs": substitute, "args": [source(jobs, "hello.txt")]})
+    assert jobs.ends(write, "SUCCEEDED", "FAILED")["info"]["status"] == "SUCCEEDED"
+    path = jobs.logs(write)["stdout"].strip()
+    read = jobs.run(second, jobs.template('cat "${1#file://}"\n'),
+                    job_configs={"configs": substitute, "args": [source(jobs, "hello.txt")]})
+    assert jobs.ends(read, "SUCCEEDED", "FAILED")["info"]["status"] == "SUCCEEDED"
+    assert jobs.logs(read)["stdout"] == "hello from a share\n"
+    # Another project's share of the same id is another folder; this one it cannot read.
+    theirs_read = stranger.run(theirs, stranger.template(
+        'cat "${1#file://}"; cat "$2"\n'), job_configs={
+            "configs": substitute, "args": [source(stranger, "hello.txt"), path]})
+    job = stranger.ends(theirs_read, "SUCCEEDED", "FAILED")
+    assert job["info"]["status"] == "FAILED"
+    assert "hello from a share" not in stranger.logs(theirs_read)["stdout"]
+    assert "Permission denied" in stranger.logs(theirs_read)["stderr"]
+    for cluster_id, headers in ((second, jobs.headers), (theirs, stranger.headers)):
+        assert cloud.client.delete(f"/v2/clusters/{cluster_id}",
+                                   headers=headers).status_code == 204
+    # A deleted cluster's node user (whose uid the next cluster may get) loses its entry.
+    wait_until(lambda: cloud.client.get(f"/v2/clusters/{second}",
+                                        headers=jobs.headers).status_code == 404,
+               timeout=120, poll=0.5)
+    entries = subprocess.run(["getfacl", "-p", str(Path(path).parent)], capture_output=True,
+                             text=True, check=True).stdout
+    granted = {line.split(":")[1] for line in entries.splitlines()
+               if line.startswith("user:") and line.split(":")[1]}
+    assert granted == {user_of(cluster)}  # no entry of second's user, by name or by uid

@@ -98,6 +98,9 @@ class Services:
     def fetch_binary(self, binary: Doc, extra: Doc | None) -> bytes:
         return b"echo hello\n"
 
+    def node_url(self, cluster_id: str, project_id: str, url: str) -> str:
+        return url
+
 
 @dataclass
 class World:
