@@ -175,7 +175,7 @@ lines = ["the quick brown fox jumps over the lazy dog", "the dog sleeps",
 counts = (spark.sparkContext.parallelize(lines, 2).flatMap(str.split)
           .map(lambda word: (word, 1)).reduceByKey(add).collect())
 for word, count in sorted(counts, key=lambda c: (-c[1], c[0]))[:5]:
-    print(f"{word}\\t{count}")
+    print(f"{word:<8}{count:>3}")
 spark.stop()
 """
 
@@ -186,7 +186,7 @@ def spark_job_demo(call: Callable[..., Any], cluster_id: str, binary_folder: Pat
     binary_folder.mkdir(parents=True, exist_ok=True)
     main = binary_folder / f"wordcount-{suffix}.py"
     main.write_text(WORD_COUNT)
-    binary = call("POST", "/job-binaries", {"name": f"wordcount-{suffix}",
+    binary = call("POST", "/job-binaries", {"name": f"wordcount-{suffix}.py",
                                            "url": f"file://{main}"})["job_binary"]
     template = call("POST", "/job-templates", {
         "name": f"wordcount-{suffix}", "type": "Spark",
