@@ -225,7 +225,7 @@ def test_plugin_topology_and_flavors_are_validated(client: FlaskClient) -> None:
     assert bad_flavor.status_code == 400 and "m1.huge" in bad_flavor.get_json()["error_message"]
     bad_process = client.post("/v2/node-group-templates", headers=headers, json={
         "name": unique("n"), "plugin_name": "spark", "plugin_version": version,
-        "flavor_id": "local.small", "node_processes": ["namenode"]})
+        "flavor_id": "local.small", "node_processes": ["resourcemanager"]})
     assert bad_process.status_code == 400
     bad_name = client.post("/v2/node-group-templates", headers=headers, json={
         "name": "1_bad", "plugin_name": "spark", "plugin_version": version,
