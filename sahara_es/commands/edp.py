@@ -12,6 +12,7 @@ import secrets
 import string
 
 from sahara_es.commands import resources
+from sahara_es.commands import secrets as job_secrets
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog
 from sahara_es.commands.errors import Conflict, Invalid, NotVisible
@@ -195,10 +196,16 @@ def run_job(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
     job_configs["args"] = [urls[a[len(DATA_SOURCE_ARG):]] if a.startswith(DATA_SOURCE_ARG)
                            else a for a in args]
     uses = [(JOB_TEMPLATE, template["id"])] + [(DATA_SOURCE, i) for i in sources]
-    attributes = {**fields, "job_configs": job_configs, "data_source_urls": urls,
-                  "info": {"status": INITIAL_JOB_STATUS}, "start_time": None,
-                  "end_time": None, "engine_job_id": None, "return_code": None}
-    return resources.create(store, JOB, caller, attributes, uses=uses, resource_id=job_id)
+    try:
+        job_configs["configs"] = job_secrets.seal_job_configs(store, job_id, configs)
+        attributes = {**fields, "job_configs": job_configs, "data_source_urls": urls,
+                      "info": {"status": INITIAL_JOB_STATUS}, "start_time": None,
+                      "end_time": None, "engine_job_id": None, "return_code": None}
+        return resources.create(store, JOB, caller, attributes, uses=uses,
+                                resource_id=job_id)
+    except BaseException:
+        job_secrets.SecretBox(store).shred(JOB.stream(job_id))
+        raise
 
 
 DATA_SOURCE_ARG = "\0data-source:"
@@ -260,6 +267,7 @@ def delete_job(store: Store, caller: Caller, job_id: str) -> None:
         resources.append(store, aggregate, [ev.JobCancelRequested(doc["info"]["status"])],
                          caller)
     resources.finish_delete(store, aggregate, caller)
+    job_secrets.SecretBox(store).shred(JOB.stream(job_id))
 
 
 def kill_unstarted(store: Store, job_id: str, caller: Caller) -> None:

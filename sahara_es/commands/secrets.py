@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import uuid
 from typing import Any, TypeGuard
 
@@ -185,3 +186,29 @@ def open_secret_field(store: Store, kind: Kind, doc: Doc) -> Doc | None:
                                            purpose=_purpose(kind))
     opened: Doc | None = value
     return opened
+
+
+# -- secrets in a job's configs ---------------------------------------------------------------
+
+SECRET_CONFIG = re.compile(r"(password|secret|token|credential)", re.IGNORECASE)
+"""Job configs whose names say they hold a secret (``fs.swift.service.sahara.password``,
+``fs.s3a.secret.key``...): kept sealed in the job's events, opened for its job engine."""
+JOB_CONFIG_PURPOSE = "job config"
+
+
+def seal_job_configs(store: DataKeyStore, job_id: str, configs: Doc) -> Doc:
+    """``configs`` with every secret-named string value sealed with the job's data key."""
+    box = SecretBox(store)
+    owner = Kind.JOB.stream(job_id)
+    return {name: box.seal(owner, value, purpose=JOB_CONFIG_PURPOSE)
+            if SECRET_CONFIG.search(name) and isinstance(value, str) and value
+            and not is_sealed(value) else value
+            for name, value in configs.items()}
+
+
+def open_job_configs(store: DataKeyStore, job_id: str, configs: Doc) -> Doc:
+    """A job's configs as its job engine gets them: sealed values opened."""
+    box = SecretBox(store)
+    owner = Kind.JOB.stream(job_id)
+    return {name: box.open(owner, value, purpose=JOB_CONFIG_PURPOSE) if is_sealed(value)
+            else value for name, value in configs.items()}

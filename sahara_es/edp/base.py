@@ -17,6 +17,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from sahara_es.commands.secrets import SECRET_CONFIG
 from sahara_es.infra.ssh import Node
 
 
@@ -110,6 +111,8 @@ class JobRun:
             if source is not None:
                 found += [v for k, v in source.credentials.items()
                           if v and k in ("password", "secretkey", "secret_key", "token")]
+        found += [v for k, v in self.configs.items()
+                  if isinstance(v, str) and v and SECRET_CONFIG.search(k)]
         return found
 
 

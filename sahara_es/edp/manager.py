@@ -34,7 +34,7 @@ from typing import Any, Protocol, cast
 from sahara_es.commands import resources
 from sahara_es.commands.caller import SYSTEM
 from sahara_es.commands.errors import ChangedConcurrently
-from sahara_es.commands.secrets import open_secret_field
+from sahara_es.commands.secrets import open_job_configs, open_secret_field
 from sahara_es.edp.base import (
     DataSourceAccess,
     EngineState,
@@ -434,7 +434,8 @@ def job_run(store: Store, services: EdpServices, doc: Doc) -> JobRun:
         job_id=doc["id"], job_type=template["type"],
         mains=files(list(template.get("mains") or [])),
         libs=files(list(template.get("libs") or [])),
-        configs=dict(configs.get("configs") or {}), params=dict(configs.get("params") or {}),
+        configs=open_job_configs(store, doc["id"], dict(configs.get("configs") or {})),
+        params=dict(configs.get("params") or {}),
         args=args,
         input=sources.get(doc.get("input_id") or ""),
         output=sources.get(doc.get("output_id") or ""),

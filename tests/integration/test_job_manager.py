@@ -252,3 +252,16 @@ def test_a_job_cancelled_before_it_started_is_killed_without_running(world: Worl
     edp.cancel_job(world.store, world.caller, job_id)
     world.ends(job_id, "KILLED")
     assert job_id not in world.jobs.runs
+
+
+def test_a_secret_in_a_job_s_configs_is_sealed_in_its_events_and_opened_for_its_engine(
+        world: World) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    name = "fs.swift.service.sahara.password"
+    job_id = world.run(world.cluster(), **{name: secret})
+    world.ends(job_id, "SUCCEEDED")
+    run = world.jobs.runs[job_id].job
+    assert run.configs[name] == secret and secret in run.secrets()
+    stored = [e.data for e in world.store.read(Kind.JOB.stream(job_id))]
+    assert secret not in repr(stored)
+    assert str(world.job(job_id)["job_configs"]["configs"][name]).startswith("sbx1:")

@@ -258,8 +258,15 @@ def update_job(resource_id: str) -> Response:
 
 
 def job_view(doc: Doc) -> Doc:
-    """A job as Sahara shows it (its captured output is read through ``/logs``)."""
-    return {k: v for k, v in shown(doc).items() if k != "logs"}
+    """A job as Sahara shows it (its captured output is read through ``/logs``), a secret
+    of its configs shown as ``******``."""
+    view = {k: v for k, v in shown(doc).items() if k != "logs"}
+    job_configs = view.get("job_configs")
+    if isinstance(job_configs, dict) and isinstance(job_configs.get("configs"), dict):
+        view["job_configs"] = {**job_configs, "configs": {
+            name: "******" if secrets.is_sealed(value) else value
+            for name, value in job_configs["configs"].items()}}
+    return view
 
 
 @blueprint.delete("/jobs/<resource_id>")
