@@ -114,16 +114,6 @@ class JavaJobEngine(LaunchedJobEngine):
                                         " properties")],
                 "args": [], "params": None}
 
-    def job_node(self, job: JobRun) -> JobNode:
-        if "edp.node" in job.configs:
-            return self.node_named(job.configs["edp.node"])
-        node = self.node_with("master", "scheduler", "namenode")
-        if node is None:
-            if not self.nodes:
-                raise JobInvalid("the cluster has no node to run the job on")
-            node = self.nodes[0]
-        return node
-
     def script(self, job: JobRun, node: JobNode) -> tuple[str, list[tuple[str, bytes]]]:
         options = check_java_options(job.configs.get(JAVA_OPTS, ""), self.java_opts_check)
         classpath = ":".join(f.name for f in job.libs)

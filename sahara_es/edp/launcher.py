@@ -429,8 +429,17 @@ class LaunchedJobEngine(JobEngine):
     # -- what each engine says ------------------------------------------------------------
 
     def job_node(self, job: JobRun) -> JobNode:
-        """The node the job runs on."""
-        raise NotImplementedError
+        """The node the job runs on: ``edp.node`` (a node's name or a process), else the
+        master, the scheduler or the namenode (Sahara ran Shell and Java jobs on the
+        master), else the first node."""
+        if "edp.node" in job.configs:
+            return self.node_named(job.configs["edp.node"])
+        node = self.node_with("master", "scheduler", "namenode")
+        if node is None:
+            if not self.nodes:
+                raise JobInvalid("the cluster has no node to run the job on")
+            node = self.nodes[0]
+        return node
 
     def script(self, job: JobRun, node: JobNode) -> tuple[str, list[tuple[str, bytes]]]:
         """The job's launch script and its engine's own files (beside the binaries)."""

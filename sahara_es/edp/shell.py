@@ -42,16 +42,6 @@ class ShellJobEngine(LaunchedJobEngine):
                                         " process (default: the master)")],
                 "args": [], "params": {}}
 
-    def job_node(self, job: JobRun) -> JobNode:
-        if "edp.node" in job.configs:
-            return self.node_named(job.configs["edp.node"])
-        node = self.node_with("master", "scheduler", "namenode")
-        if node is None:
-            if not self.nodes:
-                raise JobInvalid("the cluster has no node to run the job on")
-            node = self.nodes[0]
-        return node
-
     def script(self, job: JobRun, node: JobNode) -> tuple[str, list[tuple[str, bytes]]]:
         main = job.mains[0]
         args = " ".join(shlex.quote(a) for a in check_args(job))
