@@ -51,6 +51,7 @@ from sahara_es.engine import (
     RetryPolicy,
     Task,
     TaskContext,
+    WorkGivenBack,
     load_workflow,
     task_type,
     workflow_type,
@@ -192,8 +193,11 @@ def _cluster_going(doc: Doc | None) -> str | None:
 
 
 def _sleep(ctx: TaskContext, seconds: float) -> None:
-    """Wait, unless the workflow is cancelled; ``LeaseExpired`` once the work is lost."""
+    """Wait, unless the workflow is cancelled; ``LeaseExpired`` once the work is lost,
+    ``WorkGivenBack`` once the engine stops (another one follows the job on)."""
     ctx.cancelled.wait(seconds)
+    if ctx.stopping.is_set():
+        raise WorkGivenBack(f"{ctx.engine_id} stops: {ctx.workflow_id} is given back")
     ctx.check_lease()
 
 

@@ -20,6 +20,7 @@ from sahara_es.engine.flow import (
     Spawn,
     Task,
     TaskContext,
+    WorkGivenBack,
     task_type,
     workflow_type,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskStatus",
+    "WorkGivenBack",
     "WorkflowRequest",
     "WorkflowState",
     "WorkflowStatus",

@@ -22,6 +22,7 @@ from sahara_es.engine.flow import (
     Task,
     TaskContext,
     TaskSpec,
+    WorkGivenBack,
 )
 from sahara_es.events import DomainEvent
 from sahara_es.events import workflow as ev
@@ -37,7 +38,7 @@ class Abandoned(Exception):
     """The engine lost the work (lease lost or claim withdrawn): stop, record nothing."""
 
 
-LOST = (LeaseExpired, LeaseLost, ConcurrencyConflict, Abandoned)
+LOST = (LeaseExpired, LeaseLost, ConcurrencyConflict, Abandoned, WorkGivenBack)
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,8 @@ class TaskContext:
                  params: dict[str, Any], results: dict[str, Any],
                  lease_valid: Callable[[], bool],
                  services: Mapping[str, Any] | None = None,
-                 cancelled: threading.Event | None = None) -> None:
+                 cancelled: threading.Event | None = None,
+                 stopping: threading.Event | None = None) -> None:
         self.services: Mapping[str, Any] = services or {}
         """What the engine's process was given for tasks to use (the store, an infrastructure
         provider...): the composition root decides, tasks look up by name."""
@@ -87,6 +88,10 @@ class TaskContext:
         self.cancelled = cancelled or threading.Event()
         """Set once the workflow is cancelled while this attempt runs: work that can stop
         (a remote command) stops, and the attempt fails. Never set for a revert."""
+        self.stopping = stopping or threading.Event()
+        """Set once the engine running the task stops: a waiting task (``Task.waits``) gives
+        its work back (``WorkGivenBack``) rather than hold the engine's stop until its grace
+        runs out; the engine that takes the workflow over runs it again."""
 
     def service(self, name: str) -> Any:
         try:
@@ -103,6 +108,11 @@ class TaskContext:
         """
         if not self._lease_valid():
             raise LeaseExpired(f"{self.engine_id} no longer holds {self.workflow_id}")
+
+
+class WorkGivenBack(Exception):
+    """A waiting task stops because its engine stops: nothing is recorded, and the engine
+    that takes the workflow over (once the lease expires) runs the task again."""
 
 
 class LeaseExpired(Exception):

@@ -41,14 +41,15 @@ def cancel_stream(workflow_id: str) -> str:
 def task_contexts(state: WorkflowState, task_id: str, engine_id: str,
                   lease_valid: Callable[[], bool],
                   services: Mapping[str, Any] | None = None,
-                  cancelled: threading.Event | None = None) -> Callable[[int], TaskContext]:
+                  cancelled: threading.Event | None = None,
+                  stopping: threading.Event | None = None) -> Callable[[int], TaskContext]:
     """A task's context at each attempt: the workflow's parameters and the results so far,
-    and the event set when the workflow is cancelled."""
+    the event set when the workflow is cancelled and the one set when the engine stops."""
     results = state.results()
     return lambda attempt: TaskContext(
         workflow_id=state.workflow_id, task_id=task_id, attempt=attempt, engine_id=engine_id,
         params=state.params, results=results, lease_valid=lease_valid, services=services,
-        cancelled=cancelled,
+        cancelled=cancelled, stopping=stopping,
     )
 
 
@@ -391,7 +392,7 @@ class WorkflowRunner:
                     cancelled: threading.Event | None = None) -> Callable[[int], TaskContext]:
         with self._lock:
             return task_contexts(self.state, task_id, self.engine.engine_id, lease_valid,
-                                 self.engine.services, cancelled)
+                                 self.engine.services, cancelled, self.engine.stopping)
 
     # -- offers ---------------------------------------------------------------------------
 

@@ -109,6 +109,12 @@ class World:
     jobs: ScriptedJobs
     catalog: PluginCatalog
     template_id: str
+    engine: Engine
+
+    def another_engine(self) -> Engine:
+        return Engine(self.store, EngineConfig(concurrency=2, lease_ttl=2.0,
+                                               sweep_interval=0.05),
+                      services={EDP: Services(self.jobs)}).start()
 
     def cluster(self, status: str = "Active") -> str:
         """A fake cluster no engine provisions, brought to ``status`` by hand."""
@@ -154,10 +160,10 @@ def world(store: Store) -> Iterator[World]:
         "name": f"b{uuid.uuid4().hex[:8]}", "url": "internal-db://script"})
     template = edp.create_job_template(store, caller, _catalog(), {
         "name": f"t{uuid.uuid4().hex[:8]}", "type": "Shell", "mains": [binary["id"]]})
-    engine = Engine(store, EngineConfig(concurrency=2, lease_ttl=5.0, sweep_interval=0.05),
+    engine = Engine(store, EngineConfig(concurrency=2, lease_ttl=2.0, sweep_interval=0.05),
                     services={EDP: Services(jobs)}, handoff=CLUSTER_REQUESTS).start()
     try:
-        yield World(store, caller, jobs, _catalog(), template["id"])
+        yield World(store, caller, jobs, _catalog(), template["id"], engine)
     finally:
         engine.stop(5)
 
@@ -265,3 +271,25 @@ def test_a_secret_in_a_job_s_configs_is_sealed_in_its_events_and_opened_for_its_
     stored = [e.data for e in world.store.read(Kind.JOB.stream(job_id))]
     assert secret not in repr(stored)
     assert str(world.job(job_id)["job_configs"]["configs"][name]).startswith("sbx1:")
+
+
+def test_a_stopping_engine_gives_the_jobs_it_follows_back_and_another_follows_them_on(
+        world: World) -> None:
+    job_id = world.run(world.cluster(), script="run")
+    world.ends(job_id, "RUNNING")
+    first = world.engine.engine_id
+    world.engine.stop(grace=60)  # its follow task gives the work back, failing nothing
+    heir = world.another_engine()
+    try:
+        edp.cancel_job(world.store, world.caller, job_id)
+        world.ends(job_id, "KILLED")
+        wait_until(lambda: load_workflow(world.store, workflow_id(job_id)).status.value
+                   == "succeeded", timeout=30)
+    finally:
+        heir.stop(5)
+    events = list(world.store.read(f"workflow-{workflow_id(job_id)}"))
+    follows = [(e.type, e.data.get("engine")) for e in events
+               if e.data.get("task_id") == "follow"]
+    assert ("TaskStarted", first) in follows and ("TaskSucceeded", heir.engine_id) in follows
+    assert not any(kind == "TaskFailed" for kind, _ in follows)
+    assert world.jobs.runs[job_id].submissions == 1
