@@ -75,6 +75,7 @@ from sahara_es.store import Store
 from tests.clouds import create_fake_cluster, show_cluster
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST
+from tests.integration.conftest import swift_env
 from tests.nodes import node_root, remove_node_root
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,12 +109,7 @@ def swift_environment() -> dict[str, str]:
         started = subprocess.run([str(SWIFT), "start"], capture_output=True, text=True)
         if started.returncode != 0:
             raise SystemExit(f"tools/swift start failed:\n{started.stdout}{started.stderr}")
-    out = subprocess.run([str(SWIFT), "env"], check=True, capture_output=True, text=True).stdout
-    found = {}
-    for line in out.splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        found[name] = value
-    return found
+    return swift_env()
 
 
 @dataclass

@@ -82,7 +82,8 @@ class SwiftStorage:
                 "bucket_in_path": "true", "ssl": "false"}
 
 
-def _swift_env() -> dict[str, str]:
+def swift_env() -> dict[str, str]:
+    """The settings ``tools/swift env`` prints (``SAHARA_ES_SWIFT_AUTH_URL``...)."""
     out = subprocess.run([str(SWIFT), "env"], check=True, capture_output=True, text=True).stdout
     found = {}
     for line in out.splitlines():
@@ -105,7 +106,7 @@ def swift_storage() -> Iterator[SwiftStorage]:
             started = subprocess.run([str(SWIFT), "start"], capture_output=True, text=True)
             if started.returncode != 0:
                 pytest.fail(f"tools/swift start failed:\n{started.stdout}{started.stderr}")
-    env = _swift_env()
+    env = swift_env()
     s3_endpoint = env["SAHARA_ES_S3_ENDPOINT"]
     yield SwiftStorage(
         auth_url=env["SAHARA_ES_SWIFT_AUTH_URL"], s3_endpoint=s3_endpoint,

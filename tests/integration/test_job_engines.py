@@ -45,6 +45,7 @@ from sahara_es.plugins.dask import dask_version
 from sahara_es.plugins.spark import spark_version
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, running_cloud
+from tests.edp import processes_with
 from tests.integration.conftest import SwiftStorage
 
 pytestmark = pytest.mark.xdist_group("local-infra")
@@ -148,20 +149,6 @@ def until_final(engine: JobEngine, engine_job_id: str,
             return state
         assert time.monotonic() < deadline, f"still {state}"
         time.sleep(0.5)
-
-
-def pids_with(*markers: bytes) -> set[int]:
-    """The processes of this machine whose command line holds every marker."""
-    found = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if all(marker in command for marker in markers):
-                found.add(int(pid))
-    return found
 
 
 # -- Shell ----------------------------------------------------------------------------------
@@ -347,13 +334,13 @@ def test_a_cancelled_spark_job_leaves_no_driver_or_executor(spark: RealCluster) 
     name = f"sahara-es-{run.job_id}"
     deadline = time.monotonic() + 120
     app_id = None
-    while app_id is None or not pids_with(b"CoarseGrainedExecutorBackend", app_id.encode()):
+    while app_id is None or not processes_with(b"CoarseGrainedExecutorBackend", app_id.encode()):
         assert time.monotonic() < deadline, engine.get_job_logs(engine_job_id, 3000).stderr
         assert engine.get_job_status(engine_job_id).state is EngineState.RUNNING
         apps = engine.master_status().get("activeapps", [])
         app_id = next((a["id"] for a in apps if a.get("name") == name), None)
         time.sleep(0.5)
-    assert pids_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())
+    assert processes_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())
 
     assert engine.executors(app_id)  # seen by the engine on the worker node
     state = engine.cancel_job(engine_job_id, 60)
@@ -361,9 +348,9 @@ def test_a_cancelled_spark_job_leaves_no_driver_or_executor(spark: RealCluster) 
     assert not engine.executors(app_id)
     assert engine.get_job_status(engine_job_id).state is EngineState.KILLED
     assert not engine.active_application(run.job_id)
-    assert not pids_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())
+    assert not processes_with(b"org.apache.spark.deploy.SparkSubmit", name.encode())
     deadline = time.monotonic() + 30  # the worker kills its executor once the app is gone
-    while pids_with(b"CoarseGrainedExecutorBackend", app_id.encode()):
+    while processes_with(b"CoarseGrainedExecutorBackend", app_id.encode()):
         assert time.monotonic() < deadline, "the executor outlived its application"
         time.sleep(0.5)
 

@@ -9,7 +9,6 @@ On the SQLite store only: the store is not what is tested here, the JVMs cost th
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -25,6 +24,7 @@ from sahara_es.plugins import hdfs
 from sahara_es.plugins.spark import spark_version
 from sahara_es.store import Store, open_store
 from tests.clouds import Cloud, running_cloud
+from tests.edp import processes_with
 
 pytestmark = pytest.mark.xdist_group("local-infra")
 
@@ -79,18 +79,8 @@ def wait(client: Any, path: str, headers: dict[str, str], *statuses: str) -> dic
 def daemons(instances: list[str]) -> set[int]:
     """The NameNode and DataNode processes of these instances (their command lines name
     their homes; other tests' clusters may run HDFS meanwhile)."""
-    homes = [f"/{name}/home/".encode() for name in instances]
-    found = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if any(marker in command for marker in DAEMONS) and any(
-                    home in command for home in homes):
-                found.add(int(pid))
-    return found
+    return {pid for daemon in DAEMONS for name in instances
+            for pid in processes_with(daemon, f"/{name}/home/")}
 
 
 def nodes_of(cloud: Cloud, cluster: dict[str, Any], process: str) -> list[Node]:
