@@ -98,7 +98,8 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
         projector = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
                               owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
     app.extensions["sahara_es"] = Service(
-        store=store, plugins=enabled, catalog=PluginCatalog(enabled, dict(config.flavors)),
+        store=store, plugins=enabled,
+        catalog=PluginCatalog(enabled, dict(config.flavors), store=store),
         quota=quota or NoQuota(), engines=config.engines, projector=projector)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     binaries = Path(config.job_binary_root) if config.job_binary_root \

@@ -10,6 +10,7 @@ from stevedore import ExtensionManager
 from sahara_es.commands.errors import Invalid, NotVisible
 from sahara_es.infra.base import Flavor
 from sahara_es.plugins.base import Plugin, PluginInvalid
+from sahara_es.store import Store
 
 NAMESPACE = "sahara_es.plugins"
 
@@ -78,9 +79,12 @@ def load_plugins(names: list[str] | None = None, *,
 class PluginCatalog:
     """``commands.catalog.Catalog`` over the plugins and the infrastructure's flavors."""
 
-    def __init__(self, plugins: dict[str, Plugin], flavors: dict[str, Flavor]) -> None:
+    def __init__(self, plugins: dict[str, Plugin], flavors: dict[str, Flavor], *,
+                 store: Store | None = None) -> None:
         self.plugins = plugins
         self.flavors = flavors
+        self.store = store
+        """Where what admins change at run time (plugin labels, images) is recorded."""
 
     def plugin(self, name: str) -> Plugin:
         try:
