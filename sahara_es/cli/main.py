@@ -15,6 +15,7 @@ from sahara_es.cli.context import (
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
 from sahara_es.cli.jobs import job
+from sahara_es.cli.keypairs import keypair
 from sahara_es.cli.projections import projections, projector
 from sahara_es.cli.replay import replay
 from sahara_es.cli.store_check import store_group
@@ -43,6 +44,7 @@ main.add_command(audit)
 main.add_command(projections)
 main.add_command(projector)
 main.add_command(store_group, "store")
+main.add_command(keypair)
 
 
 @main.group()

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sahara_es.commands import resources
+from sahara_es.commands import keypairs, resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog, NoQuota, Quota, needs
 from sahara_es.commands.errors import Conflict, Invalid, Protected, QuotaExceeded
@@ -45,6 +45,7 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     template_id = fields.get("cluster_template_id")
     plugin, version = fields["plugin_name"], fields["plugin_version"]
     catalog.check_plugin(plugin, version)
+    keypairs.require_keypair(store, caller.project_id, fields.get("user_keypair_id"))
     uses: list[tuple[Kind, str]] = []
     groups_from_template = False
     if template_id:
@@ -178,6 +179,7 @@ def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) 
     health check."""
     verification = changes.pop("verification", None)
     rebuild = changes.pop("rebuild_failed_nodes", False)
+    update_keypair = changes.pop("update_keypair", False)
     aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
     doc = aggregate.doc
     assert doc is not None
@@ -203,20 +205,45 @@ def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) 
             raise Conflict(f"cluster {cluster_id} has no failed nodes to rebuild")
         aggregate = resources.load(store, CLUSTER, cluster_id)
         doc = resources.append(store, aggregate, [ev.ClusterRebuildRequested(failed)], caller)
+    if update_keypair:
+        doc = _request_keypair_update(store, caller, cluster_id)
     return doc
 
 
-def delete_cluster(store: Store, caller: Caller, cluster_id: str) -> Doc:
-    """Move the cluster to Deleting (accepted at once; deleting it again changes nothing)."""
+def _request_keypair_update(store: Store, caller: Caller, cluster_id: str) -> Doc:
+    """Ask for the current public key of the cluster's key pair to be pushed to its nodes
+    (Sahara's ``update_keypair``): only an Active cluster's, and only one that names a key
+    pair its project still has."""
+    aggregate = resources.load(store, CLUSTER, cluster_id)
+    doc = aggregate.doc
+    assert doc is not None
+    _require_status(doc, "Active", "given its key pair again")
+    name = doc.get("user_keypair_id")
+    if not name:
+        raise Invalid(f"cluster {cluster_id} has no user_keypair_id: there is no key pair to"
+                      " update")
+    keypairs.require_keypair(store, doc["project_id"], name)
+    return resources.append(store, aggregate, [ev.ClusterKeypairUpdateRequested(name)],
+                            caller)
+
+
+def delete_cluster(store: Store, caller: Caller, cluster_id: str, *,
+                   force: bool = False) -> Doc:
+    """Move the cluster to Deleting (accepted at once; deleting it again changes nothing).
+
+    ``force`` (Sahara's force delete) deletes it without waiting for what provisions it,
+    and supersedes a deletion already under way (which may be stuck stopping services on
+    nodes that no longer answer); a protected cluster is refused all the same, as Sahara."""
     aggregate = resources.owned(store, CLUSTER, cluster_id, caller)
     doc = aggregate.doc
     assert doc is not None
-    if doc["status"] == CLUSTER_FINAL:
+    if doc["status"] == CLUSTER_FINAL and (not force or doc[ev.META].get("forced")):
         return doc
     if doc.get("is_protected"):
         raise Protected(f"cluster {cluster_id} is protected: set is_protected to false first")
-    return resources.append(store, aggregate, [ev.ClusterDeletionRequested(doc["status"])],
-                            caller)
+    event = (ev.ClusterForceDeletionRequested(doc["status"]) if force
+             else ev.ClusterDeletionRequested(doc["status"]))
+    return resources.append(store, aggregate, [event], caller)
 
 
 def _require_status(doc: Doc, status: str, action: str) -> None:

@@ -125,6 +125,26 @@ class ClusterDeletionRequested(DomainEvent):
     previous_status: str
 
 
+@registry.event("ClusterForceDeletionRequested")
+@dataclass(frozen=True)
+class ClusterForceDeletionRequested(DomainEvent):
+    """Delete the cluster now (``DELETE`` with ``{"force": true}``): whatever provisions or
+    deletes it is cancelled without waiting for it, its services are not stopped, its
+    instances are deleted. Asked again of a cluster being deleted, it supersedes that
+    deletion."""
+
+    previous_status: str
+
+
+@registry.event("ClusterKeypairUpdateRequested")
+@dataclass(frozen=True)
+class ClusterKeypairUpdateRequested(DomainEvent):
+    """Push the current public key of the cluster's key pair (``user_keypair_id``) to every
+    node (``PATCH`` with ``{"update_keypair": true}``)."""
+
+    keypair: str
+
+
 @registry.event("ClusterVerificationRequested")
 @dataclass(frozen=True)
 class ClusterVerificationRequested(DomainEvent):
@@ -319,6 +339,9 @@ def evolve(doc: Doc | None, event: DomainEvent, *, stream_id: str, occurred_at: 
                        status_description=f"rebuilding {', '.join(event.nodes)}")
         case ClusterDeletionRequested():
             new.update(status=CLUSTER_FINAL, status_description="")
+        case ClusterForceDeletionRequested():
+            new.update(status=CLUSTER_FINAL, status_description="deleting by force")
+            meta["forced"] = True
         case ClusterVerificationRequested():
             new["verification"] = {"id": event.verification_id, "status": "CHECKING",
                                    "checks": []}

@@ -402,6 +402,12 @@ def _node_user_entry(user: str) -> pwd.struct_passwd | None:
     return entry
 
 
+def authorized_keys_text(public_keys: Sequence[str]) -> str:
+    """An ``authorized_keys`` file of these keys, one a line, without duplicates."""
+    lines = [line.strip() for key in public_keys for line in key.splitlines() if line.strip()]
+    return "".join(f"{line}\n" for line in dict.fromkeys(lines))
+
+
 def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
     """Write ``text`` to ``path`` with exactly ``mode`` (no umask, no window where it is open)."""
     temporary = path.with_name(path.name + ".tmp")
@@ -619,6 +625,17 @@ class LocalProvider(InfraProvider):
                 f" SSH within {timeout:g} s: {error}"
             ) from error
 
+    def authorize_keys(self, name: str, public_keys: Sequence[str]) -> None:
+        """Make ``public_keys`` (OpenSSH lines: the cluster's management key, the user's
+        key pair) exactly the keys the instance's sshd accepts, at once and idempotently
+        (the file is replaced whole: a session never reads half of it)."""
+        folder = self.folder(name)
+        with self._locked(name):
+            if self._read_state(folder) is None:
+                raise InfraError(f"no instance {name}")
+            _write_private(folder / "authorized_keys", authorized_keys_text(public_keys),
+                           0o644)
+
     def tenant_view(self, text: str) -> str:
         """An instance's home reads as ``~`` (what its sessions call it), the rest of the
         provider's folder as ``<nodes>``: a cluster's owner learns no path of this machine."""
@@ -772,7 +789,10 @@ class LocalProvider(InfraProvider):
             subprocess.run([self._ssh_keygen, "-q", "-t", "ed25519", "-N", "", "-C", spec.name,
                             "-f", str(host_key)], check=True, capture_output=True)
         host_key.chmod(0o600)
-        _write_private(folder / "authorized_keys", spec.public_key.strip() + "\n", 0o644)
+        # The management key, and the user's key pair when the cluster names one
+        # (``provisioning.keypair``: the spec's key is then both, one a line).
+        _write_private(folder / "authorized_keys", authorized_keys_text([spec.public_key]),
+                       0o644)
         address = self._reserve_address(folder, spec.name)
         _write_private(folder / "sshd_config",
                        self._sshd_config(folder, spec.name, address, user))

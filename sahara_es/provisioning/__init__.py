@@ -1,4 +1,5 @@
-"""Provisioning: the cluster workflows (create, scale, rebuild, delete, verify) as task graphs
+"""Provisioning: the cluster workflows (create, scale, rebuild, delete, force delete, verify,
+key pair update) as task graphs
 the engine runs, the services their tasks use and the handoff's rules that start them.
 
 Each workflow records what it does in the cluster's own stream (status changes, instances,
@@ -26,12 +27,13 @@ undoes its own work when it sees the deletion), reverts leave its status alone, 
 is appended to a deleted cluster.
 """
 
-from sahara_es.provisioning import create, delete, rebuild, scale, verify
+from sahara_es.provisioning import create, delete, keypair, rebuild, scale, verify
 from sahara_es.provisioning.create import CREATE
-from sahara_es.provisioning.delete import DELETE
+from sahara_es.provisioning.delete import DELETE, FORCE_DELETE
+from sahara_es.provisioning.keypair import UPDATE_KEYPAIR
 from sahara_es.provisioning.rebuild import REBUILD
 from sahara_es.provisioning.scale import SCALE
 from sahara_es.provisioning.verify import VERIFY
 
-__all__ = ["CREATE", "DELETE", "REBUILD", "SCALE", "VERIFY", "create", "delete", "rebuild",
-           "scale", "verify"]
+__all__ = ["CREATE", "DELETE", "FORCE_DELETE", "REBUILD", "SCALE", "UPDATE_KEYPAIR", "VERIFY",
+           "create", "delete", "keypair", "rebuild", "scale", "verify"]

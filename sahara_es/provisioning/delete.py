@@ -1,6 +1,8 @@
-"""The delete workflow (``cluster.delete``): what provisions the cluster cancelled (for at
+"""The delete workflows. ``cluster.delete``: what provisions the cluster cancelled (for at
 most ``cancel_grace``), its services stopped, every instance deleted, claims, quota and
-name given back. Deleting is final."""
+name given back. ``cluster.force-delete`` (Sahara's force delete): what provisions or
+deletes the cluster cancelled without waiting for it, no service stopped, every instance
+deleted and everything given back all the same. Deleting is final."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from sahara_es.commands import resources
 from sahara_es.commands.caller import SYSTEM
 from sahara_es.engine import (
     Flow,
+    RetryPolicy,
     Spawn,
     Task,
     TaskContext,
@@ -26,6 +29,7 @@ from sahara_es.events.resources import Doc, Kind
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.cluster import Cluster, instances_of, step_limits
 from sahara_es.provisioning.instances import release_everywhere
+from sahara_es.provisioning.keypair import update_keypair_id
 from sahara_es.provisioning.nodes import planned_nodes
 from sahara_es.provisioning.services import engine_store, services, shred_cluster_secrets
 from sahara_es.provisioning.steps import PluginPhase
@@ -34,6 +38,12 @@ from sahara_es.store import Store
 log = logging.getLogger(__name__)
 
 DELETE = "cluster.delete"
+FORCE_DELETE = "cluster.force-delete"
+
+
+def force_delete_id(cluster_id: str) -> str:
+    """The cluster's force delete workflow (one: forcing it again changes nothing)."""
+    return f"forcedelete-{cluster_id}"
 
 
 @task_type("cluster.stop-provisioning")
@@ -75,6 +85,8 @@ def provisioning_workflows(store: Store, cluster_id: str) -> list[str]:
             workflows.append(ids.scale_id(event.version, cluster_id))
         elif event.type == ev.ClusterRebuildRequested.event_type:
             workflows.append(ids.rebuild_id(event.version, cluster_id))
+        elif event.type == ev.ClusterKeypairUpdateRequested.event_type:
+            workflows.append(update_keypair_id(event.version, cluster_id))
     return workflows
 
 
@@ -129,4 +141,42 @@ def delete_cluster(params: dict[str, Any]) -> Flow:
     flow.add("stop", StopProvisioning(args))
     flow.add("terminate", Terminate(args), requires=["stop"])
     flow.add("finish", FinishDelete(args), requires=["terminate"])
+    return flow
+
+
+@task_type("cluster.supersede")
+class Supersede(Task):
+    """A force delete: cancel whatever provisions the cluster, and its deletion if one is
+    under way (stuck, say, stopping services on nodes that no longer answer), without
+    waiting for any of them. Their late tasks see the cluster being deleted and undo their
+    own work (``being_deleted``); deleting the instances ends whatever still runs there."""
+
+    idempotent = True
+
+    def execute(self, ctx: TaskContext) -> Doc:
+        store = engine_store(ctx)
+        cluster_id = self.args["cluster_id"]
+        cancelled = []
+        for workflow_id in [*provisioning_workflows(store, cluster_id),
+                            ids.delete_id(cluster_id)]:
+            state = load_workflow(store, workflow_id)
+            if state.version and not state.status.finished:
+                request_cancel(store, workflow_id, "the cluster is being deleted by force")
+                cancelled.append(workflow_id)
+        return {"cancelled": cancelled}
+
+
+@task_type("cluster.force-finish-delete")
+class ForceFinishDelete(FinishDelete):
+    """``FinishDelete``, tried again when the deletion it superseded appends meanwhile."""
+
+    retry = RetryPolicy(attempts=5, backoff=0.5)
+
+
+@workflow_type(FORCE_DELETE, reclaims=True)
+def force_delete_cluster(params: dict[str, Any]) -> Flow:
+    flow = Flow(rollback_on_cancel=False)
+    args = {"cluster_id": params["cluster_id"]}
+    flow.add("supersede", Supersede(args))
+    flow.add("finish", ForceFinishDelete(args), requires=["supersede"])
     return flow

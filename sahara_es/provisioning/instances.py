@@ -11,8 +11,9 @@ from sahara_es.events.resources import META, Doc
 from sahara_es.infra.base import InfraError, InstanceSpec
 from sahara_es.infra.placement import NoValidHost, Placement, Scheduler
 from sahara_es.provisioning.cluster import Cluster, ClusterGone, being_deleted, instances_of
+from sahara_es.provisioning.keypair import node_public_keys
 from sahara_es.provisioning.nodes import node_requests
-from sahara_es.provisioning.services import ensure_cluster_key, services
+from sahara_es.provisioning.services import services
 from sahara_es.provisioning.steps import start_step
 
 REACHABLE_TIMEOUT = 60.0
@@ -82,7 +83,7 @@ class SpawnInstances(Task):
         placements: list[Doc] = ctx.results[sibling(ctx, self.args["placements_from"])]
         step = start_step(cluster, "Spawning instances", len(placements))
         nodes = {n["name"]: n for n in self.args["nodes"]}
-        _, public_key = ensure_cluster_key(cluster.store, cluster_id)
+        public_key = node_public_keys(cluster.store, cluster_id, cluster.doc)
         flow = Flow()
         for placement in placements:
             node = nodes[placement["instance"]]

@@ -4,8 +4,8 @@
 A cluster command only records its event; the handoff of one engine follows the feed and
 starts, by workflow id (``ids``), what each event asks for: ``create-<id>``,
 ``scale<version>-<id>``, ``rebuild<version>-<id>``, ``delete-<id>``,
-``verify-<verification id>``, each carrying the cluster's project, by which engines share
-their slots fairly.
+``forcedelete-<id>``, ``keypair<version>-<id>``, ``verify-<verification id>``, each
+carrying the cluster's project, by which engines share their slots fairly.
 
 An API with no engines behind it (tests, development: ``ApiConfig(engines=False)``) marks
 the clusters it creates as left alone (``leave_alone``), so that no engine sharing the store
@@ -25,7 +25,8 @@ from sahara_es.events import resources as ev
 from sahara_es.events.resources import Kind
 from sahara_es.provisioning import ids
 from sahara_es.provisioning.create import CREATE
-from sahara_es.provisioning.delete import DELETE
+from sahara_es.provisioning.delete import DELETE, FORCE_DELETE, force_delete_id
+from sahara_es.provisioning.keypair import UPDATE_KEYPAIR, update_keypair_id
 from sahara_es.provisioning.rebuild import REBUILD
 from sahara_es.provisioning.scale import SCALE
 from sahara_es.provisioning.verify import VERIFY
@@ -105,12 +106,32 @@ def deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowR
                           project)
 
 
+def force_deletion_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _cluster(store, event)
+    if found is None:
+        return
+    cluster_id, project, _ = found
+    yield WorkflowRequest(FORCE_DELETE, {"cluster_id": cluster_id}, force_delete_id(cluster_id),
+                          project)
+
+
+def keypair_update_requested(store: Store, event: RecordedEvent) -> Iterator[WorkflowRequest]:
+    found = _existing(store, event)
+    if found is None:
+        return
+    cluster_id, project = found
+    yield WorkflowRequest(UPDATE_KEYPAIR, {"cluster_id": cluster_id},
+                          update_keypair_id(event.version, cluster_id), project)
+
+
 CLUSTER_REQUESTS: Rules = {
     ev.ResourceCreated.event_type: cluster_created,
     ev.ClusterScaleRequested.event_type: scale_requested,
     ev.ClusterRebuildRequested.event_type: rebuild_requested,
     ev.ClusterVerificationRequested.event_type: verification_requested,
     ev.ClusterDeletionRequested.event_type: deletion_requested,
+    ev.ClusterForceDeletionRequested.event_type: force_deletion_requested,
+    ev.ClusterKeypairUpdateRequested.event_type: keypair_update_requested,
 }
 """The handoff's rules for cluster and job commands (engines run them: ``sahara-es engine``,
 ``all-in-one``): a created job asks for its ``edp.run-job`` workflow (``edp.requests``)."""

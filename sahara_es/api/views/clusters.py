@@ -85,12 +85,12 @@ def scale_cluster(cluster_id: str) -> Response:
 def update_cluster(cluster_id: str) -> Response:
     no_params()
     fields = body(schemas.ClusterUpdate)
-    fields.pop("update_keypair", None)  # keys are the cluster's own; nothing to push
     verifying = "verification" in fields
     rebuilding = bool(fields.get("rebuild_failed_nodes"))
+    rekeying = bool(fields.get("update_keypair"))
     doc = clusters.update_cluster(service().store, caller(), cluster_id, fields)
     service().written(doc)
-    if rebuilding or verifying:
+    if rebuilding or verifying or rekeying:
         return answer("cluster", cluster_view(doc), 202,
                       location=location(f"clusters/{cluster_id}"))
     return answer("cluster", cluster_view(doc), 202)
@@ -99,9 +99,12 @@ def update_cluster(cluster_id: str) -> Response:
 @blueprint.delete("/clusters/<cluster_id>")
 def delete_cluster(cluster_id: str) -> Response:
     no_params()
-    body(schemas.ClusterDelete)
-    doc = clusters.delete_cluster(service().store, caller(), cluster_id)
+    force = bool(body(schemas.ClusterDelete).get("force"))
+    doc = clusters.delete_cluster(service().store, caller(), cluster_id, force=force)
     service().written(doc)
     service().deletion_requested(doc, caller())
     service().refresh(CLUSTER, cluster_id)
+    if force:  # as Sahara: 200 with the Heat stack's name, which local nodes have none of
+        return answer(None, {"stack_name": None}, 200,
+                      location=location(f"clusters/{cluster_id}"))
     return no_content(location=location(f"clusters/{cluster_id}"))
