@@ -7,7 +7,8 @@ against one after another.
 
 Clusters are made through the v2 API (served in this process by ``create_app`` with engines
 attached and the quota, as ``all-in-one`` composes it, but with no engine here)
-with the ``fake`` plugin: one ``manager`` node and the rest ``workers``, all ``local.small``.
+with the ``fake`` plugin: one ``namenode`` node and the rest ``datanode`` nodes, all
+``local.small``.
 Real ``sahara-es engine`` processes (``--hosts 8``: 8 hosts of 8 vCPUs; ``--concurrency 4``,
 so that one engine is the bottleneck) share one ``--data-dir``, where the local instances
 (an sshd each, on its own loopback address) live. Each node's configuration is one SSH
@@ -179,9 +180,9 @@ def create(svc: Service, nodes: int, settings: Settings) -> str:
         "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
         "cluster_configs": {"Fake": {"configure_seconds": settings.configure_seconds}},
         "node_groups": [
-            {"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+            {"name": "manager", "flavor_id": "local.small", "node_processes": ["namenode"],
              "count": 1},
-            {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+            {"name": "workers", "flavor_id": "local.small", "node_processes": ["datanode"],
              "count": nodes - 1}]})
     assert response.status_code == 202, response.get_json()
     cluster_id: str = response.get_json()["cluster"]["id"]

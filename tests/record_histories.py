@@ -6,10 +6,11 @@ runs each scenario for real on a fresh SQLite store (local nodes with their own 
 ``fake`` plugin, the API and engines as the integration tests run them) and writes
 ``tests/fixtures/histories/<scenario>.json``. Without arguments it records them all:
 
-- ``create``: a cluster of a manager and a worker is created, Active;
+- ``create``: a cluster of a namenode and a datanode (a ``manager`` and a ``worker``
+  before the fake plugin took Sahara's process names) is created, Active;
 - ``scale``: that cluster grown to two workers, then shrunk back to one (two workflows);
 - ``delete``: that cluster deleted;
-- ``rollback``: a create whose manager's configuration fails (``fail_configure``): every
+- ``rollback``: a create whose namenode's configuration fails (``fail_configure``): every
   step done is reverted, the cluster in Error;
 - ``takeover``: an engine process killed (SIGKILL) while the nodes of a create are being
   configured, and another engine process taking the workflow over and finishing it.
@@ -130,7 +131,7 @@ class Recorder:
         create = ids.create_id(cluster_id)
         assert finish(store, create) == "succeeded"
         wait_status(cloud, cluster_id, "Active")
-        self.write("create", "a cluster (fake plugin, a manager and a worker) created on"
+        self.write("create", "a cluster (fake plugin, a namenode and a datanode) created on"
                    " local nodes, Active", store, [create], [stream])
 
         scales = []
@@ -158,11 +159,11 @@ class Recorder:
         if "rollback" not in self.wanted:
             return
         cluster_id = create_fake_cluster(cloud.client, cloud.project, workers=1,
-                                         configs={"fail_configure": "manager"})
+                                         configs={"fail_configure": "namenode"})
         create = ids.create_id(cluster_id)
         assert finish(store, create) == "rolled_back"
         wait_status(cloud, cluster_id, "Error")
-        self.write("rollback", "a create whose manager's configuration fails"
+        self.write("rollback", "a create whose namenode's configuration fails"
                    " (fail_configure): its steps reverted, latest first, the cluster in"
                    " Error", store, [create], [cluster_stream(cluster_id)])
         cloud.client.delete(f"/v2/clusters/{cluster_id}", headers=cloud.headers)

@@ -158,12 +158,14 @@ def _flag(configs: Doc, name: str) -> bool:
 def run_job(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
     """Record a job to run; the job manager (``edp.manager``) runs it once its cluster is
     Active, on the job engine of the cluster's plugin."""
-    template = resources.visible(store, JOB_TEMPLATE, fields["job_template_id"], caller).doc
-    cluster = resources.visible(store, Kind.CLUSTER, fields["cluster_id"], caller).doc
+    template = resources.referenced(store, JOB_TEMPLATE, fields["job_template_id"],
+                                    caller).doc
+    cluster = resources.referenced(store, Kind.CLUSTER, fields["cluster_id"], caller).doc
     assert template is not None and cluster is not None
     if cluster["status"] in ("Error", "Deleting"):
         raise Conflict(f"cluster {cluster['id']} is {cluster['status']}; jobs run on a cluster"
                        " that is or becomes Active")
+    catalog.check_plugin(cluster["plugin_name"], cluster["plugin_version"])
     catalog.check_job_type(template["type"], cluster["plugin_name"], cluster["plugin_version"])
     job_configs = dict(fields.get("job_configs") or {})
     check_job_configs(job_configs)
@@ -173,7 +175,7 @@ def run_job(store: Store, caller: Caller, catalog: Catalog, fields: Doc) -> Doc:
     sources: dict[str, Doc] = {}
     for key in ("input_id", "output_id"):
         if fields.get(key):
-            found = resources.visible(store, DATA_SOURCE, fields[key], caller).doc
+            found = resources.referenced(store, DATA_SOURCE, fields[key], caller).doc
             assert found is not None
             sources[found["id"]] = found
     configs = job_configs.get("configs") or {}
@@ -224,7 +226,7 @@ def _data_source_named(store: Store, caller: Caller, arg: str, *, by_name: bool,
     if by_name and NAME_LIKE.fullmatch(arg):
         owner = store.name_owner(caller.project_id, DATA_SOURCE.value, arg)
         if owner is not None:
-            return resources.visible(store, DATA_SOURCE, owner, caller).doc
+            return resources.referenced(store, DATA_SOURCE, owner, caller).doc
     return None
 
 

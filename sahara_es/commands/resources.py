@@ -21,6 +21,7 @@ from sahara_es.commands.errors import (
     ChangedConcurrently,
     Conflict,
     InUse,
+    Invalid,
     NameInUse,
     NotVisible,
     Protected,
@@ -96,6 +97,18 @@ def visible(store: Store, kind: Kind, resource_id: str, caller: Caller) -> Resou
     if not aggregate.exists or not caller.can_see(aggregate.doc or {}):
         raise NotVisible(f"{kind.label} {resource_id} not found")
     return aggregate
+
+
+def referenced(store: Store, kind: Kind, resource_id: str, caller: Caller) -> Resource:
+    """A resource the request's body names (a job's cluster, a cluster's template...), if
+    the caller may see it. One that does not exist, was deleted or is not the caller's to
+    see makes the request ``Invalid`` (400), as in Sahara; only the resource a path names
+    is a 404."""
+    try:
+        return visible(store, kind, resource_id, caller)
+    except NotVisible:
+        raise Invalid(f"{kind.label} {str(resource_id)[:100]!r} named in the request does"
+                      " not exist") from None
 
 
 def owned(store: Store, kind: Kind, resource_id: str, caller: Caller) -> Resource:
@@ -220,12 +233,13 @@ def in_use(kind: Kind, doc: Doc, users: list[tuple[str, Doc | None]],
 def reference(store: Store, targets: Iterable[tuple[Kind, str]], by: str,
               caller: Caller) -> list[tuple[Kind, str]]:
     """Mark each target as used by the stream ``by``; all or nothing. Retries a target that
-    changed meanwhile, as long as it still exists and the caller may still see it."""
+    changed meanwhile, as long as it still exists and the caller may still see it (else the
+    request is ``Invalid``: the targets are what its body named)."""
     done: list[tuple[Kind, str]] = []
     try:
         for kind, resource_id in targets:
             for attempt in range(5):
-                aggregate = visible(store, kind, resource_id, caller)
+                aggregate = referenced(store, kind, resource_id, caller)
                 try:
                     append(store, aggregate, [ev.ResourceReferenced(by)], caller)
                     break

@@ -1,6 +1,9 @@
 """A plugin whose node processes do next to nothing: each node step is one short command over
 SSH. For measuring the orchestration alone ("excluding boot") and for testing the cluster
-workflows; what Sahara's own ``fake`` plugin was for.
+workflows; what Sahara's own ``fake`` plugin was for, and compatible with it: name ``fake``,
+version ``0.1``, Hadoop 1's processes (``namenode`` and ``datanode`` as HDFS, ``jobtracker``
+and ``tasktracker`` as MapReduce), so Sahara's API test suites' templates work unchanged.
+A cluster has exactly one namenode and at most one jobtracker (its masters, never scaled).
 
 Cluster configs make it fail on purpose (``{"Fake": {"fail_configure": "<node name, its
 <group>-<n> end, or a process>", "fail_start": "…"}}``), so tests can see a rollback and a
@@ -29,6 +32,9 @@ from sahara_es.plugins.base import (
 )
 
 MARK = "fake-service"
+
+MASTERS = ("namenode", "jobtracker")
+"""One of each at most (a namenode always): the cluster is down without them."""
 
 
 def _named(cluster: dict[str, Any], config: str, node: dict[str, Any]) -> bool:
@@ -94,23 +100,28 @@ class FakePlugin(Plugin):
         return ["0.1"]
 
     def node_processes(self, version: str) -> dict[str, list[str]]:
-        return {"Fake": ["manager", "worker"]}
+        return {"HDFS": ["namenode", "datanode"], "MapReduce": ["tasktracker", "jobtracker"]}
 
     def topology(self, version: str) -> Topology:
-        return Topology({"manager": (1, 1), "worker": (0, None)})
+        return Topology({"namenode": (1, 1), "jobtracker": (0, 1), "datanode": (0, None),
+                         "tasktracker": (0, None)})
+
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """Sahara's fake plugin was hidden (from dashboards: it stays usable)."""
+        return {**super().labels(), "hidden": {"status": True, "mutable": True}}
 
     def edp_job_types(self, version: str) -> list[str]:
         return ["Shell"]
 
     def get_edp_engine(self, cluster: ClusterInfo, job_type: str, ssh: SSHPool, *,
                        storage_policy: StoragePolicy | None = None) -> JobEngine | None:
-        """Shell jobs run for real on the manager's node (the nodes are real, only their
+        """Shell jobs run for real on the namenode's node (the nodes are real, only their
         services are fake)."""
         if job_type != "Shell":
             return None
-        managers = cluster.with_process("manager")
-        others = [n for n in cluster.nodes if n not in managers]
-        return ShellJobEngine(ssh, [n.job_node() for n in [*managers, *others]])
+        namenodes = cluster.with_process("namenode")
+        others = [n for n in cluster.nodes if n not in namenodes]
+        return ShellJobEngine(ssh, [n.job_node() for n in [*namenodes, *others]])
 
     def _per_node(self, cluster: ClusterInfo, nodes: list[NodeInfo], task: type[Task],
                   prefix: str, after: list[str] | None = None) -> Flow:
@@ -147,8 +158,8 @@ class FakePlugin(Plugin):
         by_address = {node.ssh_node(): node for node in cluster.nodes}
         down = sorted(by_address[n].name for n, r in results.items()
                       if r.exit_code != 0 or "running" not in r.stdout)
-        managers = {n.name for n in cluster.with_process("manager")}
-        status = "GREEN" if not down else ("RED" if managers & set(down) else "YELLOW")
+        masters = {n.name for process in MASTERS for n in cluster.with_process(process)}
+        status = "GREEN" if not down else ("RED" if masters & set(down) else "YELLOW")
         return Health(status, [HealthCheck("services running", status,
                                            f"down: {', '.join(down)}" if down
                                            else f"{len(cluster.nodes)} nodes running")], down)

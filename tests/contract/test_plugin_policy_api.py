@@ -170,9 +170,9 @@ def test_the_fake_plugin_is_off_unless_configured(store: Store) -> None:
     assert "fake" not in load_plugins()
     assert "fake" in load_plugins(all_installed=True)
     fake_cluster = {"name": unique("c"), "plugin_name": "fake", "plugin_version": "0.1",
-                    "cluster_configs": {"Fake": {"fail_start": "manager"}},
+                    "cluster_configs": {"Fake": {"fail_start": "namenode"}},
                     "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                                     "node_processes": ["manager"], "count": 1}]}
+                                     "node_processes": ["namenode"], "count": 1}]}
     headers = {"X-Project-Id": unique("p")}
 
     default = app_for(ApiConfig(auth="noauth", run_projector=False), store=store)

@@ -46,7 +46,7 @@ MAX_EXAMPLES = 25
 HOSTILE_EXAMPLES = 100
 FAKE = {"plugin_name": "fake", "plugin_version": "0.1"}
 MANAGER = {"name": "manager", "count": 1, "flavor_id": "local.small",
-           "node_processes": ["manager"]}
+           "node_processes": ["namenode"]}
 SETTINGS = settings(deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
@@ -90,7 +90,7 @@ def existing(client: FlaskClient) -> dict[str, str]:
     """Ids that exist, by kind, so operations on one resource are fuzzed past their 404."""
     ngt = created(client, "node-group-templates", {
         "name": "fz-manager", **FAKE, "flavor_id": "local.small",
-        "node_processes": ["manager"]})["id"]
+        "node_processes": ["namenode"]})["id"]
     ct = created(client, "cluster-templates", {
         "name": "fz-template", **FAKE, "node_groups": [
             {"name": "manager", "count": 1, "node_group_template_id": ngt}]})["id"]
@@ -139,7 +139,7 @@ def test_no_operation_answers_a_server_error(endpoint: str, api_schema: schemath
 
 CREATES: dict[str, dict[str, Any]] = {
     "node-group-templates": {"name": "ngt", **FAKE, "flavor_id": "local.small",
-                             "node_processes": ["manager"], "node_configs": {}},
+                             "node_processes": ["namenode"], "node_configs": {}},
     "cluster-templates": {"name": "ct", **FAKE, "node_groups": [MANAGER],
                           "cluster_configs": {}},
     "clusters": {"name": "c", **FAKE, "node_groups": [MANAGER], "cluster_configs": {}},

@@ -73,7 +73,7 @@ def existing(api: RunningApi) -> dict[str, str]:
 
     ngt = made("node-group-templates", "node_group_template", {
         "name": "st-manager", "plugin_name": "fake", "plugin_version": "0.1",
-        "flavor_id": "local.small", "node_processes": ["manager"]})
+        "flavor_id": "local.small", "node_processes": ["namenode"]})
     ct = made("cluster-templates", "cluster_template", {
         "name": "st-template", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": [{"name": "manager", "count": 1, "node_group_template_id": ngt}]})
@@ -100,11 +100,12 @@ def chosen_cases(endpoint: str, existing: dict[str, str]) -> list[dict[str, Any]
     fake = {"plugin_name": "fake", "plugin_version": "0.1"}
     bodies: dict[str, dict[str, Any]] = {
         "templates.create_node_group_template": {
-            "name": "st-worker", **fake, "flavor_id": "local.small", "node_processes": ["worker"]},
+            "name": "st-worker", **fake, "flavor_id": "local.small",
+            "node_processes": ["datanode"]},
         "templates.create_cluster_template": {
             "name": "st-inline", **fake, "node_groups": [
                 {"name": "manager", "count": 1, "flavor_id": "local.small",
-                 "node_processes": ["manager"]}]},
+                 "node_processes": ["namenode"]}]},
         "clusters.create_cluster": {  # several at once: a list of enveloped clusters
             "name": "st-many", **fake, "count": 2,
             "cluster_template_id": existing["cluster_template"]},

@@ -57,7 +57,7 @@ def test_a_killed_engine_s_job_is_followed_to_its_end_by_another_and_runs_once(
             cluster = post("clusters", {
                 "name": f"c{tag}", "plugin_name": "fake", "plugin_version": "0.1",
                 "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                                 "node_processes": ["manager"], "count": 1}]})["cluster"]
+                                 "node_processes": ["namenode"], "count": 1}]})["cluster"]
             cluster_id = cluster["id"]
             script = f"swift://edp{tag}/run.sh"
             put_object(script, b'echo "started $(date +%s.%N)"; sleep 8; echo finished\n',

@@ -218,7 +218,7 @@ def test_a_cluster_whose_step_hangs_is_deleted_within_a_bounded_time(store: Stor
                                      json={"name": cluster["name"], "plugin_name": "fake",
                                            "plugin_version": "0.1", "node_groups": [
                                                {"name": "manager", "flavor_id": "local.small",
-                                                "node_processes": ["manager"], "count": 1}]})
+                                                "node_processes": ["namenode"], "count": 1}]})
         assert answer.status_code == 202, answer.get_json()
         again = answer.get_json()["cluster"]["id"]
         wait_status(service, project, again, "Active", "Error")
@@ -231,10 +231,10 @@ def test_a_step_past_its_timeout_fails_saying_so_and_its_process_is_killed(
     project = f"t{uuid.uuid4().hex[:6]}"
     limits = StepLimits(per_step={"fake.configure-node": 3.0})
     with running_service(store, step_limits=limits) as service:
-        # Only the worker hangs: the cluster runs without it (partially active), so its
+        # Only the datanode hangs: the cluster runs without it (partially active), so its
         # node is still there to show that the sleep was killed, not left running.
         cluster_id = create(service, project, workers=1, configure_seconds=HANG,
-                            slow_configure="worker")
+                            slow_configure="datanode")
         cluster = wait_status(service, project, cluster_id, "Active", "Error")
         worker = f"c{cluster_id[:8]}-workers-1"
         assert cluster["status"] == "Active", cluster["status_description"]

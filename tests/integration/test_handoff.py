@@ -41,9 +41,9 @@ from tests.integration.test_service_processes import _answers, free_port
 from tests.workflows import lines  # noqa: F401 - registers the test.* workflow types
 
 TTL = 3.0
-GROUPS = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+GROUPS = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["namenode"],
            "count": 1},
-          {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+          {"name": "workers", "flavor_id": "local.small", "node_processes": ["datanode"],
            "count": 1}]
 
 

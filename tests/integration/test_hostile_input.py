@@ -34,7 +34,7 @@ from tests.apiserver import running_api
 
 FAKE = {"plugin_name": "fake", "plugin_version": "0.1"}
 MANAGER = {"name": "manager", "count": 1, "flavor_id": "local.small",
-           "node_processes": ["manager"]}
+           "node_processes": ["namenode"]}
 
 
 def unique(prefix: str = "r") -> str:
@@ -142,7 +142,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting(client: FlaskClient) ->
 
 def test_a_body_over_the_limit_is_a_413(client: FlaskClient) -> None:
     huge = {"name": unique("ngt"), **FAKE, "flavor_id": "local.small",
-            "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "y" * 10_000_000}}}
+            "node_processes": ["namenode"], "node_configs": {"HDFS": {"x": "y" * 10_000_000}}}
     detail = refused(client.post("/v2/node-group-templates", headers=project(), json=huge), 413)
     assert str(1024 * 1024) in detail
 
@@ -180,7 +180,7 @@ def test_the_body_limit_is_configurable(store: Store, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("path", "body"), [
     ("/v2/node-group-templates", {**FAKE, "flavor_id": "local.small",
-                                  "node_processes": ["manager"],
+                                  "node_processes": ["namenode"],
                                   "node_configs": {"HDFS": {"x": "y" * 70_000}}}),
     ("/v2/cluster-templates", {**FAKE, "cluster_configs": {"general": {"x": "y" * 70_000}}}),
     ("/v2/clusters", {**FAKE, "node_groups": [
@@ -233,7 +233,7 @@ def test_reading_a_binary_that_cannot_be_read_is_a_404_without_paths(
     ("/v2/data-sources", {"name": "ds", "type": "swift", "url": "swift://c/o",
                           "credentials": {"us\u0000er": "x"}}),
     ("/v2/node-group-templates", {"name": "ngt", **FAKE, "flavor_id": "local.small",
-                                  "node_processes": ["manager"],
+                                  "node_processes": ["namenode"],
                                   "node_configs": {"HDFS": {"k": "v\u0000"}}}),
     ("/v2/clusters", {"name": "c", **FAKE, "node_groups": [MANAGER],
                       "cluster_configs": {"gen\u0000eral": {}}}),
@@ -254,7 +254,7 @@ def test_lone_surrogates_are_a_400(client: FlaskClient) -> None:
 # -- 9. node group names -----------------------------------------------------------------------
 
 BAD_GROUPS = [
-    ([{**MANAGER, "name": "wk"}, {**MANAGER, "name": "WK", "node_processes": ["worker"]}],
+    ([{**MANAGER, "name": "wk"}, {**MANAGER, "name": "WK", "node_processes": ["datanode"]}],
      "'WK'"),
     ([{**MANAGER, "name": "w.a"}], "'w.a'"),
     ([{**MANAGER, "name": "w_a"}], "'w_a'"),
@@ -292,7 +292,7 @@ def test_scaling_with_a_group_named_like_another_regardless_of_case_is_a_400(
     headers = project()
     made = client.post("/v2/clusters", headers=headers, json={
         "name": unique("c"), **FAKE, "node_groups": [
-            MANAGER, {**MANAGER, "name": "wk", "node_processes": ["worker"]}]})
+            MANAGER, {**MANAGER, "name": "wk", "node_processes": ["datanode"]}]})
     assert made.status_code == 202, made.get_json()
     cluster_id = made.get_json()["cluster"]["id"]
     from sahara_es.commands.caller import SYSTEM
@@ -300,7 +300,7 @@ def test_scaling_with_a_group_named_like_another_regardless_of_case_is_a_400(
 
     aggregate = resources.load(store, Kind.CLUSTER, cluster_id)
     resources.append(store, aggregate, [ev.ClusterStatusChanged("Active")], SYSTEM)
-    worker = {"count": 1, "flavor_id": "local.small", "node_processes": ["worker"]}
+    worker = {"count": 1, "flavor_id": "local.small", "node_processes": ["datanode"]}
     for name, named in (("WK", "WK"), ("w.b", "'w.b'")):
         detail = refused(client.put(f"/v2/clusters/{cluster_id}", headers=headers, json={
             "add_node_groups": [{**worker, "name": name}]}), 400)
@@ -469,7 +469,7 @@ def test_a_public_cluster_template_shows_others_no_private_node_group_template_i
     alpha, beta = project(), project()
     private = client.post("/v2/node-group-templates", headers=alpha, json={
         "name": unique("ngt"), **FAKE, "flavor_id": "local.small",
-        "node_processes": ["manager"]})
+        "node_processes": ["namenode"]})
     assert private.status_code == 202, private.get_json()
     ngt_id = private.get_json()["node_group_template"]["id"]
     made = client.post("/v2/cluster-templates", headers=alpha, json={
@@ -481,7 +481,7 @@ def test_a_public_cluster_template_shows_others_no_private_node_group_template_i
     theirs = client.get(f"/v2/cluster-templates/{template_id}", headers=beta).get_json()
     (group,) = theirs["cluster_template"]["node_groups"]
     assert "node_group_template_id" not in group
-    assert group["flavor_id"] == "local.small" and group["node_processes"] == ["manager"]
+    assert group["flavor_id"] == "local.small" and group["node_processes"] == ["namenode"]
     listed = client.get("/v2/cluster-templates", headers=beta).get_json()
     assert ngt_id not in json.dumps(listed)
     mine = client.get(f"/v2/cluster-templates/{template_id}", headers=alpha).get_json()
@@ -493,7 +493,7 @@ def test_a_public_cluster_template_shows_others_no_private_node_group_template_i
     assert ngt_id not in json.dumps(cluster.get_json())
     cluster_id = cluster.get_json()["cluster"]["id"]
     shown = client.get(f"/v2/clusters/{cluster_id}", headers=beta).get_json()
-    assert shown["cluster"]["node_groups"][0]["node_processes"] == ["manager"]
+    assert shown["cluster"]["node_groups"][0]["node_processes"] == ["namenode"]
     assert ngt_id not in json.dumps(shown)
     # A's own cluster from the template keeps (and pins) the node group template
     own = client.post("/v2/clusters", headers=alpha, json={
@@ -513,7 +513,7 @@ def test_a_public_cluster_shows_others_no_private_node_group_template_ids(
     alpha, beta = project(), project()
     private = client.post("/v2/node-group-templates", headers=alpha, json={
         "name": unique("ngt"), **FAKE, "flavor_id": "local.small",
-        "node_processes": ["manager"]})
+        "node_processes": ["namenode"]})
     ngt_id = private.get_json()["node_group_template"]["id"]
     cluster = client.post("/v2/clusters", headers=alpha, json={
         "name": unique("c"), **FAKE, "is_public": True, "node_groups": [
@@ -596,7 +596,7 @@ def test_nan_and_infinity_are_a_400(client: FlaskClient, number: str, path: str)
             "job_configs": {"configs": {"x": "NUMBER"}}}
     else:
         body = {"name": unique("ngt"), **FAKE, "flavor_id": "local.small",
-                "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
+                "node_processes": ["namenode"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
     text = json.dumps(body).replace('"NUMBER"', number)
     detail = refused(client.post(path, headers=headers, data=text,
                                  content_type="application/json"), 400)
@@ -606,7 +606,7 @@ def test_nan_and_infinity_are_a_400(client: FlaskClient, number: str, path: str)
 
 def test_large_finite_numbers_are_taken(client: FlaskClient) -> None:
     body = {"name": unique("ngt"), **FAKE, "flavor_id": "local.small",
-            "node_processes": ["manager"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
+            "node_processes": ["namenode"], "node_configs": {"HDFS": {"x": "NUMBER"}}}
     text = json.dumps(body).replace(
         '"NUMBER"', "1e308, \"y\": -0.0, \"z\": 123456789012345678901234567890")
     made = client.post("/v2/node-group-templates", headers=project(), data=text,

@@ -43,9 +43,9 @@ def create(service: Cloud, workers: int, **extra: Any) -> str:
     response = service.client.post("/v2/clusters", headers=service.headers, json={
         "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": [
-            {"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+            {"name": "manager", "flavor_id": "local.small", "node_processes": ["namenode"],
              "count": 1},
-            {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+            {"name": "workers", "flavor_id": "local.small", "node_processes": ["datanode"],
              "count": workers}], **extra})
     assert response.status_code == 202, response.get_json()
     cluster_id: str = response.get_json()["cluster"]["id"]
@@ -127,9 +127,9 @@ def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Cloud) -
     response = service.client.post("/v2/clusters", headers=service.headers, json={
         "name": "toobig", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                         "node_processes": ["manager"], "count": 1},
+                         "node_processes": ["namenode"], "count": 1},
                         {"name": "workers", "flavor_id": "local.small",
-                         "node_processes": ["worker"], "count": 8}]})
+                         "node_processes": ["datanode"], "count": 8}]})
     assert response.status_code == 403
     assert response.get_json()["error_name"] == "QUOTA_EXCEEDED"
     assert "instances 9 asked" in response.get_json()["error_message"]
@@ -138,7 +138,7 @@ def test_over_quota_is_refused_with_403_and_nothing_is_created(service: Cloud) -
 
 
 def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Cloud) -> None:
-    cluster_id = create(service, workers=4, anti_affinity=["worker"])
+    cluster_id = create(service, workers=4, anti_affinity=["datanode"])
     cluster = wait_status(service, cluster_id, "Error", "Active")
     assert cluster["status"] == "Error"
     assert "distinct hosts" in cluster["status_description"]
@@ -148,7 +148,7 @@ def test_anti_affinity_beyond_the_hosts_fails_clearly_and_rolls_back(service: Cl
 
 def test_a_failed_create_rolls_back_and_says_why(service: Cloud) -> None:
     cluster_id = create(service, workers=2,
-                        cluster_configs={"Fake": {"fail_configure": "manager"}})
+                        cluster_configs={"Fake": {"fail_configure": "namenode"}})
     cluster = wait_status(service, cluster_id, "Error", "Active")
     assert cluster["status"] == "Error"
     assert "configuring" in cluster["status_description"]
@@ -207,7 +207,7 @@ def test_verification_reports_a_node_that_went_down(service: Cloud) -> None:
 
 
 def test_a_failed_scale_returns_to_the_previous_size(service: Cloud) -> None:
-    cluster_id = create(service, workers=2, anti_affinity=["worker"])
+    cluster_id = create(service, workers=2, anti_affinity=["datanode"])
     cluster = wait_status(service, cluster_id, "Active", "Error")
     assert cluster["status"] == "Active", cluster["status_description"]
     before = instances(cluster)

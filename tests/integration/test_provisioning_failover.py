@@ -36,9 +36,9 @@ def test_a_killed_engine_s_cluster_is_finished_by_another(store: Store, url: str
                 "cluster_configs": {"Fake": {"configure_seconds": 4}},
                 "node_groups": [
                     {"name": "manager", "flavor_id": "local.small",
-                     "node_processes": ["manager"], "count": 1},
+                     "node_processes": ["namenode"], "count": 1},
                     {"name": "workers", "flavor_id": "local.small",
-                     "node_processes": ["worker"], "count": 4}]})
+                     "node_processes": ["datanode"], "count": 4}]})
             assert answer.status_code == 202
             cluster_id = answer.get_json()["cluster"]["id"]
 

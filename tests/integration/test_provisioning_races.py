@@ -27,9 +27,9 @@ NODES = 3
 def body(name: str) -> dict[str, Any]:
     return {"name": name, "plugin_name": "fake", "plugin_version": "0.1",
             "node_groups": [
-                {"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+                {"name": "manager", "flavor_id": "local.small", "node_processes": ["namenode"],
                  "count": 1},
-                {"name": "workers", "flavor_id": "local.small", "node_processes": ["worker"],
+                {"name": "workers", "flavor_id": "local.small", "node_processes": ["datanode"],
                  "count": NODES - 1}]}
 
 

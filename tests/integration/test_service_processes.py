@@ -44,9 +44,9 @@ def test_the_api_and_an_engine_provision_a_cluster_as_separate_processes(
             answer = session.post(f"{base}/clusters", json={
                 "name": f"c{tag}", "plugin_name": "fake", "plugin_version": "0.1",
                 "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                                 "node_processes": ["manager"], "count": 1},
+                                 "node_processes": ["namenode"], "count": 1},
                                 {"name": "workers", "flavor_id": "local.small",
-                                 "node_processes": ["worker"], "count": 1}]}, timeout=30)
+                                 "node_processes": ["datanode"], "count": 1}]}, timeout=30)
             assert answer.status_code == 202, answer.text
             path = f"{base}/clusters/{answer.json()['cluster']['id']}"
 

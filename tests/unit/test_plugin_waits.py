@@ -306,7 +306,7 @@ def test_config_targets_a_plugin_does_not_have_are_refused(plugin: Any,
 
 
 def test_a_plugin_without_declared_configs_takes_any_target() -> None:
-    FakePlugin().validate_configs("0.1", {"Fake": {"fail_start": "manager"}, "HDFS": {"x": 1}})
+    FakePlugin().validate_configs("0.1", {"Fake": {"fail_start": "namenode"}, "HDFS": {"x": 1}})
 
 
 def spark_cluster(configs: dict[str, Any]) -> ClusterInfo:

@@ -7,7 +7,8 @@ from flask import Blueprint, Response
 from sahara_es.api.schemas import PluginUpdate
 from sahara_es.api.service import caller, service
 from sahara_es.api.views.common import answer, body, no_params
-from sahara_es.commands.errors import Forbidden, Invalid, NotVisible
+from sahara_es.commands import plugins as commands
+from sahara_es.commands.errors import NotVisible
 
 blueprint = Blueprint("plugins", __name__)
 
@@ -15,37 +16,38 @@ blueprint = Blueprint("plugins", __name__)
 @blueprint.get("/plugins")
 def list_plugins() -> Response:
     no_params()
-    return answer("plugins", [p.summary() for _, p in sorted(service().plugins.items())])
+    catalog = service().catalog
+    return answer("plugins", [catalog.summary(name) for name in sorted(service().plugins)])
 
 
 @blueprint.get("/plugins/<name>")
 def show_plugin(name: str) -> Response:
     no_params()
-    return answer("plugin", service().catalog.plugin(name).summary())
+    catalog = service().catalog
+    catalog.plugin(name)  # 404 unless it is enabled here
+    return answer("plugin", catalog.summary(name))
 
 
 @blueprint.get("/plugins/<name>/<version>")
 def show_plugin_version(name: str, version: str) -> Response:
     no_params()
-    plugin = service().catalog.plugin(name)
-    if version not in plugin.versions():
+    catalog = service().catalog
+    if version not in catalog.plugin(name).versions():
         raise NotVisible(f"plugin {name} has no version {version}")
-    return answer("plugin", plugin.version_details(version))
+    return answer("plugin", catalog.version_details(name, version))
 
 
 @blueprint.patch("/plugins/<name>")
 def update_plugin(name: str) -> Response:
+    """Sahara's plugin update: admins set labels (``commands.plugins``); 202 with the
+    plugin as it is now shown."""
     no_params()
-    plugin = service().catalog.plugin(name)
-    if not caller().is_admin:
-        raise Forbidden("only an admin changes plugin labels")
-    changes = body(PluginUpdate)
-    labels = plugin.labels()
-    for label in changes.get("plugin_labels", {}):
-        if label not in labels or not labels[label].get("mutable"):
-            raise Invalid(f"plugin label {label!r} cannot be changed")
-    raise Invalid("plugin labels are fixed by configuration in this release;"
-                  " enable or disable plugins with the `plugins` setting")
+    catalog = service().catalog
+    catalog.plugin(name)
+    commands.require_admin(caller())
+    commands.change_labels(service().store, caller(), name, catalog.labels(name),
+                           body(PluginUpdate))
+    return answer("plugin", catalog.summary(name), 202)
 
 
 @blueprint.get("/job-types")
