@@ -114,13 +114,14 @@ def running_cloud(store: Store, root: Path, *, hosts: int = 3, vcpus: int = 8,
 
 def create_fake_cluster(client: FlaskClient, project: str, *, workers: int = 0,
                         configs: dict[str, Any] | None = None) -> str:
-    """POST a ``fake`` cluster for ``project``: a ``local.small`` manager and ``workers``
-    workers, ``configs`` its ``Fake`` cluster configs; its id (the answer must be a 202)."""
-    groups = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["manager"],
+    """POST a ``fake`` cluster for ``project``: a ``local.small`` namenode (group
+    ``manager``) and ``workers`` datanodes (group ``workers``), ``configs`` its ``Fake``
+    cluster configs; its id (the answer must be a 202)."""
+    groups = [{"name": "manager", "flavor_id": "local.small", "node_processes": ["namenode"],
                "count": 1}]
     if workers:
         groups.append({"name": "workers", "flavor_id": "local.small",
-                       "node_processes": ["worker"], "count": workers})
+                       "node_processes": ["datanode"], "count": workers})
     answer = client.post("/v2/clusters", headers={"X-Project-Id": project}, json={
         "name": f"c{uuid.uuid4().hex[:8]}", "plugin_name": "fake", "plugin_version": "0.1",
         "node_groups": groups, "cluster_configs": {"Fake": configs} if configs else {}})

@@ -8,6 +8,16 @@ from typing import Any
 from stevedore import ExtensionManager
 
 from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.commands.plugins import (
+    DEPRECATED_DEFAULT,
+    DESCRIPTIONS,
+    PLUGIN_LABELS,
+    VERSION_LABELS,
+    Labels,
+    RecordedLabels,
+    recorded,
+)
+from sahara_es.events.plugins import stream as labels_stream
 from sahara_es.infra.base import Flavor
 from sahara_es.plugins.base import Plugin, PluginInvalid
 from sahara_es.store import Store
@@ -76,6 +86,17 @@ def load_plugins(names: list[str] | None = None, *,
     return {name: found[name] for name in names}
 
 
+def _described(carried: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A plugin's (or a version's) own labels, ``deprecated`` among them, each with Sahara's
+    description of it."""
+    result = {name: dict(value) for name, value in carried.items()}
+    result.setdefault("deprecated", dict(DEPRECATED_DEFAULT))
+    for name, value in result.items():
+        if name in DESCRIPTIONS:
+            value.setdefault("description", DESCRIPTIONS[name])
+    return result
+
+
 class PluginCatalog:
     """``commands.catalog.Catalog`` over the plugins and the infrastructure's flavors."""
 
@@ -85,6 +106,7 @@ class PluginCatalog:
         self.flavors = flavors
         self.store = store
         """Where what admins change at run time (plugin labels, images) is recorded."""
+        self._recorded: dict[str, tuple[int, RecordedLabels]] = {}
 
     def plugin(self, name: str) -> Plugin:
         try:
@@ -102,12 +124,63 @@ class PluginCatalog:
         if version not in versions:
             raise Invalid(f"plugin {plugin} has no version {version!r}; versions:"
                           f" {', '.join(versions)}")
+        self.check_labels(plugin, version)
 
     def check_available(self, plugin: str) -> None:
         """``Invalid`` (400) when the plugin cannot run here, saying why."""
         reason = unavailable(self.plugins[plugin])
         if reason is not None:
             raise Invalid(f"plugin {plugin} is unavailable: {reason}")
+
+    # -- labels (``commands.plugins``) ----------------------------------------------------
+
+    def labels(self, plugin: str) -> Labels:
+        """The plugin's and its versions' labels: the plugin's own, ``deprecated`` added,
+        with the statuses admins recorded. Read from the plugin's stream only when it moved
+        since it was last read here (one version look-up), so another API process's change
+        shows at once."""
+        summary = self.plugins[plugin].summary()
+        versions = summary.get("versions") or []
+        defaults = {
+            PLUGIN_LABELS: _described(summary.get(PLUGIN_LABELS) or {}),
+            VERSION_LABELS: {
+                v: _described((summary.get(VERSION_LABELS) or {}).get(v) or {})
+                for v in versions}}
+        return self.recorded_labels(plugin).over(defaults)
+
+    def recorded_labels(self, plugin: str) -> RecordedLabels:
+        if self.store is None:
+            return RecordedLabels(labels_stream(plugin))
+        version = self.store.stream_version(labels_stream(plugin))
+        cached = self._recorded.get(plugin)
+        if cached is None or cached[0] != version:
+            cached = (version, recorded(self.store, plugin))
+            self._recorded[plugin] = cached
+        return cached[1]
+
+    def summary(self, plugin: str) -> dict[str, Any]:
+        """The plugin as ``/v2/plugins`` shows it, with its current labels."""
+        return {**self.plugins[plugin].summary(), **self.labels(plugin)}
+
+    def version_details(self, plugin: str, version: str) -> dict[str, Any]:
+        return {**self.plugins[plugin].version_details(version), **self.labels(plugin)}
+
+    def check_labels(self, plugin: str, version: str) -> None:
+        """``Invalid`` (400) when an admin disabled the plugin or the version; a deprecated
+        one is used with a warning in the log, as Sahara did."""
+        shown = self.labels(plugin)
+        plugin_labels = shown[PLUGIN_LABELS]
+        version_labels = shown[VERSION_LABELS].get(version, {})
+        if not plugin_labels.get("enabled", {}).get("status", True):
+            raise Invalid(f"Plugin {plugin} is not enabled")
+        if not version_labels.get("enabled", {}).get("status", True):
+            raise Invalid(f"Version {version} of plugin {plugin} is not enabled")
+        if plugin_labels.get("deprecated", {}).get("status"):
+            log.warning("plugin %s is deprecated and can be removed in the next release",
+                        plugin)
+        if version_labels.get("deprecated", {}).get("status"):
+            log.warning("version %s of plugin %s is deprecated and can be removed in the"
+                        " next release", version, plugin)
 
     def check_node_processes(self, plugin: str, version: str, processes: list[str]) -> None:
         known = {p for group in self.plugins[plugin].node_processes(version).values()
@@ -140,6 +213,7 @@ class PluginCatalog:
                       resized: dict[str, int], added: list[dict[str, Any]],
                       configs: dict[str, Any] | None = None) -> None:
         self.check_available(plugin)  # its new nodes could not run
+        self.check_labels(plugin, version)
         try:
             self.plugins[plugin].validate_scaling(version, node_groups, resized, added,
                                                   configs)
@@ -168,11 +242,11 @@ class PluginCatalog:
         result = []
         for job_type in JOB_TYPES:
             plugins = []
-            for plugin in self.plugins.values():
+            for name, plugin in self.plugins.items():
                 versions: dict[str, dict[str, Any]] = {
                     v: {} for v in plugin.versions() if job_type in plugin.edp_job_types(v)}
                 if versions:
-                    plugins.append({**plugin.summary(), "versions": versions})
+                    plugins.append({**self.summary(name), "versions": versions})
             if plugins:
                 result.append({"name": job_type, "plugins": plugins})
         return result
