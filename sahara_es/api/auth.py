@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, request
 
@@ -22,6 +23,9 @@ from sahara_es.api.errors import ApiError
 from sahara_es.commands import tokens
 from sahara_es.commands.caller import Caller
 from sahara_es.store import Store
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 MODES = ("token", "keystone", "noauth")
 _PROJECT = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
@@ -58,14 +62,30 @@ def _roles(header: str | None) -> frozenset[str]:
     return frozenset(r.strip().lower() for r in (header or "").split(",") if r.strip())
 
 
+def _keystone_in_front(wsgi_app: WSGIApplication, keystone: dict[str, Any]) -> WSGIApplication:
+    """keystonemiddleware's ``auth_token`` in front of every path but the public ones (a
+    load balancer's health check carries no token). ``keystone``: its options, or
+    ``oslo_config_config``, a ConfigOpts whose ``[keystone_authtoken]`` it reads."""
+    from keystonemiddleware import auth_token  # type: ignore[import-untyped]
+
+    checked = auth_token.AuthProtocol(wsgi_app, dict(keystone))
+
+    def dispatch(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "") in PUBLIC_PATHS:
+            return wsgi_app(environ, start_response)
+        answer: Iterable[bytes] = checked(environ, start_response)
+        return answer
+
+    return dispatch
+
+
 def init_app(app: Flask, store: Store, mode: str, keystone: dict[str, Any] | None = None) -> None:
     if mode not in MODES:
         raise ValueError(f"auth mode {mode!r}: choose one of {', '.join(MODES)}")
     cache = TokenCache(store)
     if mode == "keystone":
-        from keystonemiddleware import auth_token  # type: ignore[import-untyped]
-
-        app.wsgi_app = auth_token.AuthProtocol(app.wsgi_app, dict(keystone or {}))  # type: ignore[method-assign]
+        app.wsgi_app = _keystone_in_front(  # type: ignore[method-assign,assignment]
+            app.wsgi_app, keystone or {})
 
     @app.before_request
     def identify() -> None:

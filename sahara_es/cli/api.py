@@ -5,67 +5,71 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
+from oslo_config import cfg
 from werkzeug.serving import make_server
 
-from sahara_es.api.app import DEFAULT_PORT, ApiConfig, stop_app
+from sahara_es.api.app import stop_app
 from sahara_es.api.compose import STORE_QUOTAS, app_for
+from sahara_es.cli.config import (
+    CONFIG_DIRS_ENV,
+    CONFIG_FILES_ENV,
+    apply_flags,
+    environment_of,
+    flag,
+)
 from sahara_es.cli.context import Context, console
+from sahara_es.cli.settings import api_config
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
 
-auth_option = click.option("--auth", type=click.Choice(["token", "keystone", "noauth"]),
-                           default="token", show_default=True, envvar="SAHARA_ES_AUTH",
-                           help="How callers are identified (noauth: development only).")
+auth_option = flag("api", "auth_strategy", "--auth", "auth")
 
 
 @click.command("api")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="SAHARA_ES_API_HOST")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int,
-              envvar="SAHARA_ES_API_PORT")
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="More than one runs gunicorn with that many worker processes.")
+@flag("api", "host")
+@flag("api", "port")
+@flag("api", "workers")
 @auth_option
-@click.option("--plugins", default=None, envvar="SAHARA_ES_PLUGINS",
-              help="Comma-separated plugins to enable (default: every installed one but"
-                   " fake, which must be named to be enabled).")
-@click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
-              help="The state folder: the default store (without --store) is its store.db,"
-                   " and file:// job binaries are served from its job-binaries/<project>/"
-                   " (default: $XDG_DATA_HOME/sahara-es).")
-@click.pass_obj
-def api(obj: Context, host: str, port: int, workers: int, auth: str,
-        plugins: str | None, data_dir: str | None) -> None:
+@flag("api", "plugins", type=str)
+@flag("DEFAULT", "data_dir", type=click.Path())
+@click.pass_context
+def api(ctx: click.Context, /, **_flags: Any) -> None:
     """Serve the Sahara v2 API on the store."""
-    state = str(obj.use_data_dir(data_dir))
+    obj: Context = ctx.obj
+    conf = apply_flags(ctx, obj.conf)
+    state = obj.use_data_dir()
     obj.store(upgrade=True)
-    if workers > 1:
-        env = {**os.environ, "SAHARA_ES_STORE": obj.url, "SAHARA_ES_AUTH": auth,
-               "SAHARA_ES_DATA_DIR": state}
-        if plugins:
-            env["SAHARA_ES_PLUGINS"] = plugins
-        os.execvpe(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-                                    "--threads", "4", "--bind", f"{host}:{port}",
-                                    "--log-level", "warning",
-                                    "sahara_es.api.wsgi:application"], env)
-    serve(obj, host, port, auth, plugins, state)
+    if conf.api.workers > 1:
+        conf.set_override("connection", obj.url, "database")
+        conf.set_override("data_dir", str(state))
+        # gunicorn's workers read the same files, and this process's settings over them
+        env = {**os.environ, **environment_of(conf, ("DEFAULT", "database", "api", "edp")),
+               CONFIG_FILES_ENV: os.pathsep.join(obj.config_files),
+               CONFIG_DIRS_ENV: os.pathsep.join(obj.config_dirs)}
+        os.execvpe(sys.executable, [
+            sys.executable, "-m", "gunicorn", "--workers", str(conf.api.workers),
+            "--threads", "4", "--bind", f"{conf.api.host}:{conf.api.port}",
+            "--log-level", "warning", "sahara_es.cli.wsgi:application"], env)
+    serve(obj, conf, state)
 
 
-def serve(obj: Context, host: str, port: int, auth: str, plugins: str | None,
-          data_dir: str) -> None:
-    config = ApiConfig(store_url=obj.url, auth=auth, data_dir=data_dir,
-                       plugins=plugins.split(",") if plugins else None, engines=True)
-    app = app_for(config, store=obj.store(), quota=STORE_QUOTAS)
+def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path) -> None:
+    host, port = conf.api.host, conf.api.port
+    app = app_for(api_config(conf, store_url=obj.url, data_dir=data_dir), store=obj.store(),
+                  quota=STORE_QUOTAS)
     server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    console.print(f"sahara-es API on http://{host}:{server.port}/v2 (auth: {auth},"
-                  f" store: {obj.url})", highlight=False)
+    console.print(f"sahara-es API on http://{host}:{server.port}/v2 (auth:"
+                  f" {conf.api.auth_strategy}, store: {obj.url})", highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

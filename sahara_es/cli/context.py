@@ -1,4 +1,4 @@
-"""What every command shares: the console and the store named by ``--store``."""
+"""What every command shares: the console, the configuration and the store it names."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from oslo_config import cfg
 from rich.console import Console
 
 # the state folder's default is the API's: one rule for both
 from sahara_es.api.app import default_data_dir as default_data_dir
+from sahara_es.cli.config import ENVIRONMENT, flag, load, store_url
 from sahara_es.store import Store, open_store
 
 console = Console(soft_wrap=True)
@@ -27,26 +29,19 @@ def private_folder(folder: Path) -> Path:
     return folder
 
 
-NODES_ENV = "SAHARA_ES_NODES_DIR"
+NODES_ENV = ENVIRONMENT[("engine", "nodes_dir")]
 
 
-def default_nodes_dir() -> Path:
-    """Where local instances live: outside the state folder, which nodes' users must not
-    traverse (``doc/security.rst``). Their folder is made 0711 by the local provider."""
-    return Path(os.environ.get(NODES_ENV) or "/var/lib/sahara-es/nodes")
+def nodes_dir(conf: cfg.ConfigOpts) -> Path:
+    """Where local instances live (``[engine] nodes_dir``): outside the state folder, which
+    nodes' users must not traverse (``doc/security.rst``). Their folder is made 0711 by the
+    local provider."""
+    return Path(conf.engine.nodes_dir or "/var/lib/sahara-es/nodes")
 
 
-nodes_dir_option = click.option(
-    "--nodes-dir", type=click.Path(), envvar="SAHARA_ES_NODES_DIR", default=None,
-    help="Where local instances live (default: /var/lib/sahara-es/nodes); every folder above"
-         " it must be traversable by other users.")
+nodes_dir_option = flag("engine", "nodes_dir", type=click.Path())
 
-node_network_isolation_option = click.option(
-    "--node-network-isolation/--no-node-network-isolation",
-    envvar="SAHARA_ES_NODE_NETWORK_ISOLATION", default=True, show_default=True,
-    help="Firewall each cluster's local nodes off from other clusters' nodes (iptables; the"
-         " local provider refuses to create nodes without it). Off only where tenants trust"
-         " each other ($SAHARA_ES_NODE_NETWORK_ISOLATION=off).")
+node_network_isolation_option = flag("engine", "node_network_isolation")
 
 
 def local_provider_options(provider: str, node_network_isolation: bool) -> dict[str, Any]:
@@ -60,22 +55,32 @@ def default_store_url(data_dir: Path | None = None) -> str:
 
 
 class Context:
-    def __init__(self, url: str | None) -> None:
-        self._url = url
+    """What the command's group gives its commands: the configuration (files, environment
+    and the group's own flags: ``sahara-es --config-file ... --store ...``) and the store."""
+
+    def __init__(self, conf: cfg.ConfigOpts | None = None, config_files: tuple[str, ...] = (),
+                 config_dirs: tuple[str, ...] = ()) -> None:
+        self.conf = conf or load()
+        self.config_files = config_files
+        self.config_dirs = config_dirs
         self.data_dir: Path | None = None
+        self._url: str | None = None
         self._store: Store | None = None
 
-    def use_data_dir(self, data_dir: str | None) -> Path:
-        """The state folder a command was given, else the default: without ``--store``, the
-        store is the embedded one in it. Called before the store is used."""
+    def use_data_dir(self, data_dir: str | None = None) -> Path:
+        """The state folder (``data_dir`` given, else ``[DEFAULT] data_dir``, else the
+        default): without a store URL, the store is the embedded one in it. Called before the
+        store is used."""
+        data_dir = data_dir or self.conf.data_dir
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         return self.data_dir
 
     @property
     def url(self) -> str:
-        """``--store``, else the embedded store in the state folder."""
+        """``[database] connection`` (``--store``), else the embedded store in the state
+        folder."""
         if self._url is None:
-            self._url = default_store_url(self.data_dir)
+            self._url = store_url(self.conf) or default_store_url(self.data_dir)
         return self._url
 
     def store(self, *, upgrade: bool = False) -> Store:

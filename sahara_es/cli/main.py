@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
+from sahara_es.cli.config import apply_flags, flag, load
 from sahara_es.cli.context import (
     Context,
     console,
@@ -22,14 +25,22 @@ from sahara_es.cli.store_check import store_group
 
 
 @click.group()
-@click.option("--store", "url", envvar="SAHARA_ES_STORE", default=None,
-              show_default="sqlite store.db in the state folder: the command's --data-dir,"
-                           " else $XDG_DATA_HOME/sahara-es",
-              help="Store URL: sqlite:///PATH or cassandra://HOST[,HOST]:PORT/KEYSPACE?...")
+@click.option("--config-file", "config_files", multiple=True, type=click.Path(dir_okay=False),
+              metavar="PATH",
+              help="A configuration file (repeatable, later ones win; default: oslo's"
+                   " locations, such as ~/.sahara-es/sahara-es.conf and"
+                   " /etc/sahara-es/sahara-es.conf). See doc/configuration.rst.")
+@click.option("--config-dir", "config_dirs", multiple=True, type=click.Path(file_okay=False),
+              metavar="DIR",
+              help="A folder of *.conf files read after the configuration files"
+                   " (repeatable).")
+@flag("database", "connection", "--store", "url")
 @click.pass_context
-def main(ctx: click.Context, url: str | None) -> None:
+def main(ctx: click.Context, config_files: tuple[str, ...], config_dirs: tuple[str, ...],
+         url: str | None) -> None:
     """sahara-es: event-sourced data-processing clusters."""
-    ctx.obj = Context(url)
+    ctx.obj = Context(apply_flags(ctx, load(config_files, config_dirs)), config_files,
+                      config_dirs)
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
 
 
@@ -76,49 +87,54 @@ def db_info(obj: Context) -> None:
 @main.command("all-in-one")
 @click.option("--demo/--no-demo", default=False,
               help="Run the demo against the running service, then stop.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8386, show_default=True, type=int)
-@click.option("--data-dir", type=click.Path(), default=None, envvar="SAHARA_ES_DATA_DIR",
-              help="The service's state folder: the default store (without --store) and the"
-                   " job binaries live in it (default: $XDG_DATA_HOME/sahara-es).")
+@flag("api", "host")
+@flag("api", "port")
+@flag("DEFAULT", "data_dir", type=click.Path())
 @nodes_dir_option
 @node_network_isolation_option
-@click.pass_obj
-def all_in_one(obj: Context, demo: bool, host: str, port: int, data_dir: str | None,
-               nodes_dir: str | None, node_network_isolation: bool) -> None:
+@click.pass_context
+def all_in_one(ctx: click.Context, /, demo: bool, **_flags: Any) -> None:
     """API, engine and projector in one process, on the embedded defaults (or --store)."""
     import logging
     import threading
-    from dataclasses import replace
 
     from werkzeug.serving import make_server
 
-    from sahara_es.api.app import ApiConfig, stop_app
+    from sahara_es.api.app import stop_app
     from sahara_es.api.compose import app_for
-    from sahara_es.cli.context import default_nodes_dir, local_provider_options
+    from sahara_es.cli.context import local_provider_options, nodes_dir
     from sahara_es.cli.engine import load_workflow_types
+    from sahara_es.cli.settings import (
+        api_config,
+        engine_config,
+        job_limits,
+        step_limits,
+        storage_policy,
+    )
     from sahara_es.commands import tokens
-    from sahara_es.edp.storage import policy_from_env, project_folder_name
-    from sahara_es.engine import Engine, EngineConfig
+    from sahara_es.edp.storage import project_folder_name
+    from sahara_es.engine import Engine
     from sahara_es.provisioning.requests import CLUSTER_REQUESTS
     from sahara_es.provisioning.services import build_services, provisioning_services
 
-    state = obj.use_data_dir(data_dir)
+    obj: Context = ctx.obj
+    conf = apply_flags(ctx, obj.conf)
+    host, port = conf.api.host, conf.api.port
+    state = obj.use_data_dir()
     store = obj.store(upgrade=True)
     console.print(f"store ready: {store.describe()['backend']} at {obj.url}")
     if demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the demo prints its calls
     load_workflow_types(())
     binaries = state / "job-binaries"
-    policy = policy_from_env()
-    services = build_services(store, root=nodes_dir or default_nodes_dir(),
+    services = build_services(store, root=nodes_dir(conf),
                               provider_options=local_provider_options(
-                                  "local", node_network_isolation),
-                              storage_policy=replace(policy, binary_root=policy.binary_root
-                                                     or binaries))
-    engine = Engine(store, EngineConfig(), services=services,
+                                  "local", conf.engine.node_network_isolation),
+                              step_limits=step_limits(conf), job_limits=job_limits(conf),
+                              storage_policy=storage_policy(conf, default_binary_root=binaries))
+    engine = Engine(store, engine_config(conf), services=services,
                     handoff=CLUSTER_REQUESTS).start()
-    app = app_for(ApiConfig(store_url=obj.url, data_dir=str(state), engines=True),
+    app = app_for(api_config(conf, store_url=obj.url, data_dir=state),
                   store=store, quota=provisioning_services(services).quota)
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"

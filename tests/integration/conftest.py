@@ -116,3 +116,39 @@ def swift_storage() -> Iterator[SwiftStorage]:
             private_hosts=frozenset(env["SAHARA_ES_STORAGE_PRIVATE_HOSTS"].split(","))))
     if not running and "PYTEST_XDIST_WORKER" not in os.environ:
         subprocess.run([str(SWIFT), "stop"], capture_output=True)
+
+
+# -- identity: a real Keystone ----------------------------------------------------------------
+
+KEYSTONE = CHECKOUT / "tools" / "keystone"
+
+
+@dataclass(frozen=True)
+class RealKeystone:
+    """The test Keystone (``tools/keystone``): ``auth_url`` (v3) and its bootstrap admin's
+    password (user and project ``admin``, domain ``default``)."""
+
+    auth_url: str
+    admin_password: str
+
+
+@pytest.fixture(scope="session")
+def real_keystone() -> Iterator[RealKeystone]:
+    """The test Keystone, started by ``tools/keystone start`` unless it already runs (then
+    left running); started here, it is stopped at the session's end (not under xdist, whose
+    workers share it)."""
+    lock_path = CHECKOUT / ".cache" / "keystone-start.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one xdist worker starts it, the others wait
+        running = subprocess.run([str(KEYSTONE), "status"], capture_output=True).returncode == 0
+        if not running:
+            started = subprocess.run([str(KEYSTONE), "start"], capture_output=True, text=True)
+            if started.returncode != 0:
+                pytest.fail(f"tools/keystone start failed:\n{started.stdout}{started.stderr}")
+    out = subprocess.run([str(KEYSTONE), "env"], check=True, capture_output=True,
+                         text=True).stdout
+    env = dict(line.removeprefix("export ").partition("=")[::2] for line in out.splitlines())
+    yield RealKeystone(auth_url=env["OS_AUTH_URL"], admin_password=env["OS_PASSWORD"])
+    if not running and "PYTEST_XDIST_WORKER" not in os.environ:
+        subprocess.run([str(KEYSTONE), "stop"], capture_output=True)
