@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -14,6 +14,8 @@ from werkzeug.serving import make_server
 from sahara_es.api.app import ApiConfig, stop_app
 from sahara_es.api.compose import app_for
 from sahara_es.commands import tokens
+from sahara_es.infra.base import Image
+from sahara_es.infra.local import NODE_IMAGE as LOCAL_IMAGE
 from sahara_es.store import Store
 
 
@@ -33,12 +35,16 @@ class RunningApi:
 
 @contextmanager
 def running_api(store: Store, *, auth: str = "token",
-                plugins: list[str] | None = None, app: Flask | None = None
-                ) -> Iterator[RunningApi]:
+                plugins: list[str] | None = None, app: Flask | None = None,
+                images: Mapping[str, Image] | None = None) -> Iterator[RunningApi]:
     """The v2 API served over HTTP; ``app`` one already built (with engines behind it, say)
-    instead of a recording-only one of ``auth`` and ``plugins``."""
+    instead of a recording-only one of ``auth`` and ``plugins``; ``images`` an image
+    catalogue instead of the local provider's."""
     if app is None:
-        app = app_for(ApiConfig(auth=auth, plugins=plugins), store=store)
+        config = ApiConfig(auth=auth, plugins=plugins)
+        if images is not None:
+            config = replace(config, images=images)
+        app = app_for(config, store=store)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -62,6 +68,8 @@ def known_parameters(endpoint: str, existing: dict[str, str]) -> dict[str, str] 
         return {"name": "fake", "version": "0.1"} if "plugin" in name else None
     if endpoint == "edp.job_config_hints":
         return {"job_type": "Shell"}
+    if area == "images":
+        return {"image_id": LOCAL_IMAGE.id}
     for kind, parameter in (("node_group_template", "template_id"),
                             ("cluster_template", "template_id"), ("cluster", "cluster_id"),
                             ("data_source", "resource_id"), ("job_binary", "resource_id"),

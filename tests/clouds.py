@@ -18,7 +18,14 @@ from sahara_es.api.compose import app_for
 from sahara_es.edp.manager import JobLimits
 from sahara_es.edp.storage import StoragePolicy
 from sahara_es.engine import Engine, EngineConfig
-from sahara_es.infra.base import Flavor, HostInventory, InfraProvider, Instance, InstanceSpec
+from sahara_es.infra.base import (
+    Flavor,
+    HostInventory,
+    Image,
+    InfraProvider,
+    Instance,
+    InstanceSpec,
+)
 from sahara_es.infra.quotas import QuotaLimits
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
 from sahara_es.provisioning.services import (
@@ -40,6 +47,9 @@ class ProviderWrapper(InfraProvider):
 
     def flavors(self) -> dict[str, Flavor]:
         return self.real.flavors()
+
+    def images(self) -> dict[str, Image]:
+        return self.real.images()
 
     def hosts(self) -> list[HostInventory]:
         return self.real.hosts()

@@ -17,10 +17,11 @@ from flask import Flask, g, request
 from sahara_es.api import auth, errors, openapi, versions
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Limits
 from sahara_es.api.service import Service
-from sahara_es.api.views import clusters, edp, health, plugins, templates
+from sahara_es.api.views import clusters, edp, health, images, plugins, templates
 from sahara_es.commands.catalog import NoQuota, Quota
-from sahara_es.infra.base import Flavor
+from sahara_es.infra.base import Flavor, Image
 from sahara_es.infra.local import FLAVORS as LOCAL_FLAVORS
+from sahara_es.infra.local import IMAGES as LOCAL_IMAGES
 from sahara_es.plugins.catalog import PluginCatalog, load_plugins
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
 from sahara_es.store import Store, open_store
@@ -42,6 +43,9 @@ class ApiConfig:
     """Plugins to enable; when None, every installed one but the opt-in ones (fake)."""
     flavors: Mapping[str, Flavor] = field(default_factory=lambda: dict(LOCAL_FLAVORS))
     """The infrastructure's flavors (the local provider's unless another provider is used)."""
+    images: Mapping[str, Image] = field(default_factory=lambda: dict(LOCAL_IMAGES))
+    """The infrastructure's image catalogue, by id (the local provider's unless another
+    provider is used): what ``/v2/images`` registers and templates and clusters name."""
     run_projector: bool = True
     """Keep read models up to date from this process (one process at a time does, by lease)."""
     engines: bool = False
@@ -82,7 +86,8 @@ def private_folder(path: Path) -> Path:
     return path
 
 
-_BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.blueprint)
+_BLUEPRINTS = (plugins.blueprint, templates.blueprint, clusters.blueprint, edp.blueprint,
+               images.blueprint)
 
 
 def create_app(config: ApiConfig, *, store: Store | None = None,
@@ -97,9 +102,10 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
     if config.run_projector:
         projector = Projector(store, [p() for p in RESOURCE_PROJECTIONS.values()],
                               owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
+    catalog = PluginCatalog(enabled, dict(config.flavors), store=store)
+    catalog.images = dict(config.images)
     app.extensions["sahara_es"] = Service(
-        store=store, plugins=enabled,
-        catalog=PluginCatalog(enabled, dict(config.flavors), store=store),
+        store=store, plugins=enabled, catalog=catalog,
         quota=quota or NoQuota(), engines=config.engines, projector=projector)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     binaries = Path(config.job_binary_root) if config.job_binary_root \

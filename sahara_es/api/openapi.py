@@ -94,6 +94,14 @@ OPERATIONS: dict[str, tuple[type[Schema] | None, Envelope | None, int, tuple[str
     "edp.show_job": (None, ("job", s.Job, False), 200, ("refresh_status",)),
     "edp.update_job": (s.JobUpdate, ("job", s.Job, False), 202, ()),
     "edp.delete_job": (None, None, 204, ()),
+    "images.list_images": (None, ("images", s.Image, True), 200,
+                           ("name", "tags", "username", *LIST_PARAMS)),
+    "images.show_image": (None, ("image", s.Image, False), 200, ()),
+    "images.register_image": (s.ImageRegister, ("image", s.Image, False), 202, ()),
+    "images.unregister_image": (None, None, 204, ()),
+    "images.image_tags": (None, None, 200, ()),
+    "images.set_image_tags": (s.ImageTags, None, 200, ()),
+    "images.remove_image_tags": (None, None, 204, ()),
 }
 
 ERRORS = {400: "Bad request", 401: "No valid token", 403: "Forbidden", 404: "Not found",
@@ -117,6 +125,7 @@ SORT_FIELDS = {
     "edp.list_job_templates": ("id", "name", "type", "created_at", "updated_at"),
     "edp.list_jobs": ("id", "job_template_id", "cluster_id", "status", "created_at",
                       "updated_at"),
+    "images.list_images": ("id", "name", "created", "updated"),
 }
 """What each list sorts by (``sort_by``, ``-`` first for descending)."""
 

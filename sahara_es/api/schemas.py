@@ -523,3 +523,41 @@ class Error(Schema):
     error_name = fields.String(required=True)
     error_message = fields.String(required=True)
     errors = fields.List(fields.Nested(ErrorItem), required=True)
+
+
+class ImageRegister(Strict):
+    """Sahara's ``image_register_schema``: the user nodes booted from the image log in as."""
+
+    username = fields.String(required=True, validate=validate.Length(1, 255))
+    description = text()
+
+
+class ImageTags(Strict):
+    """Sahara's ``image_tags_schema``: the image's tags, all of them."""
+
+    tags = fields.List(fields.String(validate=validate.Length(1, 255)), required=True,
+                       validate=validate.Length(max=100))
+
+
+class Image(Schema):
+    """A registered image, as Sahara showed Glance's image with its properties."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True)
+    username = fields.String(required=True)
+    description = fields.String(required=True, allow_none=True)
+    tags = fields.List(fields.String(), required=True)
+    metadata = fields.Dict(keys=fields.String(), required=True)
+    minDisk = fields.Integer(required=True)
+    minRam = fields.Integer(required=True)
+    progress = fields.Integer(required=True)
+    created = fields.String(required=True)
+    updated = fields.String(required=True)
+
+
+class ImageTagList(Schema):
+    tags = fields.List(fields.String(), required=True)

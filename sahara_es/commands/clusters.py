@@ -17,6 +17,7 @@ from sahara_es.commands import keypairs, resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog, NoQuota, Quota, needs
 from sahara_es.commands.errors import Conflict, Invalid, Protected, QuotaExceeded
+from sahara_es.commands.images import check_image
 from sahara_es.commands.templates import CT, expand_node_groups, template_node_groups
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import CLUSTER_FINAL, Doc, Kind
@@ -62,6 +63,8 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
         uses.append((CT, template_id))
     if not fields.get("node_groups"):
         raise Invalid("a cluster needs node_groups, given or from its cluster_template_id")
+    check_image(catalog, fields.get("default_image_id"), plugin, version, caller,
+                what="default_image_id")
     # a template's node groups were completed when it was saved, with its owner's eyes
     expand = template_node_groups if groups_from_template else expand_node_groups
     groups, template_uses = expand(store, caller, catalog, plugin, version,

@@ -10,6 +10,7 @@ from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.commands.catalog import Catalog
 from sahara_es.commands.errors import Invalid
+from sahara_es.commands.images import check_image
 from sahara_es.events.resources import Doc, Kind
 from sahara_es.store import Store
 
@@ -50,17 +51,25 @@ def check_node_group_names(names: list[str]) -> None:
                           " node group names must be unique regardless of case")
 
 
-def check_node_group_template(catalog: Catalog, fields: Doc) -> None:
-    catalog.check_plugin(fields["plugin_name"], fields["plugin_version"])
-    catalog.check_node_processes(fields["plugin_name"], fields["plugin_version"],
-                                 fields["node_processes"])
+def check_node_group_template(catalog: Catalog, fields: Doc, caller: Caller, *,
+                              image: bool = True) -> None:
+    """The template's plugin, processes, flavor and configs; and its image, if ``image``."""
+    plugin, version = fields["plugin_name"], fields["plugin_version"]
+    catalog.check_plugin(plugin, version)
+    catalog.check_node_processes(plugin, version, fields["node_processes"])
     catalog.check_flavor(fields["flavor_id"])
-    catalog.check_configs(fields["plugin_name"], fields["plugin_version"], None, [fields])
+    catalog.check_configs(plugin, version, None, [fields])
+    if image:
+        check_image(catalog, fields.get("image_id"), plugin, version, caller, what="image_id")
+
+
+IMAGE_BOUND = ("plugin_name", "plugin_version")
+"""Changing these re-checks a template's image: its required tags are the plugin version's."""
 
 
 def create_node_group_template(store: Store, caller: Caller, catalog: Catalog,
                                fields: Doc) -> Doc:
-    check_node_group_template(catalog, fields)
+    check_node_group_template(catalog, fields, caller)
     return resources.create(store, NGT, caller, fields)
 
 
@@ -68,7 +77,8 @@ def update_node_group_template(store: Store, caller: Caller, catalog: Catalog,
                                template_id: str, changes: Doc) -> Doc:
     current = resources.owned(store, NGT, template_id, caller).doc
     assert current is not None
-    check_node_group_template(catalog, {**current, **changes})
+    check_node_group_template(catalog, {**current, **changes}, caller,
+                              image=bool({"image_id", *IMAGE_BOUND} & set(changes)))
     return resources.update(store, NGT, template_id, caller, changes)
 
 
@@ -93,7 +103,7 @@ def expand_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: s
             full.update({k: template[k] for k in NODE_GROUP_TEMPLATE_FIELDS if k in template})
             uses.append((NGT, template_id))
         full.update(group)
-        _check_node_group(catalog, plugin, version, full)
+        _check_node_group(catalog, plugin, version, full, caller)
         expanded.append(full)
     return expanded, uses
 
@@ -123,7 +133,7 @@ def template_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin:
                 uses.append((NGT, template_id))
             else:
                 del full["node_group_template_id"]
-        _check_node_group(catalog, plugin, version, full)
+        _check_node_group(catalog, plugin, version, full, caller)
         kept.append(full)
     return kept, uses
 
@@ -132,19 +142,24 @@ COMPLETE = ("flavor_id", "node_processes")
 """What a node group must have, given or from its node group template."""
 
 
-def _check_node_group(catalog: Catalog, plugin: str, version: str, group: Doc) -> None:
+def _check_node_group(catalog: Catalog, plugin: str, version: str, group: Doc,
+                      caller: Caller) -> None:
     for required in COMPLETE:
         if not group.get(required):
             raise Invalid(f"node group {group['name']!r} needs {required} or a"
                           " node_group_template_id")
     catalog.check_node_processes(plugin, version, group["node_processes"])
     catalog.check_flavor(group["flavor_id"])
+    check_image(catalog, group.get("image_id"), plugin, version, caller,
+                what=f"node group {group['name']!r}: image_id")
 
 
 def create_cluster_template(store: Store, caller: Caller, catalog: Catalog,
                             fields: Doc) -> Doc:
     plugin, version = fields["plugin_name"], fields["plugin_version"]
     catalog.check_plugin(plugin, version)
+    check_image(catalog, fields.get("default_image_id"), plugin, version, caller,
+                what="default_image_id")
     groups, uses = expand_node_groups(store, caller, catalog, plugin, version,
                                       fields.get("node_groups", []))
     catalog.check_configs(plugin, version, fields.get("cluster_configs"), groups)
@@ -160,6 +175,9 @@ def update_cluster_template(store: Store, caller: Caller, catalog: Catalog,
     merged = {**current, **changes}
     plugin, version = merged["plugin_name"], merged["plugin_version"]
     catalog.check_plugin(plugin, version)
+    if {"default_image_id", *IMAGE_BOUND} & set(changes):
+        check_image(catalog, merged.get("default_image_id"), plugin, version, caller,
+                    what="default_image_id")
     catalog.check_configs(plugin, version, merged.get("cluster_configs"),
                           merged.get("node_groups", []))
     if "node_groups" not in changes and not {"plugin_name", "plugin_version"} & set(changes):

@@ -23,6 +23,28 @@ class Flavor:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image instances boot from, as the provider's catalogue offers it: the local
+    provider's are fixed (``infra/local.py``); the OpenStack provider's will be the Glance
+    images the project may see. Whether Sahara may use one (its registration: the user to
+    log in as, a description, tags) is recorded in the store, not here."""
+
+    id: str
+    name: str
+    login_user: str
+    """Who sessions on a node booted from it log in as."""
+    created_at: str
+    """When the image was made (ISO 8601)."""
+    min_disk_gb: int = 0
+    min_ram_mb: int = 0
+    size_bytes: int = 0
+    project_id: str | None = None
+    """The project that owns it, which alone (with admins) sees it and changes its
+    registration; None for the cloud's own images, which every project sees and only admins
+    register."""
+
+
+@dataclass(frozen=True)
 class HostInventory:
     """A resource provider (a hypervisor): what it has to give to instances."""
 
@@ -79,6 +101,10 @@ class InfraProvider(abc.ABC):
 
     @abc.abstractmethod
     def flavors(self) -> dict[str, Flavor]: ...
+
+    @abc.abstractmethod
+    def images(self) -> dict[str, Image]:
+        """The image catalogue, by id."""
 
     @abc.abstractmethod
     def hosts(self) -> list[HostInventory]: ...

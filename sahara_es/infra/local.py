@@ -69,6 +69,7 @@ from sahara_es.infra.base import (
     CapacityExhausted,
     Flavor,
     HostInventory,
+    Image,
     InfraError,
     InfraProvider,
     Instance,
@@ -109,6 +110,18 @@ PRIVILEGED_GROUPS = frozenset({"root", "sudo", "wheel", "adm"})
 
 NODE_SHELL = "/bin/bash"
 """Sessions run through the user's login shell, so it must be a real one."""
+
+
+NODE_IMAGE = Image(
+    id="50dc2dad-6334-5817-8e66-8e5be00a33ad", name="sahara-es-local-node",
+    login_user=f"{USER_PREFIX}<hash of the cluster id>",
+    created_at="2026-12-02T00:00:00+00:00")
+"""What every local node runs: this machine's system, its Python and the programs the
+plugins start, in a folder of its own, logged into as its cluster's unprivileged node user
+(one per cluster; see ``node_user``), whatever user a registration names."""
+
+IMAGES = {NODE_IMAGE.id: NODE_IMAGE}
+"""The local provider's image catalogue, by id (a fixed id, the same on every machine)."""
 
 
 def node_user(spec: InstanceSpec) -> str:
@@ -543,6 +556,9 @@ class LocalProvider(InfraProvider):
 
     def flavors(self) -> dict[str, Flavor]:
         return dict(FLAVORS)
+
+    def images(self) -> dict[str, Image]:
+        return dict(IMAGES)
 
     def hosts(self) -> list[HostInventory]:
         return list(self._hosts)

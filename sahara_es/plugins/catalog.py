@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from stevedore import ExtensionManager
 
+from sahara_es.commands.caller import Caller
 from sahara_es.commands.errors import Invalid, NotVisible
+from sahara_es.commands.images import check_usable
 from sahara_es.commands.plugins import (
     DEPRECATED_DEFAULT,
     DESCRIPTIONS,
@@ -18,7 +22,7 @@ from sahara_es.commands.plugins import (
     recorded,
 )
 from sahara_es.events.plugins import stream as labels_stream
-from sahara_es.infra.base import Flavor
+from sahara_es.infra.base import Flavor, Image
 from sahara_es.plugins.base import Plugin, PluginInvalid
 from sahara_es.store import Store
 
@@ -250,3 +254,17 @@ class PluginCatalog:
             if plugins:
                 result.append({"name": job_type, "plugins": plugins})
         return result
+
+    images: Mapping[str, Image] = MappingProxyType({})
+    """The infrastructure's image catalogue, which the images templates and clusters name are
+    checked against (given by the composition root, ``api.create_app``)."""
+
+    def check_image(self, image_id: str, plugin: str, version: str, caller: Caller, *,
+                    what: str = "image") -> None:
+        """``Invalid`` (400) unless the image is offered to the caller, registered, and
+        tagged with what the plugin's version requires (Sahara's ``check_image_registered``
+        and ``check_required_image_tags``)."""
+        if self.store is None:
+            raise Invalid(f"{what} {image_id!r}: images cannot be checked without the store")
+        required = self.plugins[plugin].required_image_tags(version)
+        check_usable(self.store, self.images, image_id, required, caller, what=what)
