@@ -32,7 +32,7 @@ from sahara_es.cli.store_check import store_group
                    " /etc/sahara-es/sahara-es.conf). See doc/configuration.rst.")
 @click.option("--config-dir", "config_dirs", multiple=True, type=click.Path(file_okay=False),
               metavar="DIR",
-              help="A folder of *.conf files read after the configuration files"
+              help="A folder of .conf files read after the configuration files"
                    " (repeatable).")
 @flag("database", "connection", "--store", "url")
 @click.pass_context
