@@ -376,75 +376,238 @@ class PluginUpdate(Strict):
 # -- responses (for the OpenAPI document) ---------------------------------------------------
 
 class Representation(Schema):
+    """What every resource carries. The response schemas mark every key Sahara's bodies
+    have as required: each answer carries them all (``api.views.bodies``)."""
+
     class Meta:
         unknown = INCLUDE
 
     id = fields.String(required=True)
-    project_id = fields.String()
-    created_at = fields.String(allow_none=True)
-    updated_at = fields.String(allow_none=True)
+    project_id = fields.String(required=True)
+    created_at = fields.String(required=True, allow_none=True)
+    updated_at = fields.String(required=True, allow_none=True)
 
 
-class Named(Representation):
+def nullable(field: type[fields.Field[Any]], **kwargs: Any) -> Any:
+    """A field every body carries, which may be null."""
+    return field(required=True, allow_none=True, **kwargs)
+
+
+def present(field: type[fields.Field[Any]], **kwargs: Any) -> Any:
+    """A field every body carries, never null."""
+    return field(required=True, **kwargs)
+
+
+class Shared(Schema):
+    description = nullable(fields.String)
+    is_public = present(fields.Boolean)
+    is_protected = present(fields.Boolean)
+
+
+class Named(Representation, Shared):
     name = fields.String(required=True)
-    description = fields.String(allow_none=True)
-    is_public = fields.Boolean()
-    is_protected = fields.Boolean()
 
 
-class NodeGroupTemplate(Named):
-    plugin_name = fields.String()
-    plugin_version = fields.String()
-    flavor_id = fields.String()
-    node_processes = fields.List(fields.String())
+class NodeGroupShape(Schema):
+    """A node group's settings, in a node group template or a cluster (template)."""
+
+    flavor_id = present(fields.String)
+    node_processes = present(fields.List, cls_or_instance=fields.String())
+    image_id = nullable(fields.String)
+    node_configs = present(fields.Dict)
+    volumes_per_node = present(fields.Integer)
+    volumes_size = nullable(fields.Integer)
+    volume_type = nullable(fields.String)
+    volume_mount_prefix = present(fields.String)
+    volume_local_to_instance = present(fields.Boolean)
+    volumes_availability_zone = nullable(fields.String)
+    boot_from_volume = present(fields.Boolean)
+    boot_volume_type = nullable(fields.String)
+    boot_volume_availability_zone = nullable(fields.String)
+    boot_volume_local_to_instance = present(fields.Boolean)
+    floating_ip_pool = nullable(fields.String)
+    security_groups = nullable(fields.List, cls_or_instance=fields.String())
+    auto_security_group = present(fields.Boolean)
+    availability_zone = nullable(fields.String)
+    is_proxy_gateway = present(fields.Boolean)
+    use_autoconfig = present(fields.Boolean)
+    shares = nullable(fields.List, cls_or_instance=fields.Dict())
+    description = nullable(fields.String)
+    is_public = present(fields.Boolean)
+    is_protected = present(fields.Boolean)
+    is_default = present(fields.Boolean)
 
 
-class ClusterTemplate(Named):
-    plugin_name = fields.String()
-    plugin_version = fields.String()
-    node_groups = fields.List(fields.Dict())
+class NodeGroupTemplate(Named, NodeGroupShape):
+    plugin_name = present(fields.String)
+    plugin_version = present(fields.String)
+
+
+class TemplateNodeGroup(NodeGroupShape):
+    """A node group of a cluster template."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = present(fields.String)
+    name = present(fields.String)
+    count = present(fields.Integer)
+    node_group_template_id = nullable(fields.String)
+    created_at = nullable(fields.String)
+    updated_at = nullable(fields.String)
+
+
+class Instance(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    id = present(fields.String)
+    instance_id = present(fields.String)
+    instance_name = present(fields.String)
+    internal_ip = nullable(fields.String)
+    management_ip = nullable(fields.String)
+    dns_hostname = nullable(fields.String)
+    storage_devices_number = present(fields.Integer)
+    volumes = present(fields.List, cls_or_instance=fields.String())
+    created_at = nullable(fields.String)
+    updated_at = nullable(fields.String)
+    host = fields.String(allow_none=True, metadata={
+        "description": "sahara-es: the host the node runs on"})
+
+
+class ClusterNodeGroup(TemplateNodeGroup):
+    """A node group of a cluster, with its instances."""
+
+    instances = present(fields.List, cls_or_instance=fields.Nested(Instance))
+
+
+class ClusterShape(Shared):
+    """What a cluster template and a cluster have in common."""
+
+    plugin_name = present(fields.String)
+    plugin_version = present(fields.String)
+    anti_affinity = present(fields.List, cls_or_instance=fields.String())
+    cluster_configs = present(fields.Dict)
+    default_image_id = nullable(fields.String)
+    neutron_management_network = nullable(fields.String)
+    domain_name = nullable(fields.String)
+    shares = nullable(fields.List, cls_or_instance=fields.Dict())
+    use_autoconfig = present(fields.Boolean)
+
+
+class ClusterTemplate(Named, ClusterShape):
+    is_default = present(fields.Boolean)
+    node_groups = present(fields.List, cls_or_instance=fields.Nested(TemplateNodeGroup))
+
+
+class StepEvent(Schema):
+    """A node's outcome in a provisioning step."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = present(fields.String)
+    step_id = present(fields.String)
+    instance_id = present(fields.String)
+    instance_name = present(fields.String)
+    node_group_id = nullable(fields.String)
+    event_info = nullable(fields.String)
+    successful = present(fields.Boolean)
+    created_at = present(fields.String)
+    updated_at = nullable(fields.String)
 
 
 class ProvisionStep(Schema):
     class Meta:
         unknown = INCLUDE
 
+    id = present(fields.String)
+    cluster_id = present(fields.String)
+    project_id = present(fields.String)
+    step_name = present(fields.String)
+    step_type = present(fields.String)
+    total = present(fields.Integer)
+    successful = nullable(fields.Boolean)
+    created_at = present(fields.String)
+    updated_at = nullable(fields.String)
+    events = fields.List(fields.Nested(StepEvent), metadata={
+        "description": "only with show_progress=true"})
+
+
+class HealthCheckShown(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    id = present(fields.String)
+    verification_id = present(fields.String)
+    name = present(fields.String)
+    status = present(fields.String)
+    description = nullable(fields.String)
+    created_at = nullable(fields.String)
+    updated_at = nullable(fields.String)
+
+
+class VerificationShown(Schema):
+    """The cluster's last verification; ``{}`` before its first."""
+
+    class Meta:
+        unknown = INCLUDE
+
     id = fields.String()
-    step_name = fields.String()
-    total = fields.Integer()
-    successful = fields.Boolean(allow_none=True)
+    cluster_id = fields.String()
+    status = fields.String(allow_none=True)
+    checks = fields.List(fields.Nested(HealthCheckShown))
+    created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
 
 
-class Cluster(Named):
-    plugin_name = fields.String()
-    plugin_version = fields.String()
-    status = fields.String()
-    status_description = fields.String(allow_none=True)
-    node_groups = fields.List(fields.Dict())
-    provision_progress = fields.List(fields.Nested(ProvisionStep))
+class Cluster(Named, ClusterShape):
+    cluster_template_id = nullable(fields.String)
+    user_keypair_id = nullable(fields.String)
+    is_transient = present(fields.Boolean)
+    anti_affinity_ratio = present(fields.Integer)
+    management_public_key = nullable(fields.String, metadata={
+        "description": "null until the cluster's first instance is made"})
+    trust_id = nullable(fields.String)
+    status = present(fields.String)
+    status_description = nullable(fields.String)
+    info = present(fields.Dict, keys=fields.String(), values=fields.Dict())
+    node_groups = present(fields.List, cls_or_instance=fields.Nested(ClusterNodeGroup))
+    provision_progress = present(fields.List, cls_or_instance=fields.Nested(ProvisionStep))
+    verification = present(fields.Nested, nested=VerificationShown)
 
 
 class DataSource(Named):
-    type = fields.String()
-    url = fields.String()
+    type = present(fields.String)
+    url = present(fields.String)
 
 
 class JobBinary(Named):
-    url = fields.String()
+    url = present(fields.String)
 
 
 class JobTemplate(Named):
-    type = fields.String()
-    mains = fields.List(fields.Dict())
-    libs = fields.List(fields.Dict())
+    type = present(fields.String)
+    mains = present(fields.List, cls_or_instance=fields.Dict())
+    libs = present(fields.List, cls_or_instance=fields.Dict())
+    interface = present(fields.List, cls_or_instance=fields.Dict())
 
 
 class Job(Representation):
-    cluster_id = fields.String()
-    job_template_id = fields.String()
-    info = fields.Dict()
-    is_public = fields.Boolean()
-    is_protected = fields.Boolean()
+    cluster_id = present(fields.String)
+    job_template_id = present(fields.String)
+    input_id = nullable(fields.String)
+    output_id = nullable(fields.String)
+    job_configs = present(fields.Dict)
+    interface = present(fields.Dict)
+    data_source_urls = present(fields.Dict, keys=fields.String(), values=fields.String())
+    info = present(fields.Dict)
+    is_public = present(fields.Boolean)
+    is_protected = present(fields.Boolean)
+    start_time = nullable(fields.String)
+    end_time = nullable(fields.String)
+    engine_job_id = nullable(fields.String)
+    return_code = nullable(fields.Raw)
 
 
 class Plugin(Schema):

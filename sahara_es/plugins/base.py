@@ -315,6 +315,11 @@ class Plugin(abc.ABC):
         """Check the running cluster, now (not a flow: verification runs it in one task)."""
         return Health("GREEN", [])
 
+    def cluster_urls(self, cluster: ClusterInfo) -> dict[str, dict[str, str]]:
+        """What Sahara shows as the running cluster's ``info``: per service, its web UIs and
+        the addresses clients use (``{"Spark": {"Web UI": "http://..."}}``)."""
+        return {}
+
     def can_run_without(self, cluster: ClusterInfo, failed: list[NodeInfo]) -> bool:
         """Whether the cluster is useful with ``failed`` nodes out (partially active)."""
         fixed = {p for p, (_, high) in self.topology(cluster.plugin_version).bounds.items()

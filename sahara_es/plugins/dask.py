@@ -701,6 +701,12 @@ class DaskPlugin(Plugin):
                   HealthCheck("Dask workers", status, described)]
         return Health(status, checks, missing)
 
+    def cluster_urls(self, cluster: ClusterInfo) -> dict[str, dict[str, str]]:
+        """The scheduler's dashboard and the address clients connect to."""
+        s = _settings(cluster)
+        return {"Dask": {"Dashboard": dashboard_url(cluster),
+                         "Scheduler": f"tcp://{_hostport(s['scheduler'].address, s['port'])}"}}
+
     def open_ports(self, node: NodeInfo, version: str) -> list[int]:
         # Worker ports are random: workers and the scheduler must reach each other freely;
         # these are the ports clients come to.

@@ -176,6 +176,16 @@ def namenode_url(cluster: ClusterInfo) -> str | None:
     return f"hdfs://{found.address}:{NAMENODE_PORT}" if found else None
 
 
+def cluster_urls(cluster: ClusterInfo) -> dict[str, dict[str, str]]:
+    """The HDFS part of the cluster's ``info``, as Sahara's plugins showed it: the
+    NameNode's web UI and address; nothing without HDFS."""
+    found = namenode(cluster)
+    if found is None:
+        return {}
+    return {SERVICE: {"Web UI": f"http://{found.address}:{NAMENODE_HTTP_PORT}",
+                      "NameNode": f"hdfs://{found.address}:{NAMENODE_PORT}"}}
+
+
 def hdfs_home(cluster: ClusterInfo) -> str:
     """The HDFS folder relative paths resolve against on the cluster's nodes:
     ``/user/<node user>`` (every node of a cluster logs in as one user), made by the start."""

@@ -737,6 +737,13 @@ class SparkPlugin(Plugin):
         failed_names += [name for name in hdfs_failed if name not in failed_names]
         return Health(verdict, checks, failed_names)
 
+    def cluster_urls(self, cluster: ClusterInfo) -> dict[str, dict[str, str]]:
+        """The master's web UI (Sahara's ``Web UI``) and URL; HDFS's when it has one."""
+        master, s = _master(cluster), _settings(cluster)
+        return {SERVICE: {"Web UI": f"http://{master.address}:{s['Master webui port']}",
+                          "Master URL": f"spark://{master.address}:{s['Master port']}"},
+                **hdfs.cluster_urls(cluster)}
+
     def open_ports(self, node: NodeInfo, version: str) -> list[int]:
         ports: list[int] = []
         if MASTER in node.processes:

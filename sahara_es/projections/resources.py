@@ -10,8 +10,13 @@ from sahara_es.events import RecordedEvent, registry
 from sahara_es.events import resources as ev
 from sahara_es.events.resources import META, Doc, Kind
 from sahara_es.projections.base import APPLIED, Projection
+from sahara_es.store import Store
 
 PUBLIC = "public:"
+
+CLUSTER_KEYS = "clusterkey"
+"""The category of the streams of clusters' management keys (``clusterkey-<cluster id>``,
+written by ``provisioning.services.ensure_cluster_key``)."""
 
 
 def owned_by(project_id: str) -> str:
@@ -60,8 +65,44 @@ class ClusterTemplates(ResourceProjection):
 
 
 class Clusters(ResourceProjection):
+    """Clusters, with what their own stream does not hold: the public key of their
+    management key pair (from its stream) and their verification's dates."""
+
     name = "clusters"
     kind = Kind.CLUSTER
+
+    def key(self, event: RecordedEvent) -> str | None:
+        if event.category == CLUSTER_KEYS and registry.known(event.type):
+            return event.stream_id.split("-", 1)[1]
+        return super().key(event)
+
+    def evolve(self, doc: Doc | None, event: RecordedEvent) -> Doc | None:
+        fact = registry.decode(event)
+        if isinstance(fact, ev.ClusterKeyGenerated):
+            # the key is made once the cluster exists (its first instance): none to go on
+            if doc is None:
+                return None
+            return {**{k: v for k, v in doc.items() if k != APPLIED},
+                    "management_public_key": fact.public_key}
+        new = super().evolve(doc, event)
+        if new is not None and isinstance(fact, (ev.ClusterVerificationRequested,
+                                                 ev.ClusterHealthChecked)):
+            before = (doc or {}).get("verification") or {}
+            at = event.metadata.occurred_at.isoformat()
+            started = before.get("created_at") if before.get("id") == fact.verification_id \
+                else None
+            new["verification"] = {**new["verification"], "created_at": started or at,
+                                   "updated_at": at}
+        return new
+
+
+def management_public_key(store: Store, cluster_id: str) -> str | None:
+    """The public key of the cluster's management key pair, once it was made."""
+    for event in store.read(f"{CLUSTER_KEYS}-{cluster_id}", 1, to_version=1):
+        fact = registry.decode(event)
+        if isinstance(fact, ev.ClusterKeyGenerated):
+            return fact.public_key
+    return None
 
 
 class DataSources(ResourceProjection):

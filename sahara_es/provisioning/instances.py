@@ -14,7 +14,7 @@ from sahara_es.provisioning.cluster import Cluster, ClusterGone, being_deleted, 
 from sahara_es.provisioning.keypair import node_public_keys
 from sahara_es.provisioning.nodes import node_requests
 from sahara_es.provisioning.services import services
-from sahara_es.provisioning.steps import start_step
+from sahara_es.provisioning.steps import engine_step_type, start_step
 
 REACHABLE_TIMEOUT = 60.0
 
@@ -79,9 +79,10 @@ class SpawnInstances(Task):
     def execute(self, ctx: TaskContext) -> Spawn:
         cluster_id = self.args["cluster_id"]
         cluster = Cluster(ctx, cluster_id)
+        step_type = engine_step_type(cluster.doc)
         cluster.set_status("Spawning")
         placements: list[Doc] = ctx.results[sibling(ctx, self.args["placements_from"])]
-        step = start_step(cluster, "Spawning instances", len(placements))
+        step = start_step(cluster, "Spawning instances", len(placements), step_type=step_type)
         nodes = {n["name"]: n for n in self.args["nodes"]}
         public_key = node_public_keys(cluster.store, cluster_id, cluster.doc)
         flow = Flow()

@@ -18,12 +18,22 @@ from sahara_es.provisioning.cluster import Cluster, cluster_info, plugin_of, ste
 from sahara_es.provisioning.services import services
 
 
-def start_step(cluster: Cluster, name: str, total: int) -> str:
-    """A provisioning step of this workflow (recorded once, however often the task runs)."""
+def start_step(cluster: Cluster, name: str, total: int, *, step_type: str = "Engine") -> str:
+    """A provisioning step of this workflow (recorded once, however often the task runs);
+    ``step_type`` says, as Sahara's did, whose step it is and in what (``Engine: create
+    cluster``, ``Plugin: configure cluster``...)."""
     step_id = f"{cluster.ctx.workflow_id}-{cluster.ctx.task_id}"
-    cluster.record(ev.ProvisioningStepStarted(step_id, name, total), unless=lambda doc: any(
-        s["id"] == step_id for s in doc.get("provision_progress", [])))
+    cluster.record(ev.ProvisioningStepStarted(step_id, name, total, step_type),
+                   unless=lambda doc: any(
+                       s["id"] == step_id for s in doc.get("provision_progress", [])))
     return step_id
+
+
+def engine_step_type(doc: Doc) -> str:
+    """The type of the engine's step that adds nodes to the cluster: it scales a cluster
+    that has some (a create's retry records no step again)."""
+    has_nodes = any(g.get("instances") for g in doc.get("node_groups", []))
+    return "Engine: scale cluster" if has_nodes else "Engine: create cluster"
 
 
 @task_type("cluster.node-step")
@@ -85,7 +95,8 @@ class NodeStep(Task):
 def plugin_steps(cluster: Cluster, flow: Flow, *, prefix: str, name: str, plugin: Plugin,
                  info: ClusterInfo, all_optional: bool = False) -> Flow:
     """The plugin's flow with every task wrapped as a node step, ids prefixed."""
-    step = start_step(cluster, name, sum(1 for s in flow.specs if s.args.get("node")))
+    step = start_step(cluster, name, sum(1 for s in flow.specs if s.args.get("node")),
+                      step_type=f"Plugin: {prefix} cluster")
     wrapped = Flow()
     for spec in flow.specs:
         node = spec.args.get("node")
@@ -170,7 +181,9 @@ class Activate(Task):
             raise PermanentFailure("the cluster did not become healthy: "
                                    + "; ".join([*reasons, checks] if checks else reasons))
         status = "YELLOW" if lost else health.status
-        cluster.record(ev.ClusterHealthChecked(
+        urls = plugin.cluster_urls(info)  # Sahara's cluster ``info``: its UIs, its masters
+        new_info = [ev.ResourceUpdated({"info": urls})] if urls != doc.get("info") else []
+        cluster.record(*new_info, ev.ClusterHealthChecked(
             f"{ctx.workflow_id}-health", status,
             [{"name": c.name, "status": c.status, "description": c.description}
              for c in health.checks], lost))

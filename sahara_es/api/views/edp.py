@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app
 from sahara_es.api import schemas
 from sahara_es.api.pagination import page
 from sahara_es.api.service import caller, service, shown
+from sahara_es.api.views import bodies
 from sahara_es.api.views.common import answer, body, location, no_content, no_params
 from sahara_es.commands import edp, resources, secrets
 from sahara_es.commands.errors import Invalid, NotVisible
@@ -27,6 +28,16 @@ def without_secrets(doc: Doc) -> Doc:
     return {k: v for k, v in shown(doc).items() if k not in SECRET_FIELDS}
 
 
+def data_source_view(doc: Doc) -> Doc:
+    """A data source with all of Sahara's keys, its credentials left out."""
+    return bodies.data_source(without_secrets(doc))
+
+
+def job_binary_view(doc: Doc) -> Doc:
+    """A job binary with all of Sahara's keys, its access keys left out."""
+    return bodies.job_binary(without_secrets(doc))
+
+
 # -- data sources ---------------------------------------------------------------------------
 
 @blueprint.post("/data-sources")
@@ -34,12 +45,12 @@ def create_data_source() -> Response:
     no_params()
     fields = body(schemas.DataSourceCreate)
     doc = secrets.create_with_secrets(service().store, DS, caller(), fields)
-    return answer("data_source", without_secrets(service().written(doc)), 202)
+    return answer("data_source", data_source_view(service().written(doc)), 202)
 
 
 @blueprint.get("/data-sources")
 def list_data_sources() -> Response:
-    docs = (without_secrets(d) for d in service().visible(DS, caller()))
+    docs = (data_source_view(d) for d in service().visible(DS, caller()))
     return answer(None, page(docs, envelope="data_sources", filters=("type", "name"),
                              sort_fields=("id", "name", "type", "created_at", "updated_at")))
 
@@ -47,7 +58,7 @@ def list_data_sources() -> Response:
 @blueprint.get("/data-sources/<resource_id>")
 def show_data_source(resource_id: str) -> Response:
     no_params()
-    return answer("data_source", without_secrets(service().get(DS, resource_id, caller())))
+    return answer("data_source", data_source_view(service().get(DS, resource_id, caller())))
 
 
 @blueprint.patch("/data-sources/<resource_id>")
@@ -56,7 +67,7 @@ def update_data_source(resource_id: str) -> Response:
     no_params()
     doc = secrets.update_with_secrets(service().store, DS, resource_id, caller(),
                                       body(schemas.DataSourceUpdate))
-    return answer("data_source", without_secrets(service().written(doc)), 202)
+    return answer("data_source", data_source_view(service().written(doc)), 202)
 
 
 @blueprint.delete("/data-sources/<resource_id>")
@@ -74,12 +85,12 @@ def create_job_binary() -> Response:
     no_params()
     doc = secrets.create_with_secrets(service().store, JB, caller(),
                                       body(schemas.JobBinaryCreate))
-    return answer("job_binary", without_secrets(service().written(doc)), 202)
+    return answer("job_binary", job_binary_view(service().written(doc)), 202)
 
 
 @blueprint.get("/job-binaries")
 def list_job_binaries() -> Response:
-    docs = (without_secrets(d) for d in service().visible(JB, caller()))
+    docs = (job_binary_view(d) for d in service().visible(JB, caller()))
     return answer(None, page(docs, envelope="binaries", filters=("name",),
                              sort_fields=("id", "name", "created_at", "updated_at")))
 
@@ -87,7 +98,7 @@ def list_job_binaries() -> Response:
 @blueprint.get("/job-binaries/<resource_id>")
 def show_job_binary(resource_id: str) -> Response:
     no_params()
-    return answer("job_binary", without_secrets(service().get(JB, resource_id, caller())))
+    return answer("job_binary", job_binary_view(service().get(JB, resource_id, caller())))
 
 
 @blueprint.get("/job-binaries/<resource_id>/data")
@@ -117,7 +128,7 @@ def update_job_binary(resource_id: str) -> Response:
     no_params()
     doc = secrets.update_with_secrets(service().store, JB, resource_id, caller(),
                                       body(schemas.JobBinaryUpdate))
-    return answer("job_binary", without_secrets(service().written(doc)), 202)
+    return answer("job_binary", job_binary_view(service().written(doc)), 202)
 
 
 @blueprint.delete("/job-binaries/<resource_id>")
@@ -135,7 +146,7 @@ def template_view(doc: Doc) -> Doc:
     view = shown(doc)
     for key in ("mains", "libs"):
         view[key] = [_binary(i) for i in doc.get(key, [])]
-    return view
+    return bodies.job_template(view)
 
 
 def _binary(binary_id: str) -> Doc:
@@ -144,7 +155,7 @@ def _binary(binary_id: str) -> Doc:
     found = service().reads[JB].get(binary_id)
     if found is None or not caller().can_see(found):
         return {"id": binary_id}
-    return without_secrets(found)
+    return job_binary_view(found)
 
 
 @blueprint.post("/job-templates")
@@ -266,7 +277,7 @@ def job_view(doc: Doc) -> Doc:
         view["job_configs"] = {**job_configs, "configs": {
             name: "******" if secrets.is_sealed(value) else value
             for name, value in job_configs["configs"].items()}}
-    return view
+    return bodies.job(view)
 
 
 @blueprint.delete("/jobs/<resource_id>")

@@ -7,6 +7,7 @@ from flask import Blueprint, Response
 from sahara_es.api import schemas
 from sahara_es.api.pagination import page
 from sahara_es.api.service import caller, service, shown
+from sahara_es.api.views import bodies
 from sahara_es.api.views.common import answer, body, no_content, no_params
 from sahara_es.commands import resources, templates
 from sahara_es.events.resources import Doc, Kind, public
@@ -40,17 +41,28 @@ def _group(group: Doc) -> Doc:
     return {k: v for k, v in group.items() if k != "node_group_template_id"}
 
 
+def node_group_template_view(doc: Doc) -> Doc:
+    """A node group template with all of Sahara's keys."""
+    return bodies.node_group_template(shown(doc))
+
+
+def cluster_template_view(doc: Doc) -> Doc:
+    """A cluster template with all of Sahara's keys, its node groups' included."""
+    return bodies.cluster_template(with_visible_templates(doc))
+
+
 @blueprint.post("/node-group-templates")
 def create_node_group_template() -> Response:
     no_params()
     doc = templates.create_node_group_template(
         service().store, caller(), service().catalog, body(schemas.NodeGroupTemplateCreate))
-    return answer("node_group_template", shown(service().written(doc)), 202)
+    return answer("node_group_template", node_group_template_view(service().written(doc)),
+                  202)
 
 
 @blueprint.get("/node-group-templates")
 def list_node_group_templates() -> Response:
-    docs = (shown(d) for d in service().visible(NGT, caller()))
+    docs = (node_group_template_view(d) for d in service().visible(NGT, caller()))
     return answer(None, page(docs, envelope="node_group_templates", filters=TEMPLATE_FILTERS,
                              sort_fields=TEMPLATE_SORT))
 
@@ -58,7 +70,8 @@ def list_node_group_templates() -> Response:
 @blueprint.get("/node-group-templates/<template_id>")
 def show_node_group_template(template_id: str) -> Response:
     no_params()
-    return answer("node_group_template", shown(service().get(NGT, template_id, caller())))
+    return answer("node_group_template",
+                  node_group_template_view(service().get(NGT, template_id, caller())))
 
 
 @blueprint.patch("/node-group-templates/<template_id>")
@@ -68,7 +81,8 @@ def update_node_group_template(template_id: str) -> Response:
     doc = templates.update_node_group_template(
         service().store, caller(), service().catalog, template_id,
         body(schemas.NodeGroupTemplateUpdate))
-    return answer("node_group_template", shown(service().written(doc)), 202)
+    return answer("node_group_template", node_group_template_view(service().written(doc)),
+                  202)
 
 
 @blueprint.delete("/node-group-templates/<template_id>")
@@ -93,12 +107,12 @@ def create_cluster_template() -> Response:
     no_params()
     doc = templates.create_cluster_template(
         service().store, caller(), service().catalog, body(schemas.ClusterTemplateCreate))
-    return answer("cluster_template", with_visible_templates(service().written(doc)), 202)
+    return answer("cluster_template", cluster_template_view(service().written(doc)), 202)
 
 
 @blueprint.get("/cluster-templates")
 def list_cluster_templates() -> Response:
-    docs = (with_visible_templates(d) for d in service().visible(CT, caller()))
+    docs = (cluster_template_view(d) for d in service().visible(CT, caller()))
     return answer(None, page(docs, envelope="cluster_templates", filters=TEMPLATE_FILTERS,
                              sort_fields=TEMPLATE_SORT))
 
@@ -107,7 +121,7 @@ def list_cluster_templates() -> Response:
 def show_cluster_template(template_id: str) -> Response:
     no_params()
     return answer("cluster_template",
-                  with_visible_templates(service().get(CT, template_id, caller())))
+                  cluster_template_view(service().get(CT, template_id, caller())))
 
 
 @blueprint.patch("/cluster-templates/<template_id>")
@@ -117,7 +131,7 @@ def update_cluster_template(template_id: str) -> Response:
     doc = templates.update_cluster_template(
         service().store, caller(), service().catalog, template_id,
         body(schemas.ClusterTemplateUpdate))
-    return answer("cluster_template", with_visible_templates(service().written(doc)), 202)
+    return answer("cluster_template", cluster_template_view(service().written(doc)), 202)
 
 
 @blueprint.delete("/cluster-templates/<template_id>")
