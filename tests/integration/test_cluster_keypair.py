@@ -6,6 +6,7 @@ its previous one, the management key kept."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -146,24 +147,36 @@ def test_a_cluster_naming_a_key_pair_its_project_lacks_is_refused_with_nothing_c
     assert listed["clusters"] == []
 
 
-def test_update_keypair_is_refused_without_a_key_pair_or_before_the_cluster_is_active(
+def test_update_keypair_is_refused_before_the_cluster_is_active_or_without_a_key_pair(
         cloud: Cloud, url: str, tmp_path: Path) -> None:
-    created = create_cluster(cloud)
-    cluster_id = created.get_json()["cluster"]["id"]
-    early = cloud.client.patch(f"/v2/clusters/{cluster_id}", headers=cloud.headers,
+    _, public = generate_keypair()
+    import_key(url, cloud.project, "gone-soon", public, tmp_path)
+    keyed = create_cluster(cloud, user_keypair_id="gone-soon").get_json()["cluster"]["id"]
+    keyless = create_cluster(cloud).get_json()["cluster"]["id"]
+    early = cloud.client.patch(f"/v2/clusters/{keyed}", headers=cloud.headers,
                                json={"update_keypair": True})
-    assert early.status_code in (400, 409), early.get_json()
-    wait_for(cloud, cluster_id, lambda c: c["status"] == "Active")
-    keyless = cloud.client.patch(f"/v2/clusters/{cluster_id}", headers=cloud.headers,
+    assert early.status_code == 409, early.get_json()
+    for cluster_id in (keyed, keyless):
+        wait_for(cloud, cluster_id, lambda c: c["status"] == "Active")
+    without = cloud.client.patch(f"/v2/clusters/{keyless}", headers=cloud.headers,
                                  json={"update_keypair": True})
-    assert keyless.status_code == 400
-    assert "user_keypair_id" in keyless.get_json()["error_message"]
-    cloud.client.delete(f"/v2/clusters/{cluster_id}", headers=cloud.headers)
-    wait_for_gone(cloud, cluster_id)
+    assert without.status_code == 400
+    assert "user_keypair_id" in without.get_json()["error_message"]
+    deleted = CliRunner().invoke(main, ["--store", url, "keypair", "delete", "--project",
+                                        cloud.project, "--name", "gone-soon"])
+    assert deleted.exit_code == 0, deleted.output
+    orphaned = cloud.client.patch(f"/v2/clusters/{keyed}", headers=cloud.headers,
+                                  json={"update_keypair": True})
+    assert orphaned.status_code == 400
+    assert "gone-soon" in orphaned.get_json()["error_message"]
+    for cluster_id in (keyed, keyless):
+        cloud.client.delete(f"/v2/clusters/{cluster_id}", headers=cloud.headers)
+    for cluster_id in (keyed, keyless):
+        wait_for_gone(cloud, cluster_id)
 
 
 def test_a_public_key_file_that_is_no_public_key_is_refused_without_echoing_it(
-        url: str, tmp_path: Path) -> None:
+        store: Store, url: str, tmp_path: Path) -> None:
     private, _ = generate_keypair()
     key_file = tmp_path / "id.pub"
     key_file.write_text(private)
@@ -172,3 +185,28 @@ def test_a_public_key_file_that_is_no_public_key_is_refused_without_echoing_it(
     assert result.exit_code != 0
     assert "not an OpenSSH public key" in result.output or "one OpenSSH line" in result.output
     assert private.splitlines()[1] not in result.output
+
+
+def test_key_pairs_are_listed_with_their_fingerprints_and_deleted(
+        store: Store, url: str, tmp_path: Path) -> None:
+    project = f"p{uuid.uuid4().hex[:8]}"
+    _, first = generate_keypair("first")
+    _, second = generate_keypair("second")
+    import_key(url, project, "a", first, tmp_path)
+    import_key(url, project, "b", second, tmp_path)
+
+    def listed() -> list[dict[str, Any]]:
+        result = CliRunner().invoke(main, ["--store", url, "keypair", "list", "--project",
+                                           project, "--json"])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    assert [(k["name"], k["public_key"]) for k in listed()] == [("a", first), ("b", second)]
+    assert all(k["fingerprint"].startswith("SHA256:") for k in listed())
+    deleted = CliRunner().invoke(main, ["--store", url, "keypair", "delete", "--project",
+                                        project, "--name", "a"])
+    assert deleted.exit_code == 0, deleted.output
+    assert [k["name"] for k in listed()] == ["b"]
+    again = CliRunner().invoke(main, ["--store", url, "keypair", "delete", "--project",
+                                      project, "--name", "a"])
+    assert again.exit_code != 0 and "no key pair a" in again.output
