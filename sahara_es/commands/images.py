@@ -131,17 +131,6 @@ def registered(store: Store, images: Images, caller: Caller, *, name: str | None
     return found
 
 
-def registered_image(store: Store, images: Images, image_id: str, caller: Caller
-                     ) -> tuple[OfferedImage, Registration]:
-    """The image and its registration; ``ImageNotRegistered`` (400, as Sahara) if it has
-    none."""
-    image = offered(images, image_id, caller)
-    state = registration(store, image_id)
-    if not state.registered:
-        raise ImageNotRegistered(f"image {image_id} is not registered")
-    return image, state
-
-
 # -- commands -----------------------------------------------------------------------------
 
 def register(store: Store, images: Images, caller: Caller, image_id: str, username: str,

@@ -1,12 +1,14 @@
 """``/v2/images``: the image registry, Sahara's view of the infrastructure's images.
 
 Statuses and bodies are Sahara v2's: a list of the registered images (paged as the other
-lists, when asked to), an image in ``image``
-(a 400 ``IMAGE_NOT_REGISTERED`` for one that is not registered), a registration answered with
-202, unregistering and removing all tags with 204. Setting the tags answers 200 with the image
-under ``image``, as Sahara did, and its keys at the top level too, which python-saharaclient's
-v2 ``update_tags`` (and so ``openstack dataprocessing image tags``) reads; an image's tags
-are ``{"tags": [...]}``.
+lists, when asked to), an image in ``image``, a registration answered with 202, unregistering
+and removing all tags with 204. An image that is not registered is shown with an empty
+``username`` (Sahara answered 400 ``IMAGE_NOT_REGISTERED``): with one endpoint serving every
+service (``admin_token``), ``openstack dataprocessing image register`` looks the image up
+through the image API at this same URL, and must find it. Setting the tags answers 200 with
+the image under ``image``, as Sahara did, and its keys at the top level too, which
+python-saharaclient's v2 ``update_tags`` (and so ``openstack dataprocessing image tags``)
+reads; an image's tags are ``{"tags": [...]}``.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def list_images() -> Response:
 @blueprint.get("/images/<image_id>")
 def show_image(image_id: str) -> Response:
     no_params()
-    _, state = images.registered_image(service().store, _catalogue(), image_id, caller())
-    return answer("image", _shown(image_id, state))
+    images.offered(_catalogue(), image_id, caller())
+    return answer("image", _shown(image_id, images.registration(service().store, image_id)))
 
 
 @blueprint.post("/images/<image_id>")
