@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -625,3 +625,65 @@ def test_a_shell_job_runs_on_the_cluster_and_is_shown_refreshed_updated_and_dele
     assert deleted.value.error_code == 404
     client.job_templates.delete(template.id)
     client.job_binaries.delete(binary.id)
+
+
+# -- Sahara's validations, through the client ------------------------------------------------
+
+def test_references_to_unknown_things_in_a_body_are_400s_as_in_sahara(
+        client: Any, built: Built, cloud: Cloud, binary_root: Path) -> None:
+    """Sahara's validators raised NotFoundException or InvalidReferenceException for what a
+    body names, and its ``validate`` decorator answered every validator's error with a 400
+    (``sahara/service/validation.py``): a 404 is only for the resource of the URL."""
+    unknown = str(uuid.uuid4())
+    url = put_binary(binary_root, cloud.project, unique("echo") + ".sh", b"echo $1\n")
+    binary = client.job_binaries.create(unique("echo.sh"), url)
+    template = client.job_templates.create(unique("echo"), "Shell", mains=[binary.id])
+    attempts: dict[str, Callable[[], Any]] = {
+        "a cluster of an unknown template": lambda: client.clusters.create(
+            unique("c"), PLUGIN, VERSION, cluster_template_id=unknown),
+        "a cluster template of an unknown node group template":
+            lambda: client.cluster_templates.create(unique("ct"), PLUGIN, VERSION, node_groups=[
+                {"name": "nn", "count": 1, "node_group_template_id": unknown}]),
+        "a job on an unknown cluster": lambda: client.jobs.create(template.id, unknown),
+        "a job of an unknown input": lambda: client.jobs.create(template.id, built.cluster_id,
+                                                                input_id=unknown),
+    }
+    answers = {}
+    for what, attempt in attempts.items():
+        with pytest.raises(APIException) as refused:
+            attempt()
+        answers[what] = (refused.value.error_code, refused.value.error_message)
+    assert {what: code for what, (code, _) in answers.items()} == dict.fromkeys(
+        attempts, 400), answers
+
+
+def test_sahara_s_job_rules_answer_400_through_the_client(
+        client: Any, built: Built, cloud: Cloud, binary_root: Path) -> None:
+    url = put_binary(binary_root, cloud.project, unique("main") + ".jar", b"PK")
+    jar = client.job_binaries.create(unique("main.jar"), url)
+    with pytest.raises(APIException) as no_libs:
+        client.job_templates.create(unique("mr"), "MapReduce", mains=[], libs=[])
+    assert no_libs.value.error_code == 400
+    url = put_binary(binary_root, cloud.project, unique("echo") + ".sh", b"echo $1\n")
+    script = client.job_binaries.create(unique("echo.sh"), url)
+    template = client.job_templates.create(unique("echo"), "Shell", mains=[script.id],
+                                           interface=[{
+                                               "name": "size", "mapping_type": "args",
+                                               "location": "0", "value_type": "number",
+                                               "required": True}])
+    with pytest.raises(APIException) as missing_argument:
+        client.jobs.create(template.id, built.cluster_id, interface={})
+    assert missing_argument.value.error_code == 400
+    source = client.data_sources.create(unique("data"), "", "hdfs", "/user/data")
+    with pytest.raises(APIException) as same_io:
+        client.jobs.create(template.id, built.cluster_id, input_id=source.id,
+                           output_id=source.id, interface={"size": "1"})
+    assert same_io.value.error_code == 400
+    s3 = client.data_sources.create(unique("s3"), "", "s3", "s3://bucket/path",
+                                    s3_credentials={"accesskey": "a", "secretkey": "s",
+                                                    "endpoint": "s3.example.org",
+                                                    "ssl": False, "bucket_in_path": True})
+    assert_keys(s3, DATA_SOURCE_KEYS, "an s3 data source")
+    client.jobs.list()  # nothing half-created: the refused jobs are not listed
+    assert not [j for j in client.jobs.list() if j.job_template_id == template.id]
+    client.job_binaries.delete(jar.id)
