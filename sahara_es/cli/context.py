@@ -78,9 +78,11 @@ class Context:
     @property
     def url(self) -> str:
         """``[database] connection`` (``--store``), else the embedded store in the state
-        folder."""
+        folder (the command's, else ``[DEFAULT] data_dir``, else the default)."""
         if self._url is None:
-            self._url = store_url(self.conf) or default_store_url(self.data_dir)
+            data_dir = self.data_dir or (Path(self.conf.data_dir) if self.conf.data_dir
+                                         else None)
+            self._url = store_url(self.conf) or default_store_url(data_dir)
         return self._url
 
     def store(self, *, upgrade: bool = False) -> Store:

@@ -1,6 +1,7 @@
-"""The ``keystone`` auth mode, tested at its boundary: no Keystone runs here, so
-keystonemiddleware's own ``AuthTokenFixture`` stands in for it, answering token validations
-the way Keystone would; everything after the middleware is the real service."""
+"""The ``keystone`` auth mode at its boundary, in-process: keystonemiddleware's own
+``AuthTokenFixture`` answers token validations the way Keystone would (roles such as admin are
+easy to give here); everything after the middleware is the real service. A real Keystone and
+a real API process configured from a file: ``test_keystone_real.py``."""
 
 from __future__ import annotations
 

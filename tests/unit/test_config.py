@@ -9,6 +9,7 @@ import pytest
 
 from sahara_es.cli import config, settings
 from sahara_es.cli import engine as cli_engine
+from sahara_es.cli.context import Context
 from sahara_es.cli.main import main
 from sahara_es.store import CassandraConfig, UnknownBackend, open_store, parse_store_url
 
@@ -215,3 +216,11 @@ def test_the_checked_in_sample_is_what_oslo_config_generator_makes(tmp_path: Pat
     assert made.read_text() == SAMPLE.read_text(), (
         "etc/sahara-es.conf.sample is stale: run oslo-config-generator --config-file"
         " etc/oslo-config-generator/sahara-es.conf")
+
+
+def test_every_command_finds_the_embedded_store_in_the_configured_state_folder(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.conf"
+    path.write_text(f"[DEFAULT]\ndata_dir = {tmp_path / 'state'}\n")
+    context = Context(config.load([str(path)], environ={}))
+    assert context.url == f"sqlite:///{tmp_path / 'state' / 'store.db'}"
