@@ -84,7 +84,8 @@ class PushUserKey(Task):
             raise PermanentFailure(f"the {type(provider).__name__} provider cannot change"
                                    " the keys its nodes accept")
         nodes = instances_of(doc)
-        step = start_step(cluster, "Updating key pair", len(nodes))
+        step = start_step(cluster, "Updating key pair", len(nodes),
+                          step_type="Engine: update key pair")
         failed: dict[str, str] = {}
         for group, instance in nodes:
             ctx.check_lease()

@@ -118,6 +118,7 @@ def test_update_keypair_replaces_the_users_key_on_every_node_and_keeps_the_manag
     cluster = wait_for(cloud, cluster_id, pushed)
     step = next(s for s in cluster["provision_progress"] if s["step_name"] == "Updating key pair")
     assert step["successful"] is True and len(step["events"]) == 2
+    assert step["step_type"] == "Engine: update key pair"
     assert cluster["status"] == "Active"
     assert all(logs_in(node, new_private) for node in reached)
     assert not any(logs_in(node, old_private) for node in reached)
