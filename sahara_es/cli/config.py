@@ -25,6 +25,9 @@ from oslo_config import cfg, types
 from sahara_es.api.app import DEFAULT_PORT
 from sahara_es.api.auth import MODES
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH
+from sahara_es.edp.manager import JobLimits
+from sahara_es.engine import EngineConfig
+from sahara_es.provisioning.services import StepLimits
 
 PROJECT = "sahara-es"
 
@@ -104,18 +107,18 @@ ENGINE_OPTS = _group(
     (cfg.StrOpt("id", default="", help="This engine's id (default: a fresh one)."),
      "SAHARA_ES_ENGINE_ID"),
     (cfg.StrOpt("region", help="The region this engine serves."), "SAHARA_ES_REGION"),
-    (cfg.IntOpt("concurrency", default=8, min=1,
+    (cfg.IntOpt("concurrency", default=EngineConfig.concurrency, min=1,
                 help="Tasks run at once, over all workflows."), None),
-    (cfg.IntOpt("max_workflows", default=64, min=1,
+    (cfg.IntOpt("max_workflows", default=EngineConfig.max_workflows, min=1,
                 help="Workflows one engine owns at once."), None),
-    (cfg.FloatOpt("project_share", default=0.5, min=0.0, max=1.0,
+    (cfg.FloatOpt("project_share", default=EngineConfig.project_share, min=0.0, max=1.0,
                   help="The part of the slots and workflows one project may hold (1.0 for an"
                        " engine that serves one project; more than 0)."), None),
-    (cfg.IntOpt("reclaim_slots", default=2, min=0,
+    (cfg.IntOpt("reclaim_slots", default=EngineConfig.reclaim_slots, min=0,
                 help="Slots beyond concurrency that only deletes and rollbacks use."), None),
-    (cfg.FloatOpt("lease_ttl", default=10.0, min=0.0,
+    (cfg.FloatOpt("lease_ttl", default=EngineConfig.lease_ttl, min=0.0,
                   help="Seconds before another engine may take this one's workflows."), None),
-    (cfg.FloatOpt("sweep_interval", default=0.2, min=0.0,
+    (cfg.FloatOpt("sweep_interval", default=EngineConfig.sweep_interval, min=0.0,
                   help="Seconds between two looks for work in the store."), None),
     (cfg.FloatOpt("grace", default=30.0, min=0.0,
                   help="On SIGTERM, seconds to let running tasks finish before handing"
@@ -140,24 +143,24 @@ ENGINE_OPTS = _group(
      None),
     (cfg.ListOpt("load", default=[],
                  help="Modules to import, which register task and workflow types."), None),
-    (cfg.FloatOpt("step_timeout", default=600.0, min=0.0,
+    (cfg.FloatOpt("step_timeout", default=StepLimits.default, min=0.0,
                   help="Seconds a node step may run when neither step_timeouts nor its task"
                        " type says otherwise; a cluster's configs never lengthen it."), None),
     (cfg.Opt("step_timeouts", type=types.Dict(types.Float(min=0.0)), default={},
                  help="Node step types' own timeouts, TYPE:SECONDS,... (e.g."
                       " spark.start-worker:300)."), None),
-    (cfg.FloatOpt("step_timeout_max", default=3600.0, min=0.0,
+    (cfg.FloatOpt("step_timeout_max", default=StepLimits.maximum, min=0.0,
                   help="No node step runs longer, whatever else says so."), None),
-    (cfg.FloatOpt("cancel_grace", default=30.0, min=0.0,
+    (cfg.FloatOpt("cancel_grace", default=StepLimits.cancel_grace, min=0.0,
                   help="Seconds a delete waits for the create or scale it cancels to roll"
                        " back before it deletes the instances anyway."), None),
 )
 
 EDP_OPTS = _group(
     "edp",
-    (cfg.FloatOpt("job_poll_interval", default=1.0, min=0.05,
+    (cfg.FloatOpt("job_poll_interval", default=JobLimits.poll_interval, min=0.05,
                   help="Seconds between two looks at a running job."), None),
-    (cfg.FloatOpt("job_cancel_timeout", default=60.0, min=1.0,
+    (cfg.FloatOpt("job_cancel_timeout", default=JobLimits.cancel_timeout, min=1.0,
                   help="Seconds a job's cancel may take before it is reported as not"
                        " done."), None),
     (cfg.URIOpt("swift_auth_url", schemes=["http", "https"],
