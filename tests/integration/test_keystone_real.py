@@ -95,10 +95,12 @@ def identity(real_keystone: RealKeystone) -> Iterator[Identity]:
 
 
 @pytest.fixture
-def keystone_api(url: str, tmp_path: Path, real_keystone: RealKeystone,
-                 identity: Identity) -> Iterator[str]:
+def keystone_api(request: pytest.FixtureRequest, url: str, tmp_path: Path,
+                 real_keystone: RealKeystone, identity: Identity) -> Iterator[str]:
     """``sahara-es --config-file api.conf api``: everything it knows of Keystone, its store
-    and its port is in that file (no flag, no SAHARA_ES_* variable says otherwise)."""
+    and its port is in that file (no flag, no SAHARA_ES_* variable says otherwise). Its
+    ``[api] workers`` is the test's parameter, if any (more than one: gunicorn)."""
+    workers = getattr(request, "param", 1)
     service = identity.user_in_new_project("sahara-service", role="service")
     port = free_port()
     conf = tmp_path / "api.conf"
@@ -110,6 +112,7 @@ connection = {url}
 
 [api]
 port = {port}
+workers = {workers}
 auth_strategy = keystone
 
 [keystone_authtoken]
@@ -184,3 +187,15 @@ def test_a_user_of_another_project_sees_nothing_of_the_first(keystone_api: str,
     # nor through a URL naming alice's project
     in_her_project = f"{keystone_api}/{alice.project_id}/data-sources"
     assert requests.get(in_her_project, headers=bobs, timeout=30).status_code == 403
+
+
+@pytest.mark.parametrize("keystone_api", [2], indirect=True, ids=["gunicorn"])
+def test_gunicorn_workers_read_keystone_from_the_same_file(keystone_api: str,
+                                                           identity: Identity) -> None:
+    alice = identity.user_in_new_project("alice")
+    headers = {"X-Auth-Token": identity.token(alice)}
+    for _ in range(4):  # whichever worker answers
+        assert requests.get(f"{keystone_api}/clusters", headers=headers,
+                            timeout=30).status_code == 200
+        assert requests.get(f"{keystone_api}/clusters", timeout=30,
+                            headers={"X-Auth-Token": "bogus"}).status_code == 401
