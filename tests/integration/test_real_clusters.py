@@ -60,6 +60,13 @@ PLUGINS = {"spark": ("master", spark_version, "org.apache.spark.deploy"),
            "dask": ("scheduler", dask_version, "distributed.cli")}
 
 
+INFO = {"spark": lambda at: {"Spark": {"Web UI": f"http://{at}:8080",
+                                       "Master URL": f"spark://{at}:7077"}},
+        "dask": lambda at: {"Dask": {"Dashboard": f"http://{at}:8787",
+                                     "Scheduler": f"tcp://{at}:8786"}}}
+"""The cluster's ``info`` as its plugin fills it, given the master's (scheduler's) address."""
+
+
 def addresses(cluster: dict[str, Any], process: str) -> set[str]:
     return {i["management_ip"] for g in cluster["node_groups"]
             if process in g["node_processes"] for i in g["instances"]}
@@ -100,6 +107,8 @@ def test_a_real_cluster_lives_through_the_api(cloud: Any, plugin: str) -> None:
     assert cluster["verification"]["status"] == "GREEN"
     assert alive_workers(cluster, master) == addresses(cluster, "worker")
     assert len(alive_workers(cluster, master)) == 2
+    (head,) = addresses(cluster, master)
+    assert cluster["info"] == INFO[plugin](head)
 
     assert client.put(path, headers=headers, json={
         "resize_node_groups": [{"name": "workers", "count": 3}]}).status_code == 202

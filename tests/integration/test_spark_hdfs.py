@@ -123,6 +123,8 @@ def test_hdfs_on_the_cluster_nodes_serves_files_and_spark(cloud: Cloud) -> None:
     assert cluster["verification"]["status"] == "GREEN"
     (master,) = nodes_of(cloud, cluster, "namenode")
     workers = nodes_of(cloud, cluster, "datanode")
+    assert cluster["info"]["HDFS"] == {"Web UI": f"http://{master.address}:9870",
+                                       "NameNode": f"hdfs://{master.address}:8020"}
     instances = [i["instance_name"] for g in cluster["node_groups"] for i in g["instances"]]
     assert len(daemons(instances)) == 3
     assert hdfs.live_datanodes(master.address) >= {w.address for w in workers}
