@@ -100,7 +100,8 @@ def test_another_project_s_job_data_and_templates_are_out_of_reach(
                                    headers=stranger.headers).status_code == 404
     answer = stranger.client.post("/v2/jobs", headers=stranger.headers, json={
         "cluster_id": cluster, "job_template_id": template})
-    assert answer.status_code == 404
+    assert answer.status_code == 400  # named in the body: Sahara's 400, as if unknown
+    assert "does not exist" in answer.get_json()["error_message"]
     answer = stranger.client.patch(f"/v2/jobs/{job_id}", headers=stranger.headers,
                                    json={"info": {"status": "cancel"}})
     assert answer.status_code == 404
