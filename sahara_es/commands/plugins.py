@@ -129,9 +129,17 @@ def change_labels(store: Store, caller: Caller, plugin: str, shown: Labels,
     aggregate = recorded(store, plugin)
     if not fact.plugin_labels and not fact.version_labels:
         return aggregate
-    try:
-        repository.save(store, aggregate, [registry.new_event(fact, caller.metadata())])
-    except ConcurrencyConflict:
-        raise ChangedConcurrently(f"the labels of plugin {plugin} were changed by another"
-                                  " request; read them again and retry") from None
-    return aggregate
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            repository.save(store, aggregate, [registry.new_event(fact, caller.metadata())])
+            return aggregate
+        except ConcurrencyConflict:  # another admin's change: each sets only its labels
+            aggregate = recorded(store, plugin)
+    raise ChangedConcurrently(f"the labels of plugin {plugin} keep being changed by other"
+                              " requests; retry")
+
+
+CONFLICT_RETRIES = 10
+"""Appends tried when other admins' changes land first; each change names the labels it
+sets, so it holds after theirs (the last one wins, as in Sahara). A change loses at most once
+to each other change in flight, so up to ten admins at once all get through."""

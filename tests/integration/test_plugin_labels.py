@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -194,3 +195,16 @@ def test_a_change_through_one_api_shows_and_applies_at_once_in_another(
         assert "Plugin fake is not enabled" in refused(lambda: new_template(reader), 400)
         admin.plugins.update(PLUGIN, {"plugin_labels": {"enabled": {"status": True}}})
         assert new_template(reader).plugin_name == PLUGIN
+
+
+def test_concurrent_admin_changes_are_all_recorded(api: RunningApi, admin: Any) -> None:
+    before = api.store.stream_version(labels_stream(PLUGIN))
+    changes = [{"plugin_labels": {"hidden": {"status": False}}} if n % 2 else
+               {"version_labels": {VERSION: {"deprecated": {"status": True}}}}
+               for n in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        shown = list(pool.map(lambda values: admin.plugins.update(PLUGIN, values), changes))
+    assert all(status(s, "enabled") for s in shown)  # every one answered 202
+    assert api.store.stream_version(labels_stream(PLUGIN)) == before + len(changes)
+    final = admin.plugins.get(PLUGIN)
+    assert status(final, "deprecated", VERSION) and not status(final, "hidden")
