@@ -50,7 +50,7 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     uses: list[tuple[Kind, str]] = []
     groups_from_template = False
     if template_id:
-        template = resources.visible(store, CT, template_id, caller).doc
+        template = resources.referenced(store, CT, template_id, caller).doc
         assert template is not None
         if (template["plugin_name"], template["plugin_version"]) != (plugin, version):
             raise Invalid(f"cluster template {template_id} is for {template['plugin_name']}"

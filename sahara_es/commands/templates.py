@@ -93,7 +93,7 @@ def expand_node_groups(store: Store, caller: Caller, catalog: Catalog, plugin: s
         full: dict[str, Any] = {}
         template_id = group.get("node_group_template_id")
         if template_id:
-            template = resources.visible(store, NGT, template_id, caller).doc
+            template = resources.referenced(store, NGT, template_id, caller).doc
             assert template is not None
             if (template["plugin_name"], template["plugin_version"]) != (plugin, version):
                 raise Invalid(

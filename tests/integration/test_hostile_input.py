@@ -480,7 +480,7 @@ def test_a_public_cluster_template_shows_others_no_private_node_group_template_i
 
     theirs = client.get(f"/v2/cluster-templates/{template_id}", headers=beta).get_json()
     (group,) = theirs["cluster_template"]["node_groups"]
-    assert "node_group_template_id" not in group
+    assert group["node_group_template_id"] is None
     assert group["flavor_id"] == "local.small" and group["node_processes"] == ["namenode"]
     listed = client.get("/v2/cluster-templates", headers=beta).get_json()
     assert ngt_id not in json.dumps(listed)
@@ -502,10 +502,10 @@ def test_a_public_cluster_template_shows_others_no_private_node_group_template_i
     assert own.get_json()["cluster"]["node_groups"][0]["node_group_template_id"] == ngt_id
     detail = refused(client.delete(f"/v2/node-group-templates/{ngt_id}", headers=alpha), 409)
     assert own.get_json()["cluster"]["id"] in detail and cluster_id not in detail
-    # naming A's private node group template itself is still B's 404
+    # naming A's private node group template in a body is B's 400, as an unknown one
     refused(client.post("/v2/cluster-templates", headers=beta, json={
         "name": unique("ct"), **FAKE, "node_groups": [
-            {"name": "manager", "count": 1, "node_group_template_id": ngt_id}]}), 404)
+            {"name": "manager", "count": 1, "node_group_template_id": ngt_id}]}), 400)
 
 
 def test_a_public_cluster_shows_others_no_private_node_group_template_ids(

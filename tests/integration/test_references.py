@@ -22,11 +22,6 @@ from tests.apiserver import RunningApi, running_api
 PLUGIN, VERSION, FLAVOR = "fake", "0.1", "local.small"
 MASTER = {"name": "master", "flavor_id": FLAVOR, "node_processes": ["namenode"], "count": 1}
 
-LEAD_WIRING = pytest.mark.xfail(strict=True, reason=(
-    "commands/templates.py (expand_node_groups) and commands/clusters.py (create_clusters)"
-    " still look their template up with resources.visible (404), not resources.referenced"))
-
-
 @pytest.fixture
 def api(store: Store) -> Iterator[RunningApi]:
     with running_api(store, plugins=[PLUGIN]) as running:
@@ -116,19 +111,16 @@ def test_a_job_template_of_an_unknown_binary_is_a_400(client: Any) -> None:
     assert client.job_templates.list() == []
 
 
-@LEAD_WIRING
 def test_a_cluster_of_an_unknown_cluster_template_is_a_400(client: Any) -> None:
     refused(lambda: client.clusters.create(unique("c"), PLUGIN, VERSION,
                                            cluster_template_id=str(uuid.uuid4())))
 
 
-@LEAD_WIRING
 def test_a_cluster_of_an_unknown_node_group_template_is_a_400(client: Any) -> None:
     refused(lambda: client.clusters.create(unique("c"), PLUGIN, VERSION, node_groups=[
         {"name": "master", "count": 1, "node_group_template_id": str(uuid.uuid4())}]))
 
 
-@LEAD_WIRING
 def test_a_cluster_template_of_an_unknown_node_group_template_is_a_400(client: Any) -> None:
     refused(lambda: client.cluster_templates.create(unique("ct"), PLUGIN, VERSION, node_groups=[
         {"name": "master", "count": 1, "node_group_template_id": str(uuid.uuid4())}]))
