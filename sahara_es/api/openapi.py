@@ -62,7 +62,7 @@ OPERATIONS: dict[str, tuple[type[Schema] | None, Envelope | None, int, tuple[str
     "clusters.show_cluster": (None, ("cluster", s.Cluster, False), 200, ("show_progress",)),
     "clusters.scale_cluster": (s.ClusterScale, ("cluster", s.Cluster, False), 202, ()),
     "clusters.update_cluster": (s.ClusterUpdate, ("cluster", s.Cluster, False), 202, ()),
-    "clusters.delete_cluster": (None, None, 204, ()),
+    "clusters.delete_cluster": (s.ClusterDelete, None, 204, ()),
     "edp.create_data_source": (s.DataSourceCreate, ("data_source", s.DataSource, False), 202,
                                ()),
     "edp.list_data_sources": (None, ("data_sources", s.DataSource, True), 200,
@@ -139,6 +139,14 @@ ERROR_HEADERS = {
     401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
     503: {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": r"^\d+$"}}},
 }
+EXTRA_RESPONSES = {"clusters.delete_cluster": {"200": {
+    "description": "Forced (force: true in the body): Sahara's answer, naming no Heat stack",
+    "headers": dict(ANSWER_HEADERS), "content": {"application/json": {"schema": {
+        "type": "object", "required": ["stack_name"], "additionalProperties": False,
+        "properties": {"stack_name": {"type": "string", "nullable": True}}}}}}}}
+"""Answers an operation gives besides its usual one."""
+OPTIONAL_BODY = {"clusters.delete_cluster"}
+"""Operations whose request body may be left out."""
 
 
 def build(app: Flask) -> dict[str, Any]:
@@ -184,7 +192,7 @@ def _operation(endpoint: str, arguments: Any,
                        "schema": {"type": "string"}, "example": f"{SERVICE} {text(MAX_VERSION)}"})
     operation["parameters"] = parameters
     if request_schema is not None:
-        operation["requestBody"] = {"required": True, "content": {
+        operation["requestBody"] = {"required": endpoint not in OPTIONAL_BODY, "content": {
             "application/json": {"schema": request_schema}}}
     responses: dict[str, Any] = {}
     answered: dict[str, Any] = {"description": "OK", "headers": dict(ANSWER_HEADERS)}
@@ -198,6 +206,7 @@ def _operation(endpoint: str, arguments: Any,
     else:
         answered["content"] = {"application/json": {"schema": _envelope(endpoint, envelope)}}
     responses[str(status)] = answered
+    responses.update(EXTRA_RESPONSES.get(endpoint, {}))
     for code, description in ERRORS.items():
         responses[str(code)] = {
             "description": description,
