@@ -608,6 +608,7 @@ class Job(Representation):
     end_time = nullable(fields.String)
     engine_job_id = nullable(fields.String)
     return_code = nullable(fields.Raw)
+    description = nullable(fields.String, metadata={"description": "Always null, as in Sahara"})
 
 
 class Plugin(Schema):

@@ -88,6 +88,7 @@ DATA_SOURCE_DEFAULTS: Doc = dict(SHARED_DEFAULTS)
 JOB_BINARY_DEFAULTS: Doc = dict(SHARED_DEFAULTS)
 JOB_TEMPLATE_DEFAULTS: Doc = {**SHARED_DEFAULTS, "mains": [], "libs": [], "interface": []}
 JOB_DEFAULTS: Doc = {
+    "description": None,  # Sahara's jobs have none; the issue asks every EDP body to carry it
     "is_public": False, "is_protected": False, "input_id": None, "output_id": None,
     "job_configs": {}, "interface": {}, "data_source_urls": {}, "info": {},
     "start_time": None, "end_time": None, "engine_job_id": None, "return_code": None,
