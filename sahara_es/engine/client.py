@@ -11,6 +11,7 @@ from sahara_es.engine.crashpoints import WORKFLOW_RECORDED, crash_point
 from sahara_es.engine.flow import plan
 from sahara_es.engine.runner import cancel_stream
 from sahara_es.engine.state import FINISHING_EVENTS, WORKFLOW_PREFIX, WorkflowState
+from sahara_es.engine.wakeups import wakeups_of
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
@@ -18,7 +19,8 @@ from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
                    workflow_id: str | None = None, metadata: Metadata | None = None) -> str:
-    """Record the workflow and its planned graph; the first engine to sweep takes it.
+    """Record the workflow and its planned graph; an engine is woken to take it (else the
+    first engine to sweep does).
 
     ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
     record and its lease leaves no orphan: the engines' handoff gives a lease to every
@@ -32,7 +34,8 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     metadata = metadata or Metadata(correlation_id=workflow_id)
     store.append(stream, [registry.new_event(started, metadata)], 0)
     crash_point(WORKFLOW_RECORDED, workflow_id)
-    _offer(store, stream)
+    if _offer(store, stream):
+        wakeups_of(store).workflow_ready(workflow_id)
     return workflow_id
 
 
@@ -63,7 +66,10 @@ def adopt(store: Store, workflow_id: str) -> bool:
     last = next(iter(store.read(stream, version, to_version=version)))
     if first.type != ev.WorkflowStarted.event_type or last.type in FINISHING_EVENTS:
         return False  # not a workflow, or one whose owner deleted the lease when it finished
-    return _offer(store, stream)
+    if not _offer(store, stream):
+        return False
+    wakeups_of(store).workflow_ready(workflow_id)
+    return True
 
 
 def _offer(store: Store, stream: str) -> bool:
@@ -81,6 +87,7 @@ def request_cancel(store: Store, workflow_id: str, reason: str = "") -> None:
     with contextlib.suppress(ConcurrencyConflict):  # asked already
         store.append(cancel_stream(workflow_id),
                      [registry.new_event(ev.CancelRequested(reason))], 0)
+    wakeups_of(store).cancel_requested(workflow_id)
 
 
 def load_workflow(store: Store, workflow_id: str) -> WorkflowState:

@@ -18,6 +18,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from sahara_es.engine.runner import (
 from sahara_es.engine.slots import UNLIMITED, Share, Slots, round_robin
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.engine.state import WORKFLOW_PREFIX as WORKFLOW_PREFIX  # importable from here too
+from sahara_es.engine.wakeups import Wakeups, wakeups_of
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
@@ -56,6 +58,10 @@ class EngineConfig:
     max_workflows: int = 64
     lease_ttl: float = 10.0
     sweep_interval: float = 0.2
+    sweep_interval_with_bus: float = 2.0
+    """The sweep's interval when a message bus carries wake-ups between processes
+    (``engine/wakeups.py``): the sweep is then only the backstop for lost ones; so is an
+    owner's reading of its offers' claim streams and its workflows' cancel streams."""
     lease_margin: float = 0.2
     """Fraction of the TTL this engine gives up early, on its own clock, to stay clear of
     the moment another engine may take the lease."""
@@ -78,11 +84,12 @@ class EngineConfig:
 class Engine:
     """``handoff``: the rules by which this engine's handoff (``engine/handoff.py``) starts
     the workflows commands' events ask for; one engine's handoff is active at a time. None:
-    this engine only runs workflows."""
+    this engine only runs workflows. ``wakeups``: where it hears of work at once and casts
+    what others should hear (default: what the store has attached, else in-process)."""
 
     def __init__(self, store: Store, config: EngineConfig | None = None, *,
                  services: Mapping[str, Any] | None = None,
-                 handoff: Rules | None = None) -> None:
+                 handoff: Rules | None = None, wakeups: Wakeups | None = None) -> None:
         self.config = config or EngineConfig()
         self.store = store
         self.services: dict[str, Any] = {"store": store, **(services or {})}
@@ -112,6 +119,24 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._handoff_rules = handoff
         self.handoff: Handoff | None = None
+        self.wakeups = wakeups or wakeups_of(store)
+        self._wake = threading.Event()
+        self._looking = threading.RLock()  # the sweep and the wake-ups that look for work
+        self.stats: Counter[str] = Counter()
+        """Wake-ups heard and what came of them, by name (for benchmarks and tests)."""
+
+    @property
+    def sweep_every(self) -> float:
+        """Seconds between two sweeps: slower when wake-ups reach every engine."""
+        if self.wakeups.remote:
+            return self.config.sweep_interval_with_bus
+        return self.config.sweep_interval
+
+    @property
+    def backstop_every(self) -> float:
+        """Seconds between two reads of what wake-ups announce, when they reach every engine
+        (offers' claim streams, cancel streams)."""
+        return self.config.sweep_interval_with_bus
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -127,13 +152,19 @@ class Engine:
 
             self.handoff = Handoff(self.store, self._handoff_rules, owner=self.engine_id,
                                    ttl=self.config.lease_ttl,
-                                   poll=self.config.sweep_interval).start()
+                                   poll=self.sweep_every).start()
+        self.wakeups.subscribe(self)
         log.info("engine %s started (concurrency %d)", self.engine_id, self.config.concurrency)
         return self
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop taking work; let running tasks finish; hand every workflow back."""
         self.stopping.set()
+        self._wake.set()
+        try:
+            self.wakeups.unsubscribe(self)
+        except Exception:  # the bus is gone: nothing to leave
+            log.warning("could not leave the bus", exc_info=True)
         if self.handoff is not None:
             self.handoff.stop()
         deadline = time.monotonic() + grace
@@ -248,7 +279,11 @@ class Engine:
     # -- the sweep ------------------------------------------------------------------------
 
     def _sweep_loop(self) -> None:
-        while not self.stopping.wait(self.config.sweep_interval):
+        while not self.stopping.is_set():
+            self._wake.wait(self.sweep_every)
+            self._wake.clear()
+            if self.stopping.is_set():
+                return
             try:
                 self.sweep()
             except StoreError as error:
@@ -257,6 +292,11 @@ class Engine:
                 log.exception("sweep failed; sweeping again")
 
     def sweep(self) -> None:
+        with self._looking:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        self.stats["sweeps"] += 1
         now = time.time()
         leases = list(self.store.list_leases())
         engines = [lease for lease in leases if lease.resource.startswith(ENGINE_PREFIX)]
@@ -290,14 +330,20 @@ class Engine:
                 to_claim.append(workflow_id)
         for lease in round_robin(to_take, lambda lease: self._share_of(lease.resource).project):
             if self._admits(self._share_of(lease.resource)):
-                workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
-                with self._runners_lock:
-                    self._taking.add(workflow_id)
-                threading.Thread(target=self._take_and_run, args=(lease,),
-                                 name=f"{self.engine_id} {workflow_id}", daemon=True).start()
+                self._begin_taking(lease)
         for workflow_id in round_robin(to_claim, lambda w: self._workflows[w].project):
             self._claim_offered(workflow_id)
         self._check_claimed_cancels()
+
+    def _begin_taking(self, lease: Lease) -> bool:
+        workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
+        with self._runners_lock:
+            if workflow_id in self._runners or workflow_id in self._taking:
+                return False
+            self._taking.add(workflow_id)
+        threading.Thread(target=self._take_and_run, args=(lease,),
+                         name=f"{self.engine_id} {workflow_id}", daemon=True).start()
+        return True
 
     def _share_of(self, resource: str) -> Share:
         return self._workflows[resource.removeprefix(WORKFLOW_PREFIX)]
@@ -385,10 +431,71 @@ class Engine:
                 self.store.delete_lease(runner.lease)  # the sweep no longer lists it
             elif outcome in ("handed back", "crashed"):
                 self.store.release_lease(runner.lease)  # another engine takes it at once
+                with self._runners_lock:
+                    del self._runners[workflow_id]
+                self.wakeups.workflow_ready(workflow_id)
+                return
         except StoreError as error:
             log.warning("could not release %s: %s", workflow_id, error)
         with self._runners_lock:
             del self._runners[workflow_id]
+
+    # -- wake-ups (engine/wakeups.py: Listener) -------------------------------------------
+
+    def on_workflow_ready(self, workflow_id: str) -> None:
+        self.stats["heard workflow_ready"] += 1
+        if self.stopping.is_set():
+            return
+        stream = f"{WORKFLOW_PREFIX}{workflow_id}"
+        with self._looking:
+            if (workflow_id in self._runners or workflow_id in self._taking
+                    or workflow_id in self._finished or workflow_id in self._not_workflows):
+                return
+            lease = self.store.get_lease(stream)
+            if lease is None or not lease.expired(time.time()):
+                return  # taken already, or finished
+            if not self._is_workflow(workflow_id):
+                return
+            if not self._admits(self._share_of(stream)):
+                self.wakeups.wake_all()  # no room here: let another engine sweep now
+                return
+            if self._begin_taking(lease):
+                self.stats["took on workflow_ready"] += 1
+
+    def on_wake(self) -> None:
+        self.stats["heard wake"] += 1
+        self._wake.set()
+
+    def on_tasks_offered(self, workflow_id: str, owner: str) -> None:
+        self.stats["heard tasks_offered"] += 1
+        if self.stopping.is_set() or owner == self.engine_id:
+            return
+        with self._looking:
+            if workflow_id in self._runners or not self._is_workflow(workflow_id):
+                return
+            self._claim_offered(workflow_id)
+
+    def on_claim_moved(self, workflow_id: str, stream_id: str) -> None:
+        self.stats["heard claim_moved"] += 1
+        owned = self._runners.get(workflow_id)
+        if owned is not None:
+            owned[0].claim_moved(stream_id)
+
+    def on_cancel_requested(self, workflow_id: str) -> None:
+        self.stats["heard cancel_requested"] += 1
+        owned = self._runners.get(workflow_id)
+        if owned is not None:
+            owned[0].look_for_cancel()
+        with self._claims_lock:
+            watched = self._claim_cancels.get(workflow_id)
+        if watched is not None and not watched[0].is_set() and \
+                list(self.store.read(cancel_stream(workflow_id), 1, to_version=1)):
+            watched[0].set()
+
+    def on_requests_recorded(self) -> None:
+        self.stats["heard requests_recorded"] += 1
+        if self.handoff is not None:
+            self.handoff.nudge()
 
     # -- claiming other engines' offers ---------------------------------------------------
 
@@ -420,13 +527,17 @@ class Engine:
                 self._claiming.discard(stream)
                 self.release_slots(1, share)
                 continue
+            self.stats["claimed"] += 1
+            owner = view.owner or ""
+            self.wakeups.claim_moved(owner, workflow_id, stream)
             job = TaskRun(spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
                           start_recorded=True,
                           context=task_contexts(view, task.spec.id, self.engine_id,
                                                 self._holds_engine_lease, self.services,
                                                 self._claim_cancel(workflow_id)))
-            self.submit(job, functools.partial(self._claimed_done, workflow_id, stream), share)
+            self.submit(job, functools.partial(self._claimed_done, workflow_id, stream, owner),
+                        share)
 
     def _claim_cancel(self, workflow_id: str) -> threading.Event:
         """The event a claimed task of ``workflow_id`` sees set once the workflow is
@@ -436,8 +547,10 @@ class Engine:
             self._claim_cancels[workflow_id] = (cancelled, count + 1)
             return cancelled
 
-    def _claimed_done(self, workflow_id: str, stream: str, outcome: Outcome) -> None:
+    def _claimed_done(self, workflow_id: str, stream: str, owner: str, outcome: Outcome
+                      ) -> None:
         self._claiming.discard(stream)
+        self.wakeups.claim_moved(owner, workflow_id, stream)
         with self._claims_lock:
             cancelled, count = self._claim_cancels.pop(workflow_id, (threading.Event(), 1))
             if count > 1:

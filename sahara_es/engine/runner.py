@@ -4,6 +4,11 @@ The runner folds what it records as it records it, so its state is always the fo
 stream (plus whatever is on the wire). Tasks run on the engine's pool; ready tasks are offered
 to every engine when others are alive, and the runner watches each offer's claim stream and
 records the claim and the outcome in the workflow's stream.
+
+When wake-ups carry offers (``engine/wakeups.py``), an offer is cast to the other engines and
+a claimer casts to the owner when it claims and when it is done; the owner then reads a claim
+stream when told, and every claim stream and the cancel stream only at the backstop
+interval, when it also casts again the offers nobody claimed.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sahara_es.engine.attempts import Outcome, Recorder, TaskRun
 from sahara_es.engine.flow import TaskContext, build_task, reclaims, task_class
 from sahara_es.engine.slots import Share
 from sahara_es.engine.state import TaskState, TaskStatus, WorkflowState, WorkflowStatus
+from sahara_es.engine.wakeups import Wakeups
 from sahara_es.engine.writer import FencedWriter
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import workflow as ev
@@ -142,6 +148,16 @@ class OwningEngine(Protocol):
         """Whether a claim by ``engine_id`` may still produce an outcome."""
         ...
 
+    @property
+    def wakeups(self) -> Wakeups:
+        """Where offers are cast, and whether they reach every engine."""
+        ...
+
+    @property
+    def backstop_every(self) -> float:
+        """With offers on the bus: seconds between two reads of every claim stream."""
+        ...
+
 
 @dataclass
 class Offer:
@@ -177,13 +193,30 @@ class WorkflowRunner:
         self.cancelled = threading.Event()
         """Set once the workflow's cancel is recorded: its running tasks stop what can stop."""
         self._lock = threading.RLock()
-        self._done: queue.Queue[tuple[str, Outcome]] = queue.Queue()
+        self._done: queue.Queue[tuple[str, Outcome | None]] = queue.Queue()
         self._active: dict[str, str] = {}  # task id -> "run" | "claim" | "revert"
         self._offers: dict[str, Offer] = {}
         self._to_recover: dict[str, dict[str, Any]] = {}  # task id -> intent, awaiting a slot
         self._last_poll = self._last_cancel_check = 0.0
+        self._moved: set[str] = set()  # claim streams a claimer said it wrote
+        self._moved_lock = threading.Lock()
+        self._told = engine.wakeups.carries_offers  # read claim streams when told
+        self.claim_reads = 0
+        """Claim stream reads made (for benchmarks)."""
         self._writer: FencedWriter | None = None
         self._unwritten: list[DomainEvent] = []
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def claim_moved(self, stream_id: str) -> None:
+        """A claimer wrote ``stream_id``: read it at once."""
+        with self._moved_lock:
+            self._moved.add(stream_id)
+        self._done.put(("wake", None))
+
+    def look_for_cancel(self) -> None:
+        self._last_cancel_check = 0.0
+        self._done.put(("wake", None))
 
     # -- recording ------------------------------------------------------------------------
 
@@ -284,8 +317,8 @@ class WorkflowRunner:
 
     def _check_cancel(self) -> None:
         now = time.monotonic()
-        if (self.state.cancel_requested
-                or now - self._last_cancel_check < self.cancel_check_interval):
+        interval = self.engine.backstop_every if self._told else self.cancel_check_interval
+        if self.state.cancel_requested or now - self._last_cancel_check < interval:
             return
         self._last_cancel_check = now
         requests = list(self.store.read(cancel_stream(self.workflow_id), 1, to_version=1))
@@ -307,7 +340,9 @@ class WorkflowRunner:
             if ready and self.engine.others_alive():
                 ready = ready[:max(0, self.engine.offer_room() - len(self._offers))]
                 if ready:
-                    self.record([ev.TasksOffered({t.spec.id: t.attempt for t in ready})])
+                    written = self._write([ev.TasksOffered(
+                        {t.spec.id: t.attempt for t in ready})])
+                    written.add_done_callback(self._cast_offers)
                 for task in ready:
                     self._offers[task.spec.id] = Offer(
                         claim_stream(self.workflow_id, task.spec.id, task.attempt),
@@ -417,12 +452,34 @@ class WorkflowRunner:
             else:
                 self.engine.release_slots(1, share)
 
-    def _poll_offers(self, force: bool = False) -> None:
+    def _cast_offers(self, written: Future[int]) -> None:
+        """Once the offer is in the store (never before: a claimer reads it there)."""
+        if written.exception() is None:
+            self.engine.wakeups.tasks_offered(self.workflow_id, self.engine.engine_id)
+
+    def _offers_to_read(self, force: bool) -> list[tuple[str, Offer]]:
+        """Every open offer, every ``poll_interval``; when claimers tell, those they wrote at
+        once and every one only at the backstop interval, when the offers nobody claimed are
+        cast again (a cast may have been lost)."""
         now = time.monotonic()
+        with self._moved_lock:
+            moved, self._moved = self._moved, set()
+        if self._told and not force:
+            if now - self._last_poll >= self.engine.backstop_every:
+                self._last_poll = now
+                if any(o.claimer is None for o in self._offers.values()):
+                    self.engine.wakeups.tasks_offered(self.workflow_id,
+                                                      self.engine.engine_id)
+                return list(self._offers.items())
+            return [(t, o) for t, o in self._offers.items() if o.stream_id in moved]
         if not force and now - self._last_poll < self.poll_interval:
-            return
+            return []
         self._last_poll = now
-        for task_id, offer in list(self._offers.items()):
+        return list(self._offers.items())
+
+    def _poll_offers(self, force: bool = False) -> None:
+        for task_id, offer in self._offers_to_read(force):
+            self.claim_reads += 1
             for recorded in self.store.read(offer.stream_id, offer.cursor + 1):
                 offer.cursor = recorded.version
                 self._follow(task_id, offer, registry.decode(recorded))
@@ -490,9 +547,19 @@ class WorkflowRunner:
             return
         while True:
             kind, outcome = item
+            if outcome is None:  # a wake-up: the loop looks again
+                try:
+                    item = self._done.get_nowait()
+                except queue.Empty:
+                    return
+                continue
             self._active.pop(outcome.task_id, None)
             if outcome.abandoned and kind != "claim":
                 self.lost.set()
+            elif kind == "claim" and self._told:
+                offer = self._offers.get(outcome.task_id)
+                if offer is not None:
+                    self.claim_moved(offer.stream_id)
             elif kind == "claim":
                 self._poll_offers(force=True)
             elif kind == "run" and not outcome.succeeded:
