@@ -14,8 +14,9 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from sahara_es.api import auth, errors, openapi, versions
+from sahara_es.api import auth, errors, openapi, reads, versions
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Limits
+from sahara_es.api.reads import DEFAULT_AFFINITY_WINDOW
 from sahara_es.api.service import Service
 from sahara_es.api.views import clusters, edp, health, images, plugins, templates
 from sahara_es.commands.catalog import NoQuota, Quota
@@ -24,6 +25,7 @@ from sahara_es.infra.local import FLAVORS as LOCAL_FLAVORS
 from sahara_es.infra.local import IMAGES as LOCAL_IMAGES
 from sahara_es.plugins.catalog import PluginCatalog, load_plugins
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
+from sahara_es.projections.memory import DEFAULT_MAX_LAG, DEFAULT_POLL, FeedTail, MemoryReads
 from sahara_es.store import Store, open_store
 
 DEFAULT_PORT = 8386
@@ -64,6 +66,17 @@ class ApiConfig:
     max_config_bytes: int = MAX_CONFIG_BYTES
     """Each free-form config (``node_configs``, ``cluster_configs``, ``job_configs``...),
     serialized, at most this size (400 otherwise)."""
+    reads: str = "memory"
+    """``memory``: GETs read this process's read models in memory, fed by the feed
+    (doc/api-processes.rst); ``store``: every GET reads the stored read models."""
+    max_read_lag: float = DEFAULT_MAX_LAG
+    """Seconds the memory's tail may go without reaching the feed's end before GETs read
+    the store instead."""
+    read_poll: float = DEFAULT_POLL
+    """Seconds between the tail's reads of the feed when nothing wakes it."""
+    affinity_window: float = DEFAULT_AFFINITY_WINDOW
+    """A caller not answered by this process for this long may have been answered by
+    another: its next request waits for the tail to reach the feed's end."""
 
 
 def default_data_dir() -> Path:
@@ -104,9 +117,18 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
                               owner=f"api-{os.getpid()}-{uuid.uuid4().hex[:6]}").start()
     catalog = PluginCatalog(enabled, dict(config.flavors), store=store)
     catalog.images = dict(config.images)
+    memory, tail = None, None
+    if config.reads == "memory":
+        memory = MemoryReads(store, [p() for p in RESOURCE_PROJECTIONS.values()])
+        tail = FeedTail(memory, memory.load(), poll=config.read_poll)
+        tail.run_pass()  # caught up before the first request
+        tail.start()
+    elif config.reads != "store":
+        raise ValueError(f"reads: {config.reads!r} is neither memory nor store")
     app.extensions["sahara_es"] = Service(
         store=store, plugins=enabled, catalog=catalog,
-        quota=quota or NoQuota(), engines=config.engines, projector=projector)
+        quota=quota or NoQuota(), engines=config.engines, projector=projector,
+        memory=memory, tail=tail, max_read_lag=config.max_read_lag)
     data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
     binaries = Path(config.job_binary_root) if config.job_binary_root \
         else data_dir / "job-binaries"
@@ -134,6 +156,7 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
         g.url_project = (values or {}).pop("project_id", None)
 
     auth.init_app(app, store, config.auth, config.keystone)
+    reads.init_app(app, affinity_window=config.affinity_window)
     app.register_blueprint(health.blueprint)
     for blueprint in _BLUEPRINTS:
         app.register_blueprint(blueprint, url_prefix="/v2")
@@ -145,6 +168,8 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
 
 def stop_app(app: Flask) -> None:
     service: Service = app.extensions["sahara_es"]
+    if service.tail is not None:
+        service.tail.stop()
     if service.projector is not None:
         service.projector.stop()
         service.projector.release()

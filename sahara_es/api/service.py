@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context
 
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
@@ -22,6 +22,7 @@ from sahara_es.events.resources import META, Doc, Kind, public
 from sahara_es.plugins.base import Plugin
 from sahara_es.plugins.catalog import PluginCatalog
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector, ReadModel
+from sahara_es.projections.memory import DEFAULT_MAX_LAG, FeedTail, MemoryReadModel, MemoryReads
 from sahara_es.projections.projector import EVERYONE
 from sahara_es.store import Store
 
@@ -36,20 +37,38 @@ class Service:
     """Engines share the store and carry out cluster requests (their handoff starts the
     workflows). False: nothing does; see ``cluster_created`` and ``deletion_requested``."""
     projector: Projector | None = None
-    reads: dict[Kind, ReadModel] = field(default_factory=dict)
+    memory: MemoryReads | None = None
+    """The read models in memory (GETs read them, not the store); None: reads go to the
+    store's rows."""
+    tail: FeedTail | None = None
+    """What feeds ``memory`` from the feed."""
+    max_read_lag: float = DEFAULT_MAX_LAG
+    reads: dict[Kind, ReadModel | MemoryReadModel] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind, projection in RESOURCE_PROJECTIONS.items():
-            self.reads[kind] = ReadModel(self.store, projection())
+            stored = ReadModel(self.store, projection())
+            if self.memory is None or self.tail is None:
+                self.reads[kind] = stored
+                continue
+            read = MemoryReadModel(self.memory.rows[kind], self.memory, self.tail, stored,
+                                   max_lag=self.max_read_lag)
+            read.from_store = _request_reads_from_store
+            self.reads[kind] = read
 
     def written(self, doc: Doc) -> Doc:
-        """A command's result: remembered so this process's lists show it at once."""
+        """A command's result: in this process's reads before it is answered."""
         meta = doc[META]
         audience = EVERYONE if doc.get("is_public") else doc.get("project_id")
-        self.reads[Kind(meta["kind"])].written(meta["stream"], meta["version"], audience)
+        self._wrote(Kind(meta["kind"]), meta["stream"], meta["version"], audience)
+        return doc
+
+    def _wrote(self, kind: Kind, stream: str, version: int, audience: str | None = None) -> None:
+        self.reads[kind].written(stream, version, audience)
+        if has_request_context():
+            g.setdefault("written_streams", {})[stream] = version
         if self.projector is not None:
             self.projector.wake()
-        return doc
 
     def cluster_created(self, doc: Doc) -> None:
         """Without engines, the cluster is marked as left alone: an engine that shares the
@@ -74,9 +93,7 @@ class Service:
         """This process just wrote the resource without a document to hand (a delete):
         remembered, so this process's lists show its latest state at once."""
         stream = kind.stream(resource_id)
-        self.reads[kind].written(stream, self.store.stream_version(stream))
-        if self.projector is not None:
-            self.projector.wake()
+        self._wrote(kind, stream, self.store.stream_version(stream))
 
     def get(self, kind: Kind, resource_id: str, caller: Caller) -> Doc:
         doc = self.reads[kind].get(resource_id)
@@ -87,6 +104,11 @@ class Service:
     def visible(self, kind: Kind, caller: Caller) -> Iterator[Doc]:
         rows = self.reads[kind].scan(None if caller.is_admin else caller.project_id)
         return (doc for doc in rows if caller.can_see(doc))
+
+
+def _request_reads_from_store() -> bool:
+    """Whether the request at hand reads from the store (``api/reads.py`` decides)."""
+    return has_request_context() and bool(g.get("reads_from_store", False))
 
 
 def service() -> Service:

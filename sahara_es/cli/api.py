@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -13,8 +14,9 @@ import click
 from oslo_config import cfg
 from werkzeug.serving import make_server
 
-from sahara_es.api.app import stop_app
+from sahara_es.api.app import ApiConfig, stop_app
 from sahara_es.api.compose import STORE_QUOTAS, app_for
+from sahara_es.api.reads import DEFAULT_AFFINITY_WINDOW
 from sahara_es.cli.config import (
     CONFIG_DIRS_ENV,
     CONFIG_FILES_ENV,
@@ -26,6 +28,9 @@ from sahara_es.cli.context import Context, console
 from sahara_es.cli.settings import api_config
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
+from sahara_es.projections.memory import DEFAULT_MAX_LAG
+
+READ_OPTIONS = ("reads", "max_read_lag", "affinity_window")
 
 auth_option = flag("api", "auth_strategy", "--auth", "auth")
 
@@ -37,8 +42,20 @@ auth_option = flag("api", "auth_strategy", "--auth", "auth")
 @auth_option
 @flag("api", "plugins", type=str)
 @flag("DEFAULT", "data_dir", type=click.Path())
+@click.option("--reads", type=click.Choice(["memory", "store"]), default="memory",
+              envvar="SAHARA_ES_API_READS", show_default=True,
+              help="Where GETs read: this process's read models in memory, fed by the feed,"
+                   " or the stored read models (doc/api-processes.rst).")
+@click.option("--max-read-lag", type=click.FloatRange(0.1), default=DEFAULT_MAX_LAG,
+              envvar="SAHARA_ES_API_MAX_READ_LAG", show_default=True,
+              help="Seconds the in-memory reads may go without reaching the feed's end"
+                   " before GETs read the store instead.")
+@click.option("--affinity-window", type=click.FloatRange(0.0), default=DEFAULT_AFFINITY_WINDOW,
+              envvar="SAHARA_ES_API_AFFINITY_WINDOW", show_default=True,
+              help="A caller this process has not answered for this many seconds may come"
+                   " from another process: its request waits for the feed's end first.")
 @click.pass_context
-def api(ctx: click.Context, /, **_flags: Any) -> None:
+def api(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the Sahara v2 API on the store."""
     obj: Context = ctx.obj
     conf = apply_flags(ctx, obj.conf)
@@ -55,13 +72,15 @@ def api(ctx: click.Context, /, **_flags: Any) -> None:
             sys.executable, "-m", "gunicorn", "--workers", str(conf.api.workers),
             "--threads", "4", "--bind", f"{conf.api.host}:{conf.api.port}",
             "--log-level", "warning", "sahara_es.cli.wsgi:application"], env)
-    serve(obj, conf, state)
+    serve(obj, conf, state, reads={name: flags[name] for name in READ_OPTIONS})
 
 
-def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path) -> None:
+def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path, *,
+          reads: dict[str, Any] | None = None) -> None:
     host, port = conf.api.host, conf.api.port
-    app = app_for(api_config(conf, store_url=obj.url, data_dir=data_dir), store=obj.store(),
-                  quota=STORE_QUOTAS)
+    config: ApiConfig = dataclasses.replace(
+        api_config(conf, store_url=obj.url, data_dir=data_dir), **(reads or {}))
+    app = app_for(config, store=obj.store(), quota=STORE_QUOTAS)
     server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:

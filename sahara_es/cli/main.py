@@ -17,6 +17,7 @@ from sahara_es.cli.context import (
 )
 from sahara_es.cli.engine import engine, workflow
 from sahara_es.cli.events import events
+from sahara_es.cli.haproxy import haproxy_config_command
 from sahara_es.cli.jobs import job
 from sahara_es.cli.keypairs import keypair
 from sahara_es.cli.projections import projections, projector
@@ -56,6 +57,7 @@ main.add_command(projections)
 main.add_command(projector)
 main.add_command(store_group, "store")
 main.add_command(keypair)
+main.add_command(haproxy_config_command)
 
 
 @main.group()

@@ -28,10 +28,16 @@ def health() -> Response:
                                             "checkpoint": measured.checkpoint}
         worst = max(worst, measured.seconds)
     projector = service().projector
+    tail = service().tail
+    reads = {"from": "store"} if tail is None else {
+        "from": "memory" if tail.lag_seconds() <= service().max_read_lag else "store",
+        "tail_lag_seconds": round(min(tail.lag_seconds(), 1e9), 3),
+        "max_lag_seconds": service().max_read_lag}
     return answer(None, {
         "status": "ok",
         "store": service().store.describe().get("backend"),
         "projector": {"running_here": bool(projector and projector.active)},
         "max_lag_seconds": worst,
         "projections": projections,
+        "reads": reads,
     })
