@@ -10,8 +10,9 @@
   ``rise`` successes bring it back.
 - **Failures cost at most a retry.** A request that cannot reach its process (refused, reset,
   no answer) is sent again to another one (``retries`` with ``option redispatch`` and
-  ``retry-on``); HAProxy retries only requests it may replay, and answers the others with
-  a 502 or 503 the client may retry once.
+  ``retry-on``). A request the process may have acted on (it was sent, and no answer came)
+  is sent again only if it is a GET or HEAD: a create is not repeated behind the client's
+  back; the client gets a 502 and may retry it once.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def haproxy_config(backends: Sequence[tuple[str, int]],
         "    http-request set-var(txn.caller) req.hdr(X-Auth-Token)"
         " if { req.hdr(X-Auth-Token) -m found }",
         "    balance hash var(txn.caller)",
+        "    # a request that reached a process is sent again only if it changes nothing",
+        "    http-request disable-l7-retry unless METH_GET || METH_HEAD",
         "    hash-type consistent",
         "    option httpchk GET /healthz",
         "    http-check expect status 200",
