@@ -8,7 +8,10 @@ repeatable, else oslo's default locations such as ``/etc/sahara-es/sahara-es.con
 help and type are its option's. ``list_opts`` lists them for ``oslo-config-generator``
 (``etc/oslo-config-generator/sahara-es.conf``; the sample is ``etc/sahara-es.conf.sample``).
 keystonemiddleware registers its own ``[keystone_authtoken]`` options on the same
-configuration when the API runs in keystone mode.
+configuration when the API runs in keystone mode; oslo.messaging its own (``[DEFAULT]
+transport_url``, ``[oslo_messaging_rabbit]``, ``[oslo_messaging_notifications]``...) when a
+process joins the bus (``messaging_options``), and ``$SAHARA_ES_TRANSPORT_URL`` sets
+``transport_url`` (doc/bus.rst).
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPT
 from sahara_es.edp.manager import JobLimits
 from sahara_es.engine import EngineConfig
 from sahara_es.provisioning.services import StepLimits
+from sahara_es.rpc.settings import (
+    BusSettings,
+    NotificationSettings,
+    register_messaging_options,
+)
 
 PROJECT = "sahara-es"
 
@@ -52,6 +60,18 @@ DEFAULT_OPTS = _group(
                      " file:// job binaries live in its job-binaries/<project>/. Default:"
                      " $XDG_DATA_HOME/sahara-es (~/.local/share/sahara-es)."),
      "SAHARA_ES_DATA_DIR"),
+    (cfg.BoolOpt("enable_notifications", default=False,
+                 help="Send Sahara's cluster notifications (sahara.cluster.create, update,"
+                      " delete) through oslo.messaging's Notifier, from the engines, on"
+                      " [oslo_messaging_notifications]'s transport (default: transport_url)"
+                      " and topics."),
+     "SAHARA_ES_NOTIFICATIONS"),
+    (cfg.StrOpt("notification_level", default=NotificationSettings.level,
+                choices=["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"],
+                help="The priority of the cluster notifications."), None),
+    (cfg.StrOpt("notification_publisher_id", sample_default="sahara.<host>",
+                help="The publisher_id of the cluster notifications (default: sahara.<the"
+                     " engine's host name>)."), None),
 )
 
 DATABASE_OPTS = _group(
@@ -156,6 +176,21 @@ ENGINE_OPTS = _group(
                        " back before it deletes the instances anyway."), None),
 )
 
+BUS_OPTS = _group(
+    "bus",
+    (cfg.StrOpt("engine_topic", default=BusSettings.topic,
+                help="The engines' topic on the bus ([DEFAULT] transport_url): wake-ups, task"
+                     " offers, claims and cancels are cast there."), None),
+    (cfg.FloatOpt("sweep_interval", default=EngineConfig.sweep_interval_with_bus, min=0.0,
+                  help="With a bus, seconds between two looks for work in the store (and"
+                       " between two reads of offers' claim streams): only the backstop for"
+                       " a lost wake-up. Without one, [engine] sweep_interval applies."),
+     None),
+    (cfg.IntOpt("cast_retry", default=BusSettings.retry, min=0,
+                help="Reconnections a wake-up tries before it is dropped (the sweep then"
+                     " finds the work)."), None),
+)
+
 EDP_OPTS = _group(
     "edp",
     (cfg.FloatOpt("job_poll_interval", default=JobLimits.poll_interval, min=0.05,
@@ -182,8 +217,18 @@ EDP_OPTS = _group(
 
 GROUPS: dict[str, list[cfg.Opt]] = {
     "DEFAULT": DEFAULT_OPTS, "database": DATABASE_OPTS, "api": API_OPTS,
-    "engine": ENGINE_OPTS, "edp": EDP_OPTS,
+    "engine": ENGINE_OPTS, "bus": BUS_OPTS, "edp": EDP_OPTS,
 }
+
+TRANSPORT_URL_ENV = "SAHARA_ES_TRANSPORT_URL"
+"""Sets oslo.messaging's ``[DEFAULT] transport_url`` (which oslo.messaging declares)."""
+
+
+def messaging_options(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """Register oslo.messaging's options on ``conf`` (only when asked: importing
+    oslo.messaging takes a while and every command would pay for it)."""
+    register_messaging_options(conf)
+    return conf
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
@@ -217,6 +262,8 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = (),
     except (cfg.Error, ValueError) as error:
         raise ConfigError(f"configuration: {error}") from None
     environ = os.environ if environ is None else environ
+    if environ.get(TRANSPORT_URL_ENV, ""):
+        messaging_options(conf).set_override("transport_url", environ[TRANSPORT_URL_ENV])
     for (group, name), variable in ENVIRONMENT.items():
         if environ.get(variable, "") != "":
             try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from oslo_config import cfg
 from stevedore import ExtensionManager
 
-from sahara_es.cli.config import apply_flags, flag
+from sahara_es.cli.config import apply_flags, flag, messaging_options
 from sahara_es.cli.context import (
     Context,
     console,
@@ -35,8 +37,14 @@ from sahara_es.engine import (
     start_workflow,
     wait_for,
 )
+from sahara_es.engine.follower import FeedFollower
 from sahara_es.provisioning.requests import CLUSTER_REQUESTS
 from sahara_es.provisioning.services import build_services, provisioning_services
+from sahara_es.rpc.settings import BusSettings, NotificationSettings
+from sahara_es.store import Store
+
+if TYPE_CHECKING:
+    from sahara_es.rpc.bus import RabbitWakeups
 
 
 def load_workflow_types(modules: tuple[str, ...]) -> None:
@@ -116,13 +124,56 @@ def engine(ctx: click.Context, /, **_flags: Any) -> None:
                                   provider, conf.engine.node_network_isolation),
                               step_limits=step_limits(conf), job_limits=job_limits(conf),
                               storage_policy=storage_policy(conf))
+    bus = join_bus(conf, store)
+    config = dataclasses.replace(config, sweep_interval_with_bus=conf.bus.sweep_interval)
     running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()
-    console.print(f"engine {running.engine_id} running (concurrency {config.concurrency})")
+    notifications = notifications_for(conf, store, owner=running.engine_id,
+                                      ttl=config.lease_ttl, poll=config.sweep_interval)
+    console.print(f"engine {running.engine_id} running (concurrency {config.concurrency};"
+                  f" bus: {'yes' if bus else 'none'}; notifications:"
+                  f" {'yes' if notifications else 'no'})")
     run_until_signalled()
     console.print(f"engine {running.engine_id} stopping: finishing tasks, handing back")
+    if notifications is not None:
+        notifications.stop()
     running.stop(conf.engine.grace)
+    if bus is not None:
+        bus.close()
     provisioning_services(services).ssh.close()
     console.print(f"engine {running.engine_id} stopped")
+
+
+def join_bus(conf: cfg.ConfigOpts, store: Store) -> RabbitWakeups | None:
+    """The bus of ``[DEFAULT] transport_url``, attached to ``store``; None without one."""
+    if not bus_configured(conf):
+        return None
+    from sahara_es.rpc.bus import join_bus as join
+
+    return join(conf, store, BusSettings(topic=conf.bus.engine_topic,
+                                         retry=conf.bus.cast_retry))
+
+
+def bus_configured(conf: cfg.ConfigOpts) -> bool:
+    """Whether ``[DEFAULT] transport_url`` names a broker (in a file, the environment or a
+    flag)."""
+    from sahara_es.rpc.bus import names_a_broker
+
+    return names_a_broker(messaging_options(conf))
+
+
+def notifications_for(conf: cfg.ConfigOpts, store: Store, *, owner: str, ttl: float,
+                      poll: float) -> FeedFollower | None:
+    """The follower that sends Sahara's cluster notifications, started, when
+    ``enable_notifications`` is set."""
+    if not conf.enable_notifications:
+        return None
+    from sahara_es.rpc.notifications import ClusterNotifications, notifier_for
+
+    settings = NotificationSettings(publisher_id=conf.notification_publisher_id or "",
+                                    level=conf.notification_level)
+    notifier = notifier_for(messaging_options(conf), settings)
+    return ClusterNotifications(store, notifier, owner=owner, level=settings.level,
+                                ttl=ttl, poll=poll).start()
 
 
 @click.group("workflow")

@@ -8,7 +8,13 @@ import click
 
 from sahara_es.cli.api import api, token
 from sahara_es.cli.audit import audit
-from sahara_es.cli.config import apply_flags, flag, load
+from sahara_es.cli.config import (
+    TRANSPORT_URL_ENV,
+    apply_flags,
+    flag,
+    load,
+    messaging_options,
+)
 from sahara_es.cli.context import (
     Context,
     console,
@@ -36,12 +42,19 @@ from sahara_es.cli.store_check import store_group
               help="A folder of .conf files read after the configuration files"
                    " (repeatable).")
 @flag("database", "connection", "--store", "url")
+@click.option("--transport-url", "transport_url", metavar="URL",
+              help="oslo.messaging's transport URL (rabbit://USER:PASSWORD@HOST:PORT/), the bus"
+                   " between API and engines (config: [DEFAULT] transport_url,"
+                   f" ${TRANSPORT_URL_ENV}; a password on a command line is visible to every"
+                   " user of the machine: prefer the file). See doc/bus.rst.")
 @click.pass_context
 def main(ctx: click.Context, config_files: tuple[str, ...], config_dirs: tuple[str, ...],
-         url: str | None) -> None:
+         url: str | None, transport_url: str | None) -> None:
     """sahara-es: event-sourced data-processing clusters."""
-    ctx.obj = Context(apply_flags(ctx, load(config_files, config_dirs)), config_files,
-                      config_dirs)
+    conf = apply_flags(ctx, load(config_files, config_dirs))
+    if transport_url:
+        messaging_options(conf).set_override("transport_url", transport_url)
+    ctx.obj = Context(conf, config_files, config_dirs)
     ctx.call_on_close(lambda: ctx.obj._store and ctx.obj._store.close())
 
 
@@ -116,8 +129,10 @@ def all_in_one(ctx: click.Context, /, demo: bool, **_flags: Any) -> None:
     from sahara_es.commands import tokens
     from sahara_es.edp.storage import project_folder_name
     from sahara_es.engine import Engine
+    from sahara_es.engine.wakeups import wakeups_of
     from sahara_es.provisioning.requests import CLUSTER_REQUESTS
     from sahara_es.provisioning.services import build_services, provisioning_services
+    from sahara_es.rpc.announce import announcing
 
     obj: Context = ctx.obj
     conf = apply_flags(ctx, obj.conf)
@@ -136,8 +151,11 @@ def all_in_one(ctx: click.Context, /, demo: bool, **_flags: Any) -> None:
                               storage_policy=storage_policy(conf, default_binary_root=binaries))
     engine = Engine(store, engine_config(conf), services=services,
                     handoff=CLUSTER_REQUESTS).start()
+    # In one process, wake-ups are dispatched in-process: the API's recorded requests nudge
+    # the engine's handoff, no broker needed.
     app = app_for(api_config(conf, store_url=obj.url, data_dir=state),
-                  store=store, quota=provisioning_services(services).quota)
+                  store=announcing(store, wakeups_of(store), CLUSTER_REQUESTS),
+                  quota=provisioning_services(services).quota)
     server = make_server(host, 0 if demo else port, app, threaded=True)
     url = f"http://{host}:{server.port}/v2"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
