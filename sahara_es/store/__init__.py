@@ -19,11 +19,14 @@ from sahara_es.store.base import (
     Snapshot,
     SnapshotStore,
     Store,
+    claim_region,
+    region_claim_key,
 )
 from sahara_es.store.config import DEFAULT_STORE_URL, CassandraConfig, parse_store_url
 from sahara_es.store.errors import (
     ClaimRejected,
     ConcurrencyConflict,
+    ForeignRegion,
     LeaseHeld,
     LeaseLost,
     NameTaken,
@@ -44,6 +47,7 @@ __all__ = [
     "DataKey",
     "DataKeyStore",
     "EventStore",
+    "ForeignRegion",
     "Lease",
     "LeaseHeld",
     "LeaseLost",
@@ -60,6 +64,8 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "UnknownBackend",
+    "claim_region",
     "open_store",
     "parse_store_url",
+    "region_claim_key",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,34 @@ class DataKey:
     owner: str
     key_id: str
     material: bytes = field(repr=False)
+
+
+REGION_CLAIM_PREFIX = "@"
+_REGION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,48}")
+
+
+def region_claim_key(region: str, key: str) -> str:
+    """The key of a claim on a resource of one region only (its hosts' capacity, its address
+    pools, quotas kept per region): ``@<region>/<key>``.
+
+    Such a claim is changed at LOCAL_SERIAL, by processes of that region only, and kept apart
+    from global claims (a table of its own on Cassandra): a key is never written at
+    LOCAL_SERIAL from two regions, nor at LOCAL_SERIAL and SERIAL (doc/regions.rst).
+    """
+    if not _REGION_NAME.fullmatch(region):
+        raise ValueError(f"invalid region name {region!r}")
+    return f"{REGION_CLAIM_PREFIX}{region}/{key}"
+
+
+def claim_region(key: str) -> str | None:
+    """The region of a region-local claim key (``region_claim_key``); ``None`` for a global
+    claim, changed at SERIAL from anywhere."""
+    if not key.startswith(REGION_CLAIM_PREFIX):
+        return None
+    region, slash, rest = key[1:].partition("/")
+    if not slash or not rest or not _REGION_NAME.fullmatch(region):
+        raise ValueError(f"invalid region claim key {key!r}: @<region>/<key>")
+    return region
 
 
 def check_claim(current: Claim, holder: str, amount: int, expected_generation: int) -> None:
@@ -207,7 +236,17 @@ class LeaseStore(abc.ABC):
 
 
 class ClaimStore(abc.ABC):
-    """Claims: holders' shares of a capacity, changed by generation (quotas, hosts, pools)."""
+    """Claims: holders' shares of a capacity, changed by generation (quotas, hosts, pools).
+
+    A key made by ``region_claim_key`` is a region-local claim: only processes of that region
+    (``region``) change it (``ForeignRegion`` elsewhere); others read a possibly stale copy.
+    """
+
+    @property
+    def region(self) -> str | None:
+        """The region (Cassandra datacenter) this process is in, whose region-local claims it
+        may change; ``None`` for a store on one site only, where every region is local."""
+        return None
 
     @abc.abstractmethod
     def define_claim(self, key: str, capacity: int) -> Claim:

@@ -38,12 +38,15 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cassandra import (
     AuthenticationFailed,
     ConsistencyLevel,
+    CoordinationFailure,
     RequestValidationException,
+    Timeout,
 )
 from cassandra import Unavailable as DriverUnavailable
 from cassandra.auth import PlainTextAuthProvider
@@ -78,6 +81,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
+    claim_region,
 )
 from sahara_es.store.cassandra_errors import plain_errors, translated
 from sahara_es.store.cassandra_feed import (
@@ -91,6 +95,7 @@ from sahara_es.store.cassandra_rows import ProjectionRows
 from sahara_es.store.config import CassandraConfig, read_credentials
 from sahara_es.store.errors import (
     ConcurrencyConflict,
+    ForeignRegion,
     LeaseHeld,
     LeaseLost,
     NameTaken,
@@ -104,7 +109,32 @@ Row = dict[str, Any]
 
 
 class _OutcomeUnknown(Exception):
-    """An LWT failed after it was sent: it may or may not have applied."""
+    """An LWT failed after it was sent: it may or may not have applied.
+
+    ``answered``: the coordinator itself answered (a ``WriteTimeout``, as SERIAL rounds under
+    contention between datacenters end quickly): it has given up, so the statement is no longer
+    waiting in it, and a SERIAL read now tells what became of it. Otherwise (a client timeout,
+    a dropped connection) it may still be queued there.
+    """
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+@dataclass(frozen=True)
+class _ClaimPlace:
+    """Where a claim lives and how it is changed: its table, the condition naming its
+    partition with ``keys``, the serial level of its LWTs and the consistency of its reads."""
+
+    table: str
+    where: str
+    keys: tuple[str, ...]
+    serial: str
+    read: str
+
+
+_LOCAL_SERIAL = "LOCAL_SERIAL"
 
 
 class NoResend(RetryPolicy):  # type: ignore[misc]  # the driver is untyped
@@ -197,7 +227,9 @@ class CassandraStore(ProjectionRows, Store):
         self._prepared: dict[str, PreparedStatement] = {}
         self._last_partition: dict[str, int] = {}
         self._feed_relay: FeedRelay | None = None
+        self._region = cfg.local_dc or self._coordinator_datacenter()
         if self._keyspace_ready():
+            self._check_serial_levels()
             self._session.set_keyspace(cfg.keyspace)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -210,6 +242,41 @@ class CassandraStore(ProjectionRows, Store):
         return {"contact_points": list(self.config.contact_points), "port": self.config.port,
                 "sockopts": [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]}
 
+    @property
+    def region(self) -> str:
+        """This process's datacenter: ``local_dc``, or else the one of the node it talks to."""
+        return self._region
+
+    def _coordinator_datacenter(self) -> str:
+        with plain_errors("asking the node for its datacenter"):
+            row = self._session.execute("SELECT data_center FROM system.local").one()
+        return str(row["data_center"])
+
+    def _datacenters_replicating(self) -> int:
+        """How many datacenters hold the keyspace's replicas (its definition if it exists,
+        else the configured replication)."""
+        with plain_errors("reading the keyspace's replication"):
+            row = self._session.execute(
+                "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+                (self.config.keyspace,)).one()
+        replication = dict(row["replication"]) if row else dict(self.config.replication)
+        if replication.get("class", "").endswith("NetworkTopologyStrategy"):
+            return sum(1 for dc, n in replication.items()
+                       if dc not in ("class", "replication_factor") and int(n) > 0)
+        return len({host.datacenter for host in self._cluster.metadata.all_hosts()})
+
+    def _check_serial_levels(self) -> None:
+        """Every caller writes a table at one serial level (doc/regions.rst): with replicas
+        in several datacenters, LOCAL_SERIAL is for ``region_claims`` alone, whose keys name
+        their region. With one datacenter LOCAL_SERIAL and SERIAL are the same rounds."""
+        local = [name for name in ("ownership_serial", "claims_serial")
+                 if getattr(self.config, name) == _LOCAL_SERIAL]
+        if local and self._datacenters_replicating() > 1:
+            raise StoreError(
+                f"keyspace {self.config.keyspace} spans several datacenters:"
+                f" {' and '.join(local)} must be SERIAL (LWTs at LOCAL_SERIAL in two"
+                " regions both win); region-local claims use keys made by region_claim_key")
+
     def _step(self, name: str) -> None:
         if self.on_step is not None:
             self.on_step(name)
@@ -219,6 +286,7 @@ class CassandraStore(ProjectionRows, Store):
         return meta is not None and "events" in meta.tables
 
     def upgrade(self) -> list[int]:
+        self._check_serial_levels()
         with plain_errors("applying the schema's migrations"):  # each one safe to run again
             applied = upgrade_cassandra(self._session, self.config.keyspace,
                                         self.config.replication)
@@ -246,8 +314,10 @@ class CassandraStore(ProjectionRows, Store):
             "user": cfg.username or "(none)",
             "replication": cfg.replication,
             "consistency": cfg.consistency,
+            "region": self.region,
             "ownership_serial": cfg.ownership_serial,
             "claims_serial": cfg.claims_serial,
+            "region_claims_serial": _LOCAL_SERIAL,
             "partition_size": cfg.partition_size,
             "feed": "relayed",
             "feed_relay": "on" if cfg.feed_relay else "off",
@@ -291,8 +361,10 @@ class CassandraStore(ProjectionRows, Store):
             return row
         except (DriverUnavailable, NoHostAvailable, RequestValidationException) as error:
             raise translated(error) from error  # refused before or as written: not applied
+        except (Timeout, CoordinationFailure) as error:
+            raise _OutcomeUnknown(f"{type(error).__name__}: {error}", answered=True) from error
         except Exception as error:
-            raise _OutcomeUnknown(f"{type(error).__name__}: {error}") from error
+            raise _OutcomeUnknown(f"{type(error).__name__}: {error}", answered=False) from error
 
     def _lwt_resolved(self, statement: Any, serial: str, applied: Callable[[], bool]) -> Row:
         """Run an LWT; on an unknown outcome ask ``applied`` (a SERIAL re-read) for the truth."""
@@ -405,7 +477,9 @@ class CassandraStore(ProjectionRows, Store):
         if head and lease is not None and (head.get("fence_epoch") or 0) > lease.epoch:
             return LeaseLost(f"{stream_id} is fenced by epoch {head['fence_epoch']}"
                              f" > {lease.epoch}")
-        actual = self.stream_version(stream_id)
+        # At SERIAL: this datacenter's replica may not have the appends of another region yet,
+        # and a stale version equal to ``expected`` would send the append round in circles.
+        actual = self._stream_version(stream_id, serial=True)
         if actual == expected:
             # Only an outcome found to be "not applied" gets here: nothing conflicts, so the
             # append is simply tried again (Unavailable is retried).
@@ -474,9 +548,13 @@ class CassandraStore(ProjectionRows, Store):
         sent = time.monotonic()
         try:
             result = self._lwt(statement, self.config.ownership_serial)
-        except _OutcomeUnknown:
+        except _OutcomeUnknown as unknown:
             self._step("append.after_lwt")
-            return self._settle_append(stream_id, n, rows, lease, sent)
+            # A coordinator that answered is done with the statement: no need to wait out
+            # a request that can no longer be executing.
+            deadline = time.monotonic() if unknown.answered \
+                else sent + self.config.request_timeout
+            return self._settle_append(stream_id, n, rows, lease, deadline)
         self._step("append.after_lwt")
         if result["[applied]"]:
             self._last_partition[stream_id] = max(n // self.config.partition_size,
@@ -494,13 +572,15 @@ class CassandraStore(ProjectionRows, Store):
         raise self._refusal(stream_id, n, head, lease)
 
     def _settle_append(self, stream_id: str, n: int, rows: Sequence[StoredEvent],
-                       lease: Lease | None, sent: float) -> int:
+                       lease: Lease | None, deadline: float) -> int:
         """What became of an append whose reply never came. Its events at versions n+1…
         mean it applied; other events there mean it lost (conflict, or a newer fence).
         Nothing there yet: the LWT may still be on its way (queued in a coordinator), so the
-        store asks again until the request can no longer be executing (``request_timeout``
-        after it was sent), and only then reports "not applied"."""
-        deadline = sent + self.config.request_timeout
+        store asks again until the request can no longer be executing (``deadline``:
+        ``request_timeout`` after it was sent, or at once when the coordinator answered), and
+        only then reports "not applied", which the append retries with the same events: a
+        proposal that a minority of replicas accepted and a later round completes is then
+        found as its own events, never as a conflict."""
         pause = 0.05
         while True:
             try:
@@ -691,10 +771,19 @@ class CassandraStore(ProjectionRows, Store):
                 metadata=row["metadata"])
 
     def stream_version(self, stream_id: str) -> int:
+        return self._stream_version(stream_id)
+
+    def _stream_version(self, stream_id: str, *, serial: bool = False) -> int:
         partition = self._current_partition(stream_id)
         if partition is None:
             return 0
-        head = self._head(stream_id, partition)
+        head = self._head(stream_id, partition, serial=serial)
+        while serial and head and head["sealed"]:
+            # Sealed: the stream moved into the next partition (perhaps not written here yet).
+            following = self._head(stream_id, partition + 1, serial=True)
+            if following is None:
+                break  # its writer sealed it and died before making the next head
+            partition, head = partition + 1, following
         return int(head["head_version"]) if head else 0
 
     def list_streams(self, category: str) -> Iterator[str]:
@@ -899,10 +988,30 @@ class CassandraStore(ProjectionRows, Store):
                 yield self._lease(row)
 
     # -- claims ---------------------------------------------------------------------------
+    #
+    # Two tables, each with one serial level for every caller (doc/regions.rst): ``claims``
+    # (global: SERIAL, or what a single-datacenter keyspace configured) and ``region_claims``
+    # (keys made by ``region_claim_key``: LOCAL_SERIAL, written by their region only).
 
-    def _claim_row(self, key: str) -> Claim:
-        rows = self._run("SELECT * FROM claims WHERE key = ?", (key,),
-                         consistency=self.config.claims_serial)
+    def _claim_place(self, key: str, *, write: bool) -> _ClaimPlace:
+        region = claim_region(key)
+        if region is None:
+            return _ClaimPlace("claims", "key = ?", (key,), self.config.claims_serial,
+                               self.config.claims_serial)
+        if region != self.region:
+            if write:
+                raise ForeignRegion(f"claim {key} belongs to region {region}: only its"
+                                    f" processes change it (this one is in {self.region})")
+            # Another region's claim: its copy here, read without Paxos (possibly stale).
+            return _ClaimPlace("region_claims", "region = ? AND key = ?", (region, key),
+                               _LOCAL_SERIAL, self.config.consistency)
+        return _ClaimPlace("region_claims", "region = ? AND key = ?", (region, key),
+                           _LOCAL_SERIAL, _LOCAL_SERIAL)
+
+    def _claim_row(self, key: str, *, write: bool = False) -> Claim:
+        place = self._claim_place(key, write=write)
+        rows = self._run(f"SELECT * FROM {place.table} WHERE {place.where}", place.keys,
+                         consistency=place.read)
         if not rows:
             raise NotFound(f"no claim {key!r}")
         row = rows[0]
@@ -911,29 +1020,31 @@ class CassandraStore(ProjectionRows, Store):
 
     @_retry_transient
     def define_claim(self, key: str, capacity: int) -> Claim:
-        serial = self.config.claims_serial
+        place = self._claim_place(key, write=True)
+        columns = ", ".join(("region", "key")[-len(place.keys):])
+        marks = ", ".join("?" * len(place.keys))
         for _ in range(20):
             try:
-                current = self._claim_row(key)
+                current = self._claim_row(key, write=True)
             except NotFound:
                 statement = self._prepare(
-                    "INSERT INTO claims (key, capacity, used, generation, holders)"
-                    " VALUES (?, ?, 0, 1, {}) IF NOT EXISTS"
-                ).bind((key, capacity))
+                    f"INSERT INTO {place.table} ({columns}, capacity, used, generation, holders)"
+                    f" VALUES ({marks}, ?, 0, 1, {{}}) IF NOT EXISTS"
+                ).bind((*place.keys, capacity))
                 claim = Claim(key, capacity, 0, 1, {})
             else:
                 claim = Claim(key, capacity, current.used, current.generation + 1,
                               current.holders)
                 statement = self._prepare(
-                    "UPDATE claims SET capacity = ?, generation = ? WHERE key = ?"
+                    f"UPDATE {place.table} SET capacity = ?, generation = ? WHERE {place.where}"
                     " IF generation = ?"
-                ).bind((capacity, claim.generation, key, current.generation))
+                ).bind((capacity, claim.generation, *place.keys, current.generation))
 
             def applied(claim: Claim = claim) -> bool:
-                now = self._claim_row(key)
+                now = self._claim_row(key, write=True)
                 return now.generation == claim.generation and now.capacity == capacity
 
-            if self._lwt_resolved(statement, serial, applied)["[applied]"]:
+            if self._lwt_resolved(statement, place.serial, applied)["[applied]"]:
                 return claim
         raise Unavailable(f"claim {key} kept changing while being defined")
 
@@ -944,26 +1055,28 @@ class CassandraStore(ProjectionRows, Store):
     def claim(self, key: str, holder: str, amount: int, expected_generation: int) -> Claim:
         if amount <= 0:
             raise ValueError("a claim needs a positive amount")
-        current = self._claim_row(key)
+        place = self._claim_place(key, write=True)
+        current = self._claim_row(key, write=True)
         check_claim(current, holder, amount, expected_generation)
         claim = Claim(key, current.capacity, current.used + amount, current.generation + 1,
                       {**current.holders, holder: amount})
         statement = self._prepare(
-            "UPDATE claims SET used = ?, generation = ?, holders[?] = ? WHERE key = ?"
-            " IF generation = ?"
-        ).bind((claim.used, claim.generation, holder, amount, key, expected_generation))
+            f"UPDATE {place.table} SET used = ?, generation = ?, holders[?] = ?"
+            f" WHERE {place.where} IF generation = ?"
+        ).bind((claim.used, claim.generation, holder, amount, *place.keys, expected_generation))
 
         def applied() -> bool:
-            now = self._claim_row(key)
+            now = self._claim_row(key, write=True)
             return now.holders.get(holder) == amount and now.generation >= claim.generation
 
-        if not self._lwt_resolved(statement, self.config.claims_serial, applied)["[applied]"]:
+        if not self._lwt_resolved(statement, place.serial, applied)["[applied]"]:
             raise ConcurrencyConflict(f"claim {key} moved past generation {expected_generation}")
         return claim
 
     @_retry_transient
     def release_claim(self, key: str, holder: str, expected_generation: int) -> Claim:
-        current = self._claim_row(key)
+        place = self._claim_place(key, write=True)
+        current = self._claim_row(key, write=True)
         if not check_release(current, holder, expected_generation):
             return current
         holders = dict(current.holders)
@@ -971,15 +1084,15 @@ class CassandraStore(ProjectionRows, Store):
         claim = Claim(key, current.capacity, current.used - amount, current.generation + 1,
                       holders)
         statement = self._prepare(
-            "UPDATE claims SET used = ?, generation = ?, holders = holders - ? WHERE key = ?"
-            " IF generation = ?"
-        ).bind((claim.used, claim.generation, {holder}, key, expected_generation))
+            f"UPDATE {place.table} SET used = ?, generation = ?, holders = holders - ?"
+            f" WHERE {place.where} IF generation = ?"
+        ).bind((claim.used, claim.generation, {holder}, *place.keys, expected_generation))
 
         def applied() -> bool:
-            now = self._claim_row(key)
+            now = self._claim_row(key, write=True)
             return holder not in now.holders and now.generation >= claim.generation
 
-        if not self._lwt_resolved(statement, self.config.claims_serial, applied)["[applied]"]:
+        if not self._lwt_resolved(statement, place.serial, applied)["[applied]"]:
             raise ConcurrencyConflict(f"claim {key} moved past generation {expected_generation}")
         return claim
 

@@ -9,6 +9,7 @@
     ├── ClaimRejected             the claim would exceed the capacity
     ├── NameTaken                 a unique name is reserved by another owner
     ├── NotFound                  no such lease, claim or name
+    ├── ForeignRegion             a region-local claim changed from another region
     └── Unavailable               the backend could not be reached in time (retryable)
         └── OutcomeUnknown        an append was sent, and whether it applied could not be
                                   found out before the backend stopped answering (retryable:
@@ -55,6 +56,11 @@ class NameTaken(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class ForeignRegion(StoreError):
+    """A region-local claim (``region_claim_key``) may be changed from its own region only:
+    two regions writing one key at LOCAL_SERIAL would both win."""
 
 
 class Unavailable(StoreError):

@@ -31,6 +31,7 @@ from sahara_es.store.base import (
     Store,
     check_claim,
     check_release,
+    claim_region,
     rows_by_key_range,
 )
 from sahara_es.store.errors import (
@@ -347,6 +348,7 @@ class SQLiteStore(Store):
 
     @_retry_when_busy
     def define_claim(self, key: str, capacity: int) -> Claim:
+        claim_region(key)  # a region-local key is well formed; on one site every region is local
         with self._write() as conn:
             try:
                 current = self._claim_row(conn, key)

@@ -9,10 +9,13 @@ import pytest
 from sahara_es.store import (
     ClaimRejected,
     ConcurrencyConflict,
+    ForeignRegion,
     NameTaken,
     NotFound,
     Snapshot,
     Store,
+    claim_region,
+    region_claim_key,
 )
 
 
@@ -98,3 +101,37 @@ def test_the_latest_snapshot_is_returned(store: Store) -> None:
     store.save_snapshot(Snapshot(stream, 100, {"size": 1}))
     store.save_snapshot(Snapshot(stream, 200, {"size": 2}))
     assert store.latest_snapshot(stream) == Snapshot(stream, 200, {"size": 2})
+
+
+def test_a_region_claim_is_a_claim_of_its_own_region(store: Store) -> None:
+    region = store.region or "dc1"
+    key = region_claim_key(region, f"host-{uuid.uuid4().hex}:vcpus")
+    assert claim_region(key) == region
+    claim = store.define_claim(key, capacity=2)
+    granted = store.claim_with_retry(claim.key, "a", 2)
+    assert granted.key == key
+    assert granted.used == 2
+    with pytest.raises(ClaimRejected):
+        store.claim(key, "b", 1, granted.generation)
+    assert store.get_claim(key) == granted
+    assert store.release_claim(key, "a", granted.generation).used == 0
+    with pytest.raises(NotFound):  # not the global claim of the same name
+        store.get_claim(key.split("/", 1)[1])
+
+
+def test_only_its_region_changes_a_region_claim(store: Store) -> None:
+    if store.region is None:
+        pytest.skip("a store on one site: every region is local")
+    other = region_claim_key(f"not-{store.region}", f"host-{uuid.uuid4().hex}:vcpus")
+    with pytest.raises(ForeignRegion):
+        store.define_claim(other, capacity=2)
+    with pytest.raises(ForeignRegion):
+        store.claim(other, "a", 1, 1)
+    with pytest.raises(NotFound):  # read, not changed: there is none
+        store.get_claim(other)
+
+
+@pytest.mark.parametrize("key", ["@/host:vcpus", "@dc1", "@dc 1/host", "@dc1/"])
+def test_a_malformed_region_claim_key_is_refused(store: Store, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.define_claim(key, capacity=1)
