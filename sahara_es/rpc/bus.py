@@ -114,7 +114,7 @@ class RabbitWakeups:
         """Listen for ``listener``; on a thread, since the server waits for the broker."""
         target = oslo_messaging.Target(topic=self.settings.topic, server=listener.engine_id)
         server = oslo_messaging.get_rpc_server(
-            self.transport, target, [EngineEndpoint(listener)], executor="threading",
+            self.transport, target, [EngineEndpoint(listener)],
             access_policy=oslo_messaging.DefaultRPCAccessPolicy)
         with self._servers_lock:
             self._servers[listener.engine_id] = server
