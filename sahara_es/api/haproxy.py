@@ -6,7 +6,8 @@
   consistent hashing, so a process going down or coming back moves only its own callers. That
   process folds each of its writes into its in-memory reads before answering: the caller reads
   its writes. A caller moved to another process is recognised there (``api/reads.py``).
-- **Health.** ``GET /healthz`` every ``inter``; ``fall`` failures take a process out,
+- **Health.** ``GET /healthz?probe=1`` (no store access: a check costs the same however
+  busy the store is) every ``inter``; ``fall`` failures take a process out,
   ``rise`` successes bring it back.
 - **Failures cost at most a retry.** A request that cannot reach its process (refused, reset,
   no answer) is sent again to another one (``retries`` with ``option redispatch`` and
@@ -92,7 +93,7 @@ def haproxy_config(backends: Sequence[tuple[str, int]],
         "    # a request that reached a process is sent again only if it changes nothing",
         "    http-request disable-l7-retry unless METH_GET || METH_HEAD",
         "    hash-type consistent",
-        "    option httpchk GET /healthz",
+        "    option httpchk GET /healthz?probe=1",
         "    http-check expect status 200",
         "    http-reuse safe",
         f"    default-server inter {s.check_interval_ms}ms rise {s.rise} fall {s.fall}",

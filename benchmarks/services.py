@@ -1,0 +1,333 @@
+"""GET p99 (show and list) of several ``sahara-es api`` processes behind HAProxy, idle and
+while two engines are saturated with provisioning work, at a fixed offered rate; on SQLite
+and on Cassandra; with the API side and the engine side pinned to a core each, and unpinned.
+
+    python benchmarks/services.py [--json] [--quick] [--sqlite-only] [--rate R]
+                                  [--duration S] [--processes N] [--clients C]
+
+For each store and each placement (``pinned``, ``unpinned``), on a fresh store (a new SQLite
+file; the keyspace ``sahara_es_bench_services`` dropped and made again):
+
+1. ``--processes`` ``sahara-es api`` processes (GETs answered from their read models in
+   memory, doc/api-processes.rst) behind HAProxy run with the configuration
+   ``sahara-es haproxy-config`` generates, a ``sahara-es projector`` process beside them;
+   ~``seed`` data sources are made through HAProxy.
+2. Idle: ``GET /v2/data-sources/<id>`` and ``GET /v2/data-sources?limit=50`` in turn, offered
+   at ``--rate`` requests per second by ``--clients`` threads, each on its own keep-alive
+   connection, for ``--duration`` seconds; latency counted from when each request was due
+   (no coordinated omission), to the answer read.
+3. Saturated: two ``sahara-es engine`` processes run many ``test.noops`` workflows (tasks
+   whose start is durable: the engines' heaviest write load), and the same GETs are offered
+   at the same rate. The engines must still be writing at the end of the window.
+
+``pinned``: the API processes, HAProxy and this process's client threads on CPU 0
+(``taskset``, ``sched_setaffinity``); the engines, the projector and (SQLite) the store they
+write on CPU 1. The Cassandra node is a shared service this benchmark does not move: it runs
+wherever its JVM's threads are scheduled. ``unpinned``: the same processes, placed by the
+kernel. The goal: saturated GET p99 at most 1.5x idle, pinned, on both stores.
+
+If ``benchmarks/wakeups.py`` is there, its ``run(quick=..., backends=...)`` (cast vs sweep
+latency, engine scaling) is run too and its figures are merged in under its own keys.
+Needs HAProxy (``/usr/sbin/haproxy``), ``taskset`` and two CPUs; the Cassandra node
+(``tools/cassandra start``) unless ``--sqlite-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.table import Table
+
+from benchmarks import common
+from benchmarks.api import Measured, drive, get_mixed, percentile_ms, seed
+from benchmarks.common import output, print_notes, scenario_parser, wide_console
+from sahara_es.engine import start_workflow
+from sahara_es.engine.engine import WORKFLOW_PREFIX
+from sahara_es.store import Store
+from tests.engines import ROOT, engine_alive, wait_until
+from tests.factories import CASSANDRA_HOST
+from tests.integration.test_haproxy import ApiProcess, Balancer
+
+KEYSPACE = "sahara_es_bench_services"
+CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{KEYSPACE}"
+GOAL = 1.5
+"""Saturated GET p99 over idle GET p99, pinned, on each store."""
+ENGINES = 2
+ENGINE_CONCURRENCY = 8
+API_CPU, ENGINE_CPU = "0", "1"
+PLACEMENTS = ("pinned", "unpinned")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    quick: bool
+    rate: float
+    duration: float
+    processes: int
+    clients: int
+    seed: int
+    workflows: int
+    tasks_per_workflow: int
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    quick = args.quick
+    return Settings(quick=quick, rate=args.rate, processes=args.processes,
+                    clients=args.clients,
+                    duration=args.duration or (5.0 if quick else 20.0),
+                    seed=30 if quick else 200,
+                    workflows=24 if quick else 64,
+                    tasks_per_workflow=400 if quick else 1000)
+
+
+# -- the processes ----------------------------------------------------------------------------
+
+def pinned_command(cpus: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
+class Background:
+    """A ``sahara-es`` command in the background (engines, the projector)."""
+
+    def __init__(self, url: str, args: list[str], log: Path, cpus: str) -> None:
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            pinned_command(cpus, [sys.executable, "-m", "sahara_es.cli", "--store", url,
+                                  *args]),
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(item: Any) -> Iterator[Any]:
+    try:
+        yield item
+    finally:
+        item.stop()
+
+
+@contextlib.contextmanager
+def client_on(cpus: str) -> Iterator[None]:
+    """This thread, and the client threads it starts, on ``cpus`` (all CPUs if empty)."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def engine_events(store: Store, workflows: list[str]) -> int:
+    return sum(store.stream_version(f"{WORKFLOW_PREFIX}{w}") for w in workflows)
+
+
+# -- one measurement --------------------------------------------------------------------------
+
+def measure(backend: str, placement: str, folder: Path,
+            settings: Settings) -> dict[str, Any]:
+    """Idle, then saturated, GETs for one store and placement: figures by dotted name."""
+    import tests.workflows  # noqa: F401 - registers test.noops for start_workflow's planning
+
+    api_cpus, engine_cpus = (API_CPU, ENGINE_CPU) if placement == "pinned" else ("", "")
+    prefix = f"{backend}.{placement}"
+    figures: dict[str, Any] = {}
+    path = folder / f"services-{placement}-{uuid.uuid4().hex[:6]}.db"
+    with common.fresh_store(backend, KEYSPACE, CASSANDRA_URL, path) as (url, store), \
+            contextlib.ExitStack() as stack:
+        stack.enter_context(running(Background(
+            url, ["projector", "--nice", "0"], folder / f"projector-{placement}.log",
+            engine_cpus)))
+        processes = [stack.enter_context(running(ApiProcess(url, folder, cpus=api_cpus)))
+                     for _ in range(settings.processes)]
+        for process in processes:
+            process.wait_healthy()
+        balancer = stack.enter_context(running(Balancer(
+            [("127.0.0.1", p.port) for p in processes], folder, cpus=api_cpus)))
+        balancer.wait_up(len(processes))
+        project = f"bench-{uuid.uuid4().hex[:8]}"
+        ids = seed(balancer.port, project, settings.seed, settings.clients)
+        mixed = get_mixed(ids)
+        with client_on(api_cpus):
+            idle = drive(balancer.port, project, mixed, settings.duration, settings.clients,
+                         settings.rate)
+        names = [f"bench-services-{i}-{uuid.uuid4().hex[:4]}" for i in range(ENGINES)]
+        for name in names:
+            stack.enter_context(running(Background(
+                url, ["engine", "--id", name, "--concurrency", str(ENGINE_CONCURRENCY),
+                      "--sweep-interval", "0.1", "--lease-ttl", "5", "--grace", "10",
+                      "--load", "tests.workflows"], folder / f"{name}.log", engine_cpus)))
+        wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=60)
+        workflows = [start_workflow(store, "test.noops", {
+            "tasks": settings.tasks_per_workflow, "shape": "parallel", "idempotent": False})
+            for _ in range(settings.workflows)]
+        time.sleep(1.0)  # the engines take the workflows and reach their concurrency
+        before, started = engine_events(store, workflows), time.perf_counter()
+        with client_on(api_cpus):
+            busy = drive(balancer.port, project, mixed, settings.duration, settings.clients,
+                         settings.rate)
+        window = time.perf_counter() - started
+        after = engine_events(store, workflows)
+        time.sleep(0.5)
+        figures[f"{prefix}.saturated.engines_busy_throughout"] = \
+            engine_events(store, workflows) > after
+        figures[f"{prefix}.saturated.engine_events_per_s"] = (after - before) / window
+    for phase, measured in (("idle", idle), ("saturated", busy)):
+        figures.update(phase_figures(f"{prefix}.{phase}", measured))
+    figures[f"{prefix}.get_p99_ratio"] = (figures[f"{prefix}.saturated.get_p99_ms"]
+                                          / figures[f"{prefix}.idle.get_p99_ms"])
+    figures[f"{prefix}.show_p99_ratio"] = (figures[f"{prefix}.saturated.show_p99_ms"]
+                                           / figures[f"{prefix}.idle.show_p99_ms"])
+    figures[f"{prefix}.list_p99_ratio"] = (figures[f"{prefix}.saturated.list_p99_ms"]
+                                           / figures[f"{prefix}.idle.list_p99_ms"])
+    return figures
+
+
+def phase_figures(prefix: str, measured: Measured) -> dict[str, float]:
+    every = measured.all()
+    return {
+        f"{prefix}.get_p50_ms": percentile_ms(every, 50),
+        f"{prefix}.get_p99_ms": percentile_ms(every, 99),
+        f"{prefix}.show_p99_ms": percentile_ms(measured.latencies.get("get_show", []), 99),
+        f"{prefix}.list_p99_ms": percentile_ms(measured.latencies.get("get_list", []), 99),
+        f"{prefix}.get_rps": len(every) / measured.elapsed,
+        f"{prefix}.requests": float(len(every)),
+        f"{prefix}.errors": float(sum(measured.errors.values())),
+    }
+
+
+# -- benchmarks/wakeups.py, if another part of the project wrote it ---------------------------
+
+def wakeup_figures(quick: bool, backends: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``benchmarks.wakeups.run(quick=..., backends=...)``'s figures, or why there are none."""
+    try:
+        wakeups = importlib.import_module("benchmarks.wakeups")
+    except ModuleNotFoundError as error:
+        if error.name != "benchmarks.wakeups":
+            raise
+        return {}, ["benchmarks/wakeups.py is not there: no cast-vs-sweep latency or engine"
+                    " scaling figures in this run"]
+    run = getattr(wakeups, "run", None)
+    if not callable(run):
+        return {}, ["benchmarks/wakeups.py has no run(quick=..., backends=...) returning a"
+                    " dict: its figures are not in this run"]
+    found: dict[str, Any] = run(quick=quick, backends=backends)
+    return found, []
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings,
+                extra: dict[str, Any], notes: list[str]) -> None:
+    console = wide_console()
+    table = Table(title=f"GET (show and list in turn) through HAProxy to {settings.processes}"
+                        f" API processes, {settings.rate:g} req/s offered by"
+                        f" {settings.clients} clients for {settings.duration:g} s: idle, then"
+                        f" {ENGINES} engines saturated")
+    for column in ("store", "placement", "phase", "req/s", "p50 ms", "p99 ms", "show p99",
+                   "list p99", "p99/idle", "errors", "engine events/s"):
+        table.add_column(column, justify="left" if column in ("store", "placement", "phase")
+                         else "right")
+    for backend in backends:
+        for placement in PLACEMENTS:
+            prefix = f"{backend}.{placement}"
+            for phase in ("idle", "saturated"):
+                p = f"{prefix}.{phase}"
+                ratio = figures[f"{p}.get_p99_ms"] / figures[f"{prefix}.idle.get_p99_ms"]
+                events = (f"{figures[f'{p}.engine_events_per_s']:,.0f}"
+                          if phase == "saturated" else "-")
+                table.add_row(backend, placement, phase, f"{figures[f'{p}.get_rps']:,.1f}",
+                              f"{figures[f'{p}.get_p50_ms']:.2f}",
+                              f"{figures[f'{p}.get_p99_ms']:.2f}",
+                              f"{figures[f'{p}.show_p99_ms']:.2f}",
+                              f"{figures[f'{p}.list_p99_ms']:.2f}", f"{ratio:.2f}",
+                              f"{figures[f'{p}.errors']:,.0f}", events)
+    console.print(table)
+    if extra:
+        wakeups = Table(title="benchmarks/wakeups.py")
+        wakeups.add_column("figure")
+        wakeups.add_column("value", justify="right")
+        for key in sorted(extra):
+            value = extra[key]
+            wakeups.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
+        console.print(wakeups)
+    print_notes(console, notes)
+
+
+def arguments() -> argparse.Namespace:
+    parser = scenario_parser(__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    parser.add_argument("--rate", type=float, default=40.0,
+                        help="GETs offered per second, idle and saturated alike (default 40)")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="seconds of each phase (default 20, 5 with --quick)")
+    parser.add_argument("--processes", type=int, default=2, help="API processes (default 2)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
+    settings = settings_from(args)
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("benchmarks/services.py pins two sides to a CPU each: it needs two")
+    backends = ["sqlite"] if args.sqlite_only else ["sqlite", "cassandra"]
+    figures: dict[str, Any] = {"quick": settings.quick, "rate_rps": settings.rate,
+                               "duration_seconds": settings.duration,
+                               "api_processes": settings.processes,
+                               "clients": settings.clients, "engines": ENGINES,
+                               "cpus": os.cpu_count(), "get_p99_ratio_goal": GOAL}
+    notes: list[str] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as folder_name:
+        for backend in backends:
+            for placement in PLACEMENTS:
+                figures.update(measure(backend, placement, Path(folder_name), settings))
+                if not figures[f"{backend}.{placement}.saturated.engines_busy_throughout"]:
+                    notes.append(f"{backend} {placement}: the engines ran out of work before"
+                                 " the end of the saturated window: raise the workflows")
+    extra, extra_notes = wakeup_figures(settings.quick, backends)
+    figures.update(extra)
+    notes.extend(extra_notes)
+    worst = max(figures[f"{b}.pinned.get_p99_ratio"] for b in backends)
+    figures["pinned.get_p99_ratio"] = worst
+    figures["pinned.meets_goal"] = worst <= GOAL
+    figures["seconds"] = time.monotonic() - started
+    for b in backends:
+        notes.append(f"{b}: saturated / idle GET p99 = "
+                     f"{figures[f'{b}.pinned.get_p99_ratio']:.2f} pinned,"
+                     f" {figures[f'{b}.unpinned.get_p99_ratio']:.2f} unpinned")
+    notes.append(f"pinned.get_p99_ratio (worst store) = {worst:.2f}, goal <= {GOAL:g}: "
+                 f"{'met' if worst <= GOAL else 'NOT met'}; whole run"
+                 f" {figures['seconds']:.0f} s on {os.cpu_count()} CPUs")
+    output(figures, args.json,
+           lambda: show_tables(figures, backends, settings, extra, notes))
+
+
+if __name__ == "__main__":
+    main()
