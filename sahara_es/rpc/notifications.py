@@ -73,11 +73,10 @@ def notifier_for(conf: cfg.ConfigOpts, settings: NotificationSettings
     """A Notifier on ``[oslo_messaging_notifications]``'s transport (default: the RPC one)
     and topics, with its driver, else ``messagingv2``."""
     transport = oslo_messaging.get_notification_transport(conf)
-    driver = list(conf.oslo_messaging_notifications.driver) or ["messagingv2"]
+    configured = bool(conf.oslo_messaging_notifications.driver)
     return oslo_messaging.Notifier(
         transport, publisher_id=settings.publisher_id or default_publisher_id(),
-        driver=driver, topics=list(conf.oslo_messaging_notifications.topics),
-        retry=settings.retry)
+        driver=None if configured else "messagingv2", retry=settings.retry)
 
 
 def change_of(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str | None:
