@@ -66,9 +66,12 @@ class ApiConfig:
     max_config_bytes: int = MAX_CONFIG_BYTES
     """Each free-form config (``node_configs``, ``cluster_configs``, ``job_configs``...),
     serialized, at most this size (400 otherwise)."""
-    reads: str = "memory"
+    reads: str = "store"
     """``memory``: GETs read this process's read models in memory, fed by the feed
-    (doc/api-processes.rst); ``store``: every GET reads the stored read models."""
+    (doc/api-processes.rst), what every served entry point chooses (``sahara-es api``,
+    ``sahara_es.api.wsgi``); ``store``: every GET reads the stored read models, each row
+    brought up to its stream, so a write made behind the API's back (a test's, an engine's
+    in the same process) is shown at once, at the cost of store requests on every GET."""
     max_read_lag: float = DEFAULT_MAX_LAG
     """Seconds the memory's tail may go without reaching the feed's end before GETs read
     the store instead."""

@@ -5,6 +5,7 @@ configured from the environment:
 ``SAHARA_ES_DATA_DIR`` (the state folder; default ``$XDG_DATA_HOME/sahara-es``),
 ``SAHARA_ES_AUTH`` (token | keystone | noauth), ``SAHARA_ES_PLUGINS`` (comma-separated),
 ``SAHARA_ES_PROJECTOR`` (0 to leave read models to another process),
+``SAHARA_ES_API_READS`` (memory | store: where GETs read, doc/api-processes.rst; memory),
 ``SAHARA_ES_MAX_BODY_BYTES`` and ``SAHARA_ES_MAX_CONFIG_BYTES`` (request limits).
 """
 
@@ -30,6 +31,7 @@ def config_from_env() -> ApiConfig:
         auth=os.environ.get("SAHARA_ES_AUTH", "token"),
         plugins=[p.strip() for p in plugins.split(",")] if plugins else None,
         run_projector=os.environ.get("SAHARA_ES_PROJECTOR", "1") != "0",
+        reads=os.environ.get("SAHARA_ES_API_READS", "memory"),
         engines=True,
     )
 
