@@ -19,6 +19,12 @@ from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
 
 log = logging.getLogger(__name__)
 
+EAGER_SECONDS = 1.0
+EAGER_POLL = 0.02
+"""After a nudge, the holder reads the feed every ``EAGER_POLL`` for ``EAGER_SECONDS``: the
+event it was told of may reach the feed a moment after the nudge (Cassandra's feed is copied
+by a relay), and should not then wait for the whole pause."""
+
 GENERATION = 1
 """The checkpoint is kept as a projection's is (``Store.save_checkpoint``), in this one
 generation: a follower is never rebuilt, it only goes on."""
@@ -29,27 +35,30 @@ class FeedFollower:
     """Calls ``handle`` for every event of the feed. ``owner``: who holds the lease (an
     engine's id); ``ttl``: the lease's; ``poll``: the pause when the feed has nothing new
     (``nudge`` ends it at once); ``name``: the lease and checkpoint (one per store);
-    ``save_every``: events handled between two saves of the checkpoint within a page."""
+    ``save_after_acting``: save the checkpoint after every event whose ``handle`` says it
+    acted (sent something the world sees), so that a restart repeats at most that one."""
 
     page = PAGE
 
     def __init__(self, store: Store, *, owner: str, name: str, ttl: float = 10.0,
-                 poll: float = 0.2, save_every: int = PAGE) -> None:
+                 poll: float = 0.2, save_after_acting: bool = False) -> None:
         self.store = store
         self.owner = owner
         self.ttl = ttl
         self.poll = poll
         self.name = name
-        self.save_every = save_every
+        self.save_after_acting = save_after_acting
         self._lease: Lease | None = None
         self._lease_until = 0.0
         self._renewed = 0.0
         self._position: tuple[int, str | None] | None = None  # (epoch, position)
         self._stop = threading.Event()
         self._nudged = threading.Event()
+        self._eager_until = 0.0
         self._thread: threading.Thread | None = None
 
-    def handle(self, event: RecordedEvent) -> None:
+    def handle(self, event: RecordedEvent) -> bool | None:
+        """Act on one event; whether it acted (only ``save_after_acting`` asks)."""
         raise NotImplementedError
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -85,12 +94,16 @@ class FeedFollower:
     def _loop(self) -> None:
         while not self._stop.is_set():
             pause = self.poll
-            self._nudged.clear()
+            if self._nudged.is_set():
+                self._nudged.clear()
+                self._eager_until = time.monotonic() + EAGER_SECONDS
             try:
                 if not self._hold_lease():
                     pause = max(self.poll, self.ttl / 4)  # another's: look again now and then
                 elif not self.run_once():
                     pause = 0.0  # more of the feed is waiting
+                elif time.monotonic() < self._eager_until:
+                    pause = min(self.poll, EAGER_POLL)
             except LeaseLost as error:
                 self._lease_until = 0.0
                 log.warning("%s %s: another took over: %s", self.name, self.owner, error)
@@ -133,16 +146,15 @@ class FeedFollower:
         assert self._lease is not None and self._position is not None
         epoch, position = self._position
         batch = self.store.read_feed(position, limit=self.page)
-        since_save = 0
+        unsaved = False
         for event in batch:
             if not self.active or self._stop.is_set():
                 return True  # the rest is handled again by whoever holds the lease next
-            self.handle(event)
-            since_save += 1
-            if since_save >= self.save_every:
+            unsaved = True
+            if self.handle(event) and self.save_after_acting:
                 self._save(epoch, event.position)
-                since_save = 0
-        if batch and since_save:
+                unsaved = False
+        if batch and unsaved:
             self._save(epoch, batch[-1].position)
         return len(batch) < self.page
 
