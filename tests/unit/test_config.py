@@ -224,3 +224,47 @@ def test_every_command_finds_the_embedded_store_in_the_configured_state_folder(
     path.write_text(f"[DEFAULT]\ndata_dir = {tmp_path / 'state'}\n")
     context = Context(config.load([str(path)], environ={}))
     assert context.url == f"sqlite:///{tmp_path / 'state' / 'store.db'}"
+
+
+# -- the bus: oslo.messaging's transport_url, [bus], the notifications ------------------------
+
+def _transport_url(conf_file: Path, args: list[str]) -> str | None:
+    """``transport_url`` as ``sahara-es ARGS`` (group flags) sees it."""
+    seen: dict[str, Any] = {}
+
+    @click.command("look")
+    @click.pass_obj
+    def look(obj: Context) -> None:
+        seen["url"] = config.messaging_options(obj.conf).transport_url
+
+    group = click.Group(params=main.params, callback=main.callback)
+    group.add_command(look)
+    group.main(["--config-file", str(conf_file), *args, "look"], standalone_mode=False)
+    found: str | None = seen["url"]
+    return found
+
+
+def test_the_transport_url_comes_from_the_flag_the_environment_or_the_file(
+        conf_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sahara_es.rpc.bus import names_a_broker
+
+    assert not names_a_broker(config.load([str(conf_file)], environ={}))  # rabbit://: none
+    with conf_file.open("a") as out:
+        out.write("[DEFAULT]\ntransport_url = rabbit://u:p@file:5682/\n")
+    assert _transport_url(conf_file, []) == "rabbit://u:p@file:5682/"
+    monkeypatch.setenv(config.TRANSPORT_URL_ENV, "rabbit://u:p@env:5682/")
+    assert _transport_url(conf_file, []) == "rabbit://u:p@env:5682/"
+    assert _transport_url(conf_file, ["--transport-url", "rabbit://u:p@flag:5682/"]) == \
+        "rabbit://u:p@flag:5682/"
+    assert names_a_broker(config.load([str(conf_file)]))
+
+
+def test_the_bus_and_notification_options_are_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bus.conf"
+    path.write_text("[DEFAULT]\nenable_notifications = true\nnotification_level = WARN\n"
+                    "[bus]\nengine_topic = engines-b\nsweep_interval = 5\ncast_retry = 2\n")
+    conf = config.load([str(path)], environ={})
+    assert conf.enable_notifications and conf.notification_level == "WARN"
+    assert (conf.bus.engine_topic, conf.bus.sweep_interval, conf.bus.cast_retry) == \
+        ("engines-b", 5.0, 2)
+    assert config.load([], environ={}).bus.sweep_interval == 2.0
