@@ -128,8 +128,8 @@ class ClusterNotifications(FeedFollower):
 
     def _before(self, event: RecordedEvent) -> tuple[int, dict[str, Any] | None, str | None]:
         known = self._clusters.get(event.stream_id)
-        if known is not None and known[0] == event.version - 1:
-            return known
+        if known is not None and known[0] >= event.version - 1:
+            return known  # the state just before, or after it (a page handled again)
         doc: dict[str, Any] | None = None
         creator: str | None = None
         version = 0
