@@ -3,7 +3,7 @@ while two engines are saturated with provisioning work, at a fixed offered rate;
 and on Cassandra; with the API side and the engine side pinned to a core each, and unpinned.
 
     python benchmarks/services.py [--json] [--quick] [--sqlite-only] [--rate R]
-                                  [--duration S] [--processes N] [--clients C]
+                                  [--duration S] [--processes N] [--clients C] [--pin-store]
 
 For each store and each placement (``pinned``, ``unpinned``), on a fresh store (a new SQLite
 file; the keyspace ``sahara_es_bench_services`` dropped and made again):
@@ -22,9 +22,13 @@ file; the keyspace ``sahara_es_bench_services`` dropped and made again):
 
 ``pinned``: the API processes, HAProxy and this process's client threads on CPU 0
 (``taskset``, ``sched_setaffinity``); the engines, the projector and (SQLite) the store they
-write on CPU 1. The Cassandra node is a shared service this benchmark does not move: it runs
-wherever its JVM's threads are scheduled. ``unpinned``: the same processes, placed by the
-kernel. The goal: saturated GET p99 at most 1.5x idle, pinned, on both stores.
+write on CPU 1. The Cassandra node is a shared service: it is moved to CPU 1 (every thread
+of its JVM, and back afterwards) only with ``--pin-store``, else it runs wherever its
+threads are scheduled (``<store>.pinned.store_pinned`` says which). On Cassandra the API
+processes' store URL says ``feed_relay=off``: they read the feed, the engine side relays
+events into it.
+``unpinned``: the same processes, placed by the kernel. The goal: saturated GET p99 at most
+1.5x idle, pinned, on both stores.
 
 If ``benchmarks/wakeups.py`` is there, its ``run(quick=..., backends=...)`` (cast vs sweep
 latency, engine scaling) is run too and its figures are merged in under its own keys.
@@ -83,6 +87,7 @@ class Settings:
     seed: int
     workflows: int
     tasks_per_workflow: int
+    pin_store: bool
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -92,7 +97,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                     duration=args.duration or (5.0 if quick else 20.0),
                     seed=30 if quick else 200,
                     workflows=24 if quick else 64,
-                    tasks_per_workflow=400 if quick else 1000)
+                    tasks_per_workflow=400 if quick else 1000, pin_store=args.pin_store)
 
 
 # -- the processes ----------------------------------------------------------------------------
@@ -143,6 +148,27 @@ def client_on(cpus: str) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+CASSANDRA_PIDFILE = ROOT / ".cache" / "cassandra-nodes" / "node1" / "cassandra.pid"
+
+
+@contextlib.contextmanager
+def store_on(backend: str, cpus: str) -> Iterator[str]:
+    """With ``--pin-store``: the Cassandra node's threads (``tools/cassandra``'s node 1) on
+    ``cpus`` for the while, then back on the CPUs they had; what was done, for the notes."""
+    if backend != "cassandra" or not cpus:
+        yield ""
+        return
+    pid = int(CASSANDRA_PIDFILE.read_text().strip())
+    before = ",".join(str(c) for c in sorted(os.sched_getaffinity(pid)))
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    try:
+        yield f"the Cassandra node (pid {pid}) was pinned to CPU {cpus}, then put back"
+    finally:
+        subprocess.run(["taskset", "-a", "-p", "-c", before, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
 def engine_events(store: Store, workflows: list[str]) -> int:
     return sum(store.stream_version(f"{WORKFLOW_PREFIX}{w}") for w in workflows)
 
@@ -151,6 +177,17 @@ def engine_events(store: Store, workflows: list[str]) -> int:
 
 def measure(backend: str, placement: str, folder: Path,
             settings: Settings) -> dict[str, Any]:
+    """``measure_placed``, with the Cassandra node on the engine side's CPU when pinned and
+    ``--pin-store``."""
+    pinned = placement == "pinned" and settings.pin_store
+    with store_on(backend, ENGINE_CPU if pinned else "") as done:
+        figures = measure_placed(backend, placement, folder, settings)
+    figures[f"{backend}.{placement}.store_pinned"] = bool(done)
+    return figures
+
+
+def measure_placed(backend: str, placement: str, folder: Path,
+                   settings: Settings) -> dict[str, Any]:
     """Idle, then saturated, GETs for one store and placement: figures by dotted name."""
     import tests.workflows  # noqa: F401 - registers test.noops for start_workflow's planning
 
@@ -163,7 +200,10 @@ def measure(backend: str, placement: str, folder: Path,
         stack.enter_context(running(Background(
             url, ["projector", "--nice", "0"], folder / f"projector-{placement}.log",
             engine_cpus)))
-        processes = [stack.enter_context(running(ApiProcess(url, folder, cpus=api_cpus)))
+        # On Cassandra the API processes only read the feed: relaying committed events into
+        # it is the engine side's work (doc/api-processes.rst, "Running several API processes")
+        api_url = f"{url}?feed_relay=off" if backend == "cassandra" else url
+        processes = [stack.enter_context(running(ApiProcess(api_url, folder, cpus=api_cpus)))
                      for _ in range(settings.processes)]
         for process in processes:
             process.wait_healthy()
@@ -288,6 +328,10 @@ def arguments() -> argparse.Namespace:
                         help="seconds of each phase (default 20, 5 with --quick)")
     parser.add_argument("--processes", type=int, default=2, help="API processes (default 2)")
     parser.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
+    parser.add_argument("--pin-store", action="store_true",
+                        help="pinned: move the running Cassandra node (tools/cassandra) to the"
+                             " engines' CPU for the measurement, and back after; it is shared:"
+                             " only on a machine nobody else uses")
     return parser.parse_args()
 
 
