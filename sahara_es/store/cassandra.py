@@ -167,6 +167,15 @@ _retry_transient = retry(
 )
 
 
+_retry_serial_read = retry(
+    retry=retry_if_exception_type(Unavailable),
+    stop=stop_after_attempt(8),
+    wait=wait_random_exponential(multiplier=0.05, max=1.0),
+    reraise=True,
+)
+_SERIALS = ("SERIAL", "LOCAL_SERIAL")
+
+
 def _consistency(name: str) -> int:
     value: int = getattr(ConsistencyLevel, name)
     return value
@@ -345,6 +354,16 @@ class CassandraStore(ProjectionRows, Store):
             bound.serial_consistency_level = _consistency(serial)
         # Plain reads and writes only (LWTs go through ``_lwt``): sending one twice is harmless.
         bound.is_idempotent = True
+        if consistency in _SERIALS:
+            return self._serial_read(bound)
+        with plain_errors():
+            return list(self._session.execute(bound))
+
+    @_retry_serial_read
+    def _serial_read(self, bound: BoundStatement) -> list[Row]:
+        """A read at SERIAL or LOCAL_SERIAL is a Paxos round: under contention between
+        datacenters its coordinator gives up quickly ("CAS operation timed out ... 0
+        contention retries"). It changes nothing but rounds in flight, so it is tried again."""
         with plain_errors():
             return list(self._session.execute(bound))
 

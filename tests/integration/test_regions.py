@@ -69,10 +69,11 @@ def stores(keyspace: str) -> Iterator[dict[str, Store]]:
         store.close()
 
 
-def eventually(check: Callable[[], bool], timeout: float = 60.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 60.0,
+               found: Callable[[], object] = lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
+        assert time.monotonic() < deadline, f"not within {timeout} s: {found()}"
         time.sleep(0.2)
 
 
@@ -305,7 +306,8 @@ def test_with_dc3_gone_dc1_and_dc2_go_on_and_dc3_catches_up_when_it_is_back(
         assert all(version == 4 for version in newest.values())
         eventually(lambda: all(back.stream_version(w) == newest[w] and
                                len(list(back.read(w))) == newest[w] for w in workflows),
-                   timeout=120)
+                   timeout=120, found=lambda: [(back.stream_version(w), [
+                       (e.version, e.data) for e in back.read(w)]) for w in workflows])
         claimed_in_dc1 = len(workflows) * 3 // 2  # every other workflow of each round
         eventually(lambda: back.get_claim(local["dc1"]).used == claimed_in_dc1, timeout=60)
         # dc3's engines work again: they take a workflow over and claim in their region.
