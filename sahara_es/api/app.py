@@ -25,7 +25,13 @@ from sahara_es.infra.local import FLAVORS as LOCAL_FLAVORS
 from sahara_es.infra.local import IMAGES as LOCAL_IMAGES
 from sahara_es.plugins.catalog import PluginCatalog, load_plugins
 from sahara_es.projections import RESOURCE_PROJECTIONS, Projector
-from sahara_es.projections.memory import DEFAULT_MAX_LAG, DEFAULT_POLL, FeedTail, MemoryReads
+from sahara_es.projections.memory import (
+    DEFAULT_MAX_LAG,
+    DEFAULT_POLL,
+    EventSink,
+    FeedTail,
+    MemoryReads,
+)
 from sahara_es.store import Store, open_store
 
 DEFAULT_PORT = 8386
@@ -167,6 +173,13 @@ def create_app(config: ApiConfig, *, store: Store | None = None,
                                name=f"{blueprint.name}_in_project")
     openapi.init_app(app)
     return app
+
+
+def event_sink(app: Flask) -> EventSink | None:
+    """Where events delivered to this process by other means than its feed tail (a message
+    bus) are pushed, so that its GETs show them at once; None when its GETs read the store."""
+    service: Service = app.extensions["sahara_es"]
+    return service.memory
 
 
 def stop_app(app: Flask) -> None:

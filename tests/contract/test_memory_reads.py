@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from sahara_es.api.app import ApiConfig, stop_app
+from sahara_es.api.app import ApiConfig, event_sink, stop_app
 from sahara_es.api.compose import app_for
 from sahara_es.api.reads import WRITTEN_HEADER
 from sahara_es.api.service import Service
@@ -199,3 +199,18 @@ def test_an_event_pushed_before_the_earlier_ones_of_its_stream_brings_them(
     memory.push([last])
     shown = memory.rows[Kind.DATA_SOURCE].get(doc["id"])
     assert shown is not None and shown["description"] == "later"
+
+
+def test_the_app_gives_the_sink_events_are_pushed_to(
+        store: Store, apps: Callable[..., Flask]) -> None:
+    app = apps(store, read_poll=3600.0, affinity_window=600.0)
+    client = app.test_client()
+    sink = event_sink(app)
+    assert sink is not None
+    caller = Caller(project_id=unique("p"))
+    assert listed(client, caller.project_id) == []
+    doc = resources.create(store, Kind.DATA_SOURCE, caller,
+                           {"name": unique("ds"), "type": "swift", "url": "swift://c/o"})
+    sink.push(list(store.read(Kind.DATA_SOURCE.stream(doc["id"]))))
+    assert listed(client, caller.project_id) == [doc["id"]]
+    assert event_sink(apps(store, reads="store")) is None
