@@ -30,6 +30,11 @@ events into it.
 ``unpinned``: the same processes, placed by the kernel. The goal: saturated GET p99 at most
 1.5x idle, pinned, on both stores.
 
+Beside the latencies, each phase says the CPU the API side used (``api_side_cpu``: the API
+processes and HAProxy, in CPUs) and how busy CPU 0 was whoever used it (``cpu0_busy``): on a
+machine shared with other work, CPU 0 much busier than the API side needs is load from
+elsewhere, which pinning the engines to CPU 1 pushes onto CPU 0.
+
 If ``benchmarks/wakeups.py`` is there, its ``run(quick=..., backends=...)`` (cast vs sweep
 latency, engine scaling) is run too and its figures are merged in under its own keys.
 Needs HAProxy (``/usr/sbin/haproxy``), ``taskset`` and two CPUs; the Cassandra node
@@ -169,6 +174,47 @@ def store_on(backend: str, cpus: str) -> Iterator[str]:
                        stdout=subprocess.DEVNULL)
 
 
+class CpuUse:
+    """CPU used while measuring: by ``pids`` (the API processes and HAProxy: their threads
+    included) and on CPU 0 by anything at all (``/proc/stat``), each in CPUs (1.0: one CPU
+    busy throughout). CPU 0 far busier than the API side is load from elsewhere competing
+    with it."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.processes = 0.0
+        self.cpu0 = 0.0
+
+    def __enter__(self) -> CpuUse:
+        self._start = (time.monotonic(), self._ticks(), self._cpu0())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        began, ticks, (busy, total) = self._start
+        wall = time.monotonic() - began
+        hertz = os.sysconf("SC_CLK_TCK")
+        self.processes = (self._ticks() - ticks) / hertz / wall
+        busy_now, total_now = self._cpu0()
+        self.cpu0 = (busy_now - busy) / max(1, total_now - total)
+
+    def _ticks(self) -> int:
+        used = 0
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used += int(fields[11]) + int(fields[12])  # utime, stime
+        return used
+
+    @staticmethod
+    def _cpu0() -> tuple[int, int]:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("cpu0 "):
+                values = [int(v) for v in line.split()[1:]]
+                idle = values[3] + values[4]  # idle, iowait
+                return sum(values) - idle, sum(values)
+        return 0, 1
+
+
 def engine_events(store: Store, workflows: list[str]) -> int:
     return sum(store.stream_version(f"{WORKFLOW_PREFIX}{w}") for w in workflows)
 
@@ -213,7 +259,8 @@ def measure_placed(backend: str, placement: str, folder: Path,
         project = f"bench-{uuid.uuid4().hex[:8]}"
         ids = seed(balancer.port, project, settings.seed, settings.clients)
         mixed = get_mixed(ids)
-        with client_on(api_cpus):
+        api_side = [p.process.pid for p in processes] + [balancer.process.pid]
+        with client_on(api_cpus), CpuUse(api_side) as idle_cpu:
             idle = drive(balancer.port, project, mixed, settings.duration, settings.clients,
                          settings.rate)
         names = [f"bench-services-{i}-{uuid.uuid4().hex[:4]}" for i in range(ENGINES)]
@@ -228,7 +275,7 @@ def measure_placed(backend: str, placement: str, folder: Path,
             for _ in range(settings.workflows)]
         time.sleep(1.0)  # the engines take the workflows and reach their concurrency
         before, started = engine_events(store, workflows), time.perf_counter()
-        with client_on(api_cpus):
+        with client_on(api_cpus), CpuUse(api_side) as busy_cpu:
             busy = drive(balancer.port, project, mixed, settings.duration, settings.clients,
                          settings.rate)
         window = time.perf_counter() - started
@@ -237,8 +284,10 @@ def measure_placed(backend: str, placement: str, folder: Path,
         figures[f"{prefix}.saturated.engines_busy_throughout"] = \
             engine_events(store, workflows) > after
         figures[f"{prefix}.saturated.engine_events_per_s"] = (after - before) / window
-    for phase, measured in (("idle", idle), ("saturated", busy)):
+    for phase, measured, cpu in (("idle", idle, idle_cpu), ("saturated", busy, busy_cpu)):
         figures.update(phase_figures(f"{prefix}.{phase}", measured))
+        figures[f"{prefix}.{phase}.api_side_cpu"] = cpu.processes
+        figures[f"{prefix}.{phase}.cpu0_busy"] = cpu.cpu0
     figures[f"{prefix}.get_p99_ratio"] = (figures[f"{prefix}.saturated.get_p99_ms"]
                                           / figures[f"{prefix}.idle.get_p99_ms"])
     figures[f"{prefix}.show_p99_ratio"] = (figures[f"{prefix}.saturated.show_p99_ms"]
@@ -290,7 +339,8 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                         f" {settings.clients} clients for {settings.duration:g} s: idle, then"
                         f" {ENGINES} engines saturated")
     for column in ("store", "placement", "phase", "req/s", "p50 ms", "p99 ms", "show p99",
-                   "list p99", "p99/idle", "errors", "engine events/s"):
+                   "list p99", "p99/idle", "errors", "engine events/s", "API side CPU",
+                   "CPU 0 busy"):
         table.add_column(column, justify="left" if column in ("store", "placement", "phase")
                          else "right")
     for backend in backends:
@@ -306,7 +356,9 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
                               f"{figures[f'{p}.get_p99_ms']:.2f}",
                               f"{figures[f'{p}.show_p99_ms']:.2f}",
                               f"{figures[f'{p}.list_p99_ms']:.2f}", f"{ratio:.2f}",
-                              f"{figures[f'{p}.errors']:,.0f}", events)
+                              f"{figures[f'{p}.errors']:,.0f}", events,
+                              f"{figures[f'{p}.api_side_cpu']:.2f}",
+                              f"{figures[f'{p}.cpu0_busy']:.0%}")
     console.print(table)
     if extra:
         wakeups = Table(title="benchmarks/wakeups.py")
