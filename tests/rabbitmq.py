@@ -263,3 +263,7 @@ class UnreliableWakeups:
     def requests_recorded(self) -> None:
         for _ in range(self._times()):
             self.inner.requests_recorded()
+
+    def capacity(self, engine_id: str, free: int) -> None:
+        for _ in range(self._times()):
+            self.inner.capacity(engine_id, free)

@@ -124,6 +124,8 @@ class Engine:
         self._looking = threading.RLock()  # the sweep and the wake-ups that look for work
         self.stats: Counter[str] = Counter()
         """Wake-ups heard and what came of them, by name (for benchmarks and tests)."""
+        self._capacity: dict[str, tuple[int, float]] = {}  # others' free slots, when said
+        self._announced = (-1, 0.0)  # the free slots this engine last said, when
 
     @property
     def sweep_every(self) -> float:
@@ -198,6 +200,7 @@ class Engine:
         before ``done``."""
         def finished(future: Future[Outcome]) -> None:
             self.release_slots(1, share)
+            self.announce_capacity()
             error = future.exception()
             if error is not None:  # a bug, not a task failure (those are outcomes)
                 log.error("task job failed", exc_info=error)
@@ -265,9 +268,26 @@ class Engine:
         return bool(self._live_engines - {self.engine_id})
 
     def offer_room(self) -> int:
-        """Open offers a workflow keeps: twice the slots of the other live engines (assuming
-        each runs as many tasks as this one), so that none of them waits for work."""
+        """Open offers a workflow keeps. Offers on the bus are pulled: as many as the other
+        engines said lately they have free slots (an offer nobody takes costs a claim when
+        the owner runs it itself). Otherwise twice the slots of the other live engines
+        (assuming each runs as many tasks as this one), so that none of them waits for work."""
+        if self.wakeups.carries_offers:
+            recent = time.monotonic() - 2 * self.backstop_every
+            return sum(free for engine_id, (free, said) in list(self._capacity.items())
+                       if said >= recent and engine_id in self._live_engines)
         return 2 * self.config.concurrency * len(self._live_engines - {self.engine_id})
+
+    def announce_capacity(self, *, force: bool = False) -> None:
+        """Tell the others how many slots are free here (when offers are on the bus): at most
+        every 50 ms unless the number changed to or from none, or ``force``."""
+        if not self.wakeups.carries_offers or self.stopping.is_set():
+            return
+        free, now = self.slots.free, time.monotonic()
+        last, said = self._announced
+        if force or (free != last and ((free == 0) != (last == 0) or now - said >= 0.05)):
+            self._announced = (free, now)
+            self.wakeups.capacity(self.engine_id, free)
 
     def runs_claim(self, engine_id: str, stream_id: str) -> bool:
         """Whether a claim by ``engine_id`` may still produce an outcome: another engine that
@@ -297,6 +317,7 @@ class Engine:
 
     def _sweep(self) -> None:
         self.stats["sweeps"] += 1
+        self.announce_capacity(force=True)  # a lost announcement is said again
         now = time.time()
         leases = list(self.store.list_leases())
         engines = [lease for lease in leases if lease.resource.startswith(ENGINE_PREFIX)]
@@ -492,6 +513,16 @@ class Engine:
                 list(self.store.read(cancel_stream(workflow_id), 1, to_version=1)):
             watched[0].set()
 
+    def on_capacity(self, engine_id: str, free: int) -> None:
+        self.stats["heard capacity"] += 1
+        if engine_id == self.engine_id:
+            return
+        before = self._capacity.get(engine_id, (0, 0.0))[0]
+        self._capacity[engine_id] = (free, time.monotonic())
+        if free > before:  # owners with tasks waiting may offer them now
+            for runner, _ in list(self._runners.values()):
+                runner.wake()
+
     def on_requests_recorded(self) -> None:
         self.stats["heard requests_recorded"] += 1
         if self.handoff is not None:
@@ -538,6 +569,7 @@ class Engine:
                                                 self._claim_cancel(workflow_id)))
             self.submit(job, functools.partial(self._claimed_done, workflow_id, stream, owner),
                         share)
+        self.announce_capacity()
 
     def _claim_cancel(self, workflow_id: str) -> threading.Event:
         """The event a claimed task of ``workflow_id`` sees set once the workflow is

@@ -214,6 +214,10 @@ class WorkflowRunner:
             self._moved.add(stream_id)
         self._done.put(("wake", None))
 
+    def wake(self) -> None:
+        """Look again now (another engine has free slots)."""
+        self._done.put(("wake", None))
+
     def look_for_cancel(self) -> None:
         self._last_cancel_check = 0.0
         self._done.put(("wake", None))
@@ -338,7 +342,9 @@ class WorkflowRunner:
             # the other engines can take soon: every open offer is a stream read at each poll.
             ready = ready[self._start_locally(ready):]
             if ready and self.engine.others_alive():
-                ready = ready[:max(0, self.engine.offer_room() - len(self._offers))]
+                open_offers = (sum(1 for o in self._offers.values() if o.claimer is None)
+                               if self._told else len(self._offers))
+                ready = ready[:max(0, self.engine.offer_room() - open_offers)]
                 if ready:
                     written = self._write([ev.TasksOffered(
                         {t.spec.id: t.attempt for t in ready})])

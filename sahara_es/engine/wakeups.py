@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 from sahara_es.store import Store
 
@@ -53,6 +53,10 @@ class Listener(Protocol):
 
     def on_requests_recorded(self) -> None:
         """Commands recorded requests: the active handoff reads the feed now."""
+        ...
+
+    def on_capacity(self, engine_id: str, free: int) -> None:
+        """``engine_id`` has ``free`` slots: owners may offer it as many tasks."""
         ...
 
 
@@ -98,6 +102,11 @@ class Wakeups(Protocol):
         """To every engine: commands recorded requests the handoff turns into workflows."""
         ...
 
+    def capacity(self, engine_id: str, free: int) -> None:
+        """To every engine: ``engine_id`` has ``free`` slots (offers are pulled, when they
+        are carried: an owner offers only what the others said they can take)."""
+        ...
+
 
 class LocalWakeups:
     """In-process dispatch to the engines subscribed here, on one thread of its own (a cast
@@ -112,7 +121,7 @@ class LocalWakeups:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self._turn = itertools.count()
-        self._queue: queue.SimpleQueue[tuple[str, tuple[str, ...]] | None] = \
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = \
             queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -143,6 +152,8 @@ class LocalWakeups:
                 try:
                     if call == "on_tasks_offered" and listener.engine_id == args[1]:
                         continue
+                    if call == "on_capacity" and listener.engine_id == args[0]:
+                        continue
                     if call == "on_claim_moved":
                         if listener.engine_id != args[0]:
                             continue
@@ -152,7 +163,7 @@ class LocalWakeups:
                 except Exception:  # a wake-up is a hint: never anyone's failure
                     log.exception("wake-up %s failed on %s", call, listener.engine_id)
 
-    def _cast(self, call: str, *args: str) -> None:
+    def _cast(self, call: str, *args: Any) -> None:
         if self._thread is not None:
             self._queue.put((call, args))
 
@@ -173,6 +184,9 @@ class LocalWakeups:
 
     def requests_recorded(self) -> None:
         self._cast("on_requests_recorded")
+
+    def capacity(self, engine_id: str, free: int) -> None:
+        self._cast("on_capacity", engine_id, free)
 
 
 _attached: weakref.WeakKeyDictionary[Store, Wakeups] = weakref.WeakKeyDictionary()

@@ -78,11 +78,15 @@ class EngineEndpoint:
     def requests_recorded(self, ctxt: dict[str, Any]) -> None:
         self.listener.on_requests_recorded()
 
+    def capacity(self, ctxt: dict[str, Any], engine_id: str, free: int) -> None:
+        if engine_id != self.listener.engine_id:
+            self.listener.on_capacity(engine_id, free)
+
 
 @dataclass(frozen=True)
 class _Cast:
     method: str
-    kwargs: dict[str, str]
+    kwargs: dict[str, Any]
     fanout: bool = False
     server: str | None = None
 
@@ -186,6 +190,9 @@ class RabbitWakeups:
 
     def requests_recorded(self) -> None:
         self._cast(_Cast("requests_recorded", {}, fanout=True))
+
+    def capacity(self, engine_id: str, free: int) -> None:
+        self._cast(_Cast("capacity", {"engine_id": engine_id, "free": free}, fanout=True))
 
 
 def join_bus(conf: cfg.ConfigOpts, store: Store, settings: BusSettings | None = None
