@@ -117,7 +117,7 @@ class _OutcomeUnknown(Exception):
     a dropped connection) it may still be queued there.
     """
 
-    def __init__(self, message: str, *, answered: bool) -> None:
+    def __init__(self, message: str, *, answered: bool = False) -> None:
         super().__init__(message)
         self.answered = answered
 
@@ -238,7 +238,11 @@ class CassandraStore(ProjectionRows, Store):
         self._feed_relay: FeedRelay | None = None
         self._region = cfg.local_dc or self._coordinator_datacenter()
         if self._keyspace_ready():
-            self._check_serial_levels()
+            try:
+                self._check_serial_levels()
+            except StoreError:
+                self._cluster.shutdown()
+                raise
             self._session.set_keyspace(cfg.keyspace)
 
     # -- plumbing -------------------------------------------------------------------------

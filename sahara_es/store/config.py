@@ -5,11 +5,13 @@ A store is named by a URL, so that one string configures a process::
     sqlite:///var/lib/sahara-es/store.db
     cassandra://127.0.0.1,127.0.0.2:9042/sahara_es?local_dc=dc1&replication=dc1:3,dc2:3
 
-Cassandra query parameters: ``local_dc``; ``replication`` (``N`` for SimpleStrategy with N
-replicas, or ``dc1:3,dc2:3`` for NetworkTopologyStrategy); ``consistency`` for plain reads and
-writes (default LOCAL_QUORUM); ``ownership_serial`` for appends, fences, leases and unique names
-(default SERIAL: ownership is global); ``claims_serial`` for resource claims (default SERIAL;
-LOCAL_SERIAL for claims on region-local resources only, and never both on the same key);
+Cassandra query parameters: ``local_dc`` (this process's region: the datacenter it talks to);
+``replication`` (``N`` for SimpleStrategy with N replicas, or ``dc1:3,dc2:3`` for
+NetworkTopologyStrategy); ``consistency`` for plain reads and writes (default LOCAL_QUORUM);
+``ownership_serial`` for appends, fences, leases and unique names and ``claims_serial`` for
+global claims (both SERIAL by default; LOCAL_SERIAL only for a keyspace in one datacenter: with
+several, the store refuses it, and region-local claims, keys made by ``region_claim_key``, are
+LOCAL_SERIAL in a table of their own: doc/regions.rst);
 ``partition_size``; ``feed_relay`` (``on``, the default: a process that reads the feed
 also relays committed events into it when it holds the relay lease; ``off``: it only reads);
 ``request_timeout`` (seconds; also how long an append whose outcome is unknown waits before

@@ -34,6 +34,7 @@ from sahara_es.store import (
     LeaseHeld,
     LeaseLost,
     Store,
+    StoreError,
     Unavailable,
     open_store,
     region_claim_key,
@@ -161,7 +162,7 @@ def test_engines_of_three_regions_racing_for_workflows_never_make_two_owners_of_
 
 
 def test_region_local_claims_never_overcommit_and_only_their_region_writes_them(
-        stores: dict[str, Store]) -> None:
+        stores: dict[str, Store], keyspace: str) -> None:
     host = uuid.uuid4().hex
     local = {region: region_claim_key(region, f"host:{host}:vcpus") for region in DATACENTERS}
     shared = f"quota:{host}:instances"  # a global claim: SERIAL, from any region
@@ -209,6 +210,9 @@ def test_region_local_claims_never_overcommit_and_only_their_region_writes_them(
             with pytest.raises(ForeignRegion):
                 store.define_claim(local[region], 100)
             eventually(lambda s=store, k=local[region]: s.get_claim(k).used == 10)
+    # Nor does a process configured to write global claims at LOCAL_SERIAL: it is refused.
+    with pytest.raises(StoreError, match="claims_serial must be SERIAL"):
+        open_store(regions.regions_url(keyspace, "dc2", claims_serial="LOCAL_SERIAL"))
 
 
 def test_the_feed_delivers_every_event_of_three_regions_to_consumers_in_other_regions(
