@@ -102,6 +102,13 @@ class MemoryRows:
         for waiting in self._waiting.pop(key, []) if before is None else []:
             self.apply(key, waiting)
 
+    def key_known_absent(self, key: str) -> None:
+        """Cluster ``key``'s key stream was read to its end: no key in its row means none
+        yet (``None``, so that a GET does not look for it in the store)."""
+        row = self._rows.get(key)
+        if row is not None and "management_public_key" not in row:
+            self._put(key, {"management_public_key": None, **row})
+
     def _put(self, key: str, row: Doc) -> None:
         before = self._rows.get(key)
         old = self._group_names(key, before)
@@ -196,10 +203,23 @@ class MemoryReads:
             if self.store.live_generation(name) == generation:  # not dropped while read
                 with self._apply_lock:
                     rows.load(loaded)
+                    if rows.projection.kind is Kind.CLUSTER:
+                        self._settle_cluster_keys(rows, loaded)
                 return position
         with self._apply_lock:
             rows.load(())
         return None
+
+    def _settle_cluster_keys(self, rows: MemoryRows, loaded: list[tuple[str, Doc]]) -> None:
+        """A loaded cluster row without its key: its key stream read once now, so that a
+        GET never has to look for it (none yet is ``None``; the key's event, when it comes,
+        replaces it)."""
+        for key, row in loaded:
+            if "management_public_key" in row:
+                continue
+            stream = f"{CLUSTER_KEYS}-{key}"
+            self.apply(self.store.read(stream, rows.applied(key, stream) + 1), [rows])
+            rows.key_known_absent(key)
 
     def push(self, events: Sequence[RecordedEvent]) -> None:
         """Take in events from anywhere (``EventSink``): each once, whatever comes later."""

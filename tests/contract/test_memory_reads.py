@@ -23,8 +23,9 @@ from sahara_es.api.service import Service
 from sahara_es.commands import resources
 from sahara_es.commands.caller import Caller
 from sahara_es.events.resources import Kind
-from sahara_es.projections import RESOURCE_PROJECTIONS
+from sahara_es.projections import RESOURCE_PROJECTIONS, update
 from sahara_es.projections.memory import MemoryReads
+from sahara_es.projections.resources import Clusters
 from sahara_es.store import Store
 from tests.engines import wait_until
 
@@ -214,3 +215,39 @@ def test_the_app_gives_the_sink_events_are_pushed_to(
     sink.push(list(store.read(Kind.DATA_SOURCE.stream(doc["id"]))))
     assert listed(client, caller.project_id) == [doc["id"]]
     assert event_sink(apps(store, reads="store")) is None
+
+
+def spark_cluster(client: FlaskClient, headers: dict[str, str]) -> str:
+    """A Spark cluster's id, made of a master and a worker node group template."""
+    version = body(client.get("/v2/plugins/spark"))["plugin"]["versions"][0]
+    groups = []
+    for process, count in (("master", 1), ("worker", 2)):
+        made = client.post("/v2/node-group-templates", headers=headers, json={
+            "name": unique(process), "plugin_name": "spark", "plugin_version": version,
+            "flavor_id": "local.small", "node_processes": [process]})
+        assert made.status_code == 202, made.json
+        groups.append({"name": process, "count": count,
+                       "node_group_template_id": body(made)["node_group_template"]["id"]})
+    cluster = client.post("/v2/clusters", headers=headers, json={
+        "name": unique("c"), "plugin_name": "spark", "plugin_version": version,
+        "node_groups": groups})
+    assert cluster.status_code == 202, cluster.json
+    found: str = body(cluster)["cluster"]["id"]
+    return found
+
+
+def test_a_cluster_shown_from_memory_asks_the_store_nothing_even_without_its_key(
+        store: Store, apps: Callable[..., Flask]) -> None:
+    writer = apps(store, plugins=["spark"]).test_client()
+    headers = {"X-Project-Id": unique("p")}
+    cluster_id = spark_cluster(writer, headers)  # recorded only: no key is ever made
+    update(store, Clusters())  # the stored read model a starting process loads
+    counting = CountingStore(store)
+    reader = apps(counting, plugins=["spark"], affinity_window=600.0).test_client()
+    assert reader.get("/v2/clusters", headers=headers).status_code == 200
+    before = counting.calls_here()
+    shown = reader.get(f"/v2/clusters/{cluster_id}", headers=headers)
+    listed_clusters = reader.get("/v2/clusters", headers=headers)
+    assert shown.status_code == 200 and listed_clusters.status_code == 200
+    assert body(shown)["cluster"]["management_public_key"] is None
+    assert counting.calls_here() == before, "a GET read the store"
