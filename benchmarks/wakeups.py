@@ -14,7 +14,8 @@ starts, how engines scale, and what the offers cost the store.
    and a connection to RabbitMQ of its own.
 2. Engine scaling on Cassandra: ``--tasks`` tasks (default 400) that each wait 200 ms (I/O),
    in 8 workflows, on 1, 2 and 4 ``sahara-es engine`` processes on the bus, each running at
-   most ``--concurrency`` (8) at once. The workflows are started as the handoff starts them
+   most ``--concurrency`` (8) at once (``--project-share 1.0``: the benchmark's workflows are
+   one project's, which may use every slot). The workflows are started as the handoff starts them
    (each cast to one engine); engines with free slots claim the tasks the owners offer. Goal:
    at least 3.5x faster on 4 engines than on 1.
 3. Store requests per task, before and after task offers moved to the bus: two engines in this
@@ -40,6 +41,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -221,18 +223,23 @@ def scaling_figures(backend: str, url: str, folder: Path, *, tasks: int, seconds
                 for name in names:
                     stack.enter_context(engine_process(
                         name, config, url, transport, folder, "--concurrency",
-                        str(concurrency), "--nice", "0"))
+                        str(concurrency), "--project-share", "1.0", "--nice", "0"))
                 wait_until(lambda ns=names: all(engine_alive(store, n) for n in ns),  # type: ignore[misc]
                            timeout=120)
                 started = time.perf_counter()
-                ids = [start_workflow(store, "test.sleeps", {
-                    "tasks": tasks // workflows, "seconds": seconds}) for _ in range(workflows)]
+                with ThreadPoolExecutor(workflows) as starting:  # as many commands at once
+                    ids = list(starting.map(lambda _: start_workflow(store, "test.sleeps", {
+                        "tasks": tasks // workflows, "seconds": seconds}), range(workflows)))
                 states = [wait_for(store, w, timeout=900, poll=0.05) for w in ids]
                 elapsed = time.perf_counter() - started
                 assert all(s.status is WorkflowStatus.SUCCEEDED for s in states)
                 figures[f"{backend}.scaling.{count}_engines.seconds"] = elapsed
-                ran_by = {t.engine for s in states for t in s.tasks.values()}
+                ran_by = Counter(t.engine for s in states for t in s.tasks.values())
                 figures[f"{backend}.scaling.{count}_engines.engines_used"] = float(len(ran_by))
+                figures[f"{backend}.scaling.{count}_engines.most_tasks_on_one"] = float(
+                    max(ran_by.values()))
+                figures[f"{backend}.scaling.{count}_engines.most_workflows_on_one"] = float(
+                    max(Counter(s.owner for s in states).values()))
         one = figures[f"{backend}.scaling.{counts[0]}_engines.seconds"]
         for count in counts[1:]:
             figures[f"{backend}.scaling.speedup.{count}_over_{counts[0]}"] = (
