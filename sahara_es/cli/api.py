@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -16,21 +15,21 @@ from werkzeug.serving import make_server
 
 from sahara_es.api.app import ApiConfig, stop_app
 from sahara_es.api.compose import STORE_QUOTAS, app_for
-from sahara_es.api.reads import DEFAULT_AFFINITY_WINDOW
+from sahara_es.cli.bus import announced, bus_configured
 from sahara_es.cli.config import (
     CONFIG_DIRS_ENV,
     CONFIG_FILES_ENV,
+    TRANSPORT_URL_ENV,
     apply_flags,
     environment_of,
     flag,
+    messaging_options,
 )
 from sahara_es.cli.context import Context, console
 from sahara_es.cli.settings import api_config
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
-from sahara_es.projections.memory import DEFAULT_MAX_LAG
 
-READ_OPTIONS = ("reads", "max_read_lag", "affinity_window")
 SWITCH_INTERVAL = 0.001
 
 auth_option = flag("api", "auth_strategy", "--auth", "auth")
@@ -43,20 +42,11 @@ auth_option = flag("api", "auth_strategy", "--auth", "auth")
 @auth_option
 @flag("api", "plugins", type=str)
 @flag("DEFAULT", "data_dir", type=click.Path())
-@click.option("--reads", type=click.Choice(["memory", "store"]), default="memory",
-              envvar="SAHARA_ES_API_READS", show_default=True,
-              help="Where GETs read: this process's read models in memory, fed by the feed,"
-                   " or the stored read models (doc/api-processes.rst).")
-@click.option("--max-read-lag", type=click.FloatRange(0.1), default=DEFAULT_MAX_LAG,
-              envvar="SAHARA_ES_API_MAX_READ_LAG", show_default=True,
-              help="Seconds the in-memory reads may go without reaching the feed's end"
-                   " before GETs read the store instead.")
-@click.option("--affinity-window", type=click.FloatRange(0.0), default=DEFAULT_AFFINITY_WINDOW,
-              envvar="SAHARA_ES_API_AFFINITY_WINDOW", show_default=True,
-              help="A caller this process has not answered for this many seconds may come"
-                   " from another process: its request waits for the feed's end first.")
+@flag("api", "reads")
+@flag("api", "max_read_lag")
+@flag("api", "affinity_window")
 @click.pass_context
-def api(ctx: click.Context, /, **flags: Any) -> None:
+def api(ctx: click.Context, /, **_flags: Any) -> None:
     """Serve the Sahara v2 API on the store."""
     obj: Context = ctx.obj
     conf = apply_flags(ctx, obj.conf)
@@ -69,19 +59,20 @@ def api(ctx: click.Context, /, **flags: Any) -> None:
         env = {**os.environ, **environment_of(conf, ("DEFAULT", "database", "api", "edp")),
                CONFIG_FILES_ENV: os.pathsep.join(obj.config_files),
                CONFIG_DIRS_ENV: os.pathsep.join(obj.config_dirs)}
+        if bus_configured(conf):  # given by flag, perhaps: the workers join the same bus
+            env[TRANSPORT_URL_ENV] = str(messaging_options(conf).transport_url)
         os.execvpe(sys.executable, [
             sys.executable, "-m", "gunicorn", "--workers", str(conf.api.workers),
             "--threads", "4", "--bind", f"{conf.api.host}:{conf.api.port}",
             "--log-level", "warning", "sahara_es.cli.wsgi:application"], env)
-    serve(obj, conf, state, reads={name: flags[name] for name in READ_OPTIONS})
+    serve(obj, conf, state)
 
 
-def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path, *,
-          reads: dict[str, Any] | None = None) -> None:
+def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path) -> None:
     host, port = conf.api.host, conf.api.port
-    config: ApiConfig = dataclasses.replace(
-        api_config(conf, store_url=obj.url, data_dir=data_dir), **(reads or {}))
-    app = app_for(config, store=obj.store(), quota=STORE_QUOTAS)
+    config: ApiConfig = api_config(conf, store_url=obj.url, data_dir=data_dir)
+    store, bus = announced(conf, obj.store())
+    app = app_for(config, store=store, quota=STORE_QUOTAS)
     if config.reads == "memory":
         # the feed tail decodes every event the engines write, on a thread: a request's
         # thread waiting for the interpreter after each of its socket calls takes it back
@@ -102,6 +93,8 @@ def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path, *,
     finally:
         server.server_close()
         stop_app(app)
+        if bus is not None:
+            bus.close()
 
 
 @click.group("token")

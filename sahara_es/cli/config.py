@@ -28,8 +28,10 @@ from oslo_config import cfg, types
 from sahara_es.api.app import DEFAULT_PORT
 from sahara_es.api.auth import MODES
 from sahara_es.api.limits import MAX_BODY_BYTES, MAX_CONFIG_BYTES, MAX_JSON_DEPTH
+from sahara_es.api.reads import DEFAULT_AFFINITY_WINDOW
 from sahara_es.edp.manager import JobLimits
 from sahara_es.engine import EngineConfig
+from sahara_es.projections.memory import DEFAULT_MAX_LAG
 from sahara_es.provisioning.services import StepLimits
 from sahara_es.rpc.settings import (
     BusSettings,
@@ -110,6 +112,18 @@ API_OPTS = _group(
                  help="Keep the read models up to date from this process (one process at a"
                       " time does, by lease); false leaves them to another process."),
      "SAHARA_ES_PROJECTOR"),
+    (cfg.StrOpt("reads", default="memory", choices=["memory", "store"],
+                help="Where GETs read: this process's read models in memory, fed by the feed,"
+                     " or the stored read models (doc/api-processes.rst)."),
+     "SAHARA_ES_API_READS"),
+    (cfg.FloatOpt("max_read_lag", default=DEFAULT_MAX_LAG, min=0.1,
+                  help="Seconds the in-memory reads may go without reaching the feed's end"
+                       " before GETs read the store instead."),
+     "SAHARA_ES_API_MAX_READ_LAG"),
+    (cfg.FloatOpt("affinity_window", default=DEFAULT_AFFINITY_WINDOW, min=0.0,
+                  help="A caller this process has not answered for this long may come from"
+                       " another process: its request waits for the feed's end first."),
+     "SAHARA_ES_API_AFFINITY_WINDOW"),
     (cfg.IntOpt("max_body_bytes", default=MAX_BODY_BYTES, min=1,
                 help="A larger request body is refused with 413 before it is read."),
      "SAHARA_ES_MAX_BODY_BYTES"),

@@ -28,7 +28,8 @@ def api_config(conf: cfg.ConfigOpts, *, store_url: str, data_dir: Path) -> ApiCo
         run_projector=conf.api.run_projector, engines=True, data_dir=str(data_dir),
         job_binary_root=conf.edp.job_binary_root or "",
         max_body_bytes=conf.api.max_body_bytes, max_json_depth=conf.api.max_json_depth,
-        max_config_bytes=conf.api.max_config_bytes)
+        max_config_bytes=conf.api.max_config_bytes, reads=conf.api.reads,
+        max_read_lag=conf.api.max_read_lag, affinity_window=conf.api.affinity_window)
 
 
 def engine_config(conf: cfg.ConfigOpts) -> EngineConfig:
