@@ -181,6 +181,8 @@ class MemoryReads:
             self._by_category.setdefault(rows.projection.kind.value, []).append(rows)
             if rows.projection.kind is Kind.CLUSTER:
                 self._by_category.setdefault(CLUSTER_KEYS, []).append(rows)
+        self.categories = frozenset(self._by_category)
+        """The stream categories the rows fold: the feed tail decodes no other event."""
         self._apply_lock = threading.RLock()
 
     def load(self) -> dict[Kind, str | None]:
@@ -325,19 +327,20 @@ class FeedTail:
             self._wake.clear()
 
     def run_pass(self, *, should_stop: Callable[[], bool] | None = None) -> int:
-        """Read each group's feed to its end; the events read."""
+        """Read each group's feed to its end; the events read (of the categories the rows
+        fold: the others are skipped undecoded, their positions passed)."""
         begun = time.monotonic()
         stop = should_stop or self._stop.is_set
         read = 0
         for position, rows in list(self._groups.items()):
             at = position
             while not stop():
-                batch = self.reads.store.read_feed(at, limit=PAGE)
-                self.reads.apply(batch, rows)
-                read += len(batch)
-                if batch:
-                    at = batch[-1].position
-                if len(batch) < PAGE:
+                page = self.reads.store.read_feed_page(at, limit=PAGE,
+                                                       categories=self.reads.categories)
+                self.reads.apply(page, rows)
+                read += len(page)
+                at = page.position
+                if page.scanned < PAGE:
                     break
             if at != position:
                 del self._groups[position]

@@ -9,11 +9,11 @@ from __future__ import annotations
 import abc
 import enum
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sahara_es.events import NewEvent, RecordedEvent
+from sahara_es.events import NewEvent, RecordedEvent, category_of
 from sahara_es.store.errors import ClaimRejected, ConcurrencyConflict, NotFound
 
 
@@ -143,6 +143,28 @@ MAX_APPEND_BATCH = 100
 # of them, as each backend implements them.
 
 
+class FeedPage(list[RecordedEvent]):
+    """The events of one ``read_feed``, and how far in the feed it read.
+
+    ``position`` is the feed position the read reached (its last entry's, kept or skipped;
+    ``after`` when it read none): the next read goes on after it. ``scanned`` is how many
+    entries it read: fewer than the ``limit`` asked means the feed's end (as it was then)."""
+
+    def __init__(self, events: Iterable[RecordedEvent] = (), *, position: str | None,
+                 scanned: int) -> None:
+        super().__init__(events)
+        self.position = position
+        self.scanned = scanned
+
+
+def wanted_by(categories: frozenset[str] | None) -> Callable[[str], bool]:
+    """Whether a feed entry of stream ``stream_id`` is to be decoded and kept, told from its
+    stream id alone, before its payload is decoded."""
+    if categories is None:
+        return lambda stream_id: True
+    return lambda stream_id: category_of(stream_id) in categories
+
+
 class EventStore(abc.ABC):
     """Streams of events appended with optimistic concurrency, fenced by leases, and the
     global feed of every stream's events."""
@@ -184,7 +206,6 @@ class EventStore(abc.ABC):
     def list_streams(self, category: str) -> Iterator[str]:
         """Ids of the streams of a category (``cluster`` lists every ``cluster-*`` stream)."""
 
-    @abc.abstractmethod
     def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
         """Events of every stream after the feed position ``after``, in a stable order.
 
@@ -193,6 +214,19 @@ class EventStore(abc.ABC):
         delivered twice (after a crash of whatever numbers the feed), so consumers apply
         events idempotently by ``(stream_id, version)``. How each backend keeps this promise
         is argued in ``doc/store.rst`` ("The feed").
+        """
+        return self.read_feed_page(after, limit=limit)
+
+    @abc.abstractmethod
+    def read_feed_page(self, after: str | None = None, *, limit: int = 500,
+                       categories: frozenset[str] | None = None) -> FeedPage:
+        """``read_feed``, decoding and returning only the events of streams of
+        ``categories`` (all of them when None), told apart by stream id before decoding.
+
+        ``limit`` bounds the feed entries read, kept or skipped. A consumer goes on after
+        the page's ``position`` (the last entry read, skipped or not), not after its last
+        event's, and has reached the feed's end when the page ``scanned`` fewer than
+        ``limit`` entries: so it passes what it skips once, and never waits on it again.
         """
 
     @abc.abstractmethod

@@ -75,6 +75,7 @@ from sahara_es.store.base import (
     MAX_APPEND_BATCH,
     Claim,
     DataKey,
+    FeedPage,
     Lease,
     LeaseState,
     Snapshot,
@@ -82,6 +83,7 @@ from sahara_es.store.base import (
     check_claim,
     check_release,
     claim_region,
+    wanted_by,
 )
 from sahara_es.store.cassandra_errors import plain_errors, translated
 from sahara_es.store.cassandra_feed import (
@@ -831,32 +833,42 @@ class CassandraStore(ProjectionRows, Store):
             self._feed_relay = FeedRelay(self)
         return self._feed_relay
 
-    def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
+    def read_feed_page(self, after: str | None = None, *, limit: int = 500,
+                       categories: frozenset[str] | None = None) -> FeedPage:
         """The feed's events after version ``after``, up to the version the relay committed,
         stopping at the first one not readable here yet: feed numbers are dense, so a copy
         that has not reached this datacenter's replicas is waited for, never passed. A process
         that reads the feed also relays into it (unless ``feed_relay=off``)."""
         start = feed_version(after)
-        out = self._read_feed_rows(start, limit)
+        wanted = wanted_by(categories)
+        out: list[RecordedEvent] = []
+        scanned = self._read_feed_rows(start, limit, wanted, out)
         if self.config.feed_relay:
             relay = self.feed_relay.start()
-            if len(out) < limit and relay.pass_once(only_if_held=True, wait=False):
-                out += self._read_feed_rows(start + len(out), limit - len(out))
-        return out
+            if scanned < limit and relay.pass_once(only_if_held=True, wait=False):
+                scanned += self._read_feed_rows(start + scanned, limit - scanned, wanted, out)
+        return FeedPage(out, position=str(start + scanned) if scanned else after,
+                        scanned=scanned)
 
-    def _read_feed_rows(self, start: int, limit: int) -> list[RecordedEvent]:
-        out: list[RecordedEvent] = []
+    def _read_feed_rows(self, start: int, limit: int, wanted: Callable[[str], bool],
+                        out: list[RecordedEvent]) -> int:
+        """Read up to ``limit`` feed entries after version ``start``, to the first hole,
+        appending the wanted ones, decoded, to ``out``; how many were read."""
+        read = 0
         if limit <= 0:
-            return out
+            return read
         for row in self._stored(FEED_STREAM, start + 1, start + limit):
-            if row["version"] != start + len(out) + 1:
+            if row["version"] != start + read + 1:
                 break  # a hole: not replicated here yet
+            read += 1
+            if not wanted(row["origin_stream"]):
+                continue
             out.append(serialization.decode(
                 stream_id=row["origin_stream"], version=row["origin_version"],
                 position=str(row["version"]), event_id=row["event_id"],
                 event_type=row["event_type"], schema_version=row["schema_version"],
                 data=row["data"], metadata=row["metadata"]))
-        return out
+        return read
 
     def _marked_heads(self, limit: int, since: int = 0, after_token: int | None = None
                       ) -> list[Row]:

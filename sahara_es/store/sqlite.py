@@ -25,6 +25,7 @@ from sahara_es.store.base import (
     MAX_APPEND_BATCH,
     Claim,
     DataKey,
+    FeedPage,
     Lease,
     LeaseState,
     Snapshot,
@@ -33,6 +34,7 @@ from sahara_es.store.base import (
     check_release,
     claim_region,
     rows_by_key_range,
+    wanted_by,
 )
 from sahara_es.store.errors import (
     ConcurrencyConflict,
@@ -225,13 +227,17 @@ class SQLiteStore(Store):
                 return
             after = rows[-1]["stream_id"]
 
-    def read_feed(self, after: str | None = None, *, limit: int = 500) -> list[RecordedEvent]:
+    def read_feed_page(self, after: str | None = None, *, limit: int = 500,
+                       categories: frozenset[str] | None = None) -> FeedPage:
         start = int(after) if after else 0
         rows = self._conn().execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (start, limit),
         ).fetchall()
-        return [_row_to_event(row) for row in rows]
+        wanted = wanted_by(categories)
+        return FeedPage((_row_to_event(row) for row in rows if wanted(row["stream_id"])),
+                        position=_position(rows[-1]["position"]) if rows else after,
+                        scanned=len(rows))
 
     @_retry_when_busy
     def fence(self, stream_id: str, lease: Lease) -> None:
