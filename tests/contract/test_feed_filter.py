@@ -6,7 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 
+from sahara_es.commands import resources
+from sahara_es.commands.caller import Caller
 from sahara_es.events import RecordedEvent, category_of
+from sahara_es.events.resources import Kind
+from sahara_es.projections import RESOURCE_PROJECTIONS
+from sahara_es.projections.base import PAGE as TAIL_PAGE
+from sahara_es.projections.memory import FeedTail, MemoryReads
+from sahara_es.projections.resources import CLUSTER_KEYS
 from sahara_es.store import Store
 from tests.factories import events, new_stream
 
@@ -126,3 +133,24 @@ def test_an_event_after_skipped_ones_is_read_from_where_they_were_passed(store: 
     page = store.read_feed_page(after, limit=PAGE, categories=frozenset({kept}))
     assert [(e.stream_id, e.version) for e in page] == [(stream, 1)]
     assert page.position == page[-1].position
+
+
+def test_the_api_memory_tail_passes_workflow_entries_and_folds_the_resources_after_them(
+    store: Store,
+) -> None:
+    memory = MemoryReads(store, [p() for p in RESOURCE_PROJECTIONS.values()])
+    assert memory.categories == {kind.value for kind in Kind} | {CLUSTER_KEYS}
+    tail = FeedTail(memory, dict.fromkeys(memory.rows, _feed_end(store)))
+    workflow, version = new_stream("taskrun"), 0
+    while version < TAIL_PAGE + 50:  # more than a page of the tail, none of it folded
+        version = store.append(workflow, events(100), version)
+    project = f"p{uuid.uuid4().hex[:8]}"
+    doc = resources.create(store, Kind.DATA_SOURCE, Caller(project_id=project),
+                           {"name": "ds", "type": "swift", "url": "swift://c/o"})
+    _feed_end(store)
+
+    folded = tail.run_pass()
+
+    assert folded == store.stream_version(Kind.DATA_SOURCE.stream(doc["id"]))
+    assert [d["id"] for d in memory.rows[Kind.DATA_SOURCE].scan(project)] == [doc["id"]]
+    assert tail.run_pass() == 0, "the tail read again what it had passed"
