@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -77,3 +78,9 @@ def known_parameters(endpoint: str, existing: dict[str, str]) -> dict[str, str] 
         if name.endswith(kind) or name.startswith(f"{kind}_") or f"_{kind}_" in name:
             return {parameter: existing[kind]}
     return None
+
+
+def own(listed: Iterable[Any]) -> list[Any]:
+    """The items of a saharaclient list that are not public: what the caller's own project
+    made (other tests' public resources share the store)."""
+    return [item for item in listed if not item.is_public]

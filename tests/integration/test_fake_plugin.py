@@ -16,7 +16,7 @@ from saharaclient import client as sahara_client
 from saharaclient.api.base import APIException
 
 from sahara_es.store import Store
-from tests.apiserver import RunningApi, running_api
+from tests.apiserver import RunningApi, own, running_api
 
 PLUGIN, VERSION, FLAVOR = "fake", "0.1", "local.small"
 
@@ -79,4 +79,4 @@ def test_a_cluster_without_one_namenode_or_with_other_processes_is_a_400(
     with pytest.raises(APIException) as error:
         client.clusters.create(unique("c"), PLUGIN, VERSION, node_groups=groups)
     assert error.value.error_code == 400 and named in error.value.error_message
-    assert client.clusters.list() == []
+    assert own(client.clusters.list()) == []

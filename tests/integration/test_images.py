@@ -18,7 +18,7 @@ from saharaclient.api.base import APIException
 
 from sahara_es.infra.base import Image
 from sahara_es.store import Store
-from tests.apiserver import RunningApi, running_api
+from tests.apiserver import RunningApi, own, running_api
 from tests.integration.test_saharaclient import client_for, unique
 
 PLUGIN = "spark"
@@ -175,9 +175,9 @@ def test_templates_and_clusters_naming_an_unknown_or_unregistered_image_are_refu
                             {"name": "worker", "count": 1, "flavor_id": FLAVOR,
                              "node_processes": ["worker"]}])
         assert error.error_code == 400 and "node group 'master'" in error.error_message
-    assert client.node_group_templates.list() == []
-    assert client.cluster_templates.list() == []
-    assert client.clusters.list() == []
+    assert own(client.node_group_templates.list()) == []
+    assert own(client.cluster_templates.list()) == []
+    assert own(client.clusters.list()) == []
 
 
 def test_a_cluster_whose_image_lacks_the_plugins_required_tags_is_refused(
@@ -200,7 +200,7 @@ def test_a_cluster_whose_image_lacks_the_plugins_required_tags_is_refused(
     assert error.error_code == 400
     assert "lacks the tags the plugin requires" in error.error_message
     assert version in error.error_message
-    assert client.clusters.list() == []
+    assert own(client.clusters.list()) == []
 
     admin.images.update_tags(image_id, [PLUGIN, version])
     cluster = client.clusters.create(unique("cluster"), PLUGIN, version,

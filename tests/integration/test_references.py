@@ -17,7 +17,7 @@ from saharaclient import client as sahara_client
 from saharaclient.api.base import APIException
 
 from sahara_es.store import Store
-from tests.apiserver import RunningApi, running_api
+from tests.apiserver import RunningApi, own, running_api
 
 PLUGIN, VERSION, FLAVOR = "fake", "0.1", "local.small"
 MASTER = {"name": "master", "flavor_id": FLAVOR, "node_processes": ["namenode"], "count": 1}
@@ -41,12 +41,6 @@ def client(api: RunningApi) -> Any:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def private(listed: list[Any]) -> list[Any]:
-    """What a list shows of the caller's own project: other tests' public resources share
-    the store."""
-    return [item for item in listed if not item.is_public]
 
 
 def refused(call: Callable[[], Any], status: int = 400) -> str:
@@ -79,7 +73,7 @@ def test_a_job_on_an_unknown_or_deleted_cluster_is_a_400(client: Any, made: Made
     client.clusters.delete(made.cluster.id)  # no engine here: gone at once
     assert made.cluster.id in refused(lambda: client.jobs.create(made.template.id,
                                                                  made.cluster.id))
-    assert private(client.jobs.list()) == []
+    assert own(client.jobs.list()) == []
 
 
 def test_a_job_of_an_unknown_or_deleted_job_template_is_a_400(client: Any,
@@ -88,7 +82,7 @@ def test_a_job_of_an_unknown_or_deleted_job_template_is_a_400(client: Any,
     assert "job template" in detail
     client.job_templates.delete(made.template.id)
     refused(lambda: client.jobs.create(made.template.id, made.cluster.id))
-    assert private(client.jobs.list()) == []
+    assert own(client.jobs.list()) == []
 
 
 def test_a_job_reading_an_unknown_or_deleted_data_source_is_a_400(client: Any,
@@ -99,7 +93,7 @@ def test_a_job_reading_an_unknown_or_deleted_data_source_is_a_400(client: Any,
     client.data_sources.delete(made.source.id)
     refused(lambda: client.jobs.create(made.template.id, made.cluster.id,
                                        output_id=made.source.id))
-    assert private(client.jobs.list()) == []
+    assert own(client.jobs.list()) == []
 
 
 def test_another_projects_private_cluster_is_a_400_too(api: RunningApi, made: Made) -> None:
@@ -114,7 +108,7 @@ def test_a_job_template_of_an_unknown_binary_is_a_400(client: Any) -> None:
     detail = refused(lambda: client.job_templates.create(unique("shell"), "Shell",
                                                          mains=[str(uuid.uuid4())]))
     assert "job binary" in detail
-    assert private(client.job_templates.list()) == []
+    assert own(client.job_templates.list()) == []
 
 
 def test_a_cluster_of_an_unknown_cluster_template_is_a_400(client: Any) -> None:
