@@ -73,6 +73,7 @@ def parse_step_timeouts(values: tuple[str, ...]) -> dict[str, float]:
 @click.command("engine")
 @flag("engine", "id", "--id", "engine_id")
 @flag("engine", "region")
+@flag("engine", "region_takeover_grace")
 @flag("engine", "concurrency")
 @flag("engine", "max_workflows")
 @flag("engine", "project_share", type=click.FloatRange(0.0, 1.0, min_open=True))

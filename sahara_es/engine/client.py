@@ -18,9 +18,14 @@ from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
 
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
-                   workflow_id: str | None = None, metadata: Metadata | None = None) -> str:
+                   workflow_id: str | None = None, metadata: Metadata | None = None,
+                   homed: bool = True) -> str:
     """Record the workflow and its planned graph; an engine is woken to take it (else the
     first engine to sweep does).
+
+    Its home region is the region of ``store`` (the accepting process's): engines of that
+    region run it, others only once that region's engines are all gone. ``homed=False``: a
+    global workflow, which the engines of every region take alike.
 
     ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
     record and its lease leaves no orphan: the engines' handoff gives a lease to every
@@ -30,7 +35,8 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     workflow_id = workflow_id or uuid.uuid4().hex
     stream = f"{WORKFLOW_PREFIX}{workflow_id}"
     started = ev.WorkflowStarted(workflow_type, params, [s.to_data() for s in flow.specs],
-                                 flow.rollback_on_cancel)
+                                 flow.rollback_on_cancel,
+                                 home_region=store.region if homed else None)
     metadata = metadata or Metadata(correlation_id=workflow_id)
     store.append(stream, [registry.new_event(started, metadata)], 0)
     crash_point(WORKFLOW_RECORDED, workflow_id)
