@@ -118,7 +118,7 @@ def engine(ctx: click.Context, /, **_flags: Any) -> None:
                               hosts=hosts, provider_options=local_provider_options(
                                   provider, conf.engine.node_network_isolation),
                               step_limits=step_limits(conf), job_limits=job_limits(conf),
-                              storage_policy=storage_policy(conf))
+                              storage_policy=storage_policy(conf), region=conf.engine.region)
     bus = join_bus(conf, store)
     config = dataclasses.replace(config, sweep_interval_with_bus=conf.bus.sweep_interval)
     running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()

@@ -10,12 +10,17 @@ each test in a keyspace of its own.
   one epoch; every workflow finishes once, every task's effect happens once.
 - dc3's node and engine gone: dc1's and dc2's engines take dc3's workflows over and finish
   them, nothing lost; dc3 back, its engine runs dc3's workflows again.
+- A region's schedulers claim its hosts region-locally (LOCAL_SERIAL): racing, they never
+  overcommit; another region's process cannot claim them.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,9 @@ import pytest
 from sahara_es.engine import start_workflow
 from sahara_es.engine.engine import events_of
 from sahara_es.events import workflow as ev
-from sahara_es.store import Store, open_store
+from sahara_es.infra.base import Flavor, HostInventory
+from sahara_es.infra.placement import NodeRequest, NoValidHost, Scheduler
+from sahara_es.store import ForeignRegion, Store, open_store, region_claim_key
 from tests import regions
 from tests.engines import EngineProcess, engine_alive, wait_until
 from tests.regions import DATACENTERS
@@ -58,6 +65,18 @@ def stores(keyspace: str) -> Iterator[dict[str, Store]]:
     yield opened
     for store in opened.values():
         store.close()
+
+
+def reopen(keyspace: str, region: str) -> Store:
+    """A store of ``region`` once its node, just restarted, answers its driver."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return open_store(regions.regions_url(keyspace, region))
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def region_engine(keyspace: str, region: str, name: str, folder: Path, *,
@@ -170,9 +189,12 @@ def test_with_dc3_gone_dc1_and_dc2_take_its_workflows_over_and_dc3_works_again_o
         finally:
             regions.restart("dc3")
 
-        back = open_store(regions.regions_url(keyspace, "dc3"))
+        back = reopen(keyspace, "dc3")
         try:
             with region_engine(keyspace, "dc3", "e-dc3-again", tmp_path):
+                # Until dc1 and dc2 see an engine of dc3 again, dc3's new work is theirs.
+                wait_until(lambda: all(engine_alive(stores[r], "e-dc3-again", "dc3")
+                                       for r in ("dc1", "dc2")), timeout=60)
                 again = tmp_path / "effects-again"
                 workflow = start_workflow(back, "test.chain",
                                           {"tasks": 2, "effects": str(again)})
@@ -185,3 +207,25 @@ def test_with_dc3_gone_dc1_and_dc2_take_its_workflows_over_and_dc3_works_again_o
         for engine in [dc3, *others]:
             if engine.process.poll() is None:
                 engine.stop()
+
+
+def test_a_regions_schedulers_claim_its_hosts_region_locally_and_no_other_region_can(
+        stores: dict[str, Store]) -> None:
+    inventory = [HostInventory(f"h{n}-{uuid.uuid4().hex[:6]}", 4, 8192) for n in range(2)]
+    in_dc1 = [Scheduler(stores["dc1"], inventory, region="dc1") for _ in range(3)]
+    requests = [[NodeRequest(f"{n}-{i}", Flavor("small", 2, 4096)) for i in range(2)]
+                for n in range(3)]
+
+    def place(pair: tuple[Scheduler, list[NodeRequest]]) -> int:
+        try:
+            return len(pair[0].place(pair[1]))
+        except NoValidHost:
+            return 0
+
+    with ThreadPoolExecutor(3) as pool:  # six nodes of two vcpus race for eight vcpus
+        placed = sum(pool.map(place, zip(in_dc1, requests, strict=True)))
+    used = [stores["dc1"].get_claim(region_claim_key("dc1", f"host:{h.name}:vcpus")).used
+            for h in inventory]
+    assert all(u <= 4 for u in used) and sum(used) == 2 * placed >= 4  # never overcommitted
+    with pytest.raises(ForeignRegion):  # dc1's hosts are dc1's, even to dc2's engines
+        Scheduler(stores["dc2"], [HostInventory(inventory[0].name, 8, 16384)], region="dc1")
