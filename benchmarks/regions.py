@@ -15,26 +15,42 @@ Measured from dc1, one operation at a time (latency, not throughput):
 - ``global_cost_per_event_ms``: ``append_serial`` minus ``append_region_homed`` (p50), per
   event: what running global adds to each event a workflow records.
 
-Not measured here: a takeover's time after a region dies and the region-death scenario
-(``lost_workflows``, ``doubled_effects``...): they need engines that carry a region, which
-come later.
+The region-death scenario (``region_death``), at ``--death-delay`` ms one way (20): real
+``sahara-es engine`` processes in dc1, dc2 and dc3, ``--workflows`` workflows homed in dc3
+owned by dc3's engine and held mid-way; then dc3's engine is killed (``kill -9``) and dc3's
+node with it. Reported: ``takeover_s`` (from the kill until every workflow has an owner of
+dc1 or dc2), ``takeover_minus_budget_s`` (budget: the lease TTL + 2 s + one added round trip;
+``region_takeover_grace`` is 0 here, a configured grace adds itself), ``lost_workflows``
+(not finished once dc1 and dc2 had them) and ``doubled_effects`` (task effects that happened
+more than once).
 
     python -m benchmarks.regions [--json] [--ops N] [--delays 0,20,50] [--quick]
+        [--death-delay MS] [--workflows N] [--lease-ttl S]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import report
+from sahara_es.engine import start_workflow
+from sahara_es.engine.engine import events_of
 from sahara_es.events import NewEvent
+from sahara_es.events import workflow as ev
 from sahara_es.store import Store, open_store, region_claim_key
 from tests import regions
+from tests.engines import EngineProcess, engine_alive, wait_until
+from tests.workflows import lines
+
+TASKS = 3
 
 
 def latencies(op: Callable[[int], Any], ops: int) -> list[float]:
@@ -99,6 +115,63 @@ def measure(delay: float, global_store: Store, homed_store: Store, ops: int) -> 
     return figures
 
 
+def region_death(delay: float, workflows: int, lease_ttl: float) -> dict[str, Any]:
+    """dc3's engine and node killed while dc3's workflows run: how long until dc1 and dc2
+    own them all, and whether any was lost or any effect happened twice."""
+    regions.set_delay(delay)
+    keyspace = regions.new_keyspace_name()
+    folder = Path(tempfile.mkdtemp(prefix="regions-death-"))
+    gate = folder / "gate"
+    store = open_store(regions.regions_url(keyspace, "dc1"), upgrade=True)
+    in_dc3 = open_store(regions.regions_url(keyspace, "dc3"))
+    engines = {region: EngineProcess(
+        regions.regions_url(keyspace, region), f"e-{region}", folder, lease_ttl=lease_ttl,
+        sweep_interval=0.2, extra=("--region", region, "--region-takeover-grace", "0"))
+        for region in regions.DATACENTERS}
+    killed = False
+    try:
+        wait_until(lambda: all(engine_alive(store, f"e-{r}", r) for r in engines), timeout=120)
+        started = {start_workflow(in_dc3, "test.chain", {
+            "tasks": TASKS, "effects": str(folder / f"effects-{n}"), "gate": str(gate)}):
+            folder / f"effects-{n}" for n in range(workflows)}
+
+        def owners(workflow: str) -> list[ev.WorkflowOwned]:
+            return [e for e in events_of(store, f"workflow-{workflow}")
+                    if isinstance(e, ev.WorkflowOwned)]
+
+        wait_until(lambda: all(owners(w) for w in started), timeout=120, poll=0.2)
+        killed_at = time.monotonic()
+        engines["dc3"].kill()
+        regions.kill("dc3")
+        killed = True
+        gate.touch()
+        wait_until(lambda: all(owners(w)[-1].region != "dc3" for w in started),
+                   timeout=120, poll=0.1)
+        takeover = time.monotonic() - killed_at
+        with contextlib.suppress(AssertionError):  # what is not finished is counted as lost
+            wait_until(lambda: all(any(isinstance(e, ev.WorkflowSucceeded) for e in events_of(
+                store, f"workflow-{w}")) for w in started), timeout=120, poll=0.5)
+        lost = sum(1 for w in started if not any(isinstance(e, ev.WorkflowSucceeded)
+                                                  for e in events_of(store, f"workflow-{w}")))
+        doubled = sum(len(lines(path)) - len(set(lines(path))) for path in started.values())
+    finally:
+        for engine in engines.values():
+            if engine.process.poll() is None:
+                engine.stop()
+        if killed:
+            regions.restart("dc3")
+        regions.set_delay(0)
+        in_dc3.close()
+        store.close()
+        regions.drop_keyspace(keyspace)
+    budget = lease_ttl + 2 + 2 * delay / 1000
+    return {"delay_ms_one_way": delay, "workflows": workflows, "lease_ttl_s": lease_ttl,
+            "region_takeover_grace_s": 0.0, "lost_workflows": lost,
+            "doubled_effects": doubled, "takeover_s": round(takeover, 2),
+            "budget_s": round(budget, 3),
+            "takeover_minus_budget_s": round(takeover - budget, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +179,12 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=100, help="operations per measurement")
     parser.add_argument("--delays", default="0,20,50",
                         help="one-way delays between the datacenters, in ms")
+    parser.add_argument("--death-delay", type=float, default=20.0,
+                        help="one-way delay in ms for the region-death scenario")
+    parser.add_argument("--workflows", type=int, default=10,
+                        help="dc3's workflows in the region-death scenario")
+    parser.add_argument("--lease-ttl", type=float, default=5.0,
+                        help="the engines' lease TTL in the region-death scenario")
     parser.add_argument("--quick", action="store_true",
                         help="a proof that it runs: 10 operations, delays 0 and 20 ms")
     args = parser.parse_args()
@@ -121,6 +200,8 @@ def main() -> None:
             described = global_store.describe()
             for delay in delays:
                 by_delay[f"{delay:g}"] = measure(delay, global_store, homed_store, ops)
+            death = region_death(args.death_delay, 4 if args.quick else args.workflows,
+                                 args.lease_ttl)
         finally:
             regions.set_delay(0)
             global_store.close()
@@ -131,17 +212,21 @@ def main() -> None:
         "ops": ops,
         "delays_ms": [float(d) for d in by_delay],
         "by_delay_ms": by_delay,
+        "region_death": death,
+        **{key: death[key] for key in ("lost_workflows", "doubled_effects", "takeover_s",
+                                       "takeover_minus_budget_s")},
         "store": {key: described[key] for key in (
             "cassandra_version", "paxos_variant", "consistency", "ownership_serial",
             "claims_serial", "region_claims_serial", "region")},
     }
     rows = [(f"{name} at {delay} ms one way", "ms", value)
             for delay, measured in by_delay.items() for name, value in measured.items()]
+    rows += [(f"region death: {name}", "", value) for name, value in death.items()]
     notes = [
         f"{ops} operations a measure, one at a time, from dc1; replication dc1:1,dc2:1,dc3:1"
         " (region-homed: dc1:1).",
-        "Not measured: takeover time after a region dies, the region-death scenario (they"
-        " need engines with regions).",
+        "Region death: dc3's engine (kill -9) and node killed, dc3's workflows held mid-way;"
+        " budget = lease TTL + 2 s + one added round trip.",
     ]
     report("regions: SERIAL vs LOCAL_SERIAL across three datacenters", rows, figures,
            args.json, notes)

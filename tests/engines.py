@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sahara_es.engine.engine import engine_lease_resource
 from sahara_es.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +81,8 @@ class EngineProcess:
         self._log_file.close()
 
 
-def engine_alive(store: Store, engine_id: str) -> bool:
-    lease = store.get_lease(f"engine-{engine_id}")
+def engine_alive(store: Store, engine_id: str, region: str | None = None) -> bool:
+    lease = store.get_lease(engine_lease_resource(engine_id, region))
     return lease is not None and not lease.expired(time.time())
 
 

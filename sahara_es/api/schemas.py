@@ -561,6 +561,15 @@ class VerificationShown(Schema):
     updated_at = fields.String(allow_none=True)
 
 
+class WorkflowOwnerShown(Schema):
+    """The engine that recorded the cluster's running workflow's latest step, and its
+    region (doc/regions.rst); null while no workflow runs."""
+
+    workflow_id = present(fields.String)
+    engine = nullable(fields.String)
+    region = nullable(fields.String)
+
+
 class Cluster(Named, ClusterShape):
     cluster_template_id = nullable(fields.String)
     user_keypair_id = nullable(fields.String)
@@ -575,6 +584,10 @@ class Cluster(Named, ClusterShape):
     node_groups = present(fields.List, cls_or_instance=fields.Nested(ClusterNodeGroup))
     provision_progress = present(fields.List, cls_or_instance=fields.Nested(ProvisionStep))
     verification = present(fields.Nested, nested=VerificationShown)
+    region = nullable(fields.String, metadata={
+        "description": "the cluster's home region: that of the API process that accepted"
+                       " it; null on a store of one site"})
+    workflow_owner = nullable(fields.Nested, nested=WorkflowOwnerShown)
 
 
 class DataSource(Named):

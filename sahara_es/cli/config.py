@@ -141,6 +141,11 @@ ENGINE_OPTS = _group(
     (cfg.StrOpt("id", default="", help="This engine's id (default: a fresh one)."),
      "SAHARA_ES_ENGINE_ID"),
     (cfg.StrOpt("region", help="The region this engine serves."), "SAHARA_ES_REGION"),
+    (cfg.FloatOpt("region_takeover_grace", default=EngineConfig.region_takeover_grace,
+                  min=0.0,
+                  help="Seconds after a workflow's lease expired before an engine of another"
+                       " region takes it over, once its home region has no live engine."),
+     None),
     (cfg.IntOpt("concurrency", default=EngineConfig.concurrency, min=1,
                 help="Tasks run at once, over all workflows."), None),
     (cfg.IntOpt("max_workflows", default=EngineConfig.max_workflows, min=1,

@@ -73,6 +73,7 @@ def parse_step_timeouts(values: tuple[str, ...]) -> dict[str, float]:
 @click.command("engine")
 @flag("engine", "id", "--id", "engine_id")
 @flag("engine", "region")
+@flag("engine", "region_takeover_grace")
 @flag("engine", "concurrency")
 @flag("engine", "max_workflows")
 @flag("engine", "project_share", type=click.FloatRange(0.0, 1.0, min_open=True))
@@ -117,7 +118,7 @@ def engine(ctx: click.Context, /, **_flags: Any) -> None:
                               hosts=hosts, provider_options=local_provider_options(
                                   provider, conf.engine.node_network_isolation),
                               step_limits=step_limits(conf), job_limits=job_limits(conf),
-                              storage_policy=storage_policy(conf))
+                              storage_policy=storage_policy(conf), region=conf.engine.region)
     bus = join_bus(conf, store)
     config = dataclasses.replace(config, sweep_interval_with_bus=conf.bus.sweep_interval)
     running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()

@@ -38,7 +38,8 @@ def engine_config(conf: cfg.ConfigOpts) -> EngineConfig:
                         concurrency=engine.concurrency, max_workflows=engine.max_workflows,
                         project_share=engine.project_share,
                         reclaim_slots=engine.reclaim_slots, lease_ttl=engine.lease_ttl,
-                        sweep_interval=engine.sweep_interval)
+                        sweep_interval=engine.sweep_interval,
+                        region_takeover_grace=engine.region_takeover_grace)
 
 
 def step_limits(conf: cfg.ConfigOpts) -> StepLimits:

@@ -82,7 +82,7 @@ def check_leases(store: Store, scan: Scan, now: float) -> Iterator[Problem]:
     its work waits for the lease to run out before anyone may take it over."""
     leases = list(store.list_leases())
     scan.leases = len(leases)
-    engines = {lease.resource[len(ENGINE_PREFIX):]: lease for lease in leases
+    engines = {lease.owner: lease for lease in leases  # engine-<id>[@<region>], held by <id>
                if lease.resource.startswith(ENGINE_PREFIX)}
     for lease in leases:
         if lease.resource.startswith(ENGINE_PREFIX) or lease.expired(now):

@@ -73,6 +73,8 @@ def create_clusters(store: Store, caller: Caller, catalog: Catalog, fields: Doc,
     fields.update(node_groups=[{**g, "instances": []} for g in groups],
                   status=INITIAL_STATUS, status_description="", info={},
                   provision_progress=[])
+    if store.region is not None:  # the cluster's home: where its resources live
+        fields["region"] = store.region
     uses += template_uses
     names = [fields["name"]] if count == 1 else [f"{fields['name']}-{i}"
                                                  for i in range(1, count + 1)]

@@ -18,9 +18,15 @@ from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
 
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
-                   workflow_id: str | None = None, metadata: Metadata | None = None) -> str:
+                   workflow_id: str | None = None, metadata: Metadata | None = None,
+                   homed: bool = True, home_region: str | None = None) -> str:
     """Record the workflow and its planned graph; an engine is woken to take it (else the
     first engine to sweep does).
+
+    Its home region is the region of ``store`` (the accepting process's) unless ``home_region``
+    names it (the region of the resource it works on): engines of that region run it, others
+    only once that region's engines are all gone. ``homed=False``: a global workflow, which
+    the engines of every region take alike.
 
     ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
     record and its lease leaves no orphan: the engines' handoff gives a lease to every
@@ -30,7 +36,8 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     workflow_id = workflow_id or uuid.uuid4().hex
     stream = f"{WORKFLOW_PREFIX}{workflow_id}"
     started = ev.WorkflowStarted(workflow_type, params, [s.to_data() for s in flow.specs],
-                                 flow.rollback_on_cancel)
+                                 flow.rollback_on_cancel,
+                                 home_region=(home_region or store.region) if homed else None)
     metadata = metadata or Metadata(correlation_id=workflow_id)
     store.append(stream, [registry.new_event(started, metadata)], 0)
     crash_point(WORKFLOW_RECORDED, workflow_id)
@@ -40,12 +47,12 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
 
 
 def start_once(store: Store, workflow_type: str, params: dict[str, Any], workflow_id: str, *,
-               metadata: Metadata | None = None) -> bool:
+               metadata: Metadata | None = None, home_region: str | None = None) -> bool:
     """Start the workflow unless it was started already; either way it ends up where engines
     find it (``adopt``). Whether this call started it."""
     try:
         start_workflow(store, workflow_type, params, workflow_id=workflow_id,
-                       metadata=metadata)
+                       metadata=metadata, home_region=home_region)
         return True
     except ConcurrencyConflict:
         adopt(store, workflow_id)

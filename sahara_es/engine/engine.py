@@ -49,6 +49,17 @@ log = logging.getLogger(__name__)
 ENGINE_PREFIX = "engine-"
 
 
+def engine_lease_resource(engine_id: str, region: str | None) -> str:
+    """An engine's heartbeat lease: ``engine-<id>``, and ``@<region>`` after it when the
+    engine serves a region, so that every engine knows which regions still have engines."""
+    return f"{ENGINE_PREFIX}{engine_id}" + (f"@{region}" if region else "")
+
+
+def engine_lease_region(lease: Lease) -> str | None:
+    _, at, region = lease.resource.rpartition("@")
+    return region if at else None
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     engine_id: str = ""
@@ -71,6 +82,10 @@ class EngineConfig:
     reclaim_slots: int = 2
     """Slots beyond ``concurrency`` only reclaiming work (deletes, rollbacks) uses, when the
     others are all taken."""
+    region_takeover_grace: float = 30.0
+    """Seconds after a workflow's lease expired before an engine of another region takes it
+    over, once no engine of its home region is alive (doc/regions.rst): a region cut off
+    for less than this keeps its work. Without a ``region`` it plays no part."""
 
     @property
     def project_slots(self) -> int:
@@ -116,6 +131,8 @@ class Engine:
         self._claim_cancels: dict[str, tuple[threading.Event, int]] = {}  # per workflow
         self._claims_lock = threading.Lock()
         self._live_engines: set[str] = set()
+        self._live_regions: set[str | None] = set()
+        self._homes: dict[str, str | None] = {}  # workflow id -> its home region
         self._threads: list[threading.Thread] = []
         self._handoff_rules = handoff
         self.handoff: Handoff | None = None
@@ -236,7 +253,7 @@ class Engine:
 
     def _renew_engine_lease(self) -> None:
         sent = time.monotonic()
-        resource = f"{ENGINE_PREFIX}{self.engine_id}"
+        resource = engine_lease_resource(self.engine_id, self.region)
         if self.engine_lease is None:
             self.engine_lease = self.store.acquire_lease(resource, self.engine_id,
                                                          self.config.lease_ttl)
@@ -322,6 +339,8 @@ class Engine:
         leases = list(self.store.list_leases())
         engines = [lease for lease in leases if lease.resource.startswith(ENGINE_PREFIX)]
         self._live_engines = {lease.owner for lease in engines if not lease.expired(now)}
+        self._live_regions = {engine_lease_region(lease) for lease in engines
+                              if not lease.expired(now)}
         for lease in engines:
             if now - lease.expires_at > 10 * self.config.lease_ttl:
                 self.store.delete_lease(lease)  # an engine long dead: forget it
@@ -331,6 +350,7 @@ class Engine:
                   if lease.resource.startswith(WORKFLOW_PREFIX)}
         self._finished &= listed
         self._workflows = {k: v for k, v in self._workflows.items() if k in listed}
+        self._homes = {k: v for k, v in self._homes.items() if k in listed}
         self._not_workflows &= listed
         for gone in self._views.keys() - listed:
             del self._views[gone]
@@ -346,8 +366,9 @@ class Engine:
             if not self._is_workflow(workflow_id):
                 continue
             if lease.expired(now):
-                to_take.append(lease)
-            elif lease.owner != self.engine_id:
+                if self._may_take(workflow_id, lease, now):
+                    to_take.append(lease)
+            elif lease.owner != self.engine_id and self._may_claim(workflow_id):
                 to_claim.append(workflow_id)
         for lease in round_robin(to_take, lambda lease: self._share_of(lease.resource).project):
             if self._admits(self._share_of(lease.resource)):
@@ -355,6 +376,25 @@ class Engine:
         for workflow_id in round_robin(to_claim, lambda w: self._workflows[w].project):
             self._claim_offered(workflow_id)
         self._check_claimed_cancels()
+
+    def _may_take(self, workflow_id: str, expired: Lease, now: float) -> bool:
+        """Whether this engine may take the expired lease of ``workflow_id``: at once when
+        the workflow is of its region (or regions are not configured); a workflow of another
+        region only when that region has no live engine left, ``region_takeover_grace``
+        after its lease expired."""
+        home = self._homes.get(workflow_id)
+        if self.region is None or home is None or home == self.region:
+            return True
+        if home in self._live_regions:
+            return False  # its own region's engines will take it
+        return now - expired.expires_at >= self.config.region_takeover_grace
+
+    def _may_claim(self, workflow_id: str) -> bool:
+        """Whether this engine claims tasks ``workflow_id`` offers: those of its region, and
+        of a region whose engines are all gone (the workflow was taken over)."""
+        home = self._homes.get(workflow_id)
+        return (self.region is None or home is None or home == self.region
+                or home not in self._live_regions)
 
     def _begin_taking(self, lease: Lease) -> bool:
         workflow_id = lease.resource[len(WORKFLOW_PREFIX):]
@@ -390,6 +430,7 @@ class Engine:
             return True
         first = list(self.store.read(f"{WORKFLOW_PREFIX}{workflow_id}", 1, to_version=1))
         if first and first[0].type == ev.WorkflowStarted.event_type:
+            self._homes[workflow_id] = first[0].data.get("home_region")
             self._workflows[workflow_id] = Share(
                 first[0].metadata.project_id, reclaims(str(first[0].data["workflow_type"])))
             return True
@@ -477,6 +518,8 @@ class Engine:
                 return  # taken already, or finished
             if not self._is_workflow(workflow_id):
                 return
+            if not self._may_take(workflow_id, lease, time.time()):
+                return
             if not self._admits(self._share_of(stream)):
                 self.wakeups.wake_all()  # no room here: let another engine sweep now
                 return
@@ -493,6 +536,8 @@ class Engine:
             return
         with self._looking:
             if workflow_id in self._runners or not self._is_workflow(workflow_id):
+                return
+            if not self._may_claim(workflow_id):
                 return
             self._claim_offered(workflow_id)
 

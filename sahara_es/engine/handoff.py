@@ -86,6 +86,14 @@ class Handoff(FeedFollower):
         super().start()
         return self
 
+    def _home_region(self, event: RecordedEvent) -> str | None:
+        """The region of the resource whose request ``event`` is: the ``region`` its creation
+        recorded (the API process's that accepted it), else None (this process's)."""
+        first = next(iter(self.store.read(event.stream_id, 1, to_version=1)), None)
+        attributes = first.data.get("attributes") if first is not None else None
+        region = attributes.get("region") if isinstance(attributes, dict) else None
+        return region if isinstance(region, str) else None
+
     def handle(self, event: RecordedEvent) -> None:
         """Start what ``event`` asks for (idempotently), and adopt a workflow it starts."""
         if event.type == ev.WorkflowStarted.event_type and event.version == 1:
@@ -111,7 +119,8 @@ class Handoff(FeedFollower):
                                 causation_id=f"{event.stream_id}/{event.version}")
             try:
                 first = start_once(self.store, request.workflow_type, request.params,
-                                   request.workflow_id, metadata=metadata)
+                                   request.workflow_id, metadata=metadata,
+                                   home_region=self._home_region(event))
             except StoreError:
                 raise
             except Exception:  # it cannot be planned: retrying would stall all after it

@@ -269,7 +269,8 @@ class WorkflowRunner:
                                     self.lease, self.metadata)
         try:
             self.record([ev.WorkflowOwned(self.engine.engine_id, self.lease.epoch,
-                                          self.engine.region)], durable=True)
+                                          self.engine.region), *self._takeover()],
+                        durable=True)
             self._recover()
             while not self.state.status.finished:
                 if self._lost():
@@ -296,6 +297,18 @@ class WorkflowRunner:
         if self._writer.error is not None:
             return "lost"
         return "finished" if self.state.status.finished else "handed back"
+
+    def _takeover(self) -> list[ev.WorkflowTakenOver]:
+        """The record of a takeover by another region than the workflow's home (none when
+        it stays in its region, or regions are not configured)."""
+        home, region = self.state.home_region, self.engine.region
+        if home is None or region is None or region == home:
+            return []
+        previous = self.state.owner_region or home
+        if previous == region:
+            return []  # an engine of this region already held it: no new handover
+        return [ev.WorkflowTakenOver(self.engine.engine_id, self.lease.epoch, previous,
+                                     region, home)]
 
     def _holds_lease(self) -> bool:
         return self.engine.lease_valid(self.lease)

@@ -113,6 +113,8 @@ class WorkflowState(Aggregate):
         self.children: dict[str, list[str]] = {}
         self.succeeded_order: list[str] = []
         self.owner: str | None = None
+        self.owner_region: str | None = None
+        self.home_region: str | None = None
         self.epoch = 0
         self.cancel_requested = False
         self.failure: Failure | None = None
@@ -166,9 +168,11 @@ class WorkflowState(Aggregate):
                 self.workflow_type = event.workflow_type
                 self.params = event.params
                 self.rollback_on_cancel = event.rollback_on_cancel
+                self.home_region = event.home_region
                 self._add_tasks(event.tasks)
             case ev.WorkflowOwned():
                 self.owner, self.epoch = event.engine, event.epoch
+                self.owner_region = event.region
             case ev.TasksSpawned():
                 self._add_tasks(event.tasks)
                 self.children.setdefault(event.parent, []).extend(t["id"] for t in event.tasks)

@@ -25,6 +25,16 @@ class WorkflowStarted(DomainEvent):
     params: dict[str, Any]
     tasks: list[TaskSpecData]
     rollback_on_cancel: bool = True
+    home_region: str | None = None
+    """Where the workflow's resources live: the region of the process that started it
+    (``None`` on a store of one site). Engines of other regions take it over only when
+    that region's engines are all gone (doc/regions.rst)."""
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        if data["home_region"] is None:
+            del data["home_region"]  # a single-site workflow is recorded as it always was
+        return data
 
 
 @registry.event("WorkflowOwned")
@@ -35,6 +45,19 @@ class WorkflowOwned(DomainEvent):
     engine: str
     epoch: int
     region: str | None = None
+
+
+@registry.event("WorkflowTakenOver")
+@dataclass(frozen=True)
+class WorkflowTakenOver(DomainEvent):
+    """An engine of ``to_region`` took the workflow over from ``from_region`` (its previous
+    owner's region, else its home) because no engine of its home region was left."""
+
+    engine: str
+    epoch: int
+    from_region: str
+    to_region: str
+    home_region: str
 
 
 @registry.event("TasksSpawned")

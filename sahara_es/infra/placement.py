@@ -27,7 +27,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sahara_es.infra.base import CapacityExhausted, Flavor, HostInventory
-from sahara_es.store import Claim, ClaimRejected, ConcurrencyConflict, NotFound, Store
+from sahara_es.store import (
+    Claim,
+    ClaimRejected,
+    ConcurrencyConflict,
+    NotFound,
+    Store,
+    region_claim_key,
+)
 
 RESOURCES = ("vcpus", "ram_mb")
 """The resources a host gives, in the order they are claimed."""
@@ -100,6 +107,9 @@ class Scheduler:
 
     Every scheduler over the same store sees the same claims, so any number of them (threads,
     processes, engines) may place concurrently: the store's compare-and-set is the only lock.
+    With a ``region`` (the engine's, on a keyspace spanning several datacenters) its hosts are
+    that region's and their claims region-local: another region's engine that took a
+    workflow over may read them but never claims there (``ForeignRegion``).
     """
 
     def __init__(
@@ -109,12 +119,21 @@ class Scheduler:
         *,
         max_alternates: int = 3,
         attempts: int = DEFAULT_ATTEMPTS,
+        region: str | None = None,
     ) -> None:
         self.store = store
+        self.region = region
         self.hosts = {host.name: host for host in hosts}
         self.max_alternates = max_alternates
         self.attempts = attempts
         self.sync_inventory()
+
+    def claim_key(self, host: str, resource: str) -> str:
+        """A host's claim: region-local (``region_claim_key``, LOCAL_SERIAL) when this
+        scheduler places in a region of a keyspace spanning several, as only that region's
+        processes change its hosts' capacity; else global, as on one site."""
+        key = host_claim_key(host, resource)
+        return region_claim_key(self.region, key) if self.region else key
 
     # -- inventory ------------------------------------------------------------------------
 
@@ -128,7 +147,7 @@ class Scheduler:
         """
         for host in self.hosts.values():
             for resource in RESOURCES:
-                key = host_claim_key(host.name, resource)
+                key = self.claim_key(host.name, resource)
                 capacity = int(getattr(host, resource))
                 try:
                     current = self.store.get_claim(key)
@@ -146,8 +165,8 @@ class Scheduler:
     def _view(self, host: str) -> HostView:
         return HostView(
             host,
-            self.store.get_claim(host_claim_key(host, "vcpus")),
-            self.store.get_claim(host_claim_key(host, "ram_mb")),
+            self.store.get_claim(self.claim_key(host, "vcpus")),
+            self.store.get_claim(self.claim_key(host, "ram_mb")),
         )
 
     # -- placing --------------------------------------------------------------------------
@@ -259,7 +278,7 @@ class Scheduler:
                 return name
             try:
                 for resource, amount in (("vcpus", vcpus), ("ram_mb", ram_mb)):
-                    self._claim_with_retry(host_claim_key(name, resource), request.instance,
+                    self._claim_with_retry(self.claim_key(name, resource), request.instance,
                                            amount)
             except ClaimRejected:
                 self.release(request.instance, name)
@@ -326,12 +345,12 @@ class Scheduler:
         the ram claim only needs room: a conflict there is retried on a fresh read rather than
         throwing the vcpus claim away.
         """
-        cpu = self.store.claim(host_claim_key(host, "vcpus"), instance, vcpus,
+        cpu = self.store.claim(self.claim_key(host, "vcpus"), instance, vcpus,
                                seen.vcpus.generation)
         try:
-            ram = self._claim_with_retry(host_claim_key(host, "ram_mb"), instance, ram_mb)
+            ram = self._claim_with_retry(self.claim_key(host, "ram_mb"), instance, ram_mb)
         except BaseException:
-            self._release_key(host_claim_key(host, "vcpus"), instance)
+            self._release_key(self.claim_key(host, "vcpus"), instance)
             raise
         return HostView(host, cpu, ram)
 
@@ -369,7 +388,7 @@ class Scheduler:
             if host is None:
                 raise TypeError("release(instance, host) needs the host")
         for resource in reversed(RESOURCES):
-            self._release_key(host_claim_key(host, resource), instance)
+            self._release_key(self.claim_key(host, resource), instance)
 
     def retry_on_alternate(
         self, placement: Placement, *, avoid: Collection[str] = ()

@@ -64,6 +64,10 @@ class ClusterTemplates(ResourceProjection):
     kind = Kind.CLUSTER_TEMPLATE
 
 
+SETTLED = ("Active", "Error")
+"""Cluster statuses in which no workflow of the cluster runs."""
+
+
 class Clusters(ResourceProjection):
     """Clusters, with what their own stream does not hold: the public key of their
     management key pair (from its stream) and their verification's dates."""
@@ -93,6 +97,10 @@ class Clusters(ResourceProjection):
                 else None
             new["verification"] = {**new["verification"], "created_at": started or at,
                                    "updated_at": at}
+        if new is not None and event.metadata.engine_id and event.metadata.correlation_id:
+            new["workflow_owner"] = None if new.get("status") in SETTLED else {
+                "workflow_id": event.metadata.correlation_id,
+                "engine": event.metadata.engine_id, "region": event.metadata.region}
         return new
 
 

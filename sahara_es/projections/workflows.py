@@ -47,10 +47,15 @@ class WorkflowsProjection(Projection):
                            status="running", owner=None, epoch=0, failure=None,
                            project=event.metadata.project_id, actor=event.metadata.actor,
                            started_at=event.metadata.occurred_at.isoformat(),
-                           rollback_on_cancel=fact.rollback_on_cancel)
+                           rollback_on_cancel=fact.rollback_on_cancel,
+                           home_region=fact.home_region, owner_region=None)
                 tasks.update({t["id"]: "pending" for t in fact.tasks})
             case ev.WorkflowOwned():
-                row.update(owner=fact.engine, epoch=fact.epoch)
+                row.update(owner=fact.engine, epoch=fact.epoch, owner_region=fact.region)
+            case ev.WorkflowTakenOver():
+                row["takeovers"] = [*row.get("takeovers", []), {
+                    "engine": fact.engine, "epoch": fact.epoch,
+                    "from_region": fact.from_region, "to_region": fact.to_region}]
             case ev.TasksSpawned():
                 tasks.update({t["id"]: "pending" for t in fact.tasks})
             case ev.TasksOffered():

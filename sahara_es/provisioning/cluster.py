@@ -96,7 +96,7 @@ class Cluster:
         events = tuple(tenant_view(self.ctx, event) for event in events)
         metadata = Metadata(actor="sahara-es", correlation_id=self.ctx.workflow_id,
                             causation_id=f"{self.ctx.workflow_id}/{self.ctx.task_id}",
-                            engine_id=self.ctx.engine_id)
+                            engine_id=self.ctx.engine_id, region=self.store.region)
         for _ in range(20):
             fresh = self._aggregate is None  # read now, not earlier in the task
             aggregate = self.aggregate

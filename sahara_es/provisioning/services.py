@@ -198,9 +198,11 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
                    provider_options: dict[str, Any] | None = None,
                    step_limits: StepLimits | None = None,
                    storage_policy: StoragePolicy | None = None,
-                   job_limits: JobLimits | None = None) -> dict[str, Any]:
+                   job_limits: JobLimits | None = None,
+                   region: str | None = None) -> dict[str, Any]:
     """The services provisioning tasks use, for one process, as the engine's services
-    mapping (``as_engine_services``; ``provisioning_services`` reads the typed object)."""
+    mapping (``as_engine_services``; ``provisioning_services`` reads the typed object).
+    ``region``: the engine's, whose hosts' claims are then region-local."""
     options = dict(provider_options or {})
     if provider == "local":
         options.setdefault("root", Path(root) / "instances")
@@ -210,7 +212,7 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
     quotas = Quotas(store, quota_defaults)
     return as_engine_services(ProvisioningServices(
         provider=infra,
-        scheduler=Scheduler(store, infra.hosts()),
+        scheduler=Scheduler(store, infra.hosts(), region=region),
         quotas=quotas,
         quota=QuotaGate(quotas),
         ssh=NodeAccess(store),

@@ -79,6 +79,8 @@ CLUSTER_DEFAULTS: Doc = {
     "info": {},
     "provision_progress": [],
     "verification": {},
+    "region": None,
+    "workflow_owner": None,
 }
 
 INSTANCE_DEFAULTS: Doc = {"volumes": [], "storage_devices_number": 0, "dns_hostname": None,
