@@ -52,9 +52,11 @@ TO_CHAIN = "SAHARA-ES-NODES-TO"
 
 SERVICE_ADDRESSES = "127.0.0.0/24"
 """Where ``tools/cassandra`` runs its nodes (127.0.0.1, then 127.0.0.2...)."""
-SERVICE_PORTS = (7000, 7001, 7199, 9042)
+SERVICE_PORTS = (7000, 7001, 7100, 7199, 9042, 9043, 4369, 4374, 5672, 5682, 25672, 25682)
 """The service's ports there that no node needs: Cassandra's storage (no password), TLS
-storage, JMX's usual port (``tools/cassandra`` starts no JMX server) and native protocol."""
+storage, JMX's usual port (``tools/cassandra`` starts no JMX server) and native protocol
+(7100 and 9043: ``tools/cassandra-regions``); RabbitMQ's epmd, AMQP and Erlang distribution
+ports (the usual ones, and ``tools/rabbitmq``'s): the bus between API and engines."""
 
 LOCK = Path("/run/lock/sahara-es-firewall.lock")
 

@@ -144,8 +144,8 @@ def test_udp_to_another_cluster_s_node_is_refused(world: World) -> None:
     assert result.stdout.strip().startswith("FAILED"), result.stdout
 
 
-def test_the_service_s_cassandra_ports_are_closed_to_nodes(world: World) -> None:
-    for port in (9042, 7000, 7199):
+def test_the_service_s_cassandra_and_rabbitmq_ports_are_closed_to_nodes(world: World) -> None:
+    for port in (9042, 7000, 7199, 5682, 25682, 4374):
         assert world.a.connect("127.0.0.1", port) == "FAILED ConnectionRefusedError"
 
 
