@@ -11,14 +11,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import requests
 
 from sahara_es.commands import tokens
 from sahara_es.engine import load_workflow
 from sahara_es.provisioning import ids
-from sahara_es.store import Store
+from sahara_es.store import Store, open_store
 from tests.engines import engine_alive, wait_until
+from tests.factories import drop_cassandra_keyspace, sqlite_url
 from tests.rabbitmq import (
     NotificationCollector,
     ServiceProcess,
@@ -89,8 +92,29 @@ def _answers(health: str) -> bool:
         return False
 
 
+@pytest.fixture
+def own_store(url: str, tmp_path: Path) -> Iterator[tuple[Store, str]]:
+    """A store of the test's own: the notifications follower keeps one checkpoint per store,
+    and the session's store holds every other test's clusters, which it would notify first."""
+    if url.startswith("cassandra://"):
+        parts = urlsplit(url)
+        keyspace = f"{parts.path.strip('/')}_bus_{uuid.uuid4().hex[:8]}"
+        own_url = urlunsplit(parts._replace(path=f"/{keyspace}"))
+    else:
+        keyspace, own_url = "", sqlite_url(tmp_path / "own")
+        (tmp_path / "own").mkdir()
+    store = open_store(own_url, upgrade=True)
+    try:
+        yield store, own_url
+    finally:
+        store.close()
+        if keyspace:
+            drop_cassandra_keyspace(keyspace)
+
+
 def test_a_cluster_is_provisioned_through_the_bus_and_its_notifications_are_sahara_s(
-        store: Store, url: str, tmp_path: Path) -> None:
+        own_store: tuple[Store, str], tmp_path: Path) -> None:
+    store, url = own_store
     tag = uuid.uuid4().hex[:8]
     collector = NotificationCollector(broker_url(), tag)
     try:
