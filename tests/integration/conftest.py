@@ -17,6 +17,7 @@ import pytest
 from sahara_es.edp.storage import StoragePolicy
 from sahara_es.infra import LocalProvider, SSHPool, generate_keypair
 from sahara_es.store import Store, open_store
+from tests import regions
 from tests.nodes import node_root, remove_node_root
 
 
@@ -152,3 +153,31 @@ def real_keystone() -> Iterator[RealKeystone]:
     yield RealKeystone(auth_url=env["OS_AUTH_URL"], admin_password=env["OS_PASSWORD"])
     if not running and "PYTEST_XDIST_WORKER" not in os.environ:
         subprocess.run([str(KEYSTONE), "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def three_regions() -> Iterator[None]:
+    """The three-datacenter Cassandra (tools/cassandra-regions), started once if it is not
+    running, with no delay added between its datacenters."""
+    with regions.regions_running():
+        regions.set_delay(0)
+        yield
+
+
+@pytest.fixture
+def keyspace(three_regions: None) -> Iterator[str]:
+    """A keyspace of the test's own on the three datacenters, dropped after it."""
+    name = regions.new_keyspace_name()
+    yield name
+    regions.drop_keyspace(name)
+
+
+@pytest.fixture
+def stores(keyspace: str) -> Iterator[dict[str, Store]]:
+    """A store per region, each connected with its own datacenter as the local one."""
+    opened = {"dc1": open_store(regions.regions_url(keyspace, "dc1"), upgrade=True)}
+    for region in ("dc2", "dc3"):
+        opened[region] = open_store(regions.regions_url(keyspace, region))
+    yield opened
+    for store in opened.values():
+        store.close()

@@ -20,7 +20,6 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,30 +41,6 @@ pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
 
 TTL = 2.0
 GRACE = 2.0
-
-
-@pytest.fixture(scope="module")
-def three_regions() -> Iterator[None]:
-    with regions.regions_running():
-        regions.set_delay(0)
-        yield
-
-
-@pytest.fixture
-def keyspace(three_regions: None) -> Iterator[str]:
-    name = regions.new_keyspace_name()
-    yield name
-    regions.drop_keyspace(name)
-
-
-@pytest.fixture
-def stores(keyspace: str) -> Iterator[dict[str, Store]]:
-    opened = {"dc1": open_store(regions.regions_url(keyspace, "dc1"), upgrade=True)}
-    for region in ("dc2", "dc3"):
-        opened[region] = open_store(regions.regions_url(keyspace, region))
-    yield opened
-    for store in opened.values():
-        store.close()
 
 
 def reopen(keyspace: str, region: str) -> Store:

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -43,31 +43,6 @@ from tests import regions
 from tests.regions import DATACENTERS
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def three_regions() -> Iterator[None]:
-    with regions.regions_running():
-        regions.set_delay(0)
-        yield
-
-
-@pytest.fixture
-def keyspace(three_regions: None) -> Iterator[str]:
-    name = regions.new_keyspace_name()
-    yield name
-    regions.drop_keyspace(name)
-
-
-@pytest.fixture
-def stores(keyspace: str) -> Iterator[dict[str, Store]]:
-    """A store per region, each connected with its own datacenter as the local one."""
-    opened = {"dc1": open_store(regions.regions_url(keyspace, "dc1"), upgrade=True)}
-    for region in ("dc2", "dc3"):
-        opened[region] = open_store(regions.regions_url(keyspace, region))
-    yield opened
-    for store in opened.values():
-        store.close()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 60.0,
