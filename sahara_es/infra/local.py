@@ -6,9 +6,12 @@ folder holds everything another process needs to find the instance again -- its 
 processes -- because the engine that created it may die and another engine delete it.
 
 Addresses come from ``127.10.0.0/16`` (Linux routes all of ``127/8`` to the loopback device,
-so binding needs no setup) and are reserved in the store as unique names, so that two
-engines on the machine never hand out the same one. Every sshd listens on the same port: the
-addresses differ.
+so binding needs no setup) and are reserved in the store, so that two engines on the machine
+never hand out the same one: as unique names (global, SERIAL) on one site, and, for a provider
+of a region (``region``, on a keyspace spanning several datacenters), as region-local claims
+of one unit per address (``region_claim_key(region, "address:loopback:<address>")``,
+LOCAL_SERIAL), which only that region's processes change (doc/regions.rst). Every sshd listens
+on the same port: the addresses differ.
 
 Everything started on an instance is found again by two marks. Sessions and what they start
 carry ``SAHARA_ES_INSTANCE=<name>`` in their environment (``SetEnv`` in the instance's
@@ -77,7 +80,7 @@ from sahara_es.infra.base import (
 )
 from sahara_es.infra.firewall import NodeFirewall
 from sahara_es.infra.locks import file_lock
-from sahara_es.store import NameTaken, Store
+from sahara_es.store import ClaimRejected, NameTaken, NotFound, Store, region_claim_key
 
 _log = logging.getLogger(__name__)
 
@@ -86,6 +89,11 @@ MARKER = "SAHARA_ES_INSTANCE"
 
 ADDRESS_PROJECT = "_infra"
 ADDRESS_KIND = "loopback"
+
+
+def address_claim_key(region: str, address: str) -> str:
+    """The region-local claim (capacity 1) that reserves ``address`` in ``region``."""
+    return region_claim_key(region, f"address:{ADDRESS_KIND}:{address}")
 
 FLAVORS = {
     flavor.name: flavor
@@ -517,6 +525,13 @@ class LocalProvider(InfraProvider):
     Needs root (to make the clusters' node users and start sshd for them) and a root whose
     every parent folder other users may traverse. Sessions log in as the cluster's node user
     and start in the instance's home (``<folder>/home``, also their ``$HOME``).
+
+    ``region``: the region whose machines these are (the engine's, its store's ``local_dc``):
+    addresses are then reserved region-locally, at LOCAL_SERIAL, and only that region's
+    processes reserve or free them (``ForeignRegion`` elsewhere: an engine of another region
+    that took a workflow over cannot free the addresses of the region it took it from). An
+    instance records the region it reserved its address in, and is freed there. ``None``: one
+    site, addresses as global unique names.
     """
 
     name = "local"
@@ -526,8 +541,9 @@ class LocalProvider(InfraProvider):
                  address_range: str = DEFAULT_ADDRESS_RANGE, ssh_port: int = 2222,
                  sshd: str = "/usr/sbin/sshd", ssh_keygen: str = "ssh-keygen",
                  stop_grace: float = 5.0, start_timeout: float = 10.0,
-                 network_isolation: bool = True) -> None:
+                 network_isolation: bool = True, region: str | None = None) -> None:
         self._store = store
+        self.region = region
         self.root = Path(root)
         self._hosts = list(DEFAULT_HOSTS if hosts is None else hosts)
         self._network = ipaddress.IPv4Network(address_range)
@@ -669,13 +685,16 @@ class LocalProvider(InfraProvider):
             addresses = {address for address in (state.get("address"),
                                                  _read_text(folder / "address.candidate"))
                          if address}
+            # Where it was reserved: a folder left before its state was written is this
+            # provider's; an instance made before addresses had regions holds a name.
+            region = state.get("address_region", None if state else self.region)
             uid = _uid_of(user) if user and user.startswith(USER_PREFIX) else None
             if self._firewall is not None and uid is not None:
                 # Closed before the address is free for another cluster's instance.
                 for address in addresses:
                     self._firewall.close_address(uid, address)
             for address in addresses:
-                self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
+                self._free_address(region, address, name)
             # The address is free before the folder goes, and so is the user if this was its
             # last instance (the folder names it): a delete that fails or dies in between (a
             # process of the user survived every kill) is retried, finds the folder and
@@ -816,6 +835,7 @@ class LocalProvider(InfraProvider):
         state: dict[str, Any] = {
             "name": spec.name,
             "address": address,
+            "address_region": self.region,
             "ssh_port": self._port,
             "username": user,
             "host": spec.host,
@@ -838,7 +858,7 @@ class LocalProvider(InfraProvider):
         """
         candidate_file = folder / "address.candidate"
         previous = _read_text(candidate_file)
-        if previous and self._store.name_owner(ADDRESS_PROJECT, ADDRESS_KIND, previous) == name:
+        if previous and name in self._address_holders(previous):
             return previous
         addresses = [address for address in self._network.hosts()
                      if address.packed[-1] not in (0, 255)]
@@ -850,13 +870,47 @@ class LocalProvider(InfraProvider):
             if not _port_free(candidate, self._port):
                 continue  # taken outside this store: another service, another test run
             _write_private(candidate_file, candidate)
-            try:
-                self._store.reserve_name(ADDRESS_PROJECT, ADDRESS_KIND, candidate, name)
-            except NameTaken as taken:
-                if taken.owner_id != name:
-                    continue
-            return candidate
+            if self._take_address(candidate, name):
+                return candidate
         raise CapacityExhausted(f"every address of {self._network} is taken")
+
+    def _address_holders(self, address: str) -> set[str]:
+        """Who holds ``address`` in the store (at most one)."""
+        if self.region is None:
+            owner = self._store.name_owner(ADDRESS_PROJECT, ADDRESS_KIND, address)
+            return set() if owner is None else {owner}
+        try:
+            return set(self._store.get_claim(address_claim_key(self.region, address)).holders)
+        except NotFound:
+            return set()
+
+    def _take_address(self, address: str, name: str) -> bool:
+        """Reserve ``address`` for ``name``: whether it is now ``name``'s (again, if it was)."""
+        if self.region is None:
+            try:
+                self._store.reserve_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
+            except NameTaken as taken:
+                return taken.owner_id == name
+            return True
+        key = address_claim_key(self.region, address)
+        try:
+            self._store.get_claim(key)
+        except NotFound:
+            # Racing definers are fine: the first one's insert wins, the others change
+            # nothing but the generation, and a claim meanwhile retries on the new one.
+            self._store.define_claim(key, 1)
+        try:
+            self._store.claim_with_retry(key, name, 1)
+        except ClaimRejected:
+            return False
+        return True
+
+    def _free_address(self, region: str | None, address: str, name: str) -> None:
+        """Give ``address`` back if ``name`` holds it (in ``region``, where it was reserved)."""
+        if region is None:
+            self._store.release_name(ADDRESS_PROJECT, ADDRESS_KIND, address, name)
+        else:
+            self._store.release_with_retry(address_claim_key(region, address), name)
 
     def _sshd_config(self, folder: Path, name: str, address: str, user: str) -> str:
         home = folder / "home"
