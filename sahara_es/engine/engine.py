@@ -31,6 +31,7 @@ from sahara_es.engine.runner import (
     WorkflowRunner,
     cancel_stream,
     claim_stream,
+    give_up_claim,
     task_contexts,
 )
 from sahara_es.engine.slots import UNLIMITED, Share, Slots, round_robin
@@ -312,6 +313,15 @@ class Engine:
         if engine_id == self.engine_id:
             return stream_id in self._claiming
         return engine_id in self._live_engines
+
+    def claim_began(self, stream_id: str) -> None:
+        self._claiming.add(stream_id)
+
+    def claim_ended(self, stream_id: str) -> None:
+        self._claiming.discard(stream_id)
+
+    def holds_engine_lease(self) -> bool:
+        return self.engine_lease is not None and self.lease_valid(self.engine_lease)
 
     # -- the sweep ------------------------------------------------------------------------
 
@@ -598,9 +608,9 @@ class Engine:
             recorder = ClaimRecorder(self.store, stream, Metadata(
                 engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
             start = ev.TaskStarted(task.spec.id, task.attempt, self.engine_id, 0, run=stream)
-            self._claiming.add(stream)  # before the claim: an owner must never see it orphaned
+            self.claim_began(stream)  # before the claim: an owner must never see it orphaned
             if not recorder.claim(self.engine_id, start):
-                self._claiming.discard(stream)
+                self.claim_ended(stream)
                 self.release_slots(1, share)
                 continue
             self.stats["claimed"] += 1
@@ -610,10 +620,10 @@ class Engine:
                           engine=self.engine_id, epoch=0, recorder=recorder, run=stream,
                           start_recorded=True,
                           context=task_contexts(view, task.spec.id, self.engine_id,
-                                                self._holds_engine_lease, self.services,
+                                                self.holds_engine_lease, self.services,
                                                 self._claim_cancel(workflow_id)))
-            self.submit(job, functools.partial(self._claimed_done, workflow_id, stream, owner),
-                        share)
+            self.submit(job, functools.partial(self._claimed_done, workflow_id, recorder,
+                                               owner), share)
         self.announce_capacity()
 
     def _claim_cancel(self, workflow_id: str) -> threading.Event:
@@ -624,10 +634,11 @@ class Engine:
             self._claim_cancels[workflow_id] = (cancelled, count + 1)
             return cancelled
 
-    def _claimed_done(self, workflow_id: str, stream: str, owner: str, outcome: Outcome
-                      ) -> None:
-        self._claiming.discard(stream)
-        self.wakeups.claim_moved(owner, workflow_id, stream)
+    def _claimed_done(self, workflow_id: str, recorder: ClaimRecorder, owner: str,
+                      outcome: Outcome) -> None:
+        give_up_claim(recorder, outcome, self.engine_id)
+        self.claim_ended(recorder.stream_id)
+        self.wakeups.claim_moved(owner, workflow_id, recorder.stream_id)
         with self._claims_lock:
             cancelled, count = self._claim_cancels.pop(workflow_id, (threading.Event(), 1))
             if count > 1:
@@ -640,8 +651,6 @@ class Engine:
             if list(self.store.read(cancel_stream(workflow_id), 1, to_version=1)):
                 cancelled.set()
 
-    def _holds_engine_lease(self) -> bool:
-        return self.engine_lease is not None and self.lease_valid(self.engine_lease)
 
 
 def events_of(store: Store, stream_id: str) -> list[Any]:

@@ -13,6 +13,7 @@ interval, when it also casts again the offers nobody claimed.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -30,7 +31,9 @@ from sahara_es.engine.wakeups import Wakeups
 from sahara_es.engine.writer import FencedWriter
 from sahara_es.events import DomainEvent, Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import ConcurrencyConflict, Lease, Store, Unavailable
+from sahara_es.store import ConcurrencyConflict, Lease, Store, StoreError, Unavailable
+
+log = logging.getLogger(__name__)
 
 CLAIM_RETRY_SECONDS = 60.0
 """How long a claim stream's write is tried again while the store cannot be reached."""
@@ -91,6 +94,22 @@ class ClaimRecorder:
                 time.sleep(0.5)
 
 
+def give_up_claim(recorder: ClaimRecorder, outcome: Outcome, engine_id: str) -> None:
+    """A claimed run that ended with no outcome recorded (its engine lost its own lease, or
+    was stopping) says so in its claim stream, so that the owner finishes the task itself
+    from the recorded intent instead of waiting on a claimer that still heartbeats. A claim
+    withdrawn already (the owner took it back) needs nothing more."""
+    if not outcome.abandoned:
+        return
+    try:
+        recorder.record([ev.TaskRunAbandoned(f"{engine_id} gave the claim up: {outcome.error}")],
+                        durable=True)
+    except attempts.Abandoned:
+        pass
+    except StoreError as error:  # the owner takes it back once this engine stops
+        log.warning("could not give %s up: %s", recorder.stream_id, error)
+
+
 class OwningEngine(Protocol):
     """What a runner asks of the engine that owns its workflow (``engine.Engine`` is one):
     whether its lease still holds, slots on the engine's pool and the pool itself, and what
@@ -146,6 +165,17 @@ class OwningEngine(Protocol):
 
     def runs_claim(self, engine_id: str, stream_id: str) -> bool:
         """Whether a claim by ``engine_id`` may still produce an outcome."""
+        ...
+
+    def claim_began(self, stream_id: str) -> None:
+        """This engine runs the claim ``stream_id`` from now on (whoever owns the workflow:
+        a claim outlives the ownership it was made in)."""
+        ...
+
+    def claim_ended(self, stream_id: str) -> None: ...
+
+    def holds_engine_lease(self) -> bool:
+        """Whether this engine's own lease still holds: what a claimed task runs under."""
         ...
 
     @property
@@ -417,10 +447,13 @@ class WorkflowRunner:
                 run: str | None = None,
                 start_recorded: bool = False, intent: dict[str, Any] | None = None,
                 after: Future[int] | None = None) -> None:
+        # A claim runs under the engine's own lease, as any engine's claim does: it outlives
+        # this ownership, and the next owner follows its claim stream to the outcome.
+        lease_valid = self.engine.holds_engine_lease if kind == "claim" else self._holds_lease
         job = TaskRun(
             spec=task.spec, task=build_task(task.spec), first_attempt=task.attempt,
             engine=self.engine.engine_id, epoch=self.lease.epoch,
-            context=self.context_for(task.spec.id, self._holds_lease, self.cancelled),
+            context=self.context_for(task.spec.id, lease_valid, self.cancelled),
             recorder=recorder, run=run, start_recorded=start_recorded, intent=intent,
         )
         self._active[task.spec.id] = kind
@@ -435,6 +468,9 @@ class WorkflowRunner:
             return job()
 
         def done(outcome: Outcome) -> None:
+            if isinstance(recorder, ClaimRecorder):
+                give_up_claim(recorder, outcome, self.engine.engine_id)
+                self.engine.claim_ended(recorder.stream_id)
             self._done.put((kind, outcome))
 
         if share is None:  # a waiting task: no slot
@@ -461,6 +497,7 @@ class WorkflowRunner:
             recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
             start = ev.TaskStarted(task_id, offer.attempt, self.engine.engine_id,
                                    self.lease.epoch, run=offer.stream_id)
+            self.engine.claim_began(offer.stream_id)  # before the claim, as other claimers
             if recorder.claim(self.engine.engine_id, start):
                 offer.claimer, offer.started, offer.intent = (
                     self.engine.engine_id, True, start.to_data())
@@ -469,6 +506,7 @@ class WorkflowRunner:
                 self._submit(self.state.tasks[task_id], "claim", recorder, share,
                              run=offer.stream_id, start_recorded=True)
             else:
+                self.engine.claim_ended(offer.stream_id)
                 self.engine.release_slots(1, share)
 
     def _cast_offers(self, written: Future[int]) -> None:
@@ -510,6 +548,8 @@ class WorkflowRunner:
                     self.record([ev.WorkflowFailed(task_id, offer.outcome.error)])
             elif offer.withdrawn:
                 del self._offers[task_id]
+                if offer.claimer is not None:  # the claimer gave it up: finish it here
+                    self._to_recover[task_id] = offer.intent
             elif (offer.claimer is not None and task_id not in self._active
                     and not self.engine.runs_claim(offer.claimer, offer.stream_id)):
                 self._take_back(task_id, offer)
