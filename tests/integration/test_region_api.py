@@ -43,12 +43,23 @@ show reads the cluster from the store (doc/api-processes.rst), not a feed that m
 its relay, lost with dc1's engine, is replaced."""
 
 
+CLUSTER: dict[str, Any] = {
+    "name": f"c{uuid.uuid4().hex[:6]}", "plugin_name": "fake", "plugin_version": "0.1",
+    "cluster_configs": {"Fake": {"configure_seconds": CONFIGURE_SECONDS,
+                                 "slow_configure": "namenode"}},
+    "node_groups": [{"name": "manager", "flavor_id": "local.small",
+                     "node_processes": ["namenode"], "count": 1},
+                    {"name": "workers", "flavor_id": "local.small",
+                     "node_processes": ["datanode"], "count": 1}]}
+"""Two nodes: the namenode's configuration is the long step."""
+
+
 def region_engine(keyspace: str, region: str, folder: Path, nodes: Path, *,
                   concurrency: int) -> EngineProcess:
     """``sahara-es engine`` of ``region`` running clusters' workflows on local nodes under
     ``nodes`` (one machine: every region's engine reaches every node)."""
     return EngineProcess(
-        regions.regions_url(keyspace, region), f"e-{region}", folder, lease_ttl=2.0,
+        regions.regions_url(keyspace, region), f"e-{region}", folder, lease_ttl=3.0,
         concurrency=concurrency, sweep_interval=0.2,
         extra=("--region", region, "--region-takeover-grace", "1",
                "--nodes-dir", str(nodes), "--no-node-network-isolation",
@@ -56,13 +67,17 @@ def region_engine(keyspace: str, region: str, folder: Path, nodes: Path, *,
 
 
 @contextlib.contextmanager
-def api_of(keyspace: str, region: str, folder: Path) -> Iterator[ApiProcess]:
-    api = ApiProcess(regions.regions_url(keyspace, region), folder)
+def apis_of(keyspace: str, folder: Path, *names: str) -> Iterator[dict[str, ApiProcess]]:
+    """An API process of each region, started together, each connected to its own."""
+    started = {region: ApiProcess(regions.regions_url(keyspace, region), folder)
+               for region in names}
     try:
-        api.wait_healthy()
-        yield api
+        for api in started.values():
+            api.wait_healthy()
+        yield started
     finally:
-        api.stop()
+        for api in started.values():
+            api.stop()
 
 
 def shown(api: ApiProcess, project: str, cluster_id: str) -> dict[str, Any]:
@@ -89,30 +104,24 @@ def test_both_regions_apis_show_a_clusters_region_and_its_workflows_owner_moving
     # One slot in dc1: the namenode's (slow) configuration starts before the datanode's.
     dc1_engine = region_engine(keyspace, "dc1", tmp_path, nodes, concurrency=1)
     try:
-        with api_of(keyspace, "dc1", tmp_path) as dc1, api_of(keyspace, "dc2", tmp_path) as dc2:
-            apis = {"dc1": dc1, "dc2": dc2}
-            made = requests.post(f"{dc1.base}/v2/clusters", headers={"X-Project-Id": project},
-                                 timeout=30, json={
-                "name": f"c{uuid.uuid4().hex[:6]}", "plugin_name": "fake",
-                "plugin_version": "0.1",
-                "cluster_configs": {"Fake": {"configure_seconds": CONFIGURE_SECONDS,
-                                             "slow_configure": "namenode"}},
-                "node_groups": [{"name": "manager", "flavor_id": "local.small",
-                                 "node_processes": ["namenode"], "count": 1},
-                                {"name": "workers", "flavor_id": "local.small",
-                                 "node_processes": ["datanode"], "count": 1}]})
+        with apis_of(keyspace, tmp_path, "dc1", "dc2") as apis:
+            made = requests.post(f"{apis['dc1'].base}/v2/clusters", timeout=30,
+                                 headers={"X-Project-Id": project}, json=CLUSTER)
             assert made.status_code == 202, made.text
             cluster_id = made.json()["cluster"]["id"]
 
-            def owners() -> dict[str, dict[str, Any] | None]:
-                return {region: shown(api, project, cluster_id)["workflow_owner"]
-                        for region, api in apis.items()}
+            seen: dict[str, dict[str, Any] | None] = {}
 
-            wait_until(lambda: all(o and o["region"] == "dc1" for o in owners().values()),
-                       timeout=120, poll=POLL)
-            first = owners()["dc2"]
-            assert first is not None and first["engine"] == "e-dc1"
-            workflow = first["workflow_id"]
+            def owned_in(region: str) -> bool:
+                """Whether both API processes show the workflow's owner in ``region``
+                (what they show kept in ``seen``)."""
+                seen.update({name: shown(api, project, cluster_id)["workflow_owner"]
+                             for name, api in apis.items()})
+                return all(o is not None and o["region"] == region for o in seen.values())
+
+            wait_until(lambda: owned_in("dc1"), timeout=120, poll=POLL)
+            assert {o["engine"] for o in seen.values() if o} == {"e-dc1"}
+            workflow = next(o["workflow_id"] for o in seen.values() if o)
             assert all(shown(api, project, cluster_id)["region"] == "dc1"
                        for api in apis.values())
 
@@ -120,9 +129,9 @@ def test_both_regions_apis_show_a_clusters_region_and_its_workflows_owner_moving
                        timeout=120, poll=0.2)
             dc1_engine.kill()  # mid-configuration; no engine of dc1 is left
             with region_engine(keyspace, "dc2", tmp_path, nodes, concurrency=4):
-                wait_until(lambda: all(o and o["region"] == "dc2" for o in owners().values()),
-                           timeout=120, poll=POLL)
-                assert {o["engine"] for o in owners().values() if o} <= {"e-dc2"}
+                wait_until(lambda: owned_in("dc2"), timeout=120, poll=POLL)
+                assert {(o["engine"], o["workflow_id"]) for o in seen.values() if o} == {
+                    ("e-dc2", workflow)}
                 wait_until(lambda: all(shown(api, project, cluster_id)["status"]
                                        in ("Active", "Error") for api in apis.values()),
                            timeout=120, poll=POLL)
