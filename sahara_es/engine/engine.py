@@ -296,12 +296,19 @@ class Engine:
                        if said >= recent and engine_id in self._live_engines)
         return 2 * self.config.concurrency * len(self._live_engines - {self.engine_id})
 
+    def spare_slots(self) -> int:
+        """Free slots that this engine's own workflows do not wait for: what others' offers
+        may have (a task run here by its owner costs no claim)."""
+        demand = sum(min(runner.slot_demand, self.slots.room_for(runner.share()))
+                     for runner, _ in list(self._runners.values()) if runner.slot_demand)
+        return max(0, self.slots.free - demand)
+
     def announce_capacity(self, *, force: bool = False) -> None:
-        """Tell the others how many slots are free here (when offers are on the bus): at most
-        every 50 ms unless the number changed to or from none, or ``force``."""
+        """Tell the others how many spare slots are here (when offers are on the bus): at
+        most every 50 ms unless the number changed to or from none, or ``force``."""
         if not self.wakeups.carries_offers or self.stopping.is_set():
             return
-        free, now = self.slots.free, time.monotonic()
+        free, now = self.spare_slots(), time.monotonic()
         last, said = self._announced
         if force or (free != last and ((free == 0) != (last == 0) or now - said >= 0.05)):
             self._announced = (free, now)
@@ -596,15 +603,19 @@ class Engine:
 
     def _claim_offered(self, workflow_id: str) -> None:
         share = self._workflows[workflow_id]
-        if self.slots.free <= 0 and not share.reclaims:
+        room = self.spare_slots()
+        if room <= 0 and not share.reclaims:
             return
         view = self._view(workflow_id)
         offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
         random.shuffle(offered)  # engines claiming at once mostly try different tasks
         for task in offered:
             stream = claim_stream(workflow_id, task.spec.id, task.attempt)
+            if room <= 0 and not share.reclaims:
+                break
             if stream in self._claiming or not self.reserve_slots(1, share):
                 continue
+            room -= 1
             recorder = ClaimRecorder(self.store, stream, Metadata(
                 engine_id=self.engine_id, region=self.region, correlation_id=workflow_id))
             start = ev.TaskStarted(task.spec.id, task.attempt, self.engine_id, 0, run=stream)

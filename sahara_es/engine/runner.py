@@ -163,6 +163,11 @@ class OwningEngine(Protocol):
         """How many open offers a workflow keeps."""
         ...
 
+    def announce_capacity(self) -> None:
+        """Tell the other engines how many slots are free here for their offers (the slots
+        this engine's own workflows wait for are not)."""
+        ...
+
     def runs_claim(self, engine_id: str, stream_id: str) -> bool:
         """Whether a claim by ``engine_id`` may still produce an outcome."""
         ...
@@ -235,6 +240,9 @@ class WorkflowRunner:
         """Claim stream reads made (for benchmarks)."""
         self._writer: FencedWriter | None = None
         self._unwritten: list[DomainEvent] = []
+        self.slot_demand = 0
+        """Ready tasks of this workflow waiting for a slot here: not started, or offered and
+        not claimed (the owner claims those itself as its slots free)."""
 
     # -- wake-ups -------------------------------------------------------------------------
 
@@ -315,6 +323,7 @@ class WorkflowRunner:
                         self._resume_recoveries()
                         self._advance()
                     else:
+                        self._demand(0)
                         self._resume_recoveries()
                         self._roll_back()
                 self._flush()
@@ -375,6 +384,7 @@ class WorkflowRunner:
 
     def _advance(self) -> None:
         if self.state.cancel_requested:
+            self._demand(0)
             self._withdraw_offers()  # and start nothing more
         else:
             ready = [t for t in self.state.ready()
@@ -383,11 +393,12 @@ class WorkflowRunner:
             ready = [t for t in ready if not _waits(t)]
             # Free slots here first (no claim needed); what is left is offered, up to what
             # the other engines can take soon: every open offer is a stream read at each poll.
-            ready = ready[self._start_locally(ready):]
+            ready = waiting = ready[self._start_locally(ready):]
             if ready and self.engine.others_alive():
                 open_offers = (sum(1 for o in self._offers.values() if o.claimer is None)
                                if self._told else len(self._offers))
                 ready = ready[:max(0, self.engine.offer_room() - open_offers)]
+                waiting = waiting[len(ready):]
                 if ready:
                     written = self._write([ev.TasksOffered(
                         {t.spec.id: t.attempt for t in ready})])
@@ -397,6 +408,8 @@ class WorkflowRunner:
                         claim_stream(self.workflow_id, task.spec.id, task.attempt),
                         task.attempt)
             self._claim_offers()
+            self._demand(len(waiting) + sum(1 for t, o in self._offers.items()
+                                            if o.claimer is None and t not in self._active))
         self._poll_offers()
         if (self._active or self._offers or self._to_recover
                 or self.state.status is not WorkflowStatus.RUNNING):
@@ -405,6 +418,13 @@ class WorkflowRunner:
             self.record([ev.WorkflowCancelled(rolled_back=False)])
         elif self.state.all_succeeded():
             self.record([ev.WorkflowSucceeded(self.state.results())])
+
+    def _demand(self, slots: int) -> None:
+        """Say how many slots this workflow waits for here; when fewer, the engine may tell
+        the others it has room."""
+        fewer, self.slot_demand = slots < self.slot_demand, slots
+        if fewer:
+            self.engine.announce_capacity()
 
     def _start_locally(self, ready: list[TaskState]) -> int:
         share = self.share()

@@ -81,6 +81,14 @@ class Slots:
                     self._waiting.pop(project, None)
             return taken
 
+    def room_for(self, share: Share) -> int:
+        """How many ordinary slots work of ``share`` could reserve now."""
+        with self._lock:
+            room = self._free
+            if share.project is not None:
+                room = min(room, self._project_room(share.project, time.monotonic()))
+            return max(0, room)
+
     def _project_room(self, project: str, now: float) -> int:
         for key, since in list(self._waiting.items()):
             if now - since > WAITING_WINDOW:
