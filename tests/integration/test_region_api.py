@@ -81,8 +81,18 @@ def apis_of(keyspace: str, folder: Path, *names: str) -> Iterator[dict[str, ApiP
 
 
 def shown(api: ApiProcess, project: str, cluster_id: str) -> dict[str, Any]:
+    cluster = shown_if_known(api, project, cluster_id)
+    assert cluster is not None
+    return cluster
+
+
+def shown_if_known(api: ApiProcess, project: str, cluster_id: str) -> dict[str, Any] | None:
+    """The cluster as the process shows it; None while it does not know it yet (a 404):
+    another region's write reaches this one's datacenter, and then its feed, a moment later."""
     answer = requests.get(f"{api.base}/v2/clusters/{cluster_id}",
                           headers={"X-Project-Id": project}, timeout=30)
+    if answer.status_code == 404:
+        return None
     assert answer.status_code == 200, answer.text
     cluster: dict[str, Any] = answer.json()["cluster"]
     return cluster
@@ -115,8 +125,10 @@ def test_both_regions_apis_show_a_clusters_region_and_its_workflows_owner_moving
             def owned_in(region: str) -> bool:
                 """Whether both API processes show the workflow's owner in ``region``
                 (what they show kept in ``seen``)."""
-                seen.update({name: shown(api, project, cluster_id)["workflow_owner"]
-                             for name, api in apis.items()})
+                shows = {name: shown_if_known(api, project, cluster_id)
+                         for name, api in apis.items()}
+                seen.update({name: cluster and cluster["workflow_owner"]
+                             for name, cluster in shows.items()})
                 return all(o is not None and o["region"] == region for o in seen.values())
 
             wait_until(lambda: owned_in("dc1"), timeout=120, poll=POLL)
