@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,9 +248,10 @@ class UnreliableWakeups:
         for _ in range(self._times()):
             self.inner.wake_all()
 
-    def tasks_offered(self, workflow_id: str, owner: str) -> None:
+    def tasks_offered(self, workflow_id: str, owner: str, engine_id: str | None = None,
+                      task_ids: Sequence[str] = ()) -> None:
         for _ in range(self._times()):
-            self.inner.tasks_offered(workflow_id, owner)
+            self.inner.tasks_offered(workflow_id, owner, engine_id, task_ids)
 
     def claim_moved(self, owner: str, workflow_id: str, stream_id: str) -> None:
         for _ in range(self._times()):

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,6 +143,7 @@ class Engine:
         self.stats: Counter[str] = Counter()
         """Wake-ups heard and what came of them, by name (for benchmarks and tests)."""
         self._capacity: dict[str, tuple[int, float]] = {}  # others' free slots, when said
+        self._capacity_lock = threading.Lock()
         self._announced = (-1, 0.0)  # the free slots this engine last said, when
 
     @property
@@ -302,6 +303,27 @@ class Engine:
         demand = sum(min(runner.slot_demand, self.slots.room_for(runner.share()))
                      for runner, _ in list(self._runners.values()) if runner.slot_demand)
         return max(0, self.slots.free - demand)
+
+    def cast_offers(self, workflow_id: str, task_ids: Sequence[str]) -> None:
+        """Cast each offered task to one engine that said it has a spare slot, as many to each
+        as it said (counted down here until it says again), so that claimers do not race for
+        the same tasks; without such figures (offers not on the bus), to every engine. What
+        no engine has room for is left to the owner, which claims it as its slots free."""
+        if not self.wakeups.carries_offers:
+            self.wakeups.tasks_offered(workflow_id, self.engine_id)
+            return
+        left = list(task_ids)
+        recent = time.monotonic() - 2 * self.backstop_every
+        with self._capacity_lock:
+            for engine_id, (free, said) in sorted(self._capacity.items(),
+                                                  key=lambda item: -item[1][0]):
+                if not left:
+                    break
+                if free <= 0 or said < recent or engine_id not in self._live_engines:
+                    continue
+                given, left = left[:free], left[free:]
+                self._capacity[engine_id] = (free - len(given), said)
+                self.wakeups.tasks_offered(workflow_id, self.engine_id, engine_id, given)
 
     def announce_capacity(self, *, force: bool = False) -> None:
         """Tell the others how many spare slots are here (when offers are on the bus): at
@@ -547,7 +569,8 @@ class Engine:
         self.stats["heard wake"] += 1
         self._wake.set()
 
-    def on_tasks_offered(self, workflow_id: str, owner: str) -> None:
+    def on_tasks_offered(self, workflow_id: str, owner: str,
+                         task_ids: Sequence[str] = ()) -> None:
         self.stats["heard tasks_offered"] += 1
         if self.stopping.is_set() or owner == self.engine_id:
             return
@@ -556,7 +579,7 @@ class Engine:
                 return
             if not self._may_claim(workflow_id):
                 return
-            self._claim_offered(workflow_id)
+            self._claim_offered(workflow_id, task_ids)
 
     def on_claim_moved(self, workflow_id: str, stream_id: str) -> None:
         self.stats["heard claim_moved"] += 1
@@ -579,8 +602,9 @@ class Engine:
         self.stats["heard capacity"] += 1
         if engine_id == self.engine_id:
             return
-        before = self._capacity.get(engine_id, (0, 0.0))[0]
-        self._capacity[engine_id] = (free, time.monotonic())
+        with self._capacity_lock:
+            before = self._capacity.get(engine_id, (0, 0.0))[0]
+            self._capacity[engine_id] = (free, time.monotonic())
         if free > before:  # owners with tasks waiting may offer them now
             for runner, _ in list(self._runners.values()):
                 runner.wake()
@@ -601,7 +625,9 @@ class Engine:
             self._views.pop(workflow_id)
         return view
 
-    def _claim_offered(self, workflow_id: str) -> None:
+    def _claim_offered(self, workflow_id: str, first: Sequence[str] = ()) -> None:
+        """Claim offered tasks of ``workflow_id`` for spare slots: ``first`` (those the
+        owner cast to this engine), then any."""
         share = self._workflows[workflow_id]
         room = self.spare_slots()
         if room <= 0 and not share.reclaims:
@@ -609,6 +635,7 @@ class Engine:
         view = self._view(workflow_id)
         offered = [t for t in view.tasks.values() if t.status is TaskStatus.OFFERED]
         random.shuffle(offered)  # engines claiming at once mostly try different tasks
+        offered.sort(key=lambda t: t.spec.id not in first)
         for task in offered:
             stream = claim_stream(workflow_id, task.spec.id, task.attempt)
             if room <= 0 and not share.reclaims:

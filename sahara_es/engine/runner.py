@@ -13,11 +13,12 @@ interval, when it also casts again the offers nobody claimed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -161,6 +162,10 @@ class OwningEngine(Protocol):
 
     def offer_room(self) -> int:
         """How many open offers a workflow keeps."""
+        ...
+
+    def cast_offers(self, workflow_id: str, task_ids: Sequence[str]) -> None:
+        """Tell engines with spare slots that these tasks are offered (once stored)."""
         ...
 
     def announce_capacity(self) -> None:
@@ -402,7 +407,8 @@ class WorkflowRunner:
                 if ready:
                     written = self._write([ev.TasksOffered(
                         {t.spec.id: t.attempt for t in ready})])
-                    written.add_done_callback(self._cast_offers)
+                    written.add_done_callback(functools.partial(
+                        self._cast_offers, [t.spec.id for t in ready]))
                 for task in ready:
                     self._offers[task.spec.id] = Offer(
                         claim_stream(self.workflow_id, task.spec.id, task.attempt),
@@ -529,10 +535,10 @@ class WorkflowRunner:
                 self.engine.claim_ended(offer.stream_id)
                 self.engine.release_slots(1, share)
 
-    def _cast_offers(self, written: Future[int]) -> None:
+    def _cast_offers(self, task_ids: list[str], written: Future[int]) -> None:
         """Once the offer is in the store (never before: a claimer reads it there)."""
         if written.exception() is None:
-            self.engine.wakeups.tasks_offered(self.workflow_id, self.engine.engine_id)
+            self.engine.cast_offers(self.workflow_id, task_ids)
 
     def _offers_to_read(self, force: bool) -> list[tuple[str, Offer]]:
         """Every open offer, every ``poll_interval``; when claimers tell, those they wrote at

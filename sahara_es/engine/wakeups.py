@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sahara_es.store import Store
@@ -39,8 +40,10 @@ class Listener(Protocol):
         """Sweep now."""
         ...
 
-    def on_tasks_offered(self, workflow_id: str, owner: str) -> None:
-        """``owner`` offers tasks of ``workflow_id``: claim what free slots allow."""
+    def on_tasks_offered(self, workflow_id: str, owner: str,
+                         task_ids: Sequence[str] = ()) -> None:
+        """``owner`` offers tasks of ``workflow_id`` (``task_ids`` to this engine first):
+        claim what spare slots allow."""
         ...
 
     def on_claim_moved(self, workflow_id: str, stream_id: str) -> None:
@@ -86,8 +89,10 @@ class Wakeups(Protocol):
         """To every engine: sweep now."""
         ...
 
-    def tasks_offered(self, workflow_id: str, owner: str) -> None:
-        """To every engine: the owner offers tasks of this workflow."""
+    def tasks_offered(self, workflow_id: str, owner: str, engine_id: str | None = None,
+                      task_ids: Sequence[str] = ()) -> None:
+        """To ``engine_id`` (every engine when None): the owner offers tasks of this
+        workflow, ``task_ids`` to that engine."""
         ...
 
     def claim_moved(self, owner: str, workflow_id: str, stream_id: str) -> None:
@@ -150,7 +155,10 @@ class LocalWakeups:
                 listeners = [listeners[next(self._turn) % len(listeners)]]
             for listener in listeners:
                 try:
-                    if call == "on_tasks_offered" and listener.engine_id == args[1]:
+                    if call == "on_tasks_offered":
+                        workflow_id, owner, to, task_ids = args
+                        if listener.engine_id != owner and to in (None, listener.engine_id):
+                            listener.on_tasks_offered(workflow_id, owner, task_ids)
                         continue
                     if call == "on_capacity" and listener.engine_id == args[0]:
                         continue
@@ -173,8 +181,9 @@ class LocalWakeups:
     def wake_all(self) -> None:
         self._cast("on_wake")
 
-    def tasks_offered(self, workflow_id: str, owner: str) -> None:
-        self._cast("on_tasks_offered", workflow_id, owner)
+    def tasks_offered(self, workflow_id: str, owner: str, engine_id: str | None = None,
+                      task_ids: Sequence[str] = ()) -> None:
+        self._cast("on_tasks_offered", workflow_id, owner, engine_id, tuple(task_ids))
 
     def claim_moved(self, owner: str, workflow_id: str, stream_id: str) -> None:
         self._cast("on_claim_moved", owner, workflow_id, stream_id)

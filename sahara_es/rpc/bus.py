@@ -2,8 +2,9 @@
 
 Each engine subscribed here runs an RPC server on the engines' topic, under its engine id, and
 so hears three kinds of cast: to the topic's shared queue (one engine: "take this workflow"),
-to its own queue (the owner of a workflow: "read this claim stream") and fanned out (every
-engine: "sweep", "claim these offers", "look at this cancel", "the feed moved").
+to its own queue (the owner of a workflow: "read this claim stream"; an engine that said it
+has spare slots: "claim these offered tasks") and fanned out (every engine: "sweep", "look at
+this cancel", "the feed moved", "these are my spare slots", and offers cast again).
 
 Casts are hints, never truth: they are sent from one thread of their own, dropped when the
 broker cannot take them at once (``retry``) or when too many wait (``queue_size``), and each
@@ -18,6 +19,7 @@ import logging
 import queue
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,9 +67,10 @@ class EngineEndpoint:
     def wake(self, ctxt: dict[str, Any]) -> None:
         self.listener.on_wake()
 
-    def tasks_offered(self, ctxt: dict[str, Any], workflow_id: str, owner: str) -> None:
+    def tasks_offered(self, ctxt: dict[str, Any], workflow_id: str, owner: str,
+                      task_ids: list[str] | None = None) -> None:
         if owner != self.listener.engine_id:
-            self.listener.on_tasks_offered(workflow_id, owner)
+            self.listener.on_tasks_offered(workflow_id, owner, tuple(task_ids or ()))
 
     def claim_moved(self, ctxt: dict[str, Any], workflow_id: str, stream_id: str) -> None:
         self.listener.on_claim_moved(workflow_id, stream_id)
@@ -176,9 +179,11 @@ class RabbitWakeups:
     def wake_all(self) -> None:
         self._cast(_Cast("wake", {}, fanout=True))
 
-    def tasks_offered(self, workflow_id: str, owner: str) -> None:
-        self._cast(_Cast("tasks_offered", {"workflow_id": workflow_id, "owner": owner},
-                         fanout=True))
+    def tasks_offered(self, workflow_id: str, owner: str, engine_id: str | None = None,
+                      task_ids: Sequence[str] = ()) -> None:
+        self._cast(_Cast("tasks_offered", {"workflow_id": workflow_id, "owner": owner,
+                                           "task_ids": list(task_ids)},
+                         fanout=engine_id is None, server=engine_id))
 
     def claim_moved(self, owner: str, workflow_id: str, stream_id: str) -> None:
         if owner:
