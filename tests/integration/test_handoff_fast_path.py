@@ -21,7 +21,7 @@ from sahara_es.engine import (
     wait_for,
 )
 from sahara_es.engine.handoff import Rules
-from sahara_es.engine.wakeups import attach, detach
+from sahara_es.engine.wakeups import attach, detach, wakeups_of
 from sahara_es.events import DomainEvent, Metadata, RecordedEvent, registry
 from sahara_es.events import workflow as wev
 from sahara_es.rpc.announce import announcing
@@ -219,3 +219,31 @@ def test_engines_on_the_bus_start_each_request_once_whether_its_cast_arrives_or_
     assert sum(e.stats["took as started"] for e in engines) > 0
     first_stream = [version for stream, version in rule.seen if stream == "fastpath-e0"]
     assert first_stream.index(1) < first_stream.index(2)
+
+
+def test_the_handoff_s_engine_runs_what_it_starts_only_when_no_engine_has_more_room(
+        sqlite_store: Store) -> None:
+    """So that one engine does not gather every workflow: while another live engine says it
+    has more free slots, what the handoff starts is offered (and run) as before."""
+    rule = Recording()
+    handoff_side = Engine(sqlite_store, EngineConfig(engine_id="with-handoff", concurrency=2),
+                          handoff=rule.rules()).start()
+    other = Engine(sqlite_store, EngineConfig(engine_id="roomier", concurrency=8)).start()
+    api_store = announcing(sqlite_store, wakeups_of(sqlite_store), rule.rules().keys())
+    try:
+        wait_until(lambda: other.engine_id in handoff_side._live_engines)
+        wait_until(lambda: handoff_side.handoff is not None and handoff_side.handoff.active)
+        handoff_side.on_capacity(other.engine_id, 8)  # as the bus would carry it
+        offered = request(api_store, "fastpath-f1", 0)
+        assert wait_for(sqlite_store, offered, timeout=30).status is WorkflowStatus.SUCCEEDED
+        assert handoff_side.stats["took as started"] == 0
+
+        handoff_side.on_capacity(other.engine_id, 0)
+        taken = request(api_store, "fastpath-f2", 0)
+        state = wait_for(sqlite_store, taken, timeout=30)
+        assert state.status is WorkflowStatus.SUCCEEDED and state.owner == "with-handoff"
+        assert handoff_side.stats["took as started"] == 1
+        assert handoff_side.stats["requests handled as announced"] == 2
+    finally:
+        other.stop(grace=5)
+        handoff_side.stop(grace=5)
