@@ -261,9 +261,10 @@ class UnreliableWakeups:
         for _ in range(self._times()):
             self.inner.cancel_requested(workflow_id)
 
-    def requests_recorded(self) -> None:
+    def requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                          to_version: int = 0) -> None:
         for _ in range(self._times()):
-            self.inner.requests_recorded()
+            self.inner.requests_recorded(stream_id, from_version, to_version)
 
     def capacity(self, engine_id: str, free: int) -> None:
         for _ in range(self._times()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sahara_es.engine.crashpoints import WORKFLOW_RECORDED, crash_point
@@ -19,7 +20,8 @@ from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
                    workflow_id: str | None = None, metadata: Metadata | None = None,
-                   homed: bool = True, home_region: str | None = None) -> str:
+                   homed: bool = True, home_region: str | None = None,
+                   take: Callable[[str], bool] | None = None) -> str:
     """Record the workflow and its planned graph; an engine is woken to take it (else the
     first engine to sweep does).
 
@@ -27,6 +29,11 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     names it (the region of the resource it works on): engines of that region run it, others
     only once that region's engines are all gone. ``homed=False``: a global workflow, which
     the engines of every region take alike.
+
+    ``take``: an engine of this process that may run it at once (the handoff's own, when it
+    has room): ``take(workflow_id)`` takes its lease and runs it (one lease write, where an
+    offer costs two, the ``workflow_ready`` cast and the taking engine's reads and fence), or
+    says no: then it is offered.
 
     ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
     record and its lease leaves no orphan: the engines' handoff gives a lease to every
@@ -41,18 +48,21 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     metadata = metadata or Metadata(correlation_id=workflow_id)
     store.append(stream, [registry.new_event(started, metadata)], 0)
     crash_point(WORKFLOW_RECORDED, workflow_id)
+    if take is not None and take(workflow_id):
+        return workflow_id
     if _offer(store, stream):
         wakeups_of(store).workflow_ready(workflow_id)
     return workflow_id
 
 
 def start_once(store: Store, workflow_type: str, params: dict[str, Any], workflow_id: str, *,
-               metadata: Metadata | None = None, home_region: str | None = None) -> bool:
+               metadata: Metadata | None = None, home_region: str | None = None,
+               take: Callable[[str], bool] | None = None) -> bool:
     """Start the workflow unless it was started already; either way it ends up where engines
     find it (``adopt``). Whether this call started it."""
     try:
         start_workflow(store, workflow_type, params, workflow_id=workflow_id,
-                       metadata=metadata, home_region=home_region)
+                       metadata=metadata, home_region=home_region, take=take)
         return True
     except ConcurrencyConflict:
         adopt(store, workflow_id)

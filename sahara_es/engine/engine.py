@@ -12,6 +12,7 @@ admitted beyond its project's part, and its tasks, like a rollback's, run beyond
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -172,8 +173,8 @@ class Engine:
             from sahara_es.engine.handoff import Handoff  # it starts workflows: client, engine
 
             self.handoff = Handoff(self.store, self._handoff_rules, owner=self.engine_id,
-                                   ttl=self.config.lease_ttl,
-                                   poll=self.sweep_every).start()
+                                   ttl=self.config.lease_ttl, poll=self.sweep_every,
+                                   take=self.take_started).start()
         self.wakeups.subscribe(self)
         log.info("engine %s started (concurrency %d)", self.engine_id, self.config.concurrency)
         return self
@@ -609,10 +610,97 @@ class Engine:
             for runner, _ in list(self._runners.values()):
                 runner.wake()
 
-    def on_requests_recorded(self) -> None:
+    def on_requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                             to_version: int = 0) -> None:
         self.stats["heard requests_recorded"] += 1
-        if self.handoff is not None:
-            self.handoff.nudge()
+        if self.handoff is None:
+            return
+        if stream_id is not None and not self.stopping.is_set():
+            try:
+                handled = self.handoff.announced(stream_id, from_version, to_version)
+                self.stats["requests handled as announced"] += handled
+                if handled == to_version - from_version + 1:
+                    return  # the feed, read at its pause, passes them: no need to hurry it
+            except StoreError as error:  # the feed has them too
+                log.warning("announced %s v%d-%d: %s", stream_id, from_version, to_version,
+                            error)
+        self.handoff.nudge()
+
+    # -- taking what this engine's handoff starts -------------------------------------------
+
+    def take_started(self, workflow_id: str) -> bool:
+        """Run a workflow this engine's handoff has just recorded, if it may: of its region,
+        room for it, and no other live engine said lately it has more free slots (so that the
+        handoff's engine does not gather every workflow). Whether it took it (else the handoff
+        offers it, as any submitter does).
+
+        Its lease is taken by one write. When that lease is the stream's first (epoch 1), no
+        fence is written: no earlier epoch exists whose holder could append, and the
+        runner's first append fences the stream. A lease at epoch 1 on a stream some former
+        lease fenced higher (those leases are deleted only once their workflow finished) finds
+        the workflow finished when it reads it, and is given up."""
+        stream = f"{WORKFLOW_PREFIX}{workflow_id}"
+        if self.stopping.is_set() or not self._most_free():
+            return False
+        with self._looking:
+            if not self._is_workflow(workflow_id):
+                return False
+            home = self._homes.get(workflow_id)
+            if self.region is not None and home is not None and home != self.region:
+                return False
+            if not self._admits(self._share_of(stream)):
+                return False
+            with self._runners_lock:
+                if workflow_id in self._runners or workflow_id in self._taking:
+                    return False
+                self._taking.add(workflow_id)
+        try:
+            runner = self._take_started(stream)
+        except StoreError as error:
+            log.warning("could not take %s: %s", workflow_id, error)
+            runner = None
+        with self._runners_lock:
+            self._taking.discard(workflow_id)
+            if runner is None:
+                return False
+            thread = threading.Thread(target=self._run, args=(runner,),
+                                      name=f"{self.engine_id} {workflow_id}", daemon=True)
+            self._runners[workflow_id] = (runner, thread)
+        thread.start()
+        self.stats["took as started"] += 1
+        return True
+
+    def _take_started(self, stream: str) -> WorkflowRunner | None:
+        sent = time.monotonic()
+        try:
+            lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
+        except LeaseHeld:
+            return None  # adopted and taken meanwhile
+        self._trust(lease, sent)
+        state = WorkflowState(stream)
+        try:
+            if lease.epoch != 1:
+                self.store.fence(stream, lease)
+            for event in self.store.read(stream):
+                state.fold(event)
+            if state.status.finished:
+                self.store.delete_lease(lease)
+                return None
+        except StoreError:
+            with contextlib.suppress(StoreError):
+                self.store.release_lease(lease)
+            raise
+        if not state.started:
+            self.store.release_lease(lease)
+            return None
+        return WorkflowRunner(self, lease, state)
+
+    def _most_free(self) -> bool:
+        """Whether no other live engine said lately it has more free slots than this one."""
+        free = self.slots.free
+        recent = time.monotonic() - 2 * self.backstop_every
+        return all(said <= free for engine_id, (said, when) in list(self._capacity.items())
+                   if when >= recent and engine_id in self._live_engines)
 
     # -- claiming other engines' offers ---------------------------------------------------
 

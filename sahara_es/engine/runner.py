@@ -311,9 +311,12 @@ class WorkflowRunner:
         self._writer = FencedWriter(self.store, self.state.stream_id, self.state.version,
                                     self.lease, self.metadata)
         try:
+            # A workflow with nothing but its start has nothing in flight to pick up: its
+            # ownership goes in one append with its first tasks' starts (those that must not
+            # act before they are durable wait for that append, as always).
             self.record([ev.WorkflowOwned(self.engine.engine_id, self.lease.epoch,
                                           self.engine.region), *self._takeover()],
-                        durable=True)
+                        durable=self.state.version > 1)
             self._recover()
             while not self.state.status.finished:
                 if self._lost():

@@ -54,8 +54,11 @@ class Listener(Protocol):
         """Look at the workflow's cancel stream now."""
         ...
 
-    def on_requests_recorded(self) -> None:
-        """Commands recorded requests: the active handoff reads the feed now."""
+    def on_requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                             to_version: int = 0) -> None:
+        """Commands recorded requests: the active handoff reads the feed now, and handles
+        ``stream_id``'s events ``from_version`` to ``to_version`` at once when they are next
+        in their stream (``engine/handoff.py``, "The fast path")."""
         ...
 
     def on_capacity(self, engine_id: str, free: int) -> None:
@@ -103,8 +106,11 @@ class Wakeups(Protocol):
         """To every engine: the workflow's cancel was recorded."""
         ...
 
-    def requests_recorded(self) -> None:
-        """To every engine: commands recorded requests the handoff turns into workflows."""
+    def requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                          to_version: int = 0) -> None:
+        """To every engine: commands recorded requests the handoff turns into workflows, the
+        events ``from_version`` to ``to_version`` of ``stream_id`` when named (where they
+        are, never what they say: the handoff reads them from the store)."""
         ...
 
     def capacity(self, engine_id: str, free: int) -> None:
@@ -191,8 +197,9 @@ class LocalWakeups:
     def cancel_requested(self, workflow_id: str) -> None:
         self._cast("on_cancel_requested", workflow_id)
 
-    def requests_recorded(self) -> None:
-        self._cast("on_requests_recorded")
+    def requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                          to_version: int = 0) -> None:
+        self._cast("on_requests_recorded", stream_id, from_version, to_version)
 
     def capacity(self, engine_id: str, free: int) -> None:
         self._cast("on_capacity", engine_id, free)

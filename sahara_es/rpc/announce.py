@@ -1,6 +1,7 @@
 """The API's side of the bus: a store that casts ``requests_recorded`` when a command appends
-an event the engines' handoff turns into work, so that the active handoff reads the feed at
-once instead of at its next poll."""
+an event the engines' handoff turns into work, so that the active handoff handles it at once
+instead of at its next poll. The cast names the stream and the versions appended, never what
+the events say (secrets stay out of messages): the handoff reads them from the store."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class _AnnouncingStore:
         version: int = self._store.append(stream_id, events, expected_version, *args,
                                           **kwargs)
         if any(event.type in self._event_types for event in events):
-            self._wakeups.requests_recorded()
+            self._wakeups.requests_recorded(stream_id, version - len(events) + 1, version)
         return version
 
 

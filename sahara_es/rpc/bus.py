@@ -78,8 +78,9 @@ class EngineEndpoint:
     def cancel_requested(self, ctxt: dict[str, Any], workflow_id: str) -> None:
         self.listener.on_cancel_requested(workflow_id)
 
-    def requests_recorded(self, ctxt: dict[str, Any]) -> None:
-        self.listener.on_requests_recorded()
+    def requests_recorded(self, ctxt: dict[str, Any], stream_id: str | None = None,
+                          from_version: int = 0, to_version: int = 0) -> None:
+        self.listener.on_requests_recorded(stream_id, from_version, to_version)
 
     def capacity(self, ctxt: dict[str, Any], engine_id: str, free: int) -> None:
         if engine_id != self.listener.engine_id:
@@ -193,8 +194,11 @@ class RabbitWakeups:
     def cancel_requested(self, workflow_id: str) -> None:
         self._cast(_Cast("cancel_requested", {"workflow_id": workflow_id}, fanout=True))
 
-    def requests_recorded(self) -> None:
-        self._cast(_Cast("requests_recorded", {}, fanout=True))
+    def requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
+                          to_version: int = 0) -> None:
+        where = {"stream_id": stream_id, "from_version": from_version,
+                 "to_version": to_version} if stream_id is not None else {}
+        self._cast(_Cast("requests_recorded", where, fanout=True))
 
     def capacity(self, engine_id: str, free: int) -> None:
         self._cast(_Cast("capacity", {"engine_id": engine_id, "free": free}, fanout=True))
