@@ -696,8 +696,8 @@ class Engine:
         return WorkflowRunner(self, lease, state)
 
     def _most_free(self) -> bool:
-        """Whether no other live engine said lately it has more free slots than this one."""
-        free = self.slots.free
+        """Whether no other live engine said lately it has more spare slots than this one."""
+        free = self.spare_slots()
         recent = time.monotonic() - 2 * self.backstop_every
         return all(said <= free for engine_id, (said, when) in list(self._capacity.items())
                    if when >= recent and engine_id in self._live_engines)

@@ -208,6 +208,7 @@ def build_services(store: Store, *, root: Path | str, provider: str = "local",
         options.setdefault("root", Path(root) / "instances")
         if hosts is not None:
             options["hosts"] = hosts
+        options.setdefault("region", region)
     infra: InfraProvider = open_provider(provider, store=store, **options)
     quotas = Quotas(store, quota_defaults)
     return as_engine_services(ProvisioningServices(
