@@ -125,6 +125,7 @@ def _undo_create(store: Store, cluster_id: str, caller: Caller) -> None:
 UNDO_ATTEMPTS = 10
 
 
+@resources.rereads_on_conflict
 def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: str,
                   resize: list[dict[str, Any]], add: list[Doc],
                   quota: Quota | None = None) -> Doc:
@@ -179,9 +180,11 @@ def scale_cluster(store: Store, caller: Caller, catalog: Catalog, cluster_id: st
         raise
 
 
+@resources.rereads_on_conflict
 def update_cluster(store: Store, caller: Caller, cluster_id: str, changes: Doc) -> Doc:
     """PATCH: name, description, is_public, is_protected, shares; ``verification`` starts a
     health check."""
+    changes = dict(changes)  # read again on a conflict: the caller's fields stay whole
     verification = changes.pop("verification", None)
     rebuild = changes.pop("rebuild_failed_nodes", False)
     update_keypair = changes.pop("update_keypair", False)
@@ -232,6 +235,7 @@ def _request_keypair_update(store: Store, caller: Caller, cluster_id: str) -> Do
                             caller)
 
 
+@resources.rereads_on_conflict
 def delete_cluster(store: Store, caller: Caller, cluster_id: str, *,
                    force: bool = False) -> Doc:
     """Move the cluster to Deleting (accepted at once; deleting it again changes nothing).

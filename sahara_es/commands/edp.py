@@ -233,6 +233,7 @@ def _data_source_named(store: Store, caller: Caller, arg: str, *, by_name: bool,
 NAME_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
+@resources.rereads_on_conflict
 def cancel_job(store: Store, caller: Caller, job_id: str) -> Doc:
     """Ask for the job to be killed (``TOBEKILLED``); a finished job cannot be."""
     aggregate = resources.owned(store, JOB, job_id, caller)
@@ -246,7 +247,9 @@ def cancel_job(store: Store, caller: Caller, job_id: str) -> Doc:
     return resources.append(store, aggregate, [ev.JobCancelRequested(status)], caller)
 
 
+@resources.rereads_on_conflict
 def update_job(store: Store, caller: Caller, job_id: str, changes: Doc) -> Doc:
+    changes = dict(changes)
     info = changes.pop("info", None)
     doc = resources.update(store, JOB, job_id, caller, changes) if changes else \
         resources.owned(store, JOB, job_id, caller).doc
@@ -258,6 +261,7 @@ def update_job(store: Store, caller: Caller, job_id: str, changes: Doc) -> Doc:
     return doc
 
 
+@resources.rereads_on_conflict
 def delete_job(store: Store, caller: Caller, job_id: str) -> None:
     """Delete a job record; a job still running is asked to stop first."""
     aggregate = resources.owned(store, JOB, job_id, caller)
@@ -272,6 +276,7 @@ def delete_job(store: Store, caller: Caller, job_id: str) -> None:
     job_secrets.SecretBox(store).shred(JOB.stream(job_id))
 
 
+@resources.rereads_on_conflict
 def kill_unstarted(store: Store, job_id: str, caller: Caller) -> None:
     """A cancelled job no job engine ever started is killed at once."""
     aggregate = resources.load(store, JOB, job_id)

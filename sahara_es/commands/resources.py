@@ -9,11 +9,14 @@ and then inserted), so of 100 concurrent creates of one name exactly one wins.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+import tenacity
 
 from sahara_es.commands import repository
 from sahara_es.commands.caller import Caller
@@ -43,8 +46,28 @@ REFERENCE_GRACE = 60.0
 """Seconds after which a reference whose referrer never came to exist (its creator died
 between referencing and creating) no longer blocks a delete."""
 
+REREADS = 5
+"""Times a command on a stream that engines write too (a cluster's, a job's) reads it again
+after another write got in between its read and its append."""
+
 STALE_NAME_GRACE = 2.0
 """Seconds a name reserved for a resource that does not exist yet is presumed in flight."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def rereads_on_conflict(command: Callable[P, R]) -> Callable[P, R]:
+    """Run ``command`` again, from a fresh read and its guards checked again, when its append
+    met another write (``ChangedConcurrently``). A user's PATCH or DELETE of a cluster must not
+    fail because its provisioning recorded a step meanwhile; a command so wrapped must be
+    safe to run again after a partial success (it filters out what is already so)."""
+    retrying = tenacity.retry(
+        retry=tenacity.retry_if_exception_type(ChangedConcurrently),
+        stop=tenacity.stop_after_attempt(REREADS),
+        wait=tenacity.wait_random(0, 0.02), reraise=True)
+    return functools.wraps(command)(retrying(command))
 
 
 class IllegalStatusChange(Conflict):
