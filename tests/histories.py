@@ -314,6 +314,11 @@ class _Decisions:
                     if task_id not in ready_ids:
                         self.fail(step, f"task {task_id} was offered, the current code does"
                                         f" not find it ready ({_status(state, task_id)})")
+            case ev.TaskOfferWithdrawn():
+                if self._task(state, event.task_id, step).status is not TaskStatus.OFFERED:
+                    self.fail(step, f"the offer of task {event.task_id} was withdrawn, the"
+                                    " current code finds it not offered"
+                                    f" ({_status(state, event.task_id)})")
             case ev.TaskStarted():
                 task = self._task(state, event.task_id, step)
                 ready = task.spec.id in {t.spec.id for t in state.ready()}

@@ -159,6 +159,10 @@ ENGINE_OPTS = _group(
                   help="Seconds before another engine may take this one's workflows."), None),
     (cfg.FloatOpt("sweep_interval", default=EngineConfig.sweep_interval, min=0.0,
                   help="Seconds between two looks for work in the store."), None),
+    (cfg.FloatOpt("offer_delay", default=EngineConfig.offer_delay, min=0.0,
+                  help="Seconds after taking a workflow before offering its ready tasks to"
+                       " other engines (room announced just before is mostly taken by the"
+                       " workflows that arrive with it)."), None),
     (cfg.FloatOpt("grace", default=30.0, min=0.0,
                   help="On SIGTERM, seconds to let running tasks finish before handing"
                        " back."), None),

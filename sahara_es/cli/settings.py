@@ -39,6 +39,7 @@ def engine_config(conf: cfg.ConfigOpts) -> EngineConfig:
                         project_share=engine.project_share,
                         reclaim_slots=engine.reclaim_slots, lease_ttl=engine.lease_ttl,
                         sweep_interval=engine.sweep_interval,
+                        offer_delay=engine.offer_delay,
                         region_takeover_grace=engine.region_takeover_grace)
 
 

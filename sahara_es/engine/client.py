@@ -15,7 +15,7 @@ from sahara_es.engine.state import FINISHING_EVENTS, WORKFLOW_PREFIX, WorkflowSt
 from sahara_es.engine.wakeups import wakeups_of
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import ConcurrencyConflict, LeaseHeld, Store
+from sahara_es.store import ConcurrencyConflict, Store
 
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
@@ -90,13 +90,11 @@ def adopt(store: Store, workflow_id: str) -> bool:
 
 
 def _offer(store: Store, stream: str) -> bool:
-    """A released lease is how engines find work: the sweep lists leases, not streams. Held
-    by another already (an engine took it, or the handoff adopted it): nothing to do."""
-    try:
-        store.release_lease(store.acquire_lease(stream, "submitter", 1.0))
-        return True
-    except LeaseHeld:
-        return False
+    """A released lease is how engines find work: the sweep lists leases, not streams. It is
+    made never held (epoch 0), in one write, so the engine that takes it holds epoch 1 and
+    need not fence the stream: no earlier holder could append. One there already (an engine
+    took it, or the handoff adopted it): nothing to do."""
+    return store.offer_lease(stream)
 
 
 def request_cancel(store: Store, workflow_id: str, reason: str = "") -> None:

@@ -41,7 +41,7 @@ from sahara_es.engine.state import WORKFLOW_PREFIX as WORKFLOW_PREFIX  # importa
 from sahara_es.engine.wakeups import Wakeups, wakeups_of
 from sahara_es.events import Metadata, registry
 from sahara_es.events import workflow as ev
-from sahara_es.store import Lease, LeaseHeld, LeaseLost, Store, StoreError
+from sahara_es.store import Lease, LeaseHeld, LeaseLost, LeaseState, Store, StoreError
 
 if TYPE_CHECKING:
     from sahara_es.engine.handoff import Handoff, Rules
@@ -84,6 +84,11 @@ class EngineConfig:
     reclaim_slots: int = 2
     """Slots beyond ``concurrency`` only reclaiming work (deletes, rollbacks) uses, when the
     others are all taken."""
+    offer_delay: float = 0.5
+    """Seconds an owner waits, after taking a workflow, before offering its tasks to other
+    engines. Workflows tend to arrive together, and the room the others announced just
+    before is then mostly taken by their own arrivals: an offer nobody claims costs its
+    owner a write to take back. Against tasks of seconds or minutes it delays no help."""
     region_takeover_grace: float = 30.0
     """Seconds after a workflow's lease expired before an engine of another region takes it
     over, once no engine of its home region is alive (doc/regions.rst): a region cut off
@@ -287,6 +292,10 @@ class Engine:
     def others_alive(self) -> bool:
         return bool(self._live_engines - {self.engine_id})
 
+    @property
+    def offer_delay(self) -> float:
+        return self.config.offer_delay
+
     def offer_room(self) -> int:
         """Open offers a workflow keeps. Offers on the bus are pulled: as many as the other
         engines said lately they have free slots (an offer nobody takes costs a claim when
@@ -406,13 +415,15 @@ class Engine:
             if not self._is_workflow(workflow_id):
                 continue
             if lease.expired(now):
+                if self._cast_lately(lease, now):
+                    continue  # the engine its workflow_ready reached is taking it
                 if self._may_take(workflow_id, lease, now):
                     to_take.append(lease)
             elif lease.owner != self.engine_id and self._may_claim(workflow_id):
                 to_claim.append(workflow_id)
         for lease in round_robin(to_take, lambda lease: self._share_of(lease.resource).project):
-            if self._admits(self._share_of(lease.resource)):
-                self._begin_taking(lease)
+            if self._admits(self._share_of(lease.resource)) and self._begin_taking(lease):
+                self.stats["took on sweep"] += 1
         for workflow_id in round_robin(to_claim, lambda w: self._workflows[w].project):
             self._claim_offered(workflow_id)
         self._check_claimed_cancels()
@@ -428,6 +439,16 @@ class Engine:
         if home in self._live_regions:
             return False  # its own region's engines will take it
         return now - expired.expires_at >= self.config.region_takeover_grace
+
+    def _cast_lately(self, lease: Lease, now: float) -> bool:
+        """Whether a sweep leaves this free lease alone for now: released (a new workflow
+        offered, or one handed back) less than a sweep interval ago, while wake-ups reach
+        every engine. Its ``workflow_ready`` cast went to one engine, which takes it; an
+        engine whose sweep happened to fall in between would otherwise take every workflow
+        of a burst at once, however busy it is. A lost cast only leaves it to the next sweep
+        (the backstop); a lease that ran out (its holder died) is taken at once."""
+        return (self.wakeups.remote and lease.state is LeaseState.RELEASED
+                and now - lease.expires_at < self.sweep_every)
 
     def _may_claim(self, workflow_id: str) -> bool:
         """Whether this engine claims tasks ``workflow_id`` offers: those of its region, and
@@ -497,25 +518,36 @@ class Engine:
             self._run(runner)
 
     def _take(self, workflow_id: str, expired: Lease) -> WorkflowRunner | None:
+        """Take a workflow whose lease is free. One held before may have finished without
+        deleting its lease (its last event says so: nothing to take); its stream is fenced
+        once taken, so that the previous owner cannot append any more. One never held (a
+        new workflow, offered at epoch 0) is taken at epoch 1: nobody could have appended
+        under an earlier epoch, so no fence is written (as in ``take_started``)."""
         stream = f"{WORKFLOW_PREFIX}{workflow_id}"
-        version = self.store.stream_version(stream)
-        last = list(self.store.read(stream, version, to_version=version)) if version else []
-        if last and last[0].type in FINISHING_EVENTS:
-            self._finished.add(workflow_id)  # its owner stopped before deleting the lease
-            self.store.delete_lease(expired)
-            return None
+        if expired.epoch > 0:
+            version = self.store.stream_version(stream)
+            last = list(self.store.read(stream, version, to_version=version)) if version else []
+            if last and last[0].type in FINISHING_EVENTS:
+                self._finished.add(workflow_id)  # its owner stopped before deleting the lease
+                self.store.delete_lease(expired)
+                return None
         sent = time.monotonic()
         try:
             lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
         except LeaseHeld:
             return None
         self._trust(lease, sent)
-        self.store.fence(stream, lease)  # from here on, the previous owner cannot append
+        if lease.epoch != 1:
+            self.store.fence(stream, lease)  # from here on, the previous owner cannot append
         state = WorkflowState(stream)
         for event in self.store.read(stream):
             state.fold(event)
         if not state.started:
             self.store.release_lease(lease)
+            return None
+        if state.status.finished:
+            self._finished.add(workflow_id)
+            self.store.delete_lease(lease)
             return None
         return WorkflowRunner(self, lease, state)
 
@@ -555,12 +587,14 @@ class Engine:
                 return
             lease = self.store.get_lease(stream)
             if lease is None or not lease.expired(time.time()):
+                self.stats["workflow_ready: taken already"] += 1
                 return  # taken already, or finished
             if not self._is_workflow(workflow_id):
                 return
             if not self._may_take(workflow_id, lease, time.time()):
                 return
             if not self._admits(self._share_of(stream)):
+                self.stats["workflow_ready: no room"] += 1
                 self.wakeups.wake_all()  # no room here: let another engine sweep now
                 return
             if self._begin_taking(lease):

@@ -164,6 +164,11 @@ class OwningEngine(Protocol):
         """How many open offers a workflow keeps."""
         ...
 
+    @property
+    def offer_delay(self) -> float:
+        """Seconds after taking a workflow before its tasks are offered."""
+        ...
+
     def cast_offers(self, workflow_id: str, task_ids: Sequence[str]) -> None:
         """Tell engines with spare slots that these tasks are offered (once stored)."""
         ...
@@ -222,6 +227,9 @@ class Offer:
 class WorkflowRunner:
     poll_interval = 0.1
     cancel_check_interval = 0.25
+    write_linger = 0.02
+    """Seconds a write nobody waits for may wait for others to share its append
+    (``writer.py``)."""
 
     def __init__(self, engine: OwningEngine, lease: Lease, state: WorkflowState) -> None:
         self.engine = engine
@@ -245,6 +253,8 @@ class WorkflowRunner:
         """Claim stream reads made (for benchmarks)."""
         self._writer: FencedWriter | None = None
         self._unwritten: list[DomainEvent] = []
+        self._first_write = True
+        self._owned_at = time.monotonic()
         self.slot_demand = 0
         """Ready tasks of this workflow waiting for a slot here: not started, or offered and
         not claimed (the owner claims those itself as its slots free)."""
@@ -274,24 +284,30 @@ class WorkflowRunner:
             for event in events:
                 self.state.apply_event(event)
             self._unwritten.extend(events)
-            future = self._flush() if durable else None
+            future = self._flush(urgent=True) if durable else None
         if future is not None:
             future.result()
 
-    def _write(self, events: list[DomainEvent]) -> Future[int]:
+    def _write(self, events: list[DomainEvent], *, urgent: bool = True) -> Future[int]:
+        """Record ``events`` and send them with what is unwritten; ``urgent``: someone waits
+        for them to be durable (a task not idempotent, about to start; an offer, cast once
+        stored)."""
         with self._lock:
             self.record(events)
-            future = self._flush()
+            future = self._flush(urgent=urgent)
         assert future is not None
         return future
 
-    def _flush(self) -> Future[int] | None:
+    def _flush(self, *, urgent: bool = False) -> Future[int] | None:
         assert self._writer is not None
         with self._lock:
             if not self._unwritten:
                 return None
+            # The ownership's first write leaves at once: who owns it, and its first starts,
+            # are what a client waits to see.
+            urgent, self._first_write = urgent or self._first_write, False
             events, self._unwritten = self._unwritten, []
-            return self._writer.write(events)
+            return self._writer.write(events, urgent=urgent)
 
     def share(self) -> Share:
         """Whose slots this workflow's next task takes: its project's, or beyond them when it
@@ -309,7 +325,7 @@ class WorkflowRunner:
     def run(self) -> str:
         """Drive the workflow until it finishes, is handed back, or ownership is lost."""
         self._writer = FencedWriter(self.store, self.state.stream_id, self.state.version,
-                                    self.lease, self.metadata)
+                                    self.lease, self.metadata, linger=self.write_linger)
         try:
             # A workflow with nothing but its start has nothing in flight to pick up: its
             # ownership goes in one append with its first tasks' starts (those that must not
@@ -402,7 +418,7 @@ class WorkflowRunner:
             # Free slots here first (no claim needed); what is left is offered, up to what
             # the other engines can take soon: every open offer is a stream read at each poll.
             ready = waiting = ready[self._start_locally(ready):]
-            if ready and self.engine.others_alive():
+            if ready and self.engine.others_alive() and self._may_offer():
                 open_offers = (sum(1 for o in self._offers.values() if o.claimer is None)
                                if self._told else len(self._offers))
                 ready = ready[:max(0, self.engine.offer_room() - open_offers)]
@@ -428,11 +444,17 @@ class WorkflowRunner:
         elif self.state.all_succeeded():
             self.record([ev.WorkflowSucceeded(self.state.results())])
 
+    def _may_offer(self) -> bool:
+        """Offers wait ``offer_delay`` after the workflow was taken (``EngineConfig``)."""
+        return time.monotonic() - self._owned_at >= self.engine.offer_delay
+
     def _demand(self, slots: int) -> None:
-        """Say how many slots this workflow waits for here; when fewer, the engine may tell
-        the others it has room."""
-        fewer, self.slot_demand = slots < self.slot_demand, slots
-        if fewer:
+        """Say how many slots this workflow waits for here; when that changes, the engine
+        tells the others how much room it has (none, once its own work fills it: an offer
+        cast to an engine that has no room left is claimed back by its owner, at the cost of
+        a claim)."""
+        changed, self.slot_demand = slots != self.slot_demand, slots
+        if changed:
             self.engine.announce_capacity()
 
     def _start_locally(self, ready: list[TaskState]) -> int:
@@ -443,7 +465,7 @@ class WorkflowRunner:
         written = self._write([
             ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
             for t in taken
-        ])
+        ], urgent=_awaited(taken))
         for task in taken:
             self._submit(task, "run", self, share, start_recorded=True, after=written)
         return len(taken)
@@ -454,7 +476,7 @@ class WorkflowRunner:
         written = self._write([
             ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
             for t in ready
-        ])
+        ], urgent=_awaited(ready))
         for task in ready:
             self._submit(task, "run", self, None, start_recorded=True, after=written)
 
@@ -516,27 +538,42 @@ class WorkflowRunner:
     # -- offers ---------------------------------------------------------------------------
 
     def _claim_offers(self) -> None:
-        """The owner is an engine too: it claims offers for its own free slots."""
+        """The owner is an engine too: an offer nobody claimed runs here once a slot is free.
+        It is withdrawn first (one write to its claim stream, where claiming it would cost a
+        claim, an outcome there and reads of it), then started as any ready task is."""
         share = self.share()
+        taken: list[TaskState] = []
         for task_id, offer in list(self._offers.items()):
             if offer.claimer is not None or task_id in self._active:
                 continue
             if not self.engine.reserve_slots(1, share):
-                return
-            recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
-            start = ev.TaskStarted(task_id, offer.attempt, self.engine.engine_id,
-                                   self.lease.epoch, run=offer.stream_id)
-            self.engine.claim_began(offer.stream_id)  # before the claim, as other claimers
-            if recorder.claim(self.engine.engine_id, start):
-                offer.claimer, offer.started, offer.intent = (
-                    self.engine.engine_id, True, start.to_data())
-                offer.cursor = recorder.version
-                self.record([start])
-                self._submit(self.state.tasks[task_id], "claim", recorder, share,
-                             run=offer.stream_id, start_recorded=True)
+                break
+            if self._withdraw(task_id, offer, "the owner runs it itself"):
+                taken.append(self.state.tasks[task_id])
             else:
-                self.engine.claim_ended(offer.stream_id)
                 self.engine.release_slots(1, share)
+        if not taken:
+            return
+        self.record([ev.TaskOfferWithdrawn(t.spec.id, t.attempt) for t in taken])
+        written = self._write([
+            ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
+            for t in taken
+        ], urgent=_awaited(taken))
+        for task in taken:
+            self._submit(task, "run", self, share, start_recorded=True, after=written)
+
+    def _withdraw(self, task_id: str, offer: Offer, reason: str) -> bool:
+        """Close an unclaimed offer's claim stream (no claim can win it after this); whether
+        it was still unclaimed. If a claim got there first, it is followed as any claim."""
+        recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
+        recorder.version = offer.cursor
+        try:
+            recorder.record([ev.TaskRunAbandoned(reason)], durable=True)
+        except attempts.Abandoned:
+            self.claim_moved(offer.stream_id)  # claimed meanwhile: read it now
+            return False
+        self._offers.pop(task_id)
+        return True
 
     def _cast_offers(self, task_ids: list[str], written: Future[int]) -> None:
         """Once the offer is in the store (never before: a claimer reads it there)."""
@@ -579,6 +616,9 @@ class WorkflowRunner:
                 del self._offers[task_id]
                 if offer.claimer is not None:  # the claimer gave it up: finish it here
                     self._to_recover[task_id] = offer.intent
+                elif self.state.tasks[task_id].status is TaskStatus.OFFERED:
+                    # an owner before this one withdrew it and stopped before saying so
+                    self.record([ev.TaskOfferWithdrawn(task_id, offer.attempt)])
             elif (offer.claimer is not None and task_id not in self._active
                     and not self.engine.runs_claim(offer.claimer, offer.stream_id)):
                 self._take_back(task_id, offer)
@@ -617,14 +657,7 @@ class WorkflowRunner:
     def _withdraw_offers(self) -> None:
         for task_id, offer in list(self._offers.items()):
             if offer.claimer is None and task_id not in self._active:
-                recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
-                recorder.version = offer.cursor
-                try:
-                    recorder.record([ev.TaskRunAbandoned("the workflow is rolling back")],
-                                    durable=True)
-                    self._offers.pop(task_id)
-                except attempts.Abandoned:
-                    pass  # claimed meanwhile: follow it to its outcome
+                self._withdraw(task_id, offer, "the workflow is rolling back")
 
     # -- outcomes and rollback ------------------------------------------------------------
 
@@ -686,6 +719,11 @@ class WorkflowRunner:
             reverted = [t for t in reversed(self.state.succeeded_order)
                         if self.state.tasks[t].status is TaskStatus.REVERTED]
             self.record([ev.WorkflowRolledBack(reverted)])
+
+
+def _awaited(tasks: Sequence[TaskState]) -> bool:
+    """Whether any of ``tasks`` waits for its start to be durable before it runs."""
+    return any(not getattr(task_class(t.spec.type), "idempotent", False) for t in tasks)
 
 
 def _waits(task: TaskState) -> bool:

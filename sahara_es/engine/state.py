@@ -180,6 +180,8 @@ class WorkflowState(Aggregate):
                 for task_id, attempt in event.attempts.items():
                     task = self.tasks[task_id]
                     task.status, task.attempt = TaskStatus.OFFERED, attempt
+            case ev.TaskOfferWithdrawn():
+                self.tasks[event.task_id].status = TaskStatus.PENDING
             case ev.TaskStarted():
                 task = self.tasks[event.task_id]
                 task.status, task.attempt = TaskStatus.RUNNING, event.attempt

@@ -3,12 +3,16 @@
 Whatever the workflow's threads record while an append is on the wire goes into the next
 append (up to the store's batch limit), so a hundred tasks finishing together cost one or two
 writes, not a hundred. A caller that must not act before its events are durable (a task about
-to change the world) waits on the future; others go on.
+to change the world) waits on the future, and its write is ``urgent``: it leaves at once. Other
+writes (an idempotent task's start, an outcome) may wait ``linger`` seconds for company, as a
+producer's linger does: tasks that end a few milliseconds apart share one append (on Cassandra
+one LWT, the store's costliest request) at the price of showing their progress that much later.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -19,13 +23,17 @@ from sahara_es.store.base import MAX_APPEND_BATCH
 
 class FencedWriter:
     def __init__(self, store: Store, stream_id: str, version: int, lease: Lease,
-                 metadata: Callable[[], Metadata]) -> None:
+                 metadata: Callable[[], Metadata], *, linger: float = 0.0) -> None:
         self.store = store
         self.stream_id = stream_id
         self.version = version
         self.lease = lease
         self._metadata = metadata
+        self.linger = linger
         self._queue: list[tuple[list[DomainEvent], Future[int]]] = []
+        self._queued = 0  # events in the queue
+        self._first_at = 0.0  # when the queue's oldest write came
+        self._urgent = False  # a write in the queue is waited for
         self._wake = threading.Condition()
         self._closing = False
         self.error: BaseException | None = None
@@ -33,8 +41,9 @@ class FencedWriter:
                                         daemon=True)
         self._thread.start()
 
-    def write(self, events: list[DomainEvent]) -> Future[int]:
-        """Queue ``events``; the future gives the stream's version once they are durable."""
+    def write(self, events: list[DomainEvent], *, urgent: bool = True) -> Future[int]:
+        """Queue ``events``; the future gives the stream's version once they are durable.
+        ``urgent``: someone waits for that (else the write may linger)."""
         future: Future[int] = Future()
         with self._wake:
             if self.error is not None:
@@ -42,7 +51,11 @@ class FencedWriter:
             elif self._closing:
                 future.set_exception(RuntimeError(f"the writer of {self.stream_id} is closed"))
             else:
+                if not self._queue:
+                    self._first_at = time.monotonic()
                 self._queue.append((events, future))
+                self._queued += len(events)
+                self._urgent = self._urgent or urgent
                 self._wake.notify()
         return future
 
@@ -57,6 +70,11 @@ class FencedWriter:
         with self._wake:
             while not self._queue and not self._closing:
                 self._wake.wait()
+            while not (self._urgent or self._closing or self._queued >= MAX_APPEND_BATCH):
+                remaining = self._first_at + self.linger - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.wait(remaining)
             taken: list[tuple[list[DomainEvent], Future[int]]] = []
             count = 0
             while self._queue and (
@@ -65,6 +83,8 @@ class FencedWriter:
                 item = self._queue.pop(0)
                 taken.append(item)
                 count += len(item[0])
+            self._queued -= count
+            self._urgent = self._urgent and bool(self._queue)
             return taken
 
     def _loop(self) -> None:

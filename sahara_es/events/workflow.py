@@ -77,6 +77,16 @@ class TasksOffered(DomainEvent):
     attempts: dict[str, int]
 
 
+@registry.event("TaskOfferWithdrawn")
+@dataclass(frozen=True)
+class TaskOfferWithdrawn(DomainEvent):
+    """The owner took back an offer nobody claimed (its claim stream says so first): the task
+    is ready again, to be started here like any other."""
+
+    task_id: str
+    attempt: int
+
+
 @registry.event("TaskStarted")
 @dataclass(frozen=True)
 class TaskStarted(DomainEvent):
@@ -198,6 +208,8 @@ class TaskClaimed(DomainEvent):
 @registry.event("TaskRunAbandoned")
 @dataclass(frozen=True)
 class TaskRunAbandoned(DomainEvent):
-    """The owner gave up on a claimer that stopped heartbeating: its outcome is refused."""
+    """In a claim stream: nobody's outcome is taken from here on. The owner wrote it after a
+    claimer that stopped heartbeating (its outcome is refused), or to withdraw an offer nobody
+    claimed; a claimer wrote it when it gave its run up."""
 
     reason: str

@@ -60,6 +60,8 @@ class WorkflowsProjection(Projection):
                 tasks.update({t["id"]: "pending" for t in fact.tasks})
             case ev.TasksOffered():
                 tasks.update({task_id: "offered" for task_id in fact.attempts})
+            case ev.TaskOfferWithdrawn():
+                tasks[fact.task_id] = "pending"
             case ev.TaskRevertFailed() if fact.final:
                 tasks[fact.task_id] = "revert_failed"
             case ev.CancelRequested():

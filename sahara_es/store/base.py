@@ -248,6 +248,12 @@ class LeaseStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def offer_lease(self, resource: str) -> bool:
+        """Create the resource's lease released and never held (epoch 0), so that the next
+        ``acquire_lease`` takes it at epoch 1; unless it has a lease already. Whether this
+        call created it. One write: how a submitter makes new work findable."""
+
+    @abc.abstractmethod
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         """Extend the lease; ``LeaseLost`` if another owner (a newer epoch) took it."""
 

@@ -976,6 +976,21 @@ class CassandraStore(ProjectionRows, Store):
         raise Unavailable(f"lease {resource} kept changing while being acquired")
 
     @_retry_transient
+    def offer_lease(self, resource: str) -> bool:
+        expires_at = self.clock()
+        statement = self._prepare(
+            "INSERT INTO leases (resource, owner, epoch, expires_at, state)"
+            " VALUES (?, '', 0, ?, 'released') IF NOT EXISTS").bind((resource, expires_at))
+
+        def applied() -> bool:
+            current = self._lease_row(resource)
+            return bool(current and current["epoch"] == 0 and current["owner"] == ""
+                        and current["expires_at"] == expires_at)
+
+        return bool(self._lwt_resolved(statement, self.config.ownership_serial,
+                                       applied)["[applied]"])
+
+    @_retry_transient
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         renewed = Lease(lease.resource, lease.owner, lease.epoch, self.clock() + ttl)
         statement = self._prepare(

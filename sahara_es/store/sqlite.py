@@ -292,6 +292,14 @@ class SQLiteStore(Store):
         return lease
 
     @_retry_when_busy
+    def offer_lease(self, resource: str) -> bool:
+        with self._write() as conn:
+            return conn.execute(
+                "INSERT OR IGNORE INTO leases (resource, owner, epoch, expires_at, state)"
+                " VALUES (?, '', 0, ?, ?)",
+                (resource, time.time(), LeaseState.RELEASED.value)).rowcount == 1
+
+    @_retry_when_busy
     def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         with self._write() as conn:
             row = conn.execute(

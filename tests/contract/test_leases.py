@@ -175,3 +175,16 @@ def test_fencing_a_stream_that_does_not_exist_yet_keeps_stale_owners_out(store: 
     with pytest.raises(LeaseLost):
         store.append(stream, events(1), 0, lease=old)
     assert store.append(stream, events(1), 0, lease=new) == 1
+
+
+def test_an_offered_lease_is_free_and_taken_at_epoch_one_once(store: Store) -> None:
+    name = resource()
+    assert store.offer_lease(name) is True
+    offered = store.get_lease(name)
+    assert offered is not None and offered.epoch == 0 and offered.expired(time.time())
+    assert store.offer_lease(name) is False  # one there already: left as it is
+    taken = store.acquire_lease(name, "engine-a", ttl=10)
+    assert taken.epoch == 1
+    assert store.offer_lease(name) is False and store.get_lease(name) == taken
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease(name, "engine-b", ttl=10)

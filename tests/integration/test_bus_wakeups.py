@@ -33,7 +33,8 @@ def test_lost_and_repeated_casts_lose_nothing_and_double_nothing(
     try:
         for i in range(3):
             config = EngineConfig(engine_id=f"bus-{i}-{uuid.uuid4().hex[:6]}", concurrency=2,
-                                  lease_ttl=3.0, sweep_interval_with_bus=0.5)
+                                  lease_ttl=3.0, sweep_interval_with_bus=0.5,
+                                  offer_delay=0.0)  # offers at once: casts carry them
             engines.append(Engine(store, config).start())
         effects = str(tmp_path / "effects")
         workflow = start_workflow(store, "test.fan-out",
