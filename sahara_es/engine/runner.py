@@ -245,7 +245,10 @@ class WorkflowRunner:
         self._active: dict[str, str] = {}  # task id -> "run" | "claim" | "revert"
         self._offers: dict[str, Offer] = {}
         self._to_recover: dict[str, dict[str, Any]] = {}  # task id -> intent, awaiting a slot
-        self._last_poll = self._last_cancel_check = 0.0
+        self._last_poll = 0.0
+        # A workflow with nothing but its start was started a moment ago: a cancel asked
+        # since is cast (and the backstop reads it), not read before its first tasks start.
+        self._last_cancel_check = time.monotonic() if state.version <= 1 else 0.0
         self._moved: set[str] = set()  # claim streams a claimer said it wrote
         self._moved_lock = threading.Lock()
         self._told = engine.wakeups.carries_offers  # read claim streams when told
