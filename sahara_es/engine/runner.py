@@ -260,7 +260,7 @@ class WorkflowRunner:
         self._owned_at = time.monotonic()
         self.slot_demand = 0
         """Ready tasks of this workflow waiting for a slot here: not started, or offered and
-        not claimed (the owner claims those itself as its slots free)."""
+        not claimed (the owner takes those back as its slots free)."""
 
     # -- wake-ups -------------------------------------------------------------------------
 
@@ -454,8 +454,8 @@ class WorkflowRunner:
     def _demand(self, slots: int) -> None:
         """Say how many slots this workflow waits for here; when that changes, the engine
         tells the others how much room it has (none, once its own work fills it: an offer
-        cast to an engine that has no room left is claimed back by its owner, at the cost of
-        a claim)."""
+        cast to an engine that has no room left is taken back by its owner, at the cost of
+        a write)."""
         changed, self.slot_demand = slots != self.slot_demand, slots
         if changed:
             self.engine.announce_capacity()
