@@ -463,25 +463,23 @@ class WorkflowRunner:
     def _start_locally(self, ready: list[TaskState]) -> int:
         share = self.share()
         taken = ready[:self.engine.reserve_slots(len(ready), share)]
-        if not taken:
-            return 0
-        written = self._write([
-            ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
-            for t in taken
-        ], urgent=_awaited(taken))
-        for task in taken:
-            self._submit(task, "run", self, share, start_recorded=True, after=written)
+        self._start_here(taken, share)
         return len(taken)
 
     def _start_waiting(self, ready: list[TaskState]) -> None:
-        if not ready:
+        self._start_here(ready, None)
+
+    def _start_here(self, tasks: list[TaskState], share: Share | None) -> None:
+        """Record the starts of ``tasks`` (this engine's, under this lease) and run them:
+        on slots reserved for ``share``, or, for waiting tasks (``None``), on none."""
+        if not tasks:
             return
         written = self._write([
             ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
-            for t in ready
-        ], urgent=_awaited(ready))
-        for task in ready:
-            self._submit(task, "run", self, None, start_recorded=True, after=written)
+            for t in tasks
+        ], urgent=_awaited(tasks))
+        for task in tasks:
+            self._submit(task, "run", self, share, start_recorded=True, after=written)
 
     def _resume_recoveries(self) -> None:
         """Tasks started by an engine that is gone: reconcile them, or re-run the idempotent."""
@@ -555,15 +553,9 @@ class WorkflowRunner:
                 taken.append(self.state.tasks[task_id])
             else:
                 self.engine.release_slots(1, share)
-        if not taken:
-            return
-        self.record([ev.TaskOfferWithdrawn(t.spec.id, t.attempt) for t in taken])
-        written = self._write([
-            ev.TaskStarted(t.spec.id, t.attempt, self.engine.engine_id, self.lease.epoch)
-            for t in taken
-        ], urgent=_awaited(taken))
-        for task in taken:
-            self._submit(task, "run", self, share, start_recorded=True, after=written)
+        if taken:
+            self.record([ev.TaskOfferWithdrawn(t.spec.id, t.attempt) for t in taken])
+            self._start_here(taken, share)
 
     def _withdraw(self, task_id: str, offer: Offer, reason: str) -> bool:
         """Close an unclaimed offer's claim stream (no claim can win it after this); whether

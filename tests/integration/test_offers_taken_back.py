@@ -13,7 +13,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from sahara_es.engine import Engine, EngineConfig, WorkflowStatus, start_workflow, wait_for
+from sahara_es.engine import (
+    Engine,
+    EngineConfig,
+    WorkflowState,
+    WorkflowStatus,
+    start_workflow,
+    wait_for,
+)
 from sahara_es.engine.engine import engine_lease_resource, events_of
 from sahara_es.engine.runner import claim_stream
 from sahara_es.events import registry
@@ -34,17 +41,23 @@ def fan_out(store: Store, effects: Path, tasks: int = 3) -> str:
                                                   "sleep": 0.2})
 
 
+def run_on_one_slot(store: Store, workflow: str, offer_delay: float
+                    ) -> tuple[WorkflowState, str]:
+    """The workflow run to its end by an engine of one slot; its state and the engine."""
+    owner = Engine(store, EngineConfig(concurrency=1, lease_ttl=10, sweep_interval=0.05,
+                                       offer_delay=offer_delay)).start()
+    try:
+        return wait_for(store, workflow, timeout=60), owner.engine_id
+    finally:
+        owner.stop()
+
+
 def test_an_offer_nobody_claims_is_withdrawn_and_run_by_its_owner_without_a_claim(
         store: Store, tmp_path: Path) -> None:
     a_peer_that_never_claims(store)
     effects = tmp_path / "effects"
     workflow = fan_out(store, effects)
-    owner = Engine(store, EngineConfig(concurrency=1, lease_ttl=10, sweep_interval=0.05,
-                                       offer_delay=0.0)).start()
-    try:
-        state = wait_for(store, workflow, timeout=60)
-    finally:
-        owner.stop()
+    state, owner = run_on_one_slot(store, workflow, offer_delay=0.0)
 
     assert state.status is WorkflowStatus.SUCCEEDED
     assert sorted(lines(effects)) == ["first", "last", "m000", "m001", "m002"]  # each once
@@ -57,7 +70,7 @@ def test_an_offer_nobody_claims_is_withdrawn_and_run_by_its_owner_without_a_clai
         assert [type(e).__name__ for e in claims] == ["TaskRunAbandoned"]
         assert claims[0].reason == "the owner runs it itself"
         starts = [e for e in history if isinstance(e, ev.TaskStarted) and e.task_id == task_id]
-        assert [(s.engine, s.run) for s in starts] == [(owner.engine_id, None)]
+        assert [(s.engine, s.run) for s in starts] == [(owner, None)]
     assert state.tasks["m000"].status.value == "succeeded"
 
 
@@ -93,14 +106,9 @@ def test_offers_wait_offer_delay_after_the_workflow_was_taken(
     a_peer_that_never_claims(store)
     effects = tmp_path / "effects"
     workflow = fan_out(store, effects)
-    owner = Engine(store, EngineConfig(concurrency=1, lease_ttl=10, sweep_interval=0.05,
-                                       offer_delay=600.0)).start()
-    try:
-        state = wait_for(store, workflow, timeout=60)
-    finally:
-        owner.stop()
+    state, owner = run_on_one_slot(store, workflow, offer_delay=600.0)
 
     assert state.status is WorkflowStatus.SUCCEEDED
     history = events_of(store, f"workflow-{workflow}")
     assert not [e for e in history if isinstance(e, ev.TasksOffered | ev.TaskOfferWithdrawn)]
-    assert {e.engine for e in history if isinstance(e, ev.TaskStarted)} == {owner.engine_id}
+    assert {e.engine for e in history if isinstance(e, ev.TaskStarted)} == {owner}
