@@ -558,8 +558,9 @@ class WorkflowRunner:
             self._start_here(taken, share)
 
     def _withdraw(self, task_id: str, offer: Offer, reason: str) -> bool:
-        """Close an unclaimed offer's claim stream (no claim can win it after this); whether
-        it was still unclaimed. If a claim got there first, it is followed as any claim."""
+        """Close an offer's claim stream after what this owner read of it (no claim, and no
+        outcome, is taken from it after this); whether it was as read. If its claimer wrote
+        there first, that is read now and followed as any claim."""
         recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
         recorder.version = offer.cursor
         try:
@@ -639,15 +640,8 @@ class WorkflowRunner:
     def _take_back(self, task_id: str, offer: Offer) -> None:
         """The claimer stopped heartbeating (or is this engine, in an ownership that ended):
         refuse its outcome, and finish the task here."""
-        recorder = ClaimRecorder(self.store, offer.stream_id, self.metadata())
-        recorder.version = offer.cursor
-        try:
-            recorder.record([ev.TaskRunAbandoned(f"{offer.claimer} stopped heartbeating")],
-                            durable=True)
-        except attempts.Abandoned:
-            return  # it wrote something meanwhile: read it at the next poll
-        self._offers.pop(task_id)
-        self._to_recover[task_id] = offer.intent
+        if self._withdraw(task_id, offer, f"{offer.claimer} stopped heartbeating"):
+            self._to_recover[task_id] = offer.intent
 
     def _withdraw_offers(self) -> None:
         for task_id, offer in list(self._offers.items()):
