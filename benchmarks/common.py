@@ -124,3 +124,25 @@ def output(figures: dict[str, Any], as_json: bool, show_tables: Callable[[], Non
         report("", [], figures, True, [])
     else:
         show_tables()
+
+
+class Steal:
+    """The part of the machine's CPU time the hypervisor gave to others while measuring
+    (``/proc/stat``'s steal; 0.0 on bare metal): latencies on a VM lengthen with it, so it
+    is printed beside them."""
+
+    fraction = 0.0
+
+    @staticmethod
+    def _ticks() -> list[int]:
+        with open("/proc/stat") as stat:
+            return [int(n) for n in stat.readline().split()[1:]]
+
+    def __enter__(self) -> Steal:
+        self._before = self._ticks()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        spent = [after - before for before, after in zip(self._before, self._ticks(),
+                                                         strict=True)]
+        self.fraction = spent[7] / max(1, sum(spent)) if len(spent) > 7 else 0.0

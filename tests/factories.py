@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,8 @@ from sahara_es.store.config import CREDENTIALS_ENV, CassandraConfig, read_creden
 
 if TYPE_CHECKING:
     from cassandra.cluster import Cluster
+
+    from sahara_es.store import Store
 
 CASSANDRA_HOST = os.environ.get("SAHARA_ES_CASSANDRA_HOST", "127.0.0.1")
 # The service's role that tools/cassandra created on the node, and its password (mode 0600).
@@ -88,3 +92,34 @@ def events(count: int, kind: str = "ThingHappened", **metadata: str) -> list[New
         NewEvent(type=kind, data={"n": i}, metadata=Metadata(**metadata))  # type: ignore[arg-type]
         for i in range(count)
     ]
+
+
+class CountingStore:
+    """The real store, with every call it is asked counted by the thread that asked it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._calls: dict[int, Counter[str]] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self._calls.setdefault(threading.get_ident(), Counter())[name] += 1
+            return attribute(*args, **kwargs)
+
+        return counted
+
+    def calls(self) -> Counter[str]:
+        """Every call so far, by any thread (a copy)."""
+        with self._lock:
+            return sum(self._calls.values(), Counter())
+
+    def calls_here(self) -> Counter[str]:
+        """The calls made by this thread so far (a copy)."""
+        with self._lock:
+            return Counter(self._calls.get(threading.get_ident(), Counter()))

@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from sahara_es.api.app import ApiConfig, stop_app
 from sahara_es.api.compose import STORE_QUOTAS, app_for
+from sahara_es.cli import interpreter
 from sahara_es.cli.bus import announced, bus_configured
 from sahara_es.cli.config import (
     CONFIG_DIRS_ENV,
@@ -29,8 +30,6 @@ from sahara_es.cli.context import Context, console
 from sahara_es.cli.settings import api_config
 from sahara_es.commands import tokens
 from sahara_es.commands.errors import CommandError
-
-SWITCH_INTERVAL = 0.001
 
 auth_option = flag("api", "auth_strategy", "--auth", "auth")
 
@@ -73,12 +72,8 @@ def serve(obj: Context, conf: cfg.ConfigOpts, data_dir: Path) -> None:
     config: ApiConfig = api_config(conf, store_url=obj.url, data_dir=data_dir)
     store, bus = announced(conf, obj.store())
     app = app_for(config, store=store, quota=STORE_QUOTAS)
-    if config.reads == "memory":
-        # the feed tail decodes every event the engines write, on a thread: a request's
-        # thread waiting for the interpreter after each of its socket calls takes it back
-        # within a millisecond rather than Python's default 5
-        sys.setswitchinterval(SWITCH_INTERVAL)
     server = make_server(host, port, app, threaded=True)
+    interpreter.settle()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from stevedore import ExtensionManager
 
+from sahara_es.cli import interpreter
 from sahara_es.cli.bus import join_bus, notifications_for
 from sahara_es.cli.config import apply_flags, flag
 from sahara_es.cli.context import (
@@ -124,6 +125,7 @@ def engine(ctx: click.Context, /, **_flags: Any) -> None:
     running = Engine(store, config, services=services, handoff=CLUSTER_REQUESTS).start()
     notifications = notifications_for(conf, store, owner=running.engine_id,
                                       ttl=config.lease_ttl, poll=config.sweep_interval)
+    interpreter.settle()
     console.print(f"engine {running.engine_id} running (concurrency {config.concurrency};"
                   f" bus: {'yes' if bus else 'none'}; notifications:"
                   f" {'yes' if notifications else 'no'})")

@@ -13,15 +13,20 @@ from sahara_es.engine.flow import plan
 from sahara_es.engine.runner import cancel_stream
 from sahara_es.engine.state import FINISHING_EVENTS, WORKFLOW_PREFIX, WorkflowState
 from sahara_es.engine.wakeups import wakeups_of
-from sahara_es.events import Metadata, registry
+from sahara_es.events import Metadata, RecordedEvent, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import ConcurrencyConflict, Store
+from sahara_es.store.serialization import as_recorded
+
+Take = Callable[[str, RecordedEvent], bool]
+"""An engine of this process that may run a workflow just recorded: given its id and its
+``WorkflowStarted`` as recorded, it takes the lease and runs it, or says no."""
 
 
 def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | None = None, *,
                    workflow_id: str | None = None, metadata: Metadata | None = None,
                    homed: bool = True, home_region: str | None = None,
-                   take: Callable[[str], bool] | None = None) -> str:
+                   take: Take | None = None) -> str:
     """Record the workflow and its planned graph; an engine is woken to take it (else the
     first engine to sweep does).
 
@@ -31,9 +36,10 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
     the engines of every region take alike.
 
     ``take``: an engine of this process that may run it at once (the handoff's own, when it
-    has room): ``take(workflow_id)`` takes its lease and runs it (one lease write, where an
-    offer costs two, the ``workflow_ready`` cast and the taking engine's reads and fence), or
-    says no: then it is offered.
+    has room): ``take(workflow_id, started)`` takes its lease and runs it (one lease write,
+    where an offer costs two, the ``workflow_ready`` cast and the taking engine's reads and
+    fence), or says no: then it is offered. ``started`` is the ``WorkflowStarted`` just
+    recorded, so that the taker need not read it back.
 
     ``ConcurrencyConflict`` if ``workflow_id`` was started already. A crash between the
     record and its lease leaves no orphan: the engines' handoff gives a lease to every
@@ -46,9 +52,10 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
                                  flow.rollback_on_cancel,
                                  home_region=(home_region or store.region) if homed else None)
     metadata = metadata or Metadata(correlation_id=workflow_id)
-    store.append(stream, [registry.new_event(started, metadata)], 0)
+    recorded = registry.new_event(started, metadata)
+    store.append(stream, [recorded], 0)
     crash_point(WORKFLOW_RECORDED, workflow_id)
-    if take is not None and take(workflow_id):
+    if take is not None and take(workflow_id, as_recorded(stream, 1, recorded)):
         return workflow_id
     if _offer(store, stream):
         wakeups_of(store).workflow_ready(workflow_id)
@@ -57,7 +64,7 @@ def start_workflow(store: Store, workflow_type: str, params: dict[str, Any] | No
 
 def start_once(store: Store, workflow_type: str, params: dict[str, Any], workflow_id: str, *,
                metadata: Metadata | None = None, home_region: str | None = None,
-               take: Callable[[str], bool] | None = None) -> bool:
+               take: Take | None = None) -> bool:
     """Start the workflow unless it was started already; either way it ends up where engines
     find it (``adopt``). Whether this call started it."""
     try:

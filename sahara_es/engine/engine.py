@@ -39,7 +39,7 @@ from sahara_es.engine.slots import UNLIMITED, Share, Slots, round_robin
 from sahara_es.engine.state import FINISHING_EVENTS, TaskStatus, WorkflowState
 from sahara_es.engine.state import WORKFLOW_PREFIX as WORKFLOW_PREFIX  # importable from here too
 from sahara_es.engine.wakeups import Wakeups, wakeups_of
-from sahara_es.events import Metadata, registry
+from sahara_es.events import Metadata, RecordedEvent, registry
 from sahara_es.events import workflow as ev
 from sahara_es.store import Lease, LeaseHeld, LeaseLost, LeaseState, Store, StoreError
 
@@ -483,13 +483,15 @@ class Engine:
         same = sum(1 for w in owned if self._workflows.get(w) == share)
         return same < self.config.project_workflows
 
-    def _is_workflow(self, workflow_id: str) -> bool:
+    def _is_workflow(self, workflow_id: str, started: RecordedEvent | None = None) -> bool:
         """Whether ``workflow-<id>`` begins with WorkflowStarted: a lease of that name on any
         other stream is someone else's business, never to be taken or fenced. Its project and
-        type are remembered with it (they decide its share)."""
+        type are remembered with it (they decide its share). ``started``: its first event,
+        known already (not read again)."""
         if workflow_id in self._workflows:
             return True
-        first = list(self.store.read(f"{WORKFLOW_PREFIX}{workflow_id}", 1, to_version=1))
+        first = ([started] if started is not None else
+                 list(self.store.read(f"{WORKFLOW_PREFIX}{workflow_id}", 1, to_version=1)))
         if first and first[0].type == ev.WorkflowStarted.event_type:
             self._homes[workflow_id] = first[0].data.get("home_region")
             self._workflows[workflow_id] = Share(
@@ -662,7 +664,7 @@ class Engine:
 
     # -- taking what this engine's handoff starts -------------------------------------------
 
-    def take_started(self, workflow_id: str) -> bool:
+    def take_started(self, workflow_id: str, started: RecordedEvent | None = None) -> bool:
         """Run a workflow this engine's handoff has just recorded, if it may: of its region,
         room for it, and no other live engine said lately it has more free slots (so that the
         handoff's engine does not gather every workflow). Whether it took it (else the handoff
@@ -672,12 +674,18 @@ class Engine:
         fence is written: no earlier epoch exists whose holder could append, and the
         runner's first append fences the stream. A lease at epoch 1 on a stream some former
         lease fenced higher (those leases are deleted only once their workflow finished) finds
-        the workflow finished when it reads it, and is given up."""
+        the workflow finished when it reads it, and is given up.
+
+        ``started``: its ``WorkflowStarted`` as just recorded (by ``client.start_workflow``,
+        at version 1 of a stream that was empty): nothing is read back to begin with it. Only
+        an engine that ran the whole workflow between that append and this lease could have
+        added to it, and then the runner's first append, expected after version 1, fails and
+        the runner stops (a start is recorded before its task runs, or is idempotent)."""
         stream = f"{WORKFLOW_PREFIX}{workflow_id}"
         if self.stopping.is_set() or not self._most_free():
             return False
         with self._looking:
-            if not self._is_workflow(workflow_id):
+            if not self._is_workflow(workflow_id, started):
                 return False
             home = self._homes.get(workflow_id)
             if self.region is not None and home is not None and home != self.region:
@@ -689,7 +697,7 @@ class Engine:
                     return False
                 self._taking.add(workflow_id)
         try:
-            runner = self._take_started(stream)
+            runner = self._take_started(stream, started)
         except StoreError as error:
             log.warning("could not take %s: %s", workflow_id, error)
             runner = None
@@ -704,7 +712,8 @@ class Engine:
         self.stats["took as started"] += 1
         return True
 
-    def _take_started(self, stream: str) -> WorkflowRunner | None:
+    def _take_started(self, stream: str, started: RecordedEvent | None
+                      ) -> WorkflowRunner | None:
         sent = time.monotonic()
         try:
             lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
@@ -715,8 +724,11 @@ class Engine:
         try:
             if lease.epoch != 1:
                 self.store.fence(stream, lease)
-            for event in self.store.read(stream):
-                state.fold(event)
+            if lease.epoch == 1 and started is not None:
+                state.fold(started)
+            else:
+                for event in self.store.read(stream):
+                    state.fold(event)
             if state.status.finished:
                 self.store.delete_lease(lease)
                 return None

@@ -50,7 +50,7 @@ class FeedFollower:
         self.save_after_acting = save_after_acting
         self._lease: Lease | None = None
         self._lease_until = 0.0
-        self._renewed = 0.0
+        self._renewed = float("-inf")  # when the lease was last asked for and answered
         self._position: tuple[int, str | None] | None = None  # (epoch, position)
         self._stop = threading.Event()
         self._nudged = threading.Event()
@@ -116,14 +116,19 @@ class FeedFollower:
 
     def _hold_lease(self) -> bool:
         sent = time.monotonic()
-        if self.active and sent - self._renewed < self.ttl / 4:
-            return True  # renewed a moment ago: no write on every poll
-        self._renewed = sent
+        if sent - self._renewed < self.ttl / 4:
+            # Renewed a moment ago: no write on every poll. Or found another's a moment ago:
+            # a nudge (every engine hears each command's) does not make a follower that
+            # waits ask for the lease again, a write each time, for nothing while its holder
+            # lives; one that stopped released it, one that died lets it expire.
+            return self.active
         try:
             lease = self.store.acquire_lease(self.name, self.owner, self.ttl)
         except (LeaseHeld, LeaseLost):
+            self._renewed = sent
             self._lease_until = 0.0
             return False
+        self._renewed = sent
         if self._lease is None or self._lease.epoch != lease.epoch:
             # A new ownership: fence the checkpoint first, so that a former owner paused
             # before its save cannot move it back afterwards (a position is saved only by

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sahara_es.engine.client import adopt, start_once
+from sahara_es.engine.client import Take, adopt, start_once
 from sahara_es.engine.follower import GENERATION as GENERATION
 from sahara_es.engine.follower import PAGE as PAGE
 from sahara_es.engine.follower import FeedFollower
@@ -107,7 +107,7 @@ class Handoff(FeedFollower):
 
     def __init__(self, store: Store, rules: Rules, *, owner: str, ttl: float = 10.0,
                  poll: float = 0.2, name: str = HANDOFF,
-                 take: Callable[[str], bool] | None = None) -> None:
+                 take: Take | None = None) -> None:
         super().__init__(store, owner=owner, name=name, ttl=ttl, poll=poll)
         self.rules = dict(rules)
         self.take = take
@@ -116,6 +116,10 @@ class Handoff(FeedFollower):
         self.fast = 0
         """Events handled by the fast path, as soon as announced (for tests and benchmarks)."""
         self._handled: OrderedDict[str, int] = OrderedDict()
+        self._started_here: OrderedDict[str, None] = OrderedDict()
+        """Workflows this handoff started and gave a lease (taken or offered): when their
+        ``WorkflowStarted`` comes by in the feed there is nothing to adopt, and nothing to
+        read to find that out."""
         self._handling = threading.Lock()
 
     def start(self) -> Handoff:
@@ -125,7 +129,8 @@ class Handoff(FeedFollower):
     def _home_region(self, event: RecordedEvent) -> str | None:
         """The region of the resource whose request ``event`` is: the ``region`` its creation
         recorded (the API process's that accepted it), else None (this process's)."""
-        first = next(iter(self.store.read(event.stream_id, 1, to_version=1)), None)
+        first = event if event.version == 1 else next(
+            iter(self.store.read(event.stream_id, 1, to_version=1)), None)
         attributes = first.data.get("attributes") if first is not None else None
         region = attributes.get("region") if isinstance(attributes, dict) else None
         return region if isinstance(region, str) else None
@@ -173,10 +178,17 @@ class Handoff(FeedFollower):
         while len(self._handled) > REMEMBERED_STREAMS:
             self._handled.popitem(last=False)
 
+    def _remember_started(self, workflow_id: str) -> None:
+        self._started_here[workflow_id] = None
+        while len(self._started_here) > REMEMBERED_STREAMS:
+            self._started_here.popitem(last=False)
+
     def _start_asked(self, event: RecordedEvent) -> None:
         """Start what ``event`` asks for (idempotently), and adopt a workflow it starts."""
         if event.type == ev.WorkflowStarted.event_type and event.version == 1:
             workflow_id = event.stream_id.split("-", 1)[1]
+            if workflow_id in self._started_here:
+                return
             if adopt(self.store, workflow_id):
                 log.warning("workflow %s was started without a lease: offered now",
                             workflow_id)
@@ -206,6 +218,7 @@ class Handoff(FeedFollower):
                 log.exception("handoff: %s, asked for by %s v%d, cannot start; left alone",
                               request.workflow_id, event.stream_id, event.version)
                 continue
+            self._remember_started(request.workflow_id)
             if first:
                 self.started += 1
                 lag = time.time() - event.metadata.occurred_at.timestamp()

@@ -43,3 +43,12 @@ def decode(
         metadata=Metadata.from_dict(loads(metadata)),
         position=position,
     )
+
+
+def as_recorded(stream_id: str, version: int, event: NewEvent) -> RecordedEvent:
+    """``event`` as a read would return it once appended at ``version``: encoded and decoded
+    as stored (no feed position yet), so that its writer need not read it back."""
+    data, metadata = encode(event)
+    return decode(stream_id=stream_id, version=version, event_id=event.event_id,
+                  event_type=event.type, schema_version=event.schema_version, data=data,
+                  metadata=metadata, position="")

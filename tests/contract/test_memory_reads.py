@@ -5,9 +5,7 @@ arrive from elsewhere; a process that knows it is behind reads the store."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -28,32 +26,7 @@ from sahara_es.projections.memory import MemoryReads
 from sahara_es.projections.resources import Clusters
 from sahara_es.store import Store
 from tests.engines import wait_until
-
-
-class CountingStore:
-    """The real store, with every call it is asked counted by the thread that asked it."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._calls: dict[int, Counter[str]] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._store, name)
-        if not callable(attribute):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self._calls.setdefault(threading.get_ident(), Counter())[name] += 1
-            return attribute(*args, **kwargs)
-
-        return counted
-
-    def calls_here(self) -> Counter[str]:
-        """The calls made by this thread so far (a copy)."""
-        with self._lock:
-            return Counter(self._calls.get(threading.get_ident(), Counter()))
+from tests.factories import CountingStore
 
 
 def unique(prefix: str = "r") -> str:

@@ -5,10 +5,13 @@ rules in stream order whichever path each one takes."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,6 +23,7 @@ from sahara_es.engine import (
     WorkflowStatus,
     wait_for,
 )
+from sahara_es.engine.follower import EAGER_SECONDS
 from sahara_es.engine.handoff import Rules
 from sahara_es.engine.wakeups import attach, detach, wakeups_of
 from sahara_es.events import DomainEvent, Metadata, RecordedEvent, registry
@@ -29,7 +33,12 @@ from sahara_es.rpc.bus import RabbitWakeups, transport_for
 from sahara_es.rpc.settings import BusSettings
 from sahara_es.store import Store, open_store
 from tests.engines import wait_until
-from tests.factories import CASSANDRA_HOST, CASSANDRA_TEST_KEYSPACE, drop_cassandra_keyspace
+from tests.factories import (
+    CASSANDRA_HOST,
+    CASSANDRA_TEST_KEYSPACE,
+    CountingStore,
+    drop_cassandra_keyspace,
+)
 from tests.rabbitmq import UnreliableWakeups, broker_url, messaging_conf
 from tests.workflows import lines  # noqa: F401 - registers the test.* workflow types
 
@@ -168,6 +177,54 @@ def test_only_the_active_handoff_takes_the_fast_path(own_store: Store) -> None:
     assert holder.announced("fastpath-d", 1, 1) == 1
 
 
+def test_a_request_taken_by_the_handoff_s_engine_reads_only_the_request(
+        own_store: Store) -> None:
+    """From the cast to the task's start, the thread that heard it asks the store for the
+    request (one read), the workflow's record and its lease (two writes): the workflow's
+    first event is read back neither by the rule's region lookup nor by the engine taking
+    it. The feed, passing that workflow's ``WorkflowStarted`` later, reads nothing of it
+    (this handoff gave it its lease: there is nothing to adopt)."""
+    counting = CountingStore(own_store)
+    engine = Engine(cast(Store, counting), EngineConfig(
+        engine_id=f"reads-{uuid.uuid4().hex[:6]}", concurrency=2, lease_ttl=5.0)).start()
+    handoff = active_handoff(cast(Store, counting), Recording().rules())
+    handoff.take = engine.take_started
+    try:
+        workflow_id = request(own_store, "fastpath-r", 0)
+        before = counting.calls_here()
+        assert handoff.announced("fastpath-r", 1, 1) == 1
+        asked = counting.calls_here() - before
+        assert asked == Counter({"read": 1, "append": 1, "acquire_lease": 1}), asked
+        assert engine.stats["took as started"] == 1
+        assert wait_for(own_store, workflow_id, timeout=30).status is WorkflowStatus.SUCCEEDED
+
+        stream = f"workflow-{workflow_id}"
+        wait_until(lambda: any(e.stream_id == stream  # relayed, on Cassandra
+                               for e in own_store.read_feed(None, limit=10_000)), timeout=30)
+        before = counting.calls_here()
+        while not handoff.run_once():
+            pass
+        passing = counting.calls_here() - before
+        assert not {"get_lease", "stream_version", "read"} & set(passing), passing
+        assert handoff.started == 1
+    finally:
+        engine.stop(grace=5)
+
+
+def test_a_handoff_waiting_for_the_lease_does_not_ask_for_it_at_every_nudge(
+        own_store: Store) -> None:
+    """Every engine hears every command's cast; the one whose handoff waits for the lease
+    asks for it again at most every quarter TTL, however often it is nudged."""
+    holder = active_handoff(own_store, {})
+    counting = CountingStore(own_store)
+    standby = Handoff(cast(Store, counting), {}, owner="standby", name=holder.name, ttl=8.0)
+    assert not standby._hold_lease()
+    for _ in range(20):
+        standby.nudge()
+        assert not standby._hold_lease()
+    assert counting.calls()["acquire_lease"] == 1
+
+
 REQUESTS = 12
 
 
@@ -200,6 +257,9 @@ def test_engines_on_the_bus_start_each_request_once_whether_its_cast_arrives_or_
 
         wait_until(listening, timeout=30, poll=0.2)
         wait_until(lambda: any(e.handoff.active for e in engines if e.handoff))
+        # The probe's casts nudged the handoffs, which then read the feed every EAGER_POLL
+        # for EAGER_SECONDS: requests made meanwhile would race that reading, not the casts.
+        time.sleep(EAGER_SECONDS + 0.2)
         ids = [request(api_store, f"fastpath-e{i}", 0) for i in range(REQUESTS - 1)]
         ids.append(request(api_store, "fastpath-e0", 1))  # the first stream's second
         states = [wait_for(own_store, w, timeout=120) for w in ids]
