@@ -8,11 +8,11 @@ the way of such a thread answering at once:
 - a thread woken while another computes (the API's feed tail decoding, an engine folding a
   history) waits up to the switch interval for the interpreter, at every hop: Python's 5 ms
   becomes ``SWITCH_INTERVAL``;
-- a full collection stops every thread while it walks every object it tracks; what start-up
-  made (the driver's and oslo's modules and metadata, read models loaded from the store)
-  lives as long as the process, so it is frozen out of the collector's walks
-  (``gc.freeze``): measured in the wake-ups benchmark's process, full collections took
-  80-112 ms before, 30-65 ms after.
+- a full collection stops every thread while it walks every object the collector tracks
+  (about 120,000 once the wake-ups benchmark's process had started its engines; the full
+  collections during its start-up took 30-110 ms each); what start-up made (the driver's and
+  oslo's modules and metadata, read models loaded from the store) lives as long as the
+  process, so it is frozen out of later walks (``gc.freeze``).
 """
 
 from __future__ import annotations
