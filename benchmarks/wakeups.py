@@ -68,7 +68,13 @@ from sahara_es.rpc.settings import BusSettings
 from sahara_es.store import Store, open_store
 from tests.engines import engine_alive, wait_until
 from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
-from tests.rabbitmq import broker_url, bus_config, engine_process, messaging_conf
+from tests.rabbitmq import (
+    ENGINE_RUNNING,
+    broker_url,
+    bus_config,
+    engine_process,
+    messaging_conf,
+)
 
 KEYSPACE = "sahara_es_bench_wakeups"  # dropped at each start: nothing left from before
 CASSANDRA_URL = f"cassandra://{CASSANDRA_HOST}:9042/{KEYSPACE}"
@@ -249,11 +255,13 @@ def scaling_figures(backend: str, url: str, folder: Path, *, tasks: int, seconds
             with contextlib.ExitStack() as stack:
                 stack.callback(bus.close)
                 stack.callback(detach, store)
-                for name in names:
-                    stack.enter_context(engine_process(
-                        name, config, url, transport, folder, "--concurrency",
-                        str(concurrency), "--project-share", "1.0", "--nice", "0"))
+                processes = [stack.enter_context(engine_process(
+                    name, config, url, transport, folder, "--concurrency", str(concurrency),
+                    "--project-share", "1.0", "--nice", "0")) for name in names]
                 wait_until(lambda ns=names: all(engine_alive(store, n) for n in ns),  # type: ignore[misc]
+                           timeout=120)
+                # and listening: a cast made before an engine's queues exist reaches nobody
+                wait_until(lambda ps=processes: all(p.said(ENGINE_RUNNING) for p in ps),  # type: ignore[misc]
                            timeout=120)
                 runs: list[float] = []
                 for _ in range(repeats):  # the same engines, new workflows each time

@@ -119,6 +119,10 @@ class ServiceProcess:
             env={**os.environ, "PYTHONPATH": str(ROOT),
                  "SAHARA_ES_TRANSPORT_URL": transport_url})
 
+    def said(self, text: str) -> bool:
+        """Whether its output so far holds ``text``."""
+        return text in self.log.read_text(errors="replace")
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
@@ -138,6 +142,10 @@ class ServiceProcess:
         if self.process.poll() is None:
             self.kill()
         self._log_file.close()
+
+
+ENGINE_RUNNING = "running (concurrency"
+"""What ``sahara-es engine`` prints once it works and listens on the bus."""
 
 
 def engine_process(name: str, config: Path, store_url: str, transport_url: str,

@@ -87,6 +87,10 @@ class EngineEndpoint:
             self.listener.on_capacity(engine_id, free)
 
 
+SUBSCRIBE_WAIT = 5.0
+"""Seconds ``subscribe`` waits for its server's queues before it returns anyway."""
+
+
 @dataclass(frozen=True)
 class _Cast:
     method: str
@@ -119,15 +123,20 @@ class RabbitWakeups:
     # -- listening ------------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> None:
-        """Listen for ``listener``; on a thread, since the server waits for the broker."""
+        """Listen for ``listener``: once this returns, its queues take casts (a cast made
+        before a queue exists reaches nobody, and is found only by the sweep). The server
+        starts on a thread, since it waits for a broker that is away; that wait is given
+        ``SUBSCRIBE_WAIT`` seconds here, and the rest happens in the background."""
         target = oslo_messaging.Target(topic=self.settings.topic, server=listener.engine_id)
         server = oslo_messaging.get_rpc_server(
             self.transport, target, [EngineEndpoint(listener)],
             access_policy=oslo_messaging.DefaultRPCAccessPolicy)
         with self._servers_lock:
             self._servers[listener.engine_id] = server
-        threading.Thread(target=server.start, name=f"bus {listener.engine_id}",
-                         daemon=True).start()
+        starting = threading.Thread(target=server.start, name=f"bus {listener.engine_id}",
+                                    daemon=True)
+        starting.start()
+        starting.join(SUBSCRIBE_WAIT)
 
     def unsubscribe(self, listener: Listener) -> None:
         with self._servers_lock:
