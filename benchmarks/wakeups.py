@@ -41,7 +41,6 @@ import gc
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -67,7 +66,7 @@ from sahara_es.rpc.bus import RabbitWakeups, transport_for
 from sahara_es.rpc.settings import BusSettings
 from sahara_es.store import Store, open_store
 from tests.engines import engine_alive, wait_until
-from tests.factories import CASSANDRA_HOST, drop_cassandra_keyspace
+from tests.factories import CASSANDRA_HOST, CountingStore, drop_cassandra_keyspace
 from tests.rabbitmq import (
     ENGINE_RUNNING,
     broker_url,
@@ -118,27 +117,6 @@ class Silent:
     def requests_recorded(self, stream_id: str | None = None, from_version: int = 0,
                           to_version: int = 0) -> None: ...
     def capacity(self, engine_id: str, free: int) -> None: ...
-
-
-class CountingStore:
-    """A store object of its own that counts every request made through it, by method."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.requests: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._store, name)
-        if not callable(found):
-            return found
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.requests[name] += 1
-            return found(*args, **kwargs)
-
-        return counted
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -317,16 +295,15 @@ def requests_per_task(url: str, *, on_bus: bool, tasks: int, seconds: float,
         project_share=1.0)).start() for i, store in enumerate(counting)]
     try:
         time.sleep(1.0)
-        for store in counting:
-            store.requests.clear()
+        before = [store.calls() for store in counting]
         ids = [start_workflow(real, "test.sleeps", {"tasks": tasks // workflows,
                                                     "seconds": seconds})
                for _ in range(workflows)]
         states = [wait_for(real, w, timeout=600, poll=0.05) for w in ids]
         assert all(s.status is WorkflowStatus.SUCCEEDED for s in states)
         totals: Counter[str] = Counter()
-        for store in counting:
-            totals.update(store.requests)
+        for store, counted in zip(counting, before, strict=True):
+            totals.update(store.calls() - counted)
     finally:
         for engine in engines:
             engine.stop(grace=5)
