@@ -278,6 +278,12 @@ def test_a_stopping_engine_gives_the_jobs_it_follows_back_and_another_follows_th
     job_id = world.run(world.cluster(), script="run")
     world.ends(job_id, "RUNNING")
     first = world.engine.engine_id
+    # The launch task records RUNNING; the follow task starts after it, on the same engine:
+    # stop that engine only once it follows the job.
+    wait_until(lambda: any(
+        e.type == "TaskStarted" and e.data.get("task_id") == "follow"
+        and e.data.get("engine") == first
+        for e in world.store.read(f"workflow-{workflow_id(job_id)}")), timeout=30)
     world.engine.stop(grace=60)  # its follow task gives the work back, failing nothing
     heir = world.another_engine()
     try:
