@@ -664,7 +664,7 @@ class Engine:
 
     # -- taking what this engine's handoff starts -------------------------------------------
 
-    def take_started(self, workflow_id: str, started: RecordedEvent | None = None) -> bool:
+    def take_started(self, workflow_id: str, started: RecordedEvent) -> bool:
         """Run a workflow this engine's handoff has just recorded, if it may: of its region,
         room for it, and no other live engine said lately it has more free slots (so that the
         handoff's engine does not gather every workflow). Whether it took it (else the handoff
@@ -672,15 +672,14 @@ class Engine:
 
         Its lease is taken by one write. When that lease is the stream's first (epoch 1), no
         fence is written: no earlier epoch exists whose holder could append, and the
-        runner's first append fences the stream. A lease at epoch 1 on a stream some former
-        lease fenced higher (those leases are deleted only once their workflow finished) finds
-        the workflow finished when it reads it, and is given up.
-
-        ``started``: its ``WorkflowStarted`` as just recorded (by ``client.start_workflow``,
-        at version 1 of a stream that was empty): nothing is read back to begin with it. Only
-        an engine that ran the whole workflow between that append and this lease could have
-        added to it, and then the runner's first append, expected after version 1, fails and
-        the runner stops (a start is recorded before its task runs, or is idempotent)."""
+        runner's first append fences the stream. Nor is anything read: the runner begins with
+        ``started``, the ``WorkflowStarted`` just recorded (by ``client.start_workflow``, at
+        version 1 of a stream that was empty). Only an engine that ran the whole workflow
+        between that append and this lease (and deleted its lease, so that this one is at
+        epoch 1 again) could have added to the stream; then the runner's first append,
+        expected after version 1, fails and the runner stops (a start is recorded before its
+        task runs, or the task is idempotent). A lease at any other epoch is fenced and the
+        stream read, as on every takeover."""
         stream = f"{WORKFLOW_PREFIX}{workflow_id}"
         if self.stopping.is_set() or not self._most_free():
             return False
@@ -712,8 +711,7 @@ class Engine:
         self.stats["took as started"] += 1
         return True
 
-    def _take_started(self, stream: str, started: RecordedEvent | None
-                      ) -> WorkflowRunner | None:
+    def _take_started(self, stream: str, started: RecordedEvent) -> WorkflowRunner | None:
         sent = time.monotonic()
         try:
             lease = self.store.acquire_lease(stream, self.engine_id, self.config.lease_ttl)
@@ -724,7 +722,7 @@ class Engine:
         try:
             if lease.epoch != 1:
                 self.store.fence(stream, lease)
-            if lease.epoch == 1 and started is not None:
+            if lease.epoch == 1:
                 state.fold(started)
             else:
                 for event in self.store.read(stream):
