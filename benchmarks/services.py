@@ -12,13 +12,16 @@ file; the keyspace ``sahara_es_bench_services`` dropped and made again):
    memory, doc/api-processes.rst) behind HAProxy run with the configuration
    ``sahara-es haproxy-config`` generates, a ``sahara-es projector`` process beside them;
    ~``seed`` data sources are made through HAProxy.
-2. Idle: ``GET /v2/data-sources/<id>`` and ``GET /v2/data-sources?limit=50`` in turn, offered
-   at ``--rate`` requests per second by ``--clients`` threads, each on its own keep-alive
-   connection, for ``--duration`` seconds; latency counted from when each request was due
-   (no coordinated omission), to the answer read.
-3. Saturated: two ``sahara-es engine`` processes run many ``test.noops`` workflows (tasks
-   whose start is durable: the engines' heaviest write load), and the same GETs are offered
-   at the same rate. The engines must still be writing at the end of the window.
+2. Two ``sahara-es engine`` processes start many ``test.noops`` workflows (tasks whose
+   start is durable: the engines' heaviest write load).
+3. ``GET /v2/data-sources/<id>`` and ``GET /v2/data-sources?limit=50`` in turn are offered at
+   ``--rate`` requests per second by ``--clients`` threads, each on its own keep-alive
+   connection; latency counted from when each request was due (no coordinated omission), to
+   the answer read. Meanwhile idle and saturated windows of ``--window`` seconds alternate
+   (``Alternation``): in an idle one the engines and the projector are stopped
+   (``SIGSTOP``), in a saturated one they run; about ``--duration`` seconds are measured of
+   each phase, so both see the same machine whatever else the host runs meanwhile. The
+   engines must still be writing at the end.
 
 ``pinned``: the API processes, HAProxy and this process's client threads on CPU 0
 (``taskset``, ``sched_setaffinity``); the engines, the projector and (SQLite) the store they
@@ -51,6 +54,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -63,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.table import Table
 
 from benchmarks import common
-from benchmarks.api import Measured, drive, get_mixed, percentile_ms, seed
+from benchmarks.api import Measured, Operation, drive, get_mixed, percentile_ms, seed
 from benchmarks.common import output, print_notes, scenario_parser, wide_console
 from sahara_es.engine import start_workflow
 from sahara_es.engine.engine import WORKFLOW_PREFIX
@@ -80,6 +84,8 @@ ENGINES = 2
 ENGINE_CONCURRENCY = 8
 API_CPU, ENGINE_CPU = "0", "1"
 PLACEMENTS = ("pinned", "unpinned")
+SETTLE = 0.3
+"""Seconds at the start of each idle or saturated window that count for neither phase."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +93,7 @@ class Settings:
     quick: bool
     rate: float
     duration: float
+    window: float
     processes: int
     clients: int
     seed: int
@@ -99,7 +106,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     quick = args.quick
     return Settings(quick=quick, rate=args.rate, processes=args.processes,
                     clients=args.clients,
-                    duration=args.duration or (5.0 if quick else 20.0),
+                    duration=args.duration or (5.0 if quick else 30.0),
+                    window=args.window,
                     seed=30 if quick else 200,
                     workflows=24 if quick else 64,
                     tasks_per_workflow=400 if quick else 1000, pin_store=args.pin_store)
@@ -175,27 +183,35 @@ def store_on(backend: str, cpus: str) -> Iterator[str]:
 
 
 class CpuUse:
-    """CPU used while measuring: by ``pids`` (the API processes and HAProxy: their threads
-    included) and on CPU 0 by anything at all (``/proc/stat``), each in CPUs (1.0: one CPU
-    busy throughout). CPU 0 far busier than the API side is load from elsewhere competing
-    with it."""
+    """CPU used over the windows counted: by ``pids`` (the API processes and HAProxy: their
+    threads included) and on CPU 0 by anything at all (``/proc/stat``), each in CPUs (1.0:
+    one CPU busy throughout). CPU 0 far busier than the API side is load from elsewhere
+    competing with it."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
-        self.processes = 0.0
-        self.cpu0 = 0.0
+        self._wall = self._ticks_used = 0.0
+        self._cpu0_busy = self._cpu0_total = 0
 
-    def __enter__(self) -> CpuUse:
-        self._start = (time.monotonic(), self._ticks(), self._cpu0())
-        return self
+    @property
+    def processes(self) -> float:
+        return self._ticks_used / os.sysconf("SC_CLK_TCK") / max(self._wall, 1e-9)
 
-    def __exit__(self, *_: object) -> None:
-        began, ticks, (busy, total) = self._start
-        wall = time.monotonic() - began
-        hertz = os.sysconf("SC_CLK_TCK")
-        self.processes = (self._ticks() - ticks) / hertz / wall
-        busy_now, total_now = self._cpu0()
-        self.cpu0 = (busy_now - busy) / max(1, total_now - total)
+    @property
+    def cpu0(self) -> float:
+        return self._cpu0_busy / max(1, self._cpu0_total)
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        began, ticks, (busy, total) = time.monotonic(), self._ticks(), self._cpu0()
+        try:
+            yield
+        finally:
+            self._wall += time.monotonic() - began
+            self._ticks_used += self._ticks() - ticks
+            busy_now, total_now = self._cpu0()
+            self._cpu0_busy += busy_now - busy
+            self._cpu0_total += total_now - total
 
     def _ticks(self) -> int:
         used = 0
@@ -213,6 +229,74 @@ class CpuUse:
                 idle = values[3] + values[4]  # idle, iowait
                 return sum(values) - idle, sum(values)
         return 0, 1
+
+
+PHASES = ("idle", "saturated")
+SETTLING = "settling"
+
+
+class Alternation:
+    """Idle and saturated windows in turn over one run of the clients, so that both phases
+    see the same machine: the host's own load comes and goes over minutes (the idle GET p99
+    of two back-to-back idle phases was 5.7 and 17.5 ms), and phases run one after the other
+    measured that more than the engines.
+
+    An idle window stops the engine side (the engines and the projector: ``SIGSTOP``), a
+    saturated one lets it go on (``SIGCONT``); the first ``settle`` seconds of each window,
+    while the API processes' tails apply what the engines wrote up to the switch, count for
+    neither phase. A request counts for the phase of the window it is sent in."""
+
+    def __init__(self, engine_side: list[int], api_side: list[int], *, window: float,
+                 settle: float) -> None:
+        self.engine_side = engine_side
+        self.window = window
+        self.settle = settle
+        self.phase = SETTLING
+        self.cpu = {phase: CpuUse(api_side) for phase in PHASES}
+        self.measured_seconds = dict.fromkeys(PHASES, 0.0)
+
+    def labelled(self, op: Operation) -> Operation:
+        def labelled_op(connection: Any, n: int, i: int) -> tuple[str, bool]:
+            phase = self.phase
+            label, ok = op(connection, n, i)
+            return f"{phase}:{label}", ok
+
+        return labelled_op
+
+    def run(self, windows: int) -> None:
+        """``windows`` windows, idle first; the engine side left running after the last."""
+        try:
+            for w in range(windows):
+                phase = PHASES[w % 2]
+                self.phase = SETTLING
+                self._signal(signal.SIGSTOP if phase == "idle" else signal.SIGCONT)
+                time.sleep(self.settle)
+                with self.cpu[phase].counting():
+                    self.phase = phase
+                    began = time.perf_counter()
+                    time.sleep(self.window - self.settle)
+                    self.phase = SETTLING
+                self.measured_seconds[phase] += time.perf_counter() - began
+        finally:
+            self._signal(signal.SIGCONT)
+
+    def _signal(self, sent: signal.Signals) -> None:
+        for pid in self.engine_side:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sent)
+
+    def split(self, measured: Measured) -> dict[str, Measured]:
+        """The run's requests by phase, those sent while settling left out."""
+        phases = {phase: Measured(elapsed=self.measured_seconds[phase]) for phase in PHASES}
+        for key, values in measured.latencies.items():
+            phase, label = key.split(":", 1)
+            if phase in phases:
+                phases[phase].latencies[label] = values
+        for key, count in measured.errors.items():
+            phase, label = key.split(":", 1)
+            if phase in phases:
+                phases[phase].errors[label] = count
+        return phases
 
 
 def engine_events(store: Store, workflows: list[str]) -> int:
@@ -243,7 +327,7 @@ def measure_placed(backend: str, placement: str, folder: Path,
     path = folder / f"services-{placement}-{uuid.uuid4().hex[:6]}.db"
     with common.fresh_store(backend, KEYSPACE, CASSANDRA_URL, path) as (url, store), \
             contextlib.ExitStack() as stack:
-        stack.enter_context(running(Background(
+        projector = stack.enter_context(running(Background(
             url, ["projector", "--nice", "0"], folder / f"projector-{placement}.log",
             engine_cpus)))
         # On Cassandra the API processes only read the feed: relaying committed events into
@@ -260,34 +344,41 @@ def measure_placed(backend: str, placement: str, folder: Path,
         ids = seed(balancer.port, project, settings.seed, settings.clients)
         mixed = get_mixed(ids)
         api_side = [p.process.pid for p in processes] + [balancer.process.pid]
-        with client_on(api_cpus), CpuUse(api_side) as idle_cpu:
-            idle = drive(balancer.port, project, mixed, settings.duration, settings.clients,
-                         settings.rate)
         names = [f"bench-services-{i}-{uuid.uuid4().hex[:4]}" for i in range(ENGINES)]
-        for name in names:
-            stack.enter_context(running(Background(
-                url, ["engine", "--id", name, "--concurrency", str(ENGINE_CONCURRENCY),
-                      "--sweep-interval", "0.1", "--lease-ttl", "5", "--grace", "10",
-                      "--load", "tests.workflows"], folder / f"{name}.log", engine_cpus)))
+        engines = [stack.enter_context(running(Background(
+            url, ["engine", "--id", name, "--concurrency", str(ENGINE_CONCURRENCY),
+                  "--sweep-interval", "0.1", "--lease-ttl", "5", "--grace", "10",
+                  "--load", "tests.workflows"], folder / f"{name}.log", engine_cpus)))
+            for name in names]
         wait_until(lambda: all(engine_alive(store, n) for n in names), timeout=60)
         workflows = [start_workflow(store, "test.noops", {
             "tasks": settings.tasks_per_workflow, "shape": "parallel", "idempotent": False})
             for _ in range(settings.workflows)]
         time.sleep(1.0)  # the engines take the workflows and reach their concurrency
-        before, started = engine_events(store, workflows), time.perf_counter()
-        with client_on(api_cpus), CpuUse(api_side) as busy_cpu:
-            busy = drive(balancer.port, project, mixed, settings.duration, settings.clients,
-                         settings.rate)
-        window = time.perf_counter() - started
+        alternation = Alternation([projector.process.pid] + [e.process.pid for e in engines],
+                                  api_side, window=settings.window, settle=SETTLE)
+        windows = 2 * max(1, round(settings.duration / (settings.window - SETTLE)))
+        before = engine_events(store, workflows)
+        with client_on(api_cpus):
+            toggling = threading.Thread(target=alternation.run, args=(windows,),
+                                        name="alternation")
+            toggling.start()
+            try:
+                run = drive(balancer.port, project, alternation.labelled(mixed),
+                            windows * settings.window, settings.clients, settings.rate)
+            finally:
+                toggling.join()
         after = engine_events(store, workflows)
         time.sleep(0.5)
         figures[f"{prefix}.saturated.engines_busy_throughout"] = \
             engine_events(store, workflows) > after
-        figures[f"{prefix}.saturated.engine_events_per_s"] = (after - before) / window
-    for phase, measured, cpu in (("idle", idle, idle_cpu), ("saturated", busy, busy_cpu)):
+        figures[f"{prefix}.saturated.engine_events_per_s"] = \
+            (after - before) / (windows // 2 * settings.window)
+    for phase, measured in alternation.split(run).items():
         figures.update(phase_figures(f"{prefix}.{phase}", measured))
-        figures[f"{prefix}.{phase}.api_side_cpu"] = cpu.processes
-        figures[f"{prefix}.{phase}.cpu0_busy"] = cpu.cpu0
+        figures[f"{prefix}.{phase}.api_side_cpu"] = alternation.cpu[phase].processes
+        figures[f"{prefix}.{phase}.cpu0_busy"] = alternation.cpu[phase].cpu0
+    figures[f"{prefix}.windows_per_phase"] = windows // 2
     figures[f"{prefix}.get_p99_ratio"] = (figures[f"{prefix}.saturated.get_p99_ms"]
                                           / figures[f"{prefix}.idle.get_p99_ms"])
     figures[f"{prefix}.show_p99_ratio"] = (figures[f"{prefix}.saturated.show_p99_ms"]
@@ -336,8 +427,9 @@ def show_tables(figures: dict[str, Any], backends: list[str], settings: Settings
     console = wide_console()
     table = Table(title=f"GET (show and list in turn) through HAProxy to {settings.processes}"
                         f" API processes, {settings.rate:g} req/s offered by"
-                        f" {settings.clients} clients for {settings.duration:g} s: idle, then"
-                        f" {ENGINES} engines saturated")
+                        f" {settings.clients} clients; {settings.window:g} s windows,"
+                        f" idle ({ENGINES} engines stopped) and saturated in turn, about"
+                        f" {settings.duration:g} s measured of each")
     for column in ("store", "placement", "phase", "req/s", "p50 ms", "p99 ms", "show p99",
                    "list p99", "p99/idle", "errors", "engine events/s", "API side CPU",
                    "CPU 0 busy"):
@@ -377,7 +469,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=40.0,
                         help="GETs offered per second, idle and saturated alike (default 40)")
     parser.add_argument("--duration", type=float, default=0.0,
-                        help="seconds of each phase (default 20, 5 with --quick)")
+                        help="seconds measured of each phase (default 30, 5 with --quick)")
+    parser.add_argument("--window", type=float, default=2.0,
+                        help="seconds of each idle or saturated window (default 2)")
     parser.add_argument("--processes", type=int, default=2, help="API processes (default 2)")
     parser.add_argument("--clients", type=int, default=4, help="client threads (default 4)")
     parser.add_argument("--pin-store", action="store_true",
@@ -395,6 +489,8 @@ def main() -> None:
     backends = ["sqlite"] if args.sqlite_only else ["sqlite", "cassandra"]
     figures: dict[str, Any] = {"quick": settings.quick, "rate_rps": settings.rate,
                                "duration_seconds": settings.duration,
+                               "window_seconds": settings.window,
+                               "settle_seconds": SETTLE,
                                "api_processes": settings.processes,
                                "clients": settings.clients, "engines": ENGINES,
                                "cpus": os.cpu_count(), "get_p99_ratio_goal": GOAL}
