@@ -190,12 +190,13 @@ class CpuUse:
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
-        self._wall = self._ticks_used = 0.0
+        self.seconds = self._ticks_used = 0.0
+        """How long was counted."""
         self._cpu0_busy = self._cpu0_total = 0
 
     @property
     def processes(self) -> float:
-        return self._ticks_used / os.sysconf("SC_CLK_TCK") / max(self._wall, 1e-9)
+        return self._ticks_used / os.sysconf("SC_CLK_TCK") / max(self.seconds, 1e-9)
 
     @property
     def cpu0(self) -> float:
@@ -207,7 +208,7 @@ class CpuUse:
         try:
             yield
         finally:
-            self._wall += time.monotonic() - began
+            self.seconds += time.monotonic() - began
             self._ticks_used += self._ticks() - ticks
             busy_now, total_now = self._cpu0()
             self._cpu0_busy += busy_now - busy
@@ -253,7 +254,7 @@ class Alternation:
         self.settle = settle
         self.phase = SETTLING
         self.cpu = {phase: CpuUse(api_side) for phase in PHASES}
-        self.measured_seconds = dict.fromkeys(PHASES, 0.0)
+        """The API side's CPU in each phase's measured time (``seconds``: how long)."""
 
     def labelled(self, op: Operation) -> Operation:
         def labelled_op(connection: Any, n: int, i: int) -> tuple[str, bool]:
@@ -273,10 +274,8 @@ class Alternation:
                 time.sleep(self.settle)
                 with self.cpu[phase].counting():
                     self.phase = phase
-                    began = time.perf_counter()
                     time.sleep(self.window - self.settle)
                     self.phase = SETTLING
-                self.measured_seconds[phase] += time.perf_counter() - began
         finally:
             self._signal(signal.SIGCONT)
 
@@ -287,7 +286,7 @@ class Alternation:
 
     def split(self, measured: Measured) -> dict[str, Measured]:
         """The run's requests by phase, those sent while settling left out."""
-        phases = {phase: Measured(elapsed=self.measured_seconds[phase]) for phase in PHASES}
+        phases = {phase: Measured(elapsed=self.cpu[phase].seconds) for phase in PHASES}
         for key, values in measured.latencies.items():
             phase, label = key.split(":", 1)
             if phase in phases:
