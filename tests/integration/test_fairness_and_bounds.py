@@ -127,7 +127,8 @@ def wait_gone(service: Service, project: str, cluster_ids: list[str],
 
 
 def names(cluster: dict[str, Any]) -> list[str]:
-    return [i["instance_name"] for g in cluster["node_groups"] for i in g["instances"]]
+    return [i["instance_name"] for g in cluster.get("node_groups", [])
+            for i in g.get("instances", [])]
 
 
 def sleepers(service: Service, name: str) -> list[int]:
@@ -362,9 +363,15 @@ def test_a_cancel_stops_a_hung_step_that_another_engine_claimed(store: Store) ->
                 return False
 
             wait_until(claimed_step_runs, 60, "engine two running a claimed configure step")
-            shown = [show(service, project, c) or {} for c in hung]
-            wait_until(lambda: all(any(sleepers(service, n) for n in names(c)) for c in shown),
-                       60, "both remote sleeps")
+            # The other create may still be making its instance when engine two's step runs,
+            # so the clusters are shown afresh until both steps' sleeps are found.
+            shown: list[dict[str, Any]] = []
+
+            def both_steps_sleep() -> bool:
+                shown[:] = [show(service, project, c) or {} for c in hung]
+                return all(any(sleepers(service, n) for n in names(c)) for c in shown)
+
+            wait_until(both_steps_sleep, 120, "both remote sleeps")
             for cluster_id in hung:
                 assert service.client.delete(f"/v2/clusters/{cluster_id}",
                                              headers={"X-Project-Id": project}
