@@ -1,7 +1,7 @@
 """A region's address pool is region-local (doc/regions.rst): the local provider of a region
 reserves each node's loopback address as a region-local claim of one unit
 (``address_claim_key``, LOCAL_SERIAL), on the real three-datacenter Cassandra
-(``tools/cassandra-regions``), each test in a keyspace of its own.
+(``tools/cassandra-regions``), each test in the session's keyspace emptied for it.
 
 - Providers of one region racing for a small pool never give one address twice; what does
   not fit is ``CapacityExhausted``; a deleted instance's address is free again.
@@ -26,18 +26,8 @@ from sahara_es.infra import InstanceSpec, LocalProvider
 from sahara_es.infra.base import CapacityExhausted
 from sahara_es.infra.local import address_claim_key
 from sahara_es.store import ForeignRegion, Store
-from tests import regions
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def keyspace(three_regions: None) -> Iterator[str]:
-    """One keyspace for this module's tests (making one costs some 40 s here): each test's
-    claims are its own addresses' (``address_range``)."""
-    name = regions.new_keyspace_name()
-    yield name
-    regions.drop_keyspace(name)
 
 
 @pytest.fixture

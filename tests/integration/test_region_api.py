@@ -1,7 +1,8 @@
 """What the API shows of regions (doc/regions.rst, "What the API shows"), end to end: real
 ``sahara-es api`` processes in dc1 and in dc2, each connected with its own datacenter as the
 local one and reading locally, and real ``sahara-es engine`` processes, on the real
-three-datacenter Cassandra (``tools/cassandra-regions``), in a keyspace of the test's own.
+three-datacenter Cassandra (``tools/cassandra-regions``), in the session's keyspace emptied
+for the test.
 
 - A cluster made through dc1's API is dc1's (``region``) on both API processes; while its
   workflow runs, both show its owner (``workflow_owner``: the workflow, the engine, the

@@ -1,6 +1,6 @@
 """Engines of three regions on one replicated keyspace (doc/regions.rst), as real ``sahara-es
 engine`` processes against the real three-datacenter Cassandra (``tools/cassandra-regions``),
-each test in a keyspace of its own.
+each test in the session's keyspace emptied for it.
 
 - A workflow's home region is the region of the process that started it; its region's engines
   run it. An engine of another region takes it over only when no engine of its home region is

@@ -1,6 +1,6 @@
 """Three regions on one replicated keyspace (doc/regions.rst), against a real three-datacenter
 Cassandra (``tools/cassandra-regions``: one node per datacenter, started once per session),
-each test in a keyspace of its own, with no delay added between the datacenters.
+each test in the session's keyspace emptied for it, with no delay added between the datacenters.
 
 - Ownership is linearizable across regions: engines of three regions racing for the same
   workflows (leases, fences and leased appends at SERIAL) never make two owners of one epoch,
