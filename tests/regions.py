@@ -4,7 +4,7 @@ killing and restarting one region's node.
 
 One cluster serves a whole test session (started here unless it already runs), and one
 keyspace replicated to all three datacenters, made once and emptied for each test
-(``empty_keyspace``): making one costs some 40 s here, emptying it under a second.
+(``empty_keyspace``): making one takes some 40 s here, emptying it a second or two.
 """
 
 from __future__ import annotations
